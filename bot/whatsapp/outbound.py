@@ -219,7 +219,11 @@ class ListMessage(_Value):
         for section in self.sections:
             rendered: dict[str, Any] = {
                 "rows": [
-                    {"id": r.id, "title": r.title, **({"description": r.description} if r.description else {})}
+                    {
+                        "id": r.id,
+                        "title": r.title,
+                        **({"description": r.description} if r.description else {}),
+                    }
                     for r in section.rows
                 ]
             }

@@ -1,0 +1,80 @@
+"""The read-only HTTP API for staff and the shop's systems: health and a conversation's message log."""
+
+from __future__ import annotations
+
+import hmac
+from datetime import datetime
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict
+
+from bot.db import ping
+from bot.db.models import Message
+
+ADMIN_TOKEN = web.AppKey("admin_token", str)
+
+
+class MessageOut(BaseModel):
+    """One message-log row as the API shows it."""
+
+    model_config = ConfigDict(from_attributes=True, frozen=True)
+
+    id: int
+    message_direction: str
+    message_type: str
+    message_content: str | None
+    file_url: str | None
+    file_name: str | None
+    whatsapp_message_id: str | None
+    delivery_status: str
+    error_code: int | None
+    error_title: str | None
+    order_id: int | None
+    technician_id: int | None
+    attempts: int
+    sent_at: datetime | None
+    delivered_at: datetime | None
+    read_at: datetime | None
+    failed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ConversationLog(BaseModel):
+    customer_phone: str
+    messages: list[MessageOut]
+
+
+def bearer_ok(request: web.Request, expected: str) -> bool:
+    """Constant-time check of `Authorization: Bearer <token>`; an empty expected token admits nobody."""
+    header = request.headers.get("Authorization", "")
+    if not expected or not header.startswith("Bearer "):
+        return False
+    return hmac.compare_digest(header.removeprefix("Bearer ").encode(), expected.encode())
+
+
+def normalize_phone(raw: str) -> str:
+    """WhatsApp ids are digits without '+'; accept '+1 555-000' style input from people."""
+    return "".join(ch for ch in raw if ch.isdigit())
+
+
+async def conversation_messages(request: web.Request) -> web.Response:
+    if not bearer_ok(request, request.app[ADMIN_TOKEN]):
+        return web.json_response({"error": "missing or wrong bearer token"}, status=401)
+    phone = normalize_phone(request.match_info["phone"])
+    if not phone:
+        return web.json_response({"error": "phone must contain digits"}, status=400)
+    rows = await Message.filter(customer_phone=phone).order_by("id")
+    body = ConversationLog(customer_phone=phone, messages=[MessageOut.model_validate(row) for row in rows])
+    return web.Response(text=body.model_dump_json(), content_type="application/json")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    if await ping():
+        return web.json_response({"status": "ok"})
+    return web.json_response({"status": "database unavailable"}, status=503)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/conversations/{phone}/messages", conversation_messages)
+    app.router.add_get("/healthz", healthz)

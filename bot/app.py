@@ -1,0 +1,144 @@
+"""The application factory: the one place that knows every part and wires them together.
+
+`create_app(settings)` is used by `bot serve` and by the tests alike; nothing runs at import. Resources
+open and close in `cleanup_ctx` (database, HTTP session, workers), in that order and in reverse.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from bot import api, webhook
+from bot.db import close_db, init_db, is_sqlite
+from bot.db.claims import claims_for
+from bot.engine import Engine, load_flows
+from bot.inbox import InboxConfig, InboxWorker
+from bot.intake import IntakeWriter
+from bot.outbox import OutboxConfig, OutboxWorker
+from bot.settings import SANDBOX_APP_SECRET, Settings
+from bot.whatsapp.client import HttpTransport, Transport, WhatsAppClient
+from bot.whatsapp.pacing import Pacer
+from bot.whatsapp.sandbox import SandboxTransport
+
+log = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+ENGINE = web.AppKey("engine", Engine)
+HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
+CLIENT = web.AppKey("whatsapp_client", WhatsAppClient)
+INBOX = web.AppKey("inbox", InboxWorker)
+OUTBOX = web.AppKey("outbox", OutboxWorker)
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the server. Flows are loaded here, so a bad flow stops start-up with its problems."""
+    app = web.Application(client_max_size=settings.server.max_body_bytes)
+    app[SETTINGS] = settings
+    app[ENGINE] = Engine(
+        load_flows(settings.flows_dir),
+        default_flow=settings.flows.default_flow,
+        default_language=settings.shop.default_language,
+    )
+    app[webhook.WEBHOOK_CONFIG] = webhook.WebhookConfig(
+        app_secret=settings.app_secret,
+        verify_token=(
+            settings.secrets.webhook_verify_token.get_secret_value()
+            if settings.secrets.webhook_verify_token
+            else None
+        ),
+        max_body_bytes=settings.server.max_body_bytes,
+    )
+    app[api.ADMIN_TOKEN] = (
+        settings.secrets.admin_token.get_secret_value() if settings.secrets.admin_token else ""
+    )
+    app.cleanup_ctx.extend([_database, _whatsapp_client, _workers])
+    webhook.add_routes(app)
+    api.add_routes(app)
+    return app
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    await init_db(app[SETTINGS].database_url)
+    yield
+    await close_db()
+
+
+async def _whatsapp_client(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    session = aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=settings.whatsapp.request_timeout_seconds),
+        connector=aiohttp.TCPConnector(limit=settings.outbox.concurrency * 2),
+    )
+    app[HTTP_SESSION] = session
+    transport: Transport
+    if settings.sandbox:
+        _announce_sandbox(settings)
+        transport = SandboxTransport()
+    else:
+        assert settings.secrets.access_token is not None
+        transport = HttpTransport(
+            session,
+            settings.secrets.api_base_url,
+            settings.secrets.access_token.get_secret_value(),
+            timeout=settings.whatsapp.request_timeout_seconds,
+        )
+    pacer = Pacer(
+        messages_per_second=settings.whatsapp.messages_per_second,
+        pair_interval=settings.whatsapp.pair_interval_seconds,
+        pair_burst=settings.whatsapp.pair_burst,
+    )
+    app[CLIENT] = WhatsAppClient(transport, settings.secrets.phone_number_id, pacer)
+    yield
+    await session.close()
+
+
+async def _workers(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    claims = claims_for(settings.database_url)
+    outbox = OutboxWorker(
+        app[CLIENT],
+        claims,
+        OutboxConfig(
+            concurrency=settings.outbox.concurrency,
+            max_attempts=settings.outbox.max_attempts,
+            mark_read=settings.whatsapp.mark_read,
+        ),
+    )
+    inbox = InboxWorker(
+        app[ENGINE],
+        claims,
+        InboxConfig(default_language=settings.shop.default_language),
+        on_queued=outbox.wake,
+        on_handled=outbox.mark_read,
+    )
+    intake = IntakeWriter(on_committed=inbox.wake)
+    app[OUTBOX], app[INBOX], app[webhook.INTAKE] = outbox, inbox, intake
+    if is_sqlite(settings.database_url):
+        await outbox.release_leases()  # one process per SQLite file: whatever was claimed is ours
+    intake.start()
+    inbox.start()
+    outbox.start()
+    yield
+    await intake.stop()
+    await inbox.stop()
+    await outbox.stop()
+
+
+def _announce_sandbox(settings: Settings) -> None:
+    banner = "=" * 72
+    secret_note = (
+        f"webhook signatures are checked with the sandbox key {SANDBOX_APP_SECRET!r}"
+        if settings.secrets.app_secret is None
+        else "webhook signatures are checked with WHATSAPP_APP_SECRET"
+    )
+    log.warning(
+        "\n%s\nSANDBOX MODE: WHATSAPP_ACCESS_TOKEN is not set.\n"
+        "Nothing is sent to WhatsApp: outbound messages are recorded and printed here.\n%s.\n%s",
+        banner,
+        secret_note,
+        banner,
+    )

@@ -1,0 +1,91 @@
+"""How a worker claims rows so that nothing is handled twice: one small interface, two backends.
+
+SQLite serves one process: its transactions are already exclusive, so claiming is a plain ordered read.
+PostgreSQL may serve several processes on one database: inbound rows are taken with
+`FOR UPDATE SKIP LOCKED`, a conversation is held with a transaction-scoped advisory lock, and a
+conversation with an earlier message still unhandled elsewhere is left for the worker that holds it,
+so each conversation's messages are processed one at a time and in order.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from datetime import datetime
+
+from tortoise import connections
+from tortoise.functions import Min
+from tortoise.queryset import QuerySet
+
+from bot.db.models import DeliveryStatus, Direction, Message
+
+
+class Claims(ABC):
+    @abstractmethod
+    async def pending_inbound(self, limit: int) -> list[Message]:
+        """Unhandled inbound rows this worker may process now, oldest first. Call inside a transaction."""
+
+    @abstractmethod
+    async def due_outbound(self, now: datetime, limit: int, skip_phones: Sequence[str]) -> list[Message]:
+        """Queued outbound rows due by `now`, oldest first. Call inside a transaction."""
+
+
+def _pending_inbound() -> QuerySet[Message]:
+    return Message.filter(
+        message_direction=Direction.INBOUND, delivery_status=DeliveryStatus.PENDING
+    ).order_by("id")
+
+
+def _due_outbound(now: datetime, skip_phones: Sequence[str]) -> QuerySet[Message]:
+    query = Message.filter(
+        message_direction=Direction.OUTBOUND, delivery_status=DeliveryStatus.QUEUED, next_attempt_at__lte=now
+    )
+    if skip_phones:
+        query = query.exclude(customer_phone__in=list(skip_phones))
+    return query.order_by("id")
+
+
+class SqliteClaims(Claims):
+    async def pending_inbound(self, limit: int) -> list[Message]:
+        return await _pending_inbound().limit(limit)
+
+    async def due_outbound(self, now: datetime, limit: int, skip_phones: Sequence[str]) -> list[Message]:
+        return await _due_outbound(now, skip_phones).limit(limit)
+
+
+class PostgresClaims(Claims):
+    async def pending_inbound(self, limit: int) -> list[Message]:
+        rows = await _pending_inbound().limit(limit).select_for_update(skip_locked=True)
+        if not rows:
+            return []
+        first_by_phone: dict[str, int] = {}
+        for row in rows:
+            first_by_phone.setdefault(row.customer_phone, row.id)
+        earliest = dict(
+            await Message.filter(
+                message_direction=Direction.INBOUND,
+                delivery_status=DeliveryStatus.PENDING,
+                customer_phone__in=list(first_by_phone),
+            )
+            .group_by("customer_phone")
+            .annotate(first=Min("id"))
+            .values_list("customer_phone", "first")
+        )
+        connection = connections.get("default")
+        held: set[str] = set()
+        for phone, first_id in first_by_phone.items():
+            if earliest.get(phone) != first_id:
+                continue  # an earlier message of this conversation is with another worker
+            _, result = await connection.execute_query(
+                "SELECT pg_try_advisory_xact_lock(hashtext($1)) AS ok", [f"conversation:{phone}"]
+            )
+            if result and result[0]["ok"]:
+                held.add(phone)
+        return [row for row in rows if row.customer_phone in held]
+
+    async def due_outbound(self, now: datetime, limit: int, skip_phones: Sequence[str]) -> list[Message]:
+        return await _due_outbound(now, skip_phones).limit(limit).select_for_update(skip_locked=True)
+
+
+def claims_for(database_url: str) -> Claims:
+    return SqliteClaims() if database_url.startswith("sqlite://") else PostgresClaims()

@@ -1,0 +1,133 @@
+"""The message log and the conversation state, as Tortoise models.
+
+`order_id` and `technician_id` are plain indexed integers for now: the Order and Technician tables
+arrive with their own issues, and a loose reference keeps this schema creatable on its own.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from tortoise import fields
+from tortoise.indexes import Index
+from tortoise.models import Model
+
+
+class Direction(StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+class DeliveryStatus(StrEnum):
+    """Outbound: queued → sent → delivered → read, or failed. Inbound: pending until the bot handled it."""
+
+    PENDING = "pending"
+    QUEUED = "queued"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"
+
+
+class ConversationMode(StrEnum):
+    BOT = "bot"
+    HUMAN = "human"
+
+
+class Customer(Model):
+    id = fields.IntField(primary_key=True)
+    wa_id = fields.CharField(max_length=32, unique=True)
+    profile_name = fields.CharField(max_length=256, null=True)
+    language = fields.CharField(max_length=8, null=True)
+    last_inbound_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "customer"
+
+
+class Conversation(Model):
+    id = fields.IntField(primary_key=True)
+    customer: fields.OneToOneRelation[Customer] = fields.OneToOneField(
+        "models.Customer", related_name="conversation", on_delete=fields.CASCADE
+    )
+    flow = fields.CharField(max_length=64, null=True)
+    state = fields.CharField(max_length=128, null=True)
+    variables = fields.JSONField(default=dict)
+    mode = fields.CharEnumField(ConversationMode, default=ConversationMode.BOT, max_length=8)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    customer_id: int
+
+    class Meta:
+        table = "conversation"
+
+
+class Message(Model):
+    """One row per message in or out: the log, the durable inbox and the transactional outbox."""
+
+    id = fields.BigIntField(primary_key=True)
+    customer_phone = fields.CharField(max_length=32, db_index=True)
+    message_direction = fields.CharEnumField(Direction, max_length=8, db_index=True)
+    message_type = fields.CharField(max_length=24)
+    message_content = fields.TextField(null=True)
+    file_url = fields.TextField(null=True)
+    file_name = fields.CharField(max_length=256, null=True)
+    whatsapp_message_id = fields.CharField(max_length=128, unique=True, null=True)
+    delivery_status = fields.CharEnumField(DeliveryStatus, max_length=12, db_index=True)
+    error_code = fields.IntField(null=True)
+    error_title = fields.TextField(null=True)
+    order_id = fields.IntField(null=True, db_index=True)
+    technician_id = fields.IntField(null=True, db_index=True)
+    # inbound: the message object exactly as Meta sent it; outbound: the OutboundMessage value
+    payload = fields.JSONField(null=True)
+    reply_to = fields.CharField(max_length=128, null=True)
+    pricing = fields.JSONField(null=True)
+    attempts = fields.IntField(default=0)
+    next_attempt_at = fields.DatetimeField(null=True)
+    received_at = fields.DatetimeField(null=True)
+    processed_at = fields.DatetimeField(null=True)
+    sent_at = fields.DatetimeField(null=True, db_index=True)
+    delivered_at = fields.DatetimeField(null=True)
+    read_at = fields.DatetimeField(null=True)
+    failed_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "message"
+        indexes = (Index(fields=("customer_phone", "id")),)
+
+
+class EarlyStatus(Model):
+    """A status webhook for a wamid the outbox has not recorded yet; applied when it is."""
+
+    id = fields.BigIntField(primary_key=True)
+    whatsapp_message_id = fields.CharField(max_length=128, db_index=True)
+    status = fields.CharField(max_length=16)
+    timestamp = fields.DatetimeField()
+    pricing = fields.JSONField(null=True)
+    error_code = fields.IntField(null=True)
+    error_title = fields.TextField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "early_status"
+        unique_together = (("whatsapp_message_id", "status"),)
+
+
+class Template(Model):
+    id = fields.IntField(primary_key=True)
+    template_name = fields.CharField(max_length=512, unique=True)
+    template_content = fields.TextField()
+    language_code = fields.CharField(max_length=16)
+    category = fields.CharField(max_length=32)
+    variables = fields.JSONField(default=list)
+    is_active = fields.BooleanField(default=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "template"

@@ -1,0 +1,318 @@
+"""The engine: (conversation, customer, event) -> where the conversation goes and what to send.
+
+It is a pure function of its inputs apart from the actions it calls: the caller loads the conversation,
+stores the outcome and queues the messages in one transaction (the outbox). Matching order in a state:
+the exact reply id, then an old menu button (below), keywords, patterns, the catch-alls (`text`, the
+media types, `media`, `other`) and last the fallback.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from bot.engine.actions import ActionContext, ActionRegistry
+from bot.engine.events import Customer, Event
+from bot.engine.flows import PLACEHOLDER, FlowSet, State, variants
+from bot.engine.machine import FALLBACK, GOTO, QUIET_TYPES, Match
+from bot.whatsapp import outbound as wa
+
+__all__ = ["ActionError", "Conversation", "Customer", "Engine", "Outcome"]
+
+log = logging.getLogger(__name__)
+
+MAX_HOPS = 10
+"""States entered for one event at most; actions could route in a circle that loading cannot see."""
+MISSES = "_misses"
+
+# The engine's own words, for when no flow text applies.
+SYSTEM_TEXTS: dict[str, dict[str, str]] = {
+    "restart": {
+        "en": "Sorry, our menu has changed since your last message, so let's start again.",
+        "es": "Perdona, nuestro menú ha cambiado desde tu último mensaje, así que empecemos de nuevo.",
+        "zh": "抱歉，自您上次留言后我们的菜单有所更新，让我们重新开始吧。",
+    },
+    "not_understood": {
+        "en": "Sorry, I didn't understand that.",
+        "es": "Perdona, no lo he entendido.",
+        "zh": "抱歉，我没有理解您的意思。",
+    },
+}
+# {name} with the space before it, so that "Hi {customer.name}!" becomes "Hi!" when the name is unknown.
+_RENDER = re.compile(r"( ?)" + PLACEHOLDER.pattern)
+
+
+@dataclass
+class Conversation:
+    flow: str | None
+    """None: a new conversation, which starts at the default flow's start state."""
+    state: str | None
+    variables: dict[str, Any] = field(default_factory=dict)
+    """JSON-serializable; keys starting with '_' are the engine's bookkeeping."""
+
+
+@dataclass
+class Outcome:
+    flow: str
+    state: str
+    variables: dict[str, Any]
+    outbound: list[wa.OutboundMessage]
+
+
+class ActionError(Exception):
+    """An action failed; the caller leaves the inbound message unprocessed so it is retried."""
+
+
+class Engine:
+    def __init__(
+        self,
+        flows: FlowSet,
+        actions: ActionRegistry | None = None,
+        default_flow: str = "main",
+        default_language: str = "en",
+    ) -> None:
+        self.actions = actions if actions is not None else flows.actions
+        self.default_flow = default_flow
+        self.default_language = default_language
+        self._flows = self._checked(flows)
+
+    def _checked(self, flows: FlowSet) -> FlowSet:
+        if self.default_flow not in flows.flows:
+            raise ValueError(f"there is no default flow '{self.default_flow}' among {sorted(flows.flows)}")
+        return flows
+
+    @property
+    def flows(self) -> FlowSet:
+        return self._flows
+
+    def replace_flows(self, flows: FlowSet) -> None:
+        """Hot reload: one reference swap; a handle() already running finishes on the set it started with."""
+        self._flows = self._checked(flows)
+
+    async def handle(self, conversation: Conversation, customer: Customer, event: Event) -> Outcome:
+        run = _Run(self, self._flows, customer, dict(conversation.variables))
+        flows = run.flows
+        if conversation.flow is None:
+            flow, state = await run.enter(self.default_flow, flows.flows[self.default_flow].start)
+        elif not flows.has_state(conversation.flow, conversation.state):
+            # The flows were edited under this conversation: apologise and begin again.
+            restart = conversation.flow if conversation.flow in flows.flows else self.default_flow
+            run.say_system("restart")
+            run.variables.pop(MISSES, None)
+            flow, state = await run.enter(restart, flows.flows[restart].start)
+        else:
+            assert conversation.state is not None
+            flow, state = await run.react(conversation.flow, conversation.state, event)
+        return Outcome(flow, state, run.variables, run.outbound)
+
+
+class _Run:
+    """The working state of one handle() call."""
+
+    def __init__(self, engine: Engine, flows: FlowSet, customer: Customer, variables: dict[str, Any]) -> None:
+        self.engine = engine
+        self.flows = flows
+        self.customer = customer
+        self.variables = variables
+        self.outbound: list[wa.OutboundMessage] = []
+        language = (customer.language or "").strip()
+        base = re.split(r"[-_]", language, maxsplit=1)[0].lower()
+        self.languages = (language, base, engine.default_language, "en")
+
+    async def react(self, flow: str, state: str, event: Event) -> tuple[str, str]:
+        machine = self.flows.machines[flow]
+        matcher = machine.matchers[state]
+        if event.reply_id is not None:
+            found = matcher.match_reply(event.reply_id)
+            if found:
+                return await self.follow(flow, state, found)
+            # An old menu button (the customer scrolled up and tapped it): honour it as if the
+            # conversation were at the menu, first this flow's start state, then the default flow's.
+            for menu_flow in dict.fromkeys((flow, self.engine.default_flow)):
+                menu = self.flows.machines[menu_flow]
+                if event.reply_id in menu.menu_ids:
+                    return await self.follow(menu_flow, menu.flow.start, Match(f"reply:{event.reply_id}"))
+        found = matcher.match(event)
+        if found:
+            return await self.follow(flow, state, found)
+        if event.type in QUIET_TYPES:
+            return flow, state
+        return await self.fallback(flow, state)
+
+    async def follow(self, flow: str, state: str, found: Match) -> tuple[str, str]:
+        self.variables.pop(MISSES, None)
+        self.variables.update(found.captures)
+        return await self.enter(*self.flows.machines[flow].fire(state, found.trigger))
+
+    async def fallback(self, flow: str, state: str) -> tuple[str, str]:
+        spec = self.flows.flows[flow].states[state].fallback or self.flows.flows[flow].fallback
+        misses = self.variables.get(MISSES, 0)
+        misses = (misses if isinstance(misses, int) else 0) + 1
+        if spec is not None and spec.goto is not None and misses >= (spec.after or 1):
+            self.variables.pop(MISSES, None)
+            return await self.enter(*self.flows.machines[flow].fire(state, FALLBACK))
+        self.variables[MISSES] = misses
+        if spec is not None and spec.say is not None:
+            self.send_text(self.render(spec.say))
+        else:
+            self.say_system("not_understood")
+        return flow, state
+
+    async def enter(self, flow: str, state: str) -> tuple[str, str]:
+        """Send each entered state's messages and follow `goto`s until a state waits for the customer."""
+        for _ in range(MAX_HOPS):
+            spec = self.flows.flows[flow].states[state]
+            trigger = await self.call(flow, state, spec) if spec.call else None
+            self.send_state(spec)
+            if trigger is None and spec.goto is not None:
+                trigger = GOTO
+            if trigger is None:
+                return flow, state
+            flow, state = self.flows.machines[flow].fire(state, trigger)
+        log.warning("stopped after %d states in a row at %s.%s", MAX_HOPS, flow, state)
+        return flow, state
+
+    async def call(self, flow: str, state: str, spec: State) -> str | None:
+        assert spec.call is not None
+        action = self.engine.actions.get(spec.call)
+        if action is None:
+            raise ActionError(f"flow {flow}.{state} calls unknown action '{spec.call}'")
+        context = ActionContext(
+            self.customer, flow, state, MappingProxyType(dict(self.variables)), self.render_args(spec.args)
+        )
+        try:
+            result = await action.func(context)
+        except Exception as exc:
+            raise ActionError(f"action '{spec.call}' failed in {flow}.{state}: {exc}") from exc
+        if result is None:
+            return None
+        self.outbound.extend(result.outbound)
+        self.variables.update(result.variables)
+        if result.next is None:
+            return None
+        if result.next not in action.targets:
+            raise ActionError(f"action '{spec.call}' chose '{result.next}', not one of {action.targets}")
+        return f"call:{result.next}"
+
+    # --- messages ---------------------------------------------------------------------------------
+
+    def send_state(self, spec: State) -> None:
+        """say (with its buttons or list), then media, then template."""
+        body = self.render(spec.say)
+        if spec.buttons:
+            buttons = tuple(
+                wa.ReplyButton(id=b.id, title=_clip(self.render(b.title) or "…", wa.BUTTON_TITLE_MAX))
+                for b in spec.buttons
+            )
+            self.outbound.append(wa.Buttons(body=_clip(body or "…", wa.BUTTON_BODY_MAX), buttons=buttons))
+        elif spec.choices is not None:
+            sections = tuple(
+                wa.ListSection(
+                    title=_clip(self.render(section.title), wa.LIST_SECTION_TITLE_MAX) or None,
+                    rows=tuple(
+                        wa.ListRow(
+                            id=row.id,
+                            title=_clip(self.render(row.title) or "…", wa.LIST_ROW_TITLE_MAX),
+                            description=_clip(self.render(row.description), wa.LIST_ROW_DESCRIPTION_MAX)
+                            or None,
+                        )
+                        for row in section.rows
+                    ),
+                )
+                for section in spec.choices.sections
+            )
+            label = _clip(self.render(spec.choices.button) or "…", wa.LIST_BUTTON_MAX)
+            self.outbound.append(
+                wa.ListMessage(body=_clip(body or "…", wa.LIST_BODY_MAX), button=label, sections=sections)
+            )
+        elif body:
+            self.send_text(body)
+        if spec.media is not None:
+            media = spec.media
+            caption = _clip(self.render(media.caption), wa.CAPTION_MAX) or None
+            self.outbound.append(
+                wa.Media(media_type=media.type, link=media.link, caption=caption, filename=media.filename)
+            )
+        if spec.template is not None:
+            template = spec.template
+            self.outbound.append(
+                wa.Template(
+                    name=template.name,
+                    language=template.language or self.customer.language or self.engine.default_language,
+                    body_params=tuple(self.fill(p) for p in template.params),
+                    button_payloads=tuple(template.payloads),
+                )
+            )
+
+    def send_text(self, text: str) -> None:
+        if text:
+            self.outbound.append(wa.Text(body=_clip(text, wa.TEXT_MAX)))
+
+    def say_system(self, key: str) -> None:
+        self.send_text(self.render(SYSTEM_TEXTS[key]))
+
+    def render(self, text: str | dict[str, str] | None) -> str:
+        """The customer's language version (else its base language, the default, English, the first)."""
+        if text is None:
+            return ""
+        if isinstance(text, dict):
+            for language in self.languages:
+                if language in text:
+                    text = text[language]
+                    break
+            else:
+                text = next(text for _, text in variants(text))
+        return self.fill(text)
+
+    def fill(self, text: str) -> str:
+        """Put variables into {placeholders}.
+
+        A missing or empty value renders as nothing (taking one space before it along), unless the
+        text gives a fallback: "Hi {customer.name|there}!" -> "Hi there!" when the profile name is
+        unknown. Nothing here ever raises on a missing variable.
+        """
+        if "{" not in text:
+            return text
+        return _RENDER.sub(self._placeholder, text).strip()
+
+    def _placeholder(self, found: re.Match[str]) -> str:
+        space, name, fallback = found.group(1), found.group(2), found.group(3)
+        value = self.lookup(name)
+        if not value:
+            value = fallback or ""
+        return space + value if value else ""
+
+    def lookup(self, name: str) -> str:
+        scope, _, rest = name.partition(".")
+        if scope == "customer" and rest:
+            customer = self.customer
+            if rest == "phone":
+                return "+" + customer.wa_id.lstrip("+")
+            return {"name": customer.name, "wa_id": customer.wa_id, "language": customer.language}.get(
+                rest
+            ) or ""
+        value: Any = self.variables
+        for part in name.split("."):
+            if not isinstance(value, Mapping) or part not in value:
+                return ""
+            value = value[part]
+        return "" if value is None or isinstance(value, Mapping | list) else str(value)
+
+    def render_args(self, args: Any) -> Any:
+        """An action's args with {variables} filled into their texts, at any depth."""
+        if isinstance(args, str):
+            return self.fill(args)
+        if isinstance(args, Mapping):
+            return {k: self.render_args(v) for k, v in args.items()}
+        if isinstance(args, list):
+            return [self.render_args(v) for v in args]
+        return args
+
+
+def _clip(text: str, limit: int) -> str:
+    """Variables can make a text longer than WhatsApp allows: cut it rather than fail the message."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"

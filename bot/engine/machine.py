@@ -1,0 +1,215 @@
+"""Flows compiled for the hot path: one `transitions` machine and one matcher per state, built at load.
+
+The matcher turns an event into a trigger name (`reply:order`, `keyword:menu`, `media`, ...); the
+machine holds the transition table and moves a throw-away cursor along it, so nothing is constructed
+per message. A transition into another flow lands on a pseudo state named `flow.state`, which the
+engine follows into that flow's machine.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from transitions import Machine
+
+from bot.engine.events import Event
+
+if TYPE_CHECKING:
+    from bot.engine.actions import ActionRegistry
+    from bot.engine.flows import Flow, State
+
+# Keys of `on:` that are not reply ids. Each event type listed in KIND_TRIGGERS reacts to that type only.
+KIND_TRIGGERS: tuple[str, ...] = (
+    "text",
+    "image",
+    "document",
+    "audio",
+    "video",
+    "sticker",
+    "location",
+    "contacts",
+    "reaction",
+)
+ON_KEYS: tuple[str, ...] = ("keywords", "pattern", *KIND_TRIGGERS, "media", "other")
+GOTO = "goto"
+FALLBACK = "fallback"
+# Events a flow ignores unless it names them: answering a reaction or a system notice is noise.
+QUIET_TYPES: frozenset[str] = frozenset({"reaction", "system"})
+
+_UNSPACED = re.compile(r"[\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_SPACES = re.compile(r"\s+")
+
+
+def normalize(text: str) -> str:
+    """Case- and accent-insensitive form: 'TÉCNICO ' -> 'tecnico'. Keywords and messages both pass here."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return _SPACES.sub(" ", stripped.casefold()).strip()
+
+
+def keyword_regex(words: list[str]) -> re.Pattern[str]:
+    """One regex for a target's keywords: whole words, or anywhere for scripts written without spaces."""
+    parts = []
+    for word in words:
+        escaped = re.escape(normalize(word))
+        parts.append(escaped if _UNSPACED.search(word) else rf"(?<!\w){escaped}(?!\w)")
+    return re.compile("|".join(parts))
+
+
+def split_target(flow_name: str, target: str) -> tuple[str, str]:
+    """'menu' -> (this flow, 'menu'); 'orders.ask_number' -> ('orders', 'ask_number')."""
+    other, dot, state = target.partition(".")
+    return (other, state) if dot else (flow_name, target)
+
+
+@dataclass(frozen=True)
+class Match:
+    trigger: str
+    captures: Mapping[str, str] = field(default_factory=dict)
+    """Named groups of the pattern that matched: they become conversation variables."""
+
+
+@dataclass
+class StateMatcher:
+    """A state's `on:` compiled, tried in the documented order."""
+
+    replies: dict[str, str] = field(default_factory=dict)
+    keywords: list[tuple[re.Pattern[str], str]] = field(default_factory=list)
+    patterns: list[tuple[re.Pattern[str], str]] = field(default_factory=list)
+    kinds: dict[str, str] = field(default_factory=dict)
+    media: str | None = None
+    other: str | None = None
+
+    def match_reply(self, reply_id: str) -> Match | None:
+        trigger = self.replies.get(reply_id)
+        return Match(trigger) if trigger else None
+
+    def match(self, event: Event) -> Match | None:
+        """Everything after the exact reply id: keywords, patterns, then the catch-alls."""
+        if event.text and event.is_text_like:
+            normalized = normalize(event.text)
+            for regex, trigger in self.keywords:
+                if regex.search(normalized):
+                    return Match(trigger)
+            stripped = event.text.strip()
+            for regex, trigger in self.patterns:
+                found = regex.search(stripped)
+                if found:
+                    captures = {k: v for k, v in found.groupdict().items() if v is not None}
+                    return Match(trigger, captures)
+        catch_all = self.kinds.get(event.type)
+        if catch_all is None and event.is_media:
+            catch_all = self.media
+        if catch_all is None and not event.is_text_like and event.type not in QUIET_TYPES:
+            catch_all = self.other
+        return Match(catch_all) if catch_all else None
+
+
+class _Cursor:
+    """The machine's model for one step: created per fire, attached to nothing."""
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: str) -> None:
+        self.state = state
+
+
+def state_edges(state: State, actions: ActionRegistry | None) -> Iterator[tuple[str, str]]:
+    """(trigger, target) for every way out of a state, as written in the flow."""
+    on = state.on
+    if on is not None:
+        for reply_id, target in (on.model_extra or {}).items():
+            yield f"reply:{reply_id}", target
+        for target in on.keywords:
+            yield f"keyword:{target}", target
+        for regex, target in on.pattern.items():
+            yield f"pattern:{regex}", target
+        for key in (*KIND_TRIGGERS, "media", "other"):
+            target = getattr(on, key)
+            if target is not None:
+                yield key, target
+    if state.fallback is not None and state.fallback.goto is not None:
+        yield FALLBACK, state.fallback.goto
+    if state.goto is not None:
+        yield GOTO, state.goto
+    spec = actions.get(state.call) if actions is not None and state.call else None
+    if spec is not None:
+        for name in spec.targets:
+            target = state.args.get(name)
+            if isinstance(target, str):
+                yield f"call:{name}", target
+
+
+def _offered_ids(state: State | None) -> Iterator[str]:
+    if state is None:
+        return
+    for button in state.buttons or ():
+        yield button.id
+    if state.choices is not None:
+        for section in state.choices.sections:
+            for row in section.rows:
+                yield row.id
+
+
+class FlowMachine:
+    """One flow's transition table (a `transitions.Machine`) plus its per-state matchers."""
+
+    def __init__(self, flow: Flow, actions: ActionRegistry | None = None) -> None:
+        self.flow = flow
+        self.matchers: dict[str, StateMatcher] = {}
+        transitions: list[dict[str, str]] = []
+        external: set[str] = set()
+        for name, state in flow.states.items():
+            self.matchers[name] = self._compile(state, name)
+            edges = dict(state_edges(state, actions))
+            if state.fallback is None and flow.fallback is not None and flow.fallback.goto is not None:
+                edges[FALLBACK] = flow.fallback.goto
+            for trigger, target in edges.items():
+                dest = self._dest(target)
+                if dest not in flow.states:
+                    external.add(dest)
+                transitions.append({"trigger": trigger, "source": name, "dest": dest})
+        start = flow.states.get(flow.start)
+        start_replies = self.matchers[flow.start].replies if start is not None else {}
+        self.menu_ids: frozenset[str] = frozenset(
+            reply_id for reply_id in _offered_ids(start) if reply_id in start_replies
+        )
+        """Reply ids of the start state's own buttons and list rows: still honoured from other states."""
+        self.machine = Machine(
+            model=None,
+            states=[*flow.states, *sorted(external)],
+            transitions=transitions,
+            initial=None,
+            auto_transitions=False,
+        )
+
+    def _dest(self, target: str) -> str:
+        flow_name, state = split_target(self.flow.name, target)
+        return state if flow_name == self.flow.name else f"{flow_name}.{state}"
+
+    def _compile(self, state: State, name: str) -> StateMatcher:
+        matcher = StateMatcher()
+        on = state.on
+        if on is None:
+            return matcher
+        matcher.replies = {reply_id: f"reply:{reply_id}" for reply_id in on.model_extra or {}}
+        matcher.keywords = [(keyword_regex(words), f"keyword:{t}") for t, words in on.keywords.items()]
+        matcher.patterns = [(re.compile(rx, re.IGNORECASE), f"pattern:{rx}") for rx in on.pattern]
+        matcher.kinds = {kind: kind for kind in KIND_TRIGGERS if getattr(on, kind) is not None}
+        matcher.media = "media" if on.media is not None else None
+        matcher.other = "other" if on.other is not None else None
+        return matcher
+
+    def fire(self, state: str, trigger: str) -> tuple[str, str]:
+        """Move from `state` by `trigger`; returns the (flow, state) reached."""
+        cursor = _Cursor(state)
+        self.machine.events[trigger].trigger(cursor)
+        return split_target(self.flow.name, cursor.state)
+
+    def can_fire(self, state: str, trigger: str) -> bool:
+        event = self.machine.events.get(trigger)
+        return event is not None and state in event.transitions

@@ -1,0 +1,128 @@
+"""Group commit for the webhook: many concurrent POSTs share one transaction.
+
+Each webhook request hands its parsed notification to `IntakeWriter.write` and waits; one writer task
+takes everything that queued up meanwhile and commits it in a single transaction (inbound rows
+deduplicated on their wamid, status updates applied). Only then do the requests answer 200. Under load
+this turns one fsync per message into one per batch, and nothing is acknowledged before it is on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from tortoise.transactions import in_transaction
+
+from bot.db.models import DeliveryStatus, Direction, Message
+from bot.statuses import StatusChange, record_statuses
+from bot.whatsapp.types import InboundItem, Notification
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH_MESSAGES = 2000
+
+
+@dataclass
+class _Pending:
+    inbound: list[Message]
+    statuses: list[StatusChange]
+    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+def inbound_row(item: InboundItem, received_at: datetime) -> Message:
+    """The message-log row for one inbound message, before the engine has seen it."""
+    message = item.message
+    return Message(
+        customer_phone=message.from_,
+        message_direction=Direction.INBOUND,
+        message_type=message.kind,
+        message_content=message.text_content,
+        file_name=message.file_name,
+        whatsapp_message_id=message.id,
+        delivery_status=DeliveryStatus.PENDING,
+        payload={"message": item.raw, "profile_name": item.profile_name},
+        received_at=received_at,
+        sent_at=message.timestamp,
+    )
+
+
+def status_changes(notification: Notification) -> list[StatusChange]:
+    changes = []
+    for update in notification.status_updates():
+        error = update.errors[0] if update.errors else None
+        changes.append(
+            StatusChange(
+                wamid=update.id,
+                status=update.status,
+                timestamp=update.timestamp,
+                pricing=update.pricing.model_dump(exclude_none=True) if update.pricing else None,
+                error_code=error.code if error else None,
+                error_title=error.summary if error else None,
+            )
+        )
+    return changes
+
+
+class IntakeWriter:
+    """Commits notifications in groups; `on_committed` wakes the inbox worker."""
+
+    def __init__(self, on_committed: Callable[[], None]) -> None:
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._on_committed = on_committed
+        self._task: asyncio.Task[None] | None = None
+
+    async def write(self, notification: Notification) -> int:
+        """Store what the notification carries; returns when it is committed (raises if it was not)."""
+        now = datetime.now(UTC)
+        inbound = [inbound_row(item, now) for item in notification.inbound_messages()]
+        statuses = status_changes(notification)
+        if not inbound and not statuses:
+            return 0
+        pending = _Pending(inbound, statuses)
+        self._queue.put_nowait(pending)
+        await asyncio.shield(pending.done)
+        return len(inbound)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="intake-writer")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            size = len(batch[0].inbound)
+            while not self._queue.empty() and size < MAX_BATCH_MESSAGES:
+                item = self._queue.get_nowait()
+                batch.append(item)
+                size += len(item.inbound)
+            try:
+                await self._commit(batch)
+            except Exception as exc:
+                log.exception("webhook batch of %d requests not stored", len(batch))
+                for pending in batch:
+                    if not pending.done.done():
+                        pending.done.set_exception(exc)
+                continue
+            for pending in batch:
+                if not pending.done.done():
+                    pending.done.set_result(None)
+            if size:
+                self._on_committed()
+
+    @staticmethod
+    async def _commit(batch: list[_Pending]) -> None:
+        inbound = [row for pending in batch for row in pending.inbound]
+        statuses = [change for pending in batch for change in pending.statuses]
+        async with in_transaction():
+            if inbound:
+                await Message.bulk_create(inbound, ignore_conflicts=True)
+            await record_statuses(statuses)

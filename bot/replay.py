@@ -1,0 +1,87 @@
+"""`bot replay`: run stored inbound messages through the engine again, for debugging.
+
+By default nothing is written and nothing is sent: each customer's messages since the given time are
+run through the current flows from a fresh conversation, and what the engine would answer is printed
+beside what was actually sent. With `resend`, the messages go back to the inbox as if just received:
+the conversation moves on from where it is, and the replies are queued for the outbox.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from bot.db import close_db, init_db
+from bot.db.claims import claims_for
+from bot.db.models import Customer, DeliveryStatus, Direction, Message
+from bot.engine import Conversation as ConversationState
+from bot.engine import Customer as CustomerInfo
+from bot.engine import Engine, load_flows
+from bot.inbox import InboxConfig, InboxWorker, event_for
+from bot.settings import Settings
+
+
+async def replay(settings: Settings, *, since: datetime, phone: str | None, resend: bool) -> int:
+    engine = Engine(
+        load_flows(settings.flows_dir),
+        default_flow=settings.flows.default_flow,
+        default_language=settings.shop.default_language,
+    )
+    await init_db(settings.database_url)
+    try:
+        query = Message.filter(message_direction=Direction.INBOUND, created_at__gte=since)
+        if phone:
+            query = query.filter(customer_phone=phone)
+        rows = await query.order_by("id")
+        if not rows:
+            print("no inbound messages in that range")
+            return 0
+        if resend:
+            return await _resend(engine, settings, rows)
+        await _dry_run(engine, settings, rows)
+        return 0
+    finally:
+        await close_db()
+
+
+async def _dry_run(engine: Engine, settings: Settings, rows: list[Message]) -> None:
+    states: dict[str, ConversationState] = {}
+    customers = {c.wa_id: c for c in await Customer.filter(wa_id__in={r.customer_phone for r in rows})}
+    sent: dict[str | None, list[Message]] = {}
+    for reply in await Message.filter(
+        message_direction=Direction.OUTBOUND, reply_to__in=[r.whatsapp_message_id for r in rows]
+    ).order_by("id"):
+        sent.setdefault(reply.reply_to, []).append(reply)
+    for row in rows:
+        customer = customers.get(row.customer_phone)
+        info = CustomerInfo(
+            wa_id=row.customer_phone,
+            name=customer.profile_name if customer else None,
+            language=(customer.language if customer else None) or settings.shop.default_language,
+        )
+        state = states.get(row.customer_phone, ConversationState(flow=None, state=None, variables={}))
+        outcome = await engine.handle(state, info, event_for(row))
+        states[row.customer_phone] = ConversationState(outcome.flow, outcome.state, outcome.variables)
+        when = f"{row.created_at:%Y-%m-%d %H:%M:%S}"
+        print(f"{when} {row.customer_phone} ({row.message_type}): {row.message_content!r}")
+        print(f"  now → {outcome.flow}.{outcome.state}")
+        for message in outcome.outbound:
+            print(f"    would send: {message.log_content()!r}")
+        for reply in sent.get(row.whatsapp_message_id, []):
+            print(f"    was sent:   {reply.message_content!r} [{reply.delivery_status}]")
+
+
+async def _resend(engine: Engine, settings: Settings, rows: list[Message]) -> int:
+    await Message.filter(id__in=[row.id for row in rows]).update(
+        delivery_status=DeliveryStatus.PENDING, processed_at=None
+    )
+    worker = InboxWorker(
+        engine,
+        claims_for(settings.database_url),
+        InboxConfig(default_language=settings.shop.default_language),
+        on_queued=lambda: None,
+    )
+    handled = 0
+    while batch := await worker.process_batch():
+        handled += batch
+    print(f"{handled} message(s) handled again; their replies are queued and go out with the running server")
+    return 0

@@ -1,0 +1,192 @@
+"""The shop's settings: settings.yaml (no secrets) plus the environment (secrets and overrides).
+
+One `Settings` object is built at start-up by `load_settings()` and handed to whatever needs it; nothing
+reads the environment anywhere else. An invalid file stops start-up with the key path and the reason.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+DEFAULT_SETTINGS_FILE = "settings.yaml"
+DEFAULT_GRAPH_BASE_URL = "https://graph.facebook.com/v25.0"
+SANDBOX_APP_SECRET = "sandbox-secret"
+
+
+class SettingsError(Exception):
+    """The settings cannot be used; the message names the file, the key path and the reason."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ShopSettings(_Section):
+    name: str = "Repair shop"
+    timezone: str = "UTC"
+    default_language: str = Field(default="en", min_length=2, max_length=8)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+
+
+class DatabaseSettings(_Section):
+    url: str = "sqlite://data/bot.db"
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgres://", "postgresql://", "asyncpg://")):
+            raise ValueError("use sqlite://path/to/file.db or postgres://user@host:5432/db")
+        return value
+
+
+class FlowSettings(_Section):
+    directory: Path = Path("flows")
+    default_flow: str = "main"
+
+
+class WhatsAppSettings(_Section):
+    messages_per_second: float = Field(default=80, gt=0)
+    pair_interval_seconds: float = Field(default=6, ge=0)
+    pair_burst: int = Field(default=20, ge=1)
+    request_timeout_seconds: float = Field(default=15, gt=0)
+    mark_read: bool = True
+
+
+class OutboxSettings(_Section):
+    concurrency: int = Field(default=64, ge=1, le=1024)
+    max_attempts: int = Field(default=8, ge=1, le=50)
+
+
+class Secrets(_Section):
+    """Credentials from the environment, under the names Meta's Cloud API set-up guides use."""
+
+    access_token: SecretStr | None = None
+    app_secret: SecretStr | None = None
+    webhook_verify_token: SecretStr | None = None
+    phone_number_id: str = "100000000000001"
+    business_account_id: str | None = None
+    api_base_url: str = DEFAULT_GRAPH_BASE_URL
+    admin_token: SecretStr | None = None
+
+    @property
+    def sandbox(self) -> bool:
+        """No access token: outbound messages are recorded and printed, nothing calls out."""
+        return self.access_token is None
+
+
+class Settings(_Section):
+    shop: ShopSettings = ShopSettings()
+    server: ServerSettings = ServerSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    flows: FlowSettings = FlowSettings()
+    whatsapp: WhatsAppSettings = WhatsAppSettings()
+    outbox: OutboxSettings = OutboxSettings()
+    secrets: Secrets = Field(default_factory=Secrets, exclude=True)
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @property
+    def sandbox(self) -> bool:
+        return self.secrets.sandbox
+
+    @property
+    def app_secret(self) -> str:
+        """The webhook signing key; sandbox mode without one uses a fixed, loudly announced key."""
+        if self.secrets.app_secret is not None:
+            return self.secrets.app_secret.get_secret_value()
+        return SANDBOX_APP_SECRET
+
+    @property
+    def database_url(self) -> str:
+        """The Tortoise URL, with a relative SQLite path made absolute against the settings file."""
+        url = self.database.url
+        if url.startswith("sqlite://"):
+            path = url.removeprefix("sqlite://")
+            if path != ":memory:" and not path.startswith("/"):
+                return f"sqlite://{(self.base_dir / path).resolve()}"
+        return url
+
+    @property
+    def flows_dir(self) -> Path:
+        directory = self.flows.directory
+        return directory if directory.is_absolute() else (self.base_dir / directory).resolve()
+
+
+_ENV_SECRETS = {
+    "WHATSAPP_ACCESS_TOKEN": "access_token",
+    "WHATSAPP_APP_SECRET": "app_secret",
+    "WHATSAPP_WEBHOOK_VERIFY_TOKEN": "webhook_verify_token",
+    "WHATSAPP_PHONE_NUMBER_ID": "phone_number_id",
+    "WHATSAPP_BUSINESS_ACCOUNT_ID": "business_account_id",
+    "WHATSAPP_API_BASE_URL": "api_base_url",
+    "BOT_ADMIN_TOKEN": "admin_token",
+}
+
+
+def load_settings(path: Path | str | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings file (BOT_SETTINGS, else ./settings.yaml) and apply the environment."""
+    env = os.environ if environ is None else environ
+    settings_path = Path(path or env.get("BOT_SETTINGS") or DEFAULT_SETTINGS_FILE)
+    data = _read_yaml(settings_path)
+    if database_url := env.get("DATABASE_URL"):
+        data.setdefault("database", {})["url"] = database_url
+    if flows_dir := env.get("BOT_FLOWS_DIR"):
+        data.setdefault("flows", {})["directory"] = flows_dir
+    secrets = {field: env[name] for name, field in _ENV_SECRETS.items() if env.get(name)}
+    try:
+        settings = Settings.model_validate(
+            {**data, "secrets": secrets, "base_dir": settings_path.resolve().parent}
+        )
+    except ValidationError as exc:
+        raise SettingsError(_describe(settings_path, exc)) from None
+    if not settings.sandbox and settings.secrets.app_secret is None:
+        raise SettingsError(
+            "WHATSAPP_ACCESS_TOKEN is set but WHATSAPP_APP_SECRET is not: without the app secret webhook "
+            "signatures cannot be checked, so the server runs only in sandbox mode (unset the token)."
+        )
+    return settings
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise SettingsError(f"{path}: settings file not found (set BOT_SETTINGS or create settings.yaml)")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"{path}: not valid YAML: {exc}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise SettingsError(f"{path}: the top level must be a mapping of sections")
+    return loaded
+
+
+def _describe(path: Path, exc: ValidationError) -> str:
+    lines = [f"{path}: invalid settings"]
+    for error in exc.errors():
+        location = ".".join(str(part) for part in error["loc"])
+        if location.startswith("secrets."):
+            location = "environment " + location.removeprefix("secrets.")
+        lines.append(f"  {location}: {error['msg']}")
+    return "\n".join(lines)

@@ -1,0 +1,139 @@
+"""Delivery statuses: applied monotonically, and kept when they arrive before the send is recorded.
+
+Meta delivers status webhooks concurrently and in no guaranteed order, sometimes before the outbox has
+stored the wamid the send returned. A status never downgrades a message (read implies delivered), and
+one for an unknown wamid waits in `early_status` until the outbox records that wamid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bot.db.models import DeliveryStatus, EarlyStatus, Message
+
+_RANK = {
+    DeliveryStatus.PENDING: 0,
+    DeliveryStatus.QUEUED: 0,
+    DeliveryStatus.SENT: 1,
+    DeliveryStatus.DELIVERED: 2,
+    DeliveryStatus.READ: 3,
+}
+STATUS_FIELDS = (
+    "delivery_status",
+    "sent_at",
+    "delivered_at",
+    "read_at",
+    "failed_at",
+    "error_code",
+    "error_title",
+    "pricing",
+)
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """One status webhook entry, reduced to what the message log keeps."""
+
+    wamid: str
+    status: str
+    timestamp: datetime
+    pricing: dict[str, Any] | None = None
+    error_code: int | None = None
+    error_title: str | None = None
+
+
+def apply_status(message: Message, change: StatusChange) -> bool:
+    """Move one message forward by one status; False when the status adds nothing."""
+    changed = False
+    if change.pricing and message.pricing != change.pricing:
+        message.pricing = change.pricing
+        changed = True
+    current = DeliveryStatus(message.delivery_status)
+    if change.status == "failed":
+        if current in (DeliveryStatus.DELIVERED, DeliveryStatus.READ, DeliveryStatus.FAILED):
+            return changed
+        message.delivery_status = DeliveryStatus.FAILED
+        message.failed_at = change.timestamp
+        message.error_code = change.error_code
+        message.error_title = change.error_title
+        return True
+    try:
+        new = DeliveryStatus(change.status)
+    except ValueError:  # "played" and whatever Meta adds next: nothing to move
+        return changed
+    if new not in _RANK or current is DeliveryStatus.FAILED:
+        return changed
+    if new is DeliveryStatus.SENT and message.sent_at is None:
+        message.sent_at = change.timestamp
+        changed = True
+    if new in (DeliveryStatus.DELIVERED, DeliveryStatus.READ) and message.delivered_at is None:
+        message.delivered_at = change.timestamp  # read implies delivered: Meta may skip "delivered"
+        changed = True
+    if new is DeliveryStatus.READ and message.read_at is None:
+        message.read_at = change.timestamp
+        changed = True
+    if _RANK[new] > _RANK[current]:
+        message.delivery_status = new
+        changed = True
+    return changed
+
+
+async def record_statuses(changes: Sequence[StatusChange]) -> int:
+    """Apply status webhooks to the outbound rows they name; park the rest. Runs inside the caller's
+    transaction. Returns how many rows changed."""
+    if not changes:
+        return 0
+    wamids = {change.wamid for change in changes}
+    rows = {row.whatsapp_message_id: row for row in await Message.filter(whatsapp_message_id__in=wamids)}
+    changed: dict[int, Message] = {}
+    early: list[EarlyStatus] = []
+    for change in changes:
+        row = rows.get(change.wamid)
+        if row is None:
+            early.append(_early(change))
+        elif apply_status(row, change):
+            changed[row.id] = row
+    if changed:
+        await Message.bulk_update(list(changed.values()), fields=[*STATUS_FIELDS, "updated_at"])
+    if early:
+        await EarlyStatus.bulk_create(early, ignore_conflicts=True)
+    return len(changed)
+
+
+async def claim_early_statuses(messages: Iterable[Message]) -> list[Message]:
+    """Apply parked statuses to freshly sent messages (in memory) and delete them; returns the changed."""
+    by_wamid = {m.whatsapp_message_id: m for m in messages if m.whatsapp_message_id}
+    if not by_wamid:
+        return []
+    parked = await EarlyStatus.filter(whatsapp_message_id__in=list(by_wamid)).order_by("timestamp", "id")
+    if not parked:
+        return []
+    changed: dict[int, Message] = {}
+    for status in parked:
+        message = by_wamid[status.whatsapp_message_id]
+        change = StatusChange(
+            wamid=status.whatsapp_message_id,
+            status=status.status,
+            timestamp=status.timestamp,
+            pricing=status.pricing,
+            error_code=status.error_code,
+            error_title=status.error_title,
+        )
+        if apply_status(message, change):
+            changed[message.id] = message
+    await EarlyStatus.filter(id__in=[s.id for s in parked]).delete()
+    return list(changed.values())
+
+
+def _early(change: StatusChange) -> EarlyStatus:
+    return EarlyStatus(
+        whatsapp_message_id=change.wamid,
+        status=change.status,
+        timestamp=change.timestamp,
+        pricing=change.pricing,
+        error_code=change.error_code,
+        error_title=change.error_title,
+    )

@@ -1,0 +1,80 @@
+"""The Cloud API webhook: GET verification and POST intake. Thin on purpose: verify, store, answer.
+
+Nothing slow happens here. A POST is acknowledged with 200 only after what it carried is committed;
+the engine runs later, from the inbox. Every handled POST gets one log line with its outcome and time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from bot.intake import IntakeWriter
+from bot.whatsapp import signature
+from bot.whatsapp.types import NotificationError, parse_notification
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    app_secret: str
+    verify_token: str | None
+    max_body_bytes: int
+
+
+WEBHOOK_CONFIG = web.AppKey("webhook_config", WebhookConfig)
+INTAKE = web.AppKey("intake", IntakeWriter)
+
+
+async def verify(request: web.Request) -> web.Response:
+    """Meta's subscription handshake: echo hub.challenge byte for byte when the token matches."""
+    config = request.app[WEBHOOK_CONFIG]
+    query = request.query
+    token = query.get("hub.verify_token")
+    if (
+        config.verify_token
+        and query.get("hub.mode") == "subscribe"
+        and token is not None
+        and signature.hmac.compare_digest(token.encode(), config.verify_token.encode())
+    ):
+        return web.Response(text=query.get("hub.challenge", ""), content_type="text/plain")
+    log.warning("webhook verification refused (mode=%s)", query.get("hub.mode"))
+    return web.Response(status=403, text="verification failed")
+
+
+async def receive(request: web.Request) -> web.Response:
+    config = request.app[WEBHOOK_CONFIG]
+    started = time.perf_counter()
+    if request.content_length is not None and request.content_length > config.max_body_bytes:
+        log.warning("webhook refused: body of %d bytes over the cap", request.content_length)
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=config.max_body_bytes, actual_size=request.content_length
+        )
+    raw = await request.read()  # aiohttp enforces client_max_size (413) for chunked bodies too
+    if not signature.is_valid(config.app_secret, raw, request.headers.get(signature.HEADER)):
+        log.warning("webhook refused: missing or wrong %s (%d bytes)", signature.HEADER, len(raw))
+        return web.Response(status=401, text="invalid signature")
+    try:
+        notification = parse_notification(raw)
+    except NotificationError as exc:
+        log.warning("webhook refused: %s (%d bytes)", exc, len(raw))
+        return web.Response(status=400, text=f"bad notification: {exc}")
+    stored = await request.app[INTAKE].write(notification)
+    for error in notification.errors():
+        log.error("Cloud API reported an error: %s", error.summary)
+    log.info(
+        "webhook ok: %d message(s) stored, %d status(es) in %.1f ms",
+        stored,
+        len(notification.status_updates()),
+        (time.perf_counter() - started) * 1000,
+    )
+    return web.Response(text="ok")
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/webhook", verify)
+    app.router.add_post("/webhook", receive)

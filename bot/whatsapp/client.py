@@ -1,0 +1,344 @@
+"""WhatsAppClient: typed sends, mark-read and media over a small Transport (real HTTP or the sandbox).
+
+The client makes exactly one attempt per call and raises a `GraphError` subclass on failure: retries
+belong to the outbox, which keeps them durable across restarts. The client only paces (so 130429 and
+131056 are avoided rather than retried) and, after a 131056, tells the pacer to hold that recipient.
+Typed helpers build the `outbound` values first, so Cloud API limits are refused before any request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import aiohttp
+
+from bot.whatsapp.errors import PairRateLimit, TransportError, UnexpectedResponse, error_from_response
+from bot.whatsapp.outbound import (
+    Buttons,
+    ListMessage,
+    ListRow,
+    ListSection,
+    Media,
+    MediaKind,
+    OutboundMessage,
+    Reaction,
+    ReplyButton,
+    Template,
+    Text,
+    to_request_body,
+)
+from bot.whatsapp.pacing import Pacer
+from bot.whatsapp.sandbox import SandboxTransport
+
+__all__ = ["HttpTransport", "SandboxTransport", "SendResult", "Transport", "WhatsAppClient"]
+
+DEFAULT_TIMEOUT = 15.0
+
+RowSpec = ListRow | tuple[str, str] | tuple[str, str, str | None]  # (id, title[, description])
+SectionSpec = ListSection | tuple[str | None, Sequence[RowSpec]]  # (title, rows)
+ButtonSpec = ReplyButton | tuple[str, str]  # (id, title)
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """Meta accepted the message (not yet delivered: status webhooks report that)."""
+
+    wamid: str
+    wa_id: str | None
+    raw: dict[str, Any]
+
+
+class Transport(Protocol):
+    """Where requests go. Paths are relative to the versioned Graph base URL; failures raise GraphError."""
+
+    async def post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def post_multipart(
+        self, path: str, fields: Mapping[str, str], files: Mapping[str, tuple[str, bytes, str]]
+    ) -> dict[str, Any]:
+        """`files` maps a form field to (filename, data, mime type)."""
+        ...
+
+    async def get_json(self, path: str, params: Mapping[str, str] | None = None) -> dict[str, Any]: ...
+
+    async def get_bytes(self, url: str) -> bytes:
+        """GET an absolute URL with the bearer token (media download)."""
+        ...
+
+
+class HttpTransport:
+    """The real Graph API over a shared aiohttp session (owned by the app, not by this object)."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        access_token: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self._session = session
+        self._base_url = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {access_token}"}
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+
+    def __repr__(self) -> str:  # never show the token
+        return f"HttpTransport({self._base_url!r})"
+
+    async def post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return _json_object(*await self._request("POST", self._url(path), json=body))
+
+    async def post_multipart(
+        self, path: str, fields: Mapping[str, str], files: Mapping[str, tuple[str, bytes, str]]
+    ) -> dict[str, Any]:
+        form = aiohttp.FormData()
+        for name, value in fields.items():
+            form.add_field(name, value)
+        for name, (filename, data, mime_type) in files.items():
+            form.add_field(name, data, filename=filename, content_type=mime_type)
+        return _json_object(*await self._request("POST", self._url(path), data=form))
+
+    async def get_json(self, path: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
+        return _json_object(*await self._request("GET", self._url(path), params=dict(params or {})))
+
+    async def get_bytes(self, url: str) -> bytes:
+        """Only give this URLs from `get_media_url`: the bearer token goes with the request."""
+        return (await self._request("GET", url))[1]
+
+    def _url(self, path: str) -> str:
+        return f"{self._base_url}/{path.lstrip('/')}"
+
+    async def _request(self, method: str, url: str, **kwargs: Any) -> tuple[int, bytes]:
+        try:
+            async with self._session.request(
+                method, url, headers=self._headers, timeout=self._timeout, raise_for_status=False, **kwargs
+            ) as response:
+                status = response.status
+                payload = await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransportError.from_exception(exc) from exc
+        if not 200 <= status < 300:
+            raise error_from_response(status, payload)
+        return status, payload
+
+
+def _json_object(status: int, payload: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        raise UnexpectedResponse.about("body is not JSON", payload[:1000], status) from None
+    if not isinstance(body, dict):
+        raise UnexpectedResponse.about("body is not a JSON object", body, status)
+    return body
+
+
+class WhatsAppClient:
+    """Sends to one business phone number. One attempt per call; GraphError subclasses on failure."""
+
+    def __init__(self, transport: Transport, phone_number_id: str, pacer: Pacer | None = None) -> None:
+        self.transport = transport
+        self.phone_number_id = phone_number_id
+        self.pacer = pacer
+        self._messages_path = f"{phone_number_id}/messages"
+        self._media_path = f"{phone_number_id}/media"
+
+    async def send(
+        self, to: str, message: OutboundMessage, *, reply_to: str | None = None, pace: bool = True
+    ) -> SendResult:
+        """Send one message, paced first; after a 131056 the pacer holds this recipient, then it raises."""
+        body = to_request_body(to, message, reply_to)
+        if pace and self.pacer is not None:
+            await self.pacer.acquire(to)
+        try:
+            response = await self.transport.post_json(self._messages_path, body)
+        except PairRateLimit as err:
+            if self.pacer is not None:
+                self.pacer.hold(to, err.retry_delay(0))
+            raise
+        return _send_result(response)
+
+    async def send_text(
+        self, to: str, body: str, *, preview_url: bool = False, reply_to: str | None = None
+    ) -> SendResult:
+        return await self.send(to, Text(body=body, preview_url=preview_url), reply_to=reply_to)
+
+    async def send_image(
+        self,
+        to: str,
+        *,
+        link: str | None = None,
+        media_id: str | None = None,
+        caption: str | None = None,
+        reply_to: str | None = None,
+    ) -> SendResult:
+        return await self._send_media(to, "image", link, media_id, reply_to, caption=caption)
+
+    async def send_document(
+        self,
+        to: str,
+        *,
+        link: str | None = None,
+        media_id: str | None = None,
+        caption: str | None = None,
+        filename: str | None = None,
+        reply_to: str | None = None,
+    ) -> SendResult:
+        return await self._send_media(
+            to, "document", link, media_id, reply_to, caption=caption, filename=filename
+        )
+
+    async def send_audio(
+        self,
+        to: str,
+        *,
+        link: str | None = None,
+        media_id: str | None = None,
+        voice: bool = False,
+        reply_to: str | None = None,
+    ) -> SendResult:
+        return await self._send_media(to, "audio", link, media_id, reply_to, voice=voice)
+
+    async def send_video(
+        self,
+        to: str,
+        *,
+        link: str | None = None,
+        media_id: str | None = None,
+        caption: str | None = None,
+        reply_to: str | None = None,
+    ) -> SendResult:
+        return await self._send_media(to, "video", link, media_id, reply_to, caption=caption)
+
+    async def send_template(
+        self,
+        to: str,
+        name: str,
+        language: str,
+        body_params: Sequence[str] = (),
+        button_payloads: Sequence[str] = (),
+        *,
+        reply_to: str | None = None,
+    ) -> SendResult:
+        template = Template(
+            name=name,
+            language=language,
+            body_params=tuple(body_params),
+            button_payloads=tuple(button_payloads),
+        )
+        return await self.send(to, template, reply_to=reply_to)
+
+    async def send_buttons(
+        self,
+        to: str,
+        body: str,
+        buttons: Sequence[ButtonSpec],
+        *,
+        header: str | None = None,
+        footer: str | None = None,
+        reply_to: str | None = None,
+    ) -> SendResult:
+        replies = tuple(
+            b if isinstance(b, ReplyButton) else ReplyButton(id=b[0], title=b[1]) for b in buttons
+        )
+        message = Buttons(body=body, buttons=replies, header=header, footer=footer)
+        return await self.send(to, message, reply_to=reply_to)
+
+    async def send_list(
+        self,
+        to: str,
+        body: str,
+        button: str,
+        sections: Sequence[SectionSpec],
+        *,
+        header: str | None = None,
+        footer: str | None = None,
+        reply_to: str | None = None,
+    ) -> SendResult:
+        message = ListMessage(
+            body=body,
+            button=button,
+            sections=tuple(_section(s) for s in sections),
+            header=header,
+            footer=footer,
+        )
+        return await self.send(to, message, reply_to=reply_to)
+
+    async def send_reaction(self, to: str, message_id: str, emoji: str) -> SendResult:
+        """React to a message; an empty emoji removes the reaction."""
+        return await self.send(to, Reaction(message_id=message_id, emoji=emoji))
+
+    async def mark_read(self, message_id: str, *, typing: bool = False) -> None:
+        """Mark an inbound message (and the ones before it) read; `typing` also shows "typing…" (25 s).
+
+        Not paced: it is a status update, not a message to the recipient.
+        """
+        body: dict[str, Any] = {"messaging_product": "whatsapp", "status": "read", "message_id": message_id}
+        if typing:
+            body["typing_indicator"] = {"type": "text"}
+        response = await self.transport.post_json(self._messages_path, body)
+        if response.get("success") is not True:
+            raise UnexpectedResponse.about("mark-read without success: true", response)
+
+    async def upload_media(self, data: bytes, mime_type: str, filename: str) -> str:
+        """Upload a file for later sends by id (kept 30 days); returns the media id."""
+        response = await self.transport.post_multipart(
+            self._media_path,
+            {"messaging_product": "whatsapp", "type": mime_type},
+            {"file": (filename, data, mime_type)},
+        )
+        media_id = response.get("id")
+        if not isinstance(media_id, str) or not media_id:
+            raise UnexpectedResponse.about("upload without an id", response)
+        return media_id
+
+    async def get_media_url(self, media_id: str) -> dict[str, Any]:
+        """{url, mime_type, sha256, file_size, id, ...}; the URL expires after 5 minutes."""
+        response = await self.transport.get_json(media_id, {"phone_number_id": self.phone_number_id})
+        if not isinstance(response.get("url"), str):
+            raise UnexpectedResponse.about("media lookup without a url", response)
+        return response
+
+    async def download_media(self, url: str) -> bytes:
+        """Fetch media from a `get_media_url` URL (it needs the bearer token)."""
+        return await self.transport.get_bytes(url)
+
+    async def _send_media(
+        self,
+        to: str,
+        media_type: MediaKind,
+        link: str | None,
+        media_id: str | None,
+        reply_to: str | None,
+        **extra: Any,
+    ) -> SendResult:
+        message = Media(media_type=media_type, link=link, media_id=media_id, **extra)
+        return await self.send(to, message, reply_to=reply_to)
+
+
+def _send_result(response: dict[str, Any]) -> SendResult:
+    messages = response.get("messages")
+    first = messages[0] if isinstance(messages, list) and messages else None
+    wamid = first.get("id") if isinstance(first, dict) else None
+    if not isinstance(wamid, str) or not wamid:
+        raise UnexpectedResponse.about("no messages[0].id", response, 200)
+    contacts = response.get("contacts")
+    contact = contacts[0] if isinstance(contacts, list) and contacts else None
+    wa_id = contact.get("wa_id") if isinstance(contact, dict) else None
+    return SendResult(wamid=wamid, wa_id=wa_id if isinstance(wa_id, str) else None, raw=response)
+
+
+def _section(spec: SectionSpec) -> ListSection:
+    if isinstance(spec, ListSection):
+        return spec
+    title, rows = spec
+    return ListSection(title=title, rows=tuple(_row(r) for r in rows))
+
+
+def _row(spec: RowSpec) -> ListRow:
+    if isinstance(spec, ListRow):
+        return spec
+    description = spec[2] if len(spec) > 2 else None
+    return ListRow(id=spec[0], title=spec[1], description=description)

@@ -1,0 +1,431 @@
+"""WhatsAppClient over HTTP (aioresponses at the HTTP boundary, and the shared fake Graph API) and sandbox."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import socket
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aioresponses import aioresponses
+from aioresponses import core as aioresponses_core
+from pydantic import ValidationError
+from pytest_aiohttp import AiohttpServer
+from yarl import URL
+
+from bot.whatsapp import errors
+from bot.whatsapp.client import HttpTransport, SandboxTransport, SendResult, WhatsAppClient
+from bot.whatsapp.outbound import ListRow, ListSection, Text
+from bot.whatsapp.pacing import Pacer
+
+SHARED = Path(__file__).resolve().parents[3] / "shared"
+PAYLOADS = SHARED / "payloads"
+BASE = "https://graph.example.test/v21.0"
+PNID = "100000000000001"
+MESSAGES_URL = f"{BASE}/{PNID}/messages"
+TOKEN = "test-token"
+TO = "+15550002222"
+
+
+def payload(name: str) -> Any:
+    path = PAYLOADS / name
+    if not path.exists():
+        pytest.skip(f"{path} not present")
+    return json.loads(path.read_text())
+
+
+def fake_graph_app(**kwargs: Any) -> web.Application:
+    bench = SHARED / "bench"
+    if not (bench / "fake_graph.py").exists():
+        pytest.skip("shared/bench/fake_graph.py not present")
+    if str(bench) not in sys.path:
+        sys.path.insert(0, str(bench))
+    app: web.Application = importlib.import_module("fake_graph").build_app(**kwargs)
+    return app
+
+
+class _CompatResponse(aiohttp.ClientResponse):
+    """aioresponses 0.7.9 does not pass aiohttp 3.14's new required `stream_writer`
+    (pnuckowski/aioresponses#289); give it a stand-in until a fixed release exists."""
+
+    def __init__(self, method: str, url: URL, **kwargs: Any) -> None:
+        kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
+        super().__init__(method, url, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def _aioresponses_compat(monkeypatch: pytest.MonkeyPatch) -> None:
+    if "stream_writer" in inspect.signature(aiohttp.ClientResponse.__init__).parameters:
+        monkeypatch.setattr(aioresponses_core, "ClientResponse", _CompatResponse)
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+@pytest.fixture
+def client(session: aiohttp.ClientSession) -> WhatsAppClient:
+    return WhatsAppClient(HttpTransport(session, BASE, TOKEN), PNID)
+
+
+def requests_to(mock: aioresponses, url: str, method: str = "POST") -> list[Any]:
+    return list(mock.requests.get((method, URL(url)), []))
+
+
+def assert_matches(actual: dict[str, Any], expected: dict[str, Any]) -> None:
+    """The fields that matter are equal; our type object may add only false-valued defaults."""
+    for key in ("messaging_product", "recipient_type", "to", "type", "context"):
+        assert actual.get(key) == expected.get(key), key
+    kind = expected["type"]
+    extra = {k: v for k, v in actual[kind].items() if k not in expected[kind]}
+    assert all(not v for v in extra.values()), extra
+    assert {k: v for k, v in actual[kind].items() if k in expected[kind]} == expected[kind]
+
+
+SendCall = Callable[[WhatsAppClient], Awaitable[SendResult]]
+
+SEND_CASES: list[tuple[str, SendCall]] = [
+    (
+        "send_text.json",
+        lambda c: c.send_text(TO, "Your order shipped: https://example.com/track/123", preview_url=True),
+    ),
+    (
+        "send_text_contextual_reply.json",
+        lambda c: c.send_text("15550002222", "Replying to your question", reply_to="wamid.IN_TEXT_0001"),
+    ),
+    ("send_image_by_id.json", lambda c: c.send_image(TO, media_id="300000000000010", caption="Your receipt")),
+    (
+        "send_image_by_link.json",
+        lambda c: c.send_image(TO, link="https://example.com/media/receipt.png", caption="Your receipt"),
+    ),
+    (
+        "send_document.json",
+        lambda c: c.send_document(
+            TO, media_id="300000000000011", filename="invoice-123.pdf", caption="Invoice (PDF)"
+        ),
+    ),
+    ("send_audio_voice.json", lambda c: c.send_audio(TO, media_id="300000000000012", voice=True)),
+    (
+        "send_video.json",
+        lambda c: c.send_video(TO, link="https://example.com/media/howto.mp4", caption="How to assemble"),
+    ),
+    (
+        "send_template.json",
+        lambda c: c.send_template(TO, "order_confirmation", "en_US", ["Alex", "ORDER-123"]),
+    ),
+    (
+        "send_interactive_button.json",
+        lambda c: c.send_buttons(
+            TO,
+            "Your appointment is tomorrow at 9am. Need to change it?",
+            [("keep", "Keep"), ("reschedule", "Reschedule"), ("cancel", "Cancel")],
+            header="Appointment",
+            footer="Example Clinic",
+        ),
+    ),
+    (
+        "send_interactive_list.json",
+        lambda c: c.send_list(
+            TO,
+            "Which shipping option do you prefer?",
+            "Choose option",
+            [
+                (
+                    "Fast",
+                    [
+                        ("priority_express", "Priority Express", "Next day"),
+                        ("priority", "Priority", "1-3 days"),
+                    ],
+                ),
+                ListSection(
+                    title="Cheap", rows=(ListRow(id="ground", title="Ground", description="2-5 days"),)
+                ),
+            ],
+            header="Shipping options",
+            footer="Example Store",
+        ),
+    ),
+    ("send_reaction.json", lambda c: c.send_reaction(TO, "wamid.IN_TEXT_0001", "👍")),
+]
+
+
+@pytest.mark.parametrize(("filename", "call"), SEND_CASES, ids=[case[0] for case in SEND_CASES])
+async def test_send_body_matches_payload_file(client: WhatsAppClient, filename: str, call: SendCall) -> None:
+    expected = payload(filename)
+    with aioresponses() as mock:
+        mock.post(MESSAGES_URL, payload=payload("response_send_success.json"))
+        result = await call(client)
+        (request,) = requests_to(mock, MESSAGES_URL)
+    assert_matches(request.kwargs["json"], expected)
+    assert request.kwargs["headers"]["Authorization"] == f"Bearer {TOKEN}"
+    assert result == SendResult("wamid.OUT_0001", "15550002222", payload("response_send_success.json"))
+
+
+@pytest.mark.parametrize(
+    ("filename", "typing"), [("send_mark_read.json", False), ("send_typing_indicator.json", True)]
+)
+async def test_mark_read_body(client: WhatsAppClient, filename: str, typing: bool) -> None:
+    with aioresponses() as mock:
+        mock.post(MESSAGES_URL, payload=payload("response_mark_read_success.json"))
+        await client.mark_read("wamid.IN_TEXT_0001", typing=typing)
+        (request,) = requests_to(mock, MESSAGES_URL)
+    assert request.kwargs["json"] == payload(filename)
+
+
+async def test_mark_read_without_success_is_an_error(client: WhatsAppClient) -> None:
+    with aioresponses() as mock:
+        mock.post(MESSAGES_URL, payload={"success": False})
+        with pytest.raises(errors.UnexpectedResponse):
+            await client.mark_read("wamid.X")
+
+
+@pytest.mark.parametrize("body", [{"messaging_product": "whatsapp", "messages": []}, {"messages": [{}]}, {}])
+async def test_success_status_without_wamid_is_an_error(client: WhatsAppClient, body: dict[str, Any]) -> None:
+    with aioresponses() as mock:
+        mock.post(MESSAGES_URL, payload=body)
+        with pytest.raises(errors.UnexpectedResponse) as info:
+            await client.send_text(TO, "hi")
+    assert info.value.retryable and info.value.code == errors.CODE_UNEXPECTED
+
+
+async def test_success_status_with_non_json_body_is_an_error(client: WhatsAppClient) -> None:
+    with aioresponses() as mock:
+        mock.post(MESSAGES_URL, body="<html>ok</html>", content_type="text/html")
+        with pytest.raises(errors.UnexpectedResponse):
+            await client.send_text(TO, "hi")
+
+
+@pytest.mark.parametrize(
+    ("status", "filename", "cls"),
+    [
+        (400, "error_130429.json", errors.RateLimitHit),
+        (429, "error_130429.json", errors.RateLimitHit),
+        (400, "error_131047.json", errors.ReEngagement),
+        (401, "error_190.json", errors.AccessTokenExpired),
+        (500, "error_131000.json", errors.UnknownError),
+    ],
+)
+async def test_http_errors_raise_by_code(
+    client: WhatsAppClient, status: int, filename: str, cls: type[errors.GraphError]
+) -> None:
+    with aioresponses() as mock:
+        mock.post(MESSAGES_URL, status=status, payload=payload(filename))
+        with pytest.raises(cls) as info:
+            await client.send_text(TO, "hi")
+    assert info.value.http_status == status
+    assert info.value.code == payload(filename)["error"]["code"]
+
+
+async def test_rate_limit_with_400_is_retryable(client: WhatsAppClient) -> None:
+    with aioresponses() as mock:
+        mock.post(MESSAGES_URL, status=400, payload=payload("error_130429.json"))
+        with pytest.raises(errors.GraphError) as info:
+            await client.send_text(TO, "hi")
+    assert info.value.retryable
+
+
+async def test_garbage_502_is_retryable(client: WhatsAppClient) -> None:
+    with aioresponses() as mock:
+        mock.post(MESSAGES_URL, status=502, body="<html>502 Bad Gateway</html>", content_type="text/html")
+        with pytest.raises(errors.ServerError) as info:
+            await client.send_text(TO, "hi")
+    assert info.value.retryable and info.value.http_status == 502
+
+
+async def test_timeout_is_transport_error(client: WhatsAppClient) -> None:
+    with aioresponses() as mock:
+        mock.post(MESSAGES_URL, exception=TimeoutError())
+        with pytest.raises(errors.TransportError) as info:
+            await client.send_text(TO, "hi")
+    assert info.value.retryable and info.value.code == -1
+
+
+async def test_connection_refused_is_transport_error(session: aiohttp.ClientSession) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = WhatsAppClient(HttpTransport(session, f"http://127.0.0.1:{port}/v21.0", TOKEN), PNID)
+    with pytest.raises(errors.TransportError) as info:
+        await client.send_text(TO, "hi")
+    assert info.value.title.startswith("transport error: ")
+    assert info.value.retryable
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda c: c.send_buttons(TO, "Pick", [("a", "A"), ("b", "B"), ("c", "C"), ("d", "D")]),
+        lambda c: c.send_buttons(TO, "Pick", [("a", "x" * 21)]),
+        lambda c: c.send_list(TO, "Pick", "Open", [(None, [(f"r{i}", f"Row {i}") for i in range(11)])]),
+        lambda c: c.send_text(TO, "x" * 4097),
+        lambda c: c.send_image(TO, caption="no media"),
+    ],
+    ids=["4 buttons", "21-char title", "11 rows", "long text", "no media"],
+)
+async def test_limits_refused_before_http(client: WhatsAppClient, call: SendCall) -> None:
+    with aioresponses() as mock:
+        with pytest.raises(ValidationError):
+            await call(client)
+        assert mock.requests == {}
+
+
+class RecordingPacer(Pacer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.acquired: list[str] = []
+
+    async def acquire(self, recipient: str) -> None:
+        self.acquired.append(recipient)
+        await super().acquire(recipient)
+
+
+async def test_send_is_paced_unless_asked_not_to(session: aiohttp.ClientSession) -> None:
+    pacer = RecordingPacer()
+    client = WhatsAppClient(HttpTransport(session, BASE, TOKEN), PNID, pacer)
+    with aioresponses() as mock:
+        mock.post(MESSAGES_URL, payload=payload("response_send_success.json"))
+        mock.post(MESSAGES_URL, payload=payload("response_send_success.json"))
+        mock.post(MESSAGES_URL, payload=payload("response_mark_read_success.json"))
+        await client.send_text(TO, "paced")
+        await client.send(TO, Text(body="not paced"), pace=False)
+        await client.mark_read("wamid.X")
+    assert pacer.acquired == [TO]
+
+
+async def test_pair_rate_limit_holds_only_that_recipient(session: aiohttp.ClientSession) -> None:
+    pacer = Pacer()
+    client = WhatsAppClient(HttpTransport(session, BASE, TOKEN), PNID, pacer)
+    with aioresponses() as mock:
+        mock.post(MESSAGES_URL, status=400, payload=payload("error_131056.json"))
+        with pytest.raises(errors.PairRateLimit) as info:
+            await client.send_text(TO, "hi")
+    assert info.value.per_recipient
+    assert pacer.delay_for(TO) >= 1.0  # 4**0 s, jittered up
+    assert pacer.delay_for("+15550003333") == 0.0
+
+
+async def test_upload_media_and_get_url_and_download(
+    session: aiohttp.ClientSession, aiohttp_server: AiohttpServer
+) -> None:
+    seen: dict[str, Any] = {}
+
+    async def upload(request: web.Request) -> web.Response:
+        form = await request.post()
+        file = form["file"]
+        assert isinstance(file, web.FileField)
+        seen.update(
+            auth=request.headers.get("Authorization"),
+            messaging_product=form["messaging_product"],
+            type=form["type"],
+            filename=file.filename,
+            content_type=file.content_type,
+            data=file.file.read(),
+        )
+        return web.json_response(payload("response_media_upload.json"))
+
+    async def media_url(request: web.Request) -> web.Response:
+        seen["query"] = dict(request.query)
+        return web.json_response(payload("response_media_get_url.json"))
+
+    async def download(request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {TOKEN}":
+            return web.json_response(payload("error_190.json"), status=401)
+        return web.Response(body=b"\x89PNG", content_type="image/png")
+
+    app = web.Application()
+    app.router.add_post(f"/v21.0/{PNID}/media", upload)
+    app.router.add_get("/v21.0/{media_id}", media_url)
+    app.router.add_get("/download", download)
+    server = await aiohttp_server(app)
+    client = WhatsAppClient(HttpTransport(session, str(server.make_url("/v21.0")), TOKEN), PNID)
+
+    media_id = await client.upload_media(b"\x89PNG...", "image/png", "photo.png")
+    assert media_id == "300000000000010"
+    assert seen == {
+        "auth": f"Bearer {TOKEN}",
+        "messaging_product": "whatsapp",
+        "type": "image/png",
+        "filename": "photo.png",
+        "content_type": "image/png",
+        "data": b"\x89PNG...",
+    }
+    info = await client.get_media_url("300000000000001")
+    assert info == payload("response_media_get_url.json")
+    assert seen["query"] == {"phone_number_id": PNID}
+    assert await client.download_media(str(server.make_url("/download"))) == b"\x89PNG"
+
+
+async def test_against_fake_graph(session: aiohttp.ClientSession, aiohttp_server: AiohttpServer) -> None:
+    server = await aiohttp_server(fake_graph_app(token=TOKEN))
+    base = str(server.make_url("/v21.0"))
+    client = WhatsAppClient(HttpTransport(session, base, TOKEN), PNID, Pacer())
+    result = await client.send_text("15550002222", "Hello #7", reply_to="wamid.IN_1")
+    assert result.wamid.startswith("wamid.FAKE") and result.wa_id == TO
+    await client.mark_read("wamid.IN_1", typing=True)
+    assert await client.upload_media(b"data", "application/pdf", "a.pdf")
+    async with session.get(server.make_url("/dump")) as response:
+        dump = await response.json()
+    assert [row[1:5] for row in dump] == [[TO, "text", "wamid.IN_1", result.wamid]]
+
+    wrong = WhatsAppClient(HttpTransport(session, base, "wrong-token"), PNID)
+    with pytest.raises(errors.AccessTokenExpired) as info:
+        await wrong.send_text(TO, "hi")
+    assert info.value.http_status == 401 and not info.value.retryable
+
+
+async def test_fake_graph_throttling_and_timeout(
+    session: aiohttp.ClientSession, aiohttp_server: AiohttpServer
+) -> None:
+    throttled = await aiohttp_server(fake_graph_app(token=TOKEN, fail_every=1))
+    client = WhatsAppClient(HttpTransport(session, str(throttled.make_url("/v21.0")), TOKEN), PNID)
+    with pytest.raises(errors.RateLimitHit) as info:
+        await client.send_text(TO, "hi")
+    assert info.value.http_status == 429 and info.value.retryable
+
+    slow = await aiohttp_server(fake_graph_app(token=TOKEN, latency_ms=500))
+    transport = HttpTransport(session, str(slow.make_url("/v21.0")), TOKEN, timeout=0.05)
+    with pytest.raises(errors.TransportError):
+        await WhatsAppClient(transport, PNID).send_text(TO, "hi")
+
+
+def test_http_transport_repr_hides_token(session: aiohttp.ClientSession) -> None:
+    assert TOKEN not in repr(HttpTransport(session, BASE, TOKEN))
+
+
+async def test_sandbox_records_and_never_calls_out() -> None:
+    lines: list[str] = []
+    sandbox = SandboxTransport(echo=lines.append)
+    client = WhatsAppClient(sandbox, PNID, Pacer())
+    with aioresponses() as mock:  # any real HTTP call would fail here
+        first = await client.send_text("15550002222", "Hello")
+        second = await client.send_buttons(TO, "Pick one", [("a", "Yes"), ("b", "No")])
+        await client.send_image(TO, link="https://example.com/x.png", caption="Photo")
+        await client.mark_read("wamid.IN_1")
+        media_id = await client.upload_media(b"abc", "image/png", "x.png")
+        info = await client.get_media_url(media_id)
+        assert mock.requests == {}
+    assert first == SendResult("wamid.SANDBOX.1", "15550002222", first.raw)
+    assert second.wamid == "wamid.SANDBOX.2"
+    assert info["id"] == media_id and await client.download_media(info["url"]) == b""
+    assert lines[0] == "[sandbox] → +15550002222 text: Hello"
+    assert lines[1] == "[sandbox] → +15550002222 interactive: Pick one [Yes] [No]"
+    assert lines[2] == "[sandbox] → +15550002222 image: https://example.com/x.png Photo"
+    assert lines[3] == "[sandbox] ✓ read wamid.IN_1"
+    assert len(sandbox.requests) == 5
+    assert sandbox.requests[0]["text"] == {"body": "Hello", "preview_url": False}
+    assert sandbox.requests[3] == {
+        "messaging_product": "whatsapp",
+        "status": "read",
+        "message_id": "wamid.IN_1",
+    }
+    assert sandbox.requests[4]["file"] == {"filename": "x.png", "mime_type": "image/png", "size": 3}
