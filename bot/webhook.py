@@ -6,6 +6,7 @@ the engine runs later, from the inbox. Every handled POST gets one log line with
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ async def verify(request: web.Request) -> web.Response:
         config.verify_token
         and query.get("hub.mode") == "subscribe"
         and token is not None
-        and signature.hmac.compare_digest(token.encode(), config.verify_token.encode())
+        and hmac.compare_digest(token.encode(), config.verify_token.encode())
     ):
         return web.Response(text=query.get("hub.challenge", ""), content_type="text/plain")
     log.warning("webhook verification refused (mode=%s)", query.get("hub.mode"))

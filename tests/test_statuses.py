@@ -67,7 +67,9 @@ async def test_statuses_for_unknown_wamids_are_parked_then_applied(database_url:
                 [
                     StatusChange("wamid.LATE", "delivered", T0 + timedelta(seconds=2)),
                     StatusChange("wamid.LATE", "delivered", T0 + timedelta(seconds=2)),  # a redelivery
-                    StatusChange("wamid.LATE", "sent", T0 + timedelta(seconds=1), pricing={"category": "service"}),
+                    StatusChange(
+                        "wamid.LATE", "sent", T0 + timedelta(seconds=1), pricing={"category": "service"}
+                    ),
                 ]
             )
         assert changed == 0

@@ -7,6 +7,7 @@ arrive with their own issues, and a loose reference keeps this schema creatable 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from tortoise import fields
 from tortoise.indexes import Index
@@ -54,7 +55,7 @@ class Conversation(Model):
     )
     flow = fields.CharField(max_length=64, null=True)
     state = fields.CharField(max_length=128, null=True)
-    variables = fields.JSONField(default=dict)
+    variables: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
     mode = fields.CharEnumField(ConversationMode, default=ConversationMode.BOT, max_length=8)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
@@ -75,16 +76,16 @@ class Message(Model):
     message_content = fields.TextField(null=True)
     file_url = fields.TextField(null=True)
     file_name = fields.CharField(max_length=256, null=True)
-    whatsapp_message_id = fields.CharField(max_length=128, unique=True, null=True)
+    whatsapp_message_id: fields.Field[str | None] = fields.CharField(max_length=128, unique=True, null=True)
     delivery_status = fields.CharEnumField(DeliveryStatus, max_length=12, db_index=True)
     error_code = fields.IntField(null=True)
-    error_title = fields.TextField(null=True)
+    error_title: fields.Field[str | None] = fields.TextField(null=True)  # type: ignore[assignment]
     order_id = fields.IntField(null=True, db_index=True)
     technician_id = fields.IntField(null=True, db_index=True)
     # inbound: the message object exactly as Meta sent it; outbound: the OutboundMessage value
-    payload = fields.JSONField(null=True)
+    payload: fields.JSONField[dict[str, Any] | None] = fields.JSONField(null=True)
     reply_to = fields.CharField(max_length=128, null=True)
-    pricing = fields.JSONField(null=True)
+    pricing: fields.JSONField[dict[str, Any] | None] = fields.JSONField(null=True)
     attempts = fields.IntField(default=0)
     next_attempt_at = fields.DatetimeField(null=True)
     received_at = fields.DatetimeField(null=True)
@@ -108,9 +109,9 @@ class EarlyStatus(Model):
     whatsapp_message_id = fields.CharField(max_length=128, db_index=True)
     status = fields.CharField(max_length=16)
     timestamp = fields.DatetimeField()
-    pricing = fields.JSONField(null=True)
+    pricing: fields.JSONField[dict[str, Any] | None] = fields.JSONField(null=True)
     error_code = fields.IntField(null=True)
-    error_title = fields.TextField(null=True)
+    error_title: fields.Field[str | None] = fields.TextField(null=True)  # type: ignore[assignment]
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
@@ -124,7 +125,7 @@ class Template(Model):
     template_content = fields.TextField()
     language_code = fields.CharField(max_length=16)
     category = fields.CharField(max_length=32)
-    variables = fields.JSONField(default=list)
+    variables: fields.JSONField[list[str]] = fields.JSONField(default=list)
     is_active = fields.BooleanField(default=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)

@@ -3,15 +3,16 @@
 Staff are not programmers, so a problem is reported as `file:line:column: reason (hint: ...)` for the
 exact YAML node, and loading collects *all* problems before refusing, so one run of
 `bot flows check` lists everything to fix. Each state is validated on its own, so a typo in one state
-does not hide the mistakes in the others. The schema is in `schema.py`-style pydantic models below;
-cross-references (targets, actions, loops) are checked after, in `_check_set`.
+does not hide the mistakes in the others. The schema is the pydantic models below; what they cannot
+see field by field is checked by `_Rules`, and references across states and flows by
+`machine.check_graph`.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -22,7 +23,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidato
 from pydantic_core import PydanticCustomError
 
 from bot.engine.actions import ActionRegistry
-from bot.engine.machine import ON_KEYS, FlowMachine, normalize, split_target
+from bot.engine.machine import ON_KEYS, FlowMachine, check_graph, normalize, suggest
 from bot.whatsapp import outbound as wa
 
 NAME = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -171,15 +172,27 @@ class ListSpec(_Spec):
     )
 
 
+def _link(value: str) -> str:
+    if not re.match(r"^https://\S+$", value):
+        raise _fail("a media link must start with https://", "WhatsApp fetches the file from this address")
+    return value
+
+
+def _template_name(value: str) -> str:
+    if not re.match(r"^[a-z0-9_]{1,512}$", value):
+        raise _fail(f"'{value}' is not a template name", "use the approved name: lower case, digits and _")
+    return value
+
+
 class MediaSpec(_Spec):
     type: Literal["image", "document", "audio", "video"]
-    link: Annotated[str, Field(pattern=r"^https://\S+$")]
+    link: Annotated[str, AfterValidator(_link)]
     caption: LocalizedText | None = None
     filename: str | None = None
 
 
 class TemplateSpec(_Spec):
-    name: Annotated[str, Field(pattern=r"^[a-z0-9_]+$", max_length=512)]
+    name: Annotated[str, AfterValidator(_template_name)]
     language: str | None = None
     """The approved template's language code; without it, the customer's language."""
     params: list[str] = []
@@ -240,27 +253,9 @@ class FlowHeader(_Spec):
     fallback: FallbackSpec | None = None
 
 
-KNOWN_KEYS: tuple[str, ...] = tuple(
-    sorted(
-        {
-            (f.alias or n)
-            for m in (
-                State,
-                FlowHeader,
-                ButtonSpec,
-                ListSpec,
-                ListSectionSpec,
-                ListRowSpec,
-                MediaSpec,
-                TemplateSpec,
-                OnSpec,
-                FallbackSpec,
-            )
-            for n, f in m.model_fields.items()
-        }
-        | {"states"}
-    )
-)
+_MODELS: tuple[type[_Spec], ...] = (State, FlowHeader, ButtonSpec, ListSpec, ListSectionSpec, ListRowSpec)
+_MODELS += (MediaSpec, TemplateSpec, OnSpec, FallbackSpec)
+KNOWN_KEYS = sorted({f.alias or n for m in _MODELS for n, f in m.model_fields.items()} | {"states"})
 
 
 @dataclass(frozen=True)
@@ -346,6 +341,7 @@ class _Source:
         self.marks: dict[YamlPath, yaml.Mark] = {}
         self.key_marks: dict[YamlPath, yaml.Mark] = {}
         self.collections: set[YamlPath] = set()
+        self.written: set[YamlPath] = set()
         self.problems: list[FlowProblem] = []
 
     def parse(self, text: str) -> Any:
@@ -379,18 +375,22 @@ class _Source:
         if isinstance(node, yaml.SequenceNode):
             return [self._build(loader, item, (*path, i), active) for i, item in enumerate(node.value)]
         assert isinstance(node, yaml.MappingNode)
-        loader.flatten_mapping(node)
+        explicit = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
+        loader.flatten_mapping(node)  # `<<: *anchor` entries come first; written keys override them
+        inherited = len(node.value) - explicit
         mapping: dict[str, Any] = {}
-        for key_node, value_node in node.value:
+        for index, (key_node, value_node) in enumerate(node.value):
             if not isinstance(key_node, yaml.ScalarNode):
                 self.problems.append(self._at(key_node.start_mark, "a key must be plain text"))
                 continue
             child = (*path, key_node.value)
-            if key_node.value in mapping:
+            if key_node.value in mapping and index >= inherited and child in self.written:
                 self.problems.append(
                     self._at(key_node.start_mark, f"'{key_node.value}' appears twice here", "keep only one")
                 )
             self.key_marks[child] = key_node.start_mark
+            if index >= inherited:
+                self.written.add(child)
             mapping[key_node.value] = self._build(loader, value_node, child, active)
         return mapping
 
@@ -427,6 +427,10 @@ class _Source:
                 hint = f"did you mean '{close[0]}'?" if close else "check the spelling and the indentation"
             elif kind == "missing":
                 reason = f"'{loc[-1]}' is missing here"
+            elif kind == "greater_than_equal":
+                reason = f"expected a number of at least {(error.get('ctx') or {}).get('ge')} here"
+            elif kind == "literal_error":
+                reason = f"expected {(error.get('ctx') or {}).get('expected', 'another value')} here"
             else:
                 reason = _FRIENDLY.get(kind) or error["msg"]
             self.add(loc, reason, hint, key=key)
@@ -451,11 +455,6 @@ def _yaml_hint(reason: str) -> str | None:
     if "could not find expected ':'" in reason or "expected <block end>" in reason:
         return "check the indentation of this line and the one above"
     return None
-
-
-def _suggest(word: str, choices: Iterable[str]) -> str | None:
-    close = difflib.get_close_matches(word, list(choices), 1, 0.6)
-    return f"did you mean '{close[0]}'?" if close else None
 
 
 # --- loading --------------------------------------------------------------------------------------
@@ -552,232 +551,143 @@ def _check_set(drafts: list[_Draft], unreadable: set[str], actions: ActionRegist
     """What one file cannot know alone: flow names, targets into other flows, actions, goto loops."""
     known: dict[str, set[str]] = {}
     for draft in drafts:
-        if draft.header is None:  # schema problems already reported; its states still count as targets
-            known.setdefault(draft.name, set()).update(draft.states, draft.broken)
-            continue
-        if draft.name in known:
-            draft.source.add(("flow",), f"another file already defines flow '{draft.name}'", "rename one")
-        elif draft.name != draft.stem:
-            draft.source.add(
-                ("flow",),
-                f"flow '{draft.name}' is in file '{draft.stem}'",
-                "the flow name must be the file name",
-            )
+        if draft.header is not None:  # else its schema problems are reported; its states still count
+            if draft.name in known:
+                draft.source.add(("flow",), f"another file already defines flow '{draft.name}'", "rename one")
+            elif draft.name != draft.stem:
+                reason = f"flow '{draft.name}' is in file '{draft.stem}'"
+                draft.source.add(("flow",), reason, "the flow name must be the file name")
         known.setdefault(draft.name, set()).update(draft.states, draft.broken)
-
-    def check_target(draft: _Draft, path: YamlPath, target: str, key: bool = False) -> None:
-        flow_name, state = split_target(draft.name, target)
-        if flow_name in unreadable:
-            return
-        if flow_name not in known:
-            draft.source.add(path, f"there is no flow '{flow_name}'", _suggest(flow_name, known), key=key)
-        elif state not in known[flow_name]:
-            hint = (
-                _suggest(state, known[flow_name])
-                or f"flow '{flow_name}' has: {', '.join(sorted(known[flow_name]))}"
-            )
-            draft.source.add(path, f"there is no state '{state}' in flow '{flow_name}'", hint, key=key)
-
     for draft in drafts:
-        if draft.header is not None:
-            start = draft.header.start
-            if start not in draft.states and start not in draft.broken:
-                draft.source.add(
-                    ("start",),
-                    f"start state '{start}' is not among the states",
-                    _suggest(start, known[draft.name]),
-                )
-            if draft.header.fallback is not None and draft.header.fallback.goto is not None:
-                check_target(draft, ("fallback", "goto"), draft.header.fallback.goto)
+        start = draft.header.start if draft.header else None
+        if start is not None and start not in draft.states and start not in draft.broken:
+            reason = f"start state '{start}' is not among the states"
+            draft.source.add(("start",), reason, suggest(start, known[draft.name]))
         for name, state in draft.states.items():
-            for path, target, key in _state_targets(state, actions):
-                check_target(draft, ("states", name, *path), target, key)
-            for path, reason, hint, key in _state_issues(state, actions):
+            for path, reason, hint, key in _Rules(state, actions).found:
                 draft.source.add(("states", name, *path), reason, hint, key=key)
-    _check_goto_loops(drafts)
+    by_name = {draft.name: draft for draft in reversed(drafts)}
+    fallbacks = {
+        d.name: d.header.fallback.goto
+        for d in drafts
+        if d.header is not None and d.header.fallback is not None
+    }
+    states = {name: draft.states for name, draft in by_name.items()}
+    for issue in check_graph(states, fallbacks, known, unreadable, actions):
+        by_name[issue.flow].source.add(issue.path, issue.reason, issue.hint, key=issue.key)
 
 
-_Issue = tuple[YamlPath, str, str | None, bool]
+class _Rules:
+    """One state's rules that pydantic cannot see field by field; problems collect in `found`."""
 
+    def __init__(self, state: State, actions: ActionRegistry) -> None:
+        self.state = state
+        self.found: list[tuple[YamlPath, str, str | None, bool]] = []
+        self.message(state)
+        self.choices(state)
+        self.transitions(state)
+        self.action(state, actions)
 
-def _state_targets(state: State, actions: ActionRegistry) -> Iterator[tuple[YamlPath, str, bool]]:
-    """(path, target, target-is-the-key) for every target a state names."""
-    if state.on is not None:
-        for reply_id, target in (state.on.model_extra or {}).items():
-            yield ("on", reply_id), target, False
-        for target in state.on.keywords:
-            yield ("on", "keywords", target), target, True
-        for regex, target in state.on.pattern.items():
-            yield ("on", "pattern", regex), target, False
-        for key in ON_KEYS[2:]:
-            if getattr(state.on, key) is not None:
-                yield ("on", key), getattr(state.on, key), False
-    if state.fallback is not None and state.fallback.goto is not None:
-        yield ("fallback", "goto"), state.fallback.goto, False
-    if state.goto is not None:
-        yield ("goto",), state.goto, False
-    spec = actions.get(state.call) if state.call else None
-    for arg in spec.targets if spec else ():
-        if isinstance(state.args.get(arg), str):
-            yield ("args", arg), state.args[arg], False
+    def add(self, path: YamlPath, reason: str, hint: str | None = None, key: bool = False) -> None:
+        self.found.append((path, reason, hint, key))
 
+    def message(self, state: State) -> None:
+        limit = wa.TEXT_MAX
+        if state.buttons and state.choices:
+            self.add(("list",), "a message has either buttons or a list, not both", "split the state", True)
+        for what, present, most in (
+            ("buttons", state.buttons, wa.BUTTON_BODY_MAX),
+            ("list", state.choices, wa.LIST_BODY_MAX),
+        ):
+            if present:
+                limit = min(limit, most)
+                if state.say is None:
+                    self.add((what,), f"{what} need a 'say' text: it is the message body", None, True)
+        for language, text in variants(state.say):
+            if len(text) > limit:
+                reason = f"this text is {len(text)} characters; here WhatsApp allows {limit}"
+                self.add(("say", language) if language else ("say",), reason, "shorten it")
+        media = state.media
+        if media is not None and media.caption is not None and media.type == "audio":
+            self.add(("media", "caption"), "audio takes no caption", None, True)
+        if media is not None and media.filename is not None and media.type != "document":
+            self.add(("media", "filename"), "only a document takes a filename", None, True)
 
-def _state_issues(state: State, actions: ActionRegistry) -> Iterator[_Issue]:
-    """One state's rules that pydantic cannot see field by field."""
-    say_limit = wa.TEXT_MAX
-    if state.buttons and state.choices:
-        yield (
-            ("list",),
-            "a message has either buttons or a list, not both",
-            "move one into its own state",
-            True,
-        )
-    for what, present, limit in (
-        ("buttons", state.buttons, wa.BUTTON_BODY_MAX),
-        ("list", state.choices, wa.LIST_BODY_MAX),
-    ):
-        if present:
-            say_limit = min(say_limit, limit)
-            if state.say is None:
-                yield (what,), f"{what} need a 'say' text: it is the message body", None, True
-    if state.buttons is not None and len(state.buttons) > wa.MAX_BUTTONS:
-        yield (
-            ("buttons",),
-            f"{len(state.buttons)} buttons; WhatsApp allows {wa.MAX_BUTTONS}",
-            "use a list for more choices (up to 10)",
-            True,
-        )
-    for language, text in variants(state.say):
-        if len(text) > say_limit:
-            path: YamlPath = ("say", language) if language else ("say",)
-            yield (
-                path,
-                f"this text is {len(text)} characters; here WhatsApp allows {say_limit}",
-                "shorten it",
-                False,
-            )
-    offered: list[tuple[YamlPath, str]] = [
-        (("buttons", i, "id"), b.id) for i, b in enumerate(state.buttons or ())
-    ]
-    for s, section in enumerate(state.choices.sections if state.choices else ()):
-        offered += [(("list", "sections", s, "rows", r, "id"), row.id) for r, row in enumerate(section.rows)]
-    yield from _duplicate_titles(state)
-    replies = state.on.model_extra or {} if state.on else {}
-    seen: set[str] = set()
-    for path, reply_id in offered:
-        if reply_id in seen:
-            yield (
-                path,
-                f"id '{reply_id}' is used twice in this state",
-                "give every button and row its own id",
-                False,
-            )
-        seen.add(reply_id)
-        if reply_id in ON_KEYS:
-            yield (
-                path,
-                f"'{reply_id}' is a reserved word in 'on:' and cannot be an id",
-                "rename the id",
-                False,
-            )
-        elif reply_id not in replies:
-            hint = f"add '{reply_id}: <state>' under 'on:'"
-            if state.goto is not None:
-                hint = "this state moves on at once (goto); put the choices in the state it goes to"
-            yield path, f"'{reply_id}' has no transition", hint, False
-    for reply_id in replies:
-        close = difflib.get_close_matches(reply_id, ON_KEYS, 1, 0.75)
-        if reply_id not in seen and close:
-            yield ("on", reply_id), f"unknown key '{reply_id}'", f"did you mean '{close[0]}'?", True
-    yield from _on_issues(state)
-    if state.goto is not None:
-        for key, used in (("on", state.on is not None), ("fallback", state.fallback is not None)):
-            if used:
-                yield (
-                    (key,),
-                    f"'{key}' is never used: this state moves on at once (goto)",
-                    "remove goto or this",
-                    True,
+    def choices(self, state: State) -> None:
+        """Buttons and list rows: count, unique ids and titles, each answered in `on:`."""
+        buttons = state.buttons or []
+        if len(buttons) > wa.MAX_BUTTONS:
+            reason = f"{len(buttons)} buttons; WhatsApp allows {wa.MAX_BUTTONS}"
+            self.add(("buttons",), reason, "use a list for more choices (up to 10)", True)
+        titles: set[tuple[str | None, str]] = set()
+        for i, button in enumerate(buttons):
+            for variant in variants(button.title):
+                if variant in titles:
+                    self.add(
+                        ("buttons", i, "title"), f"two buttons are titled '{variant[1]}'", "make them differ"
+                    )
+                titles.add(variant)
+        offered: list[tuple[YamlPath, str]] = [(("buttons", i, "id"), b.id) for i, b in enumerate(buttons)]
+        for n, section in enumerate(state.choices.sections if state.choices else ()):
+            offered += [
+                (("list", "sections", n, "rows", r, "id"), row.id) for r, row in enumerate(section.rows)
+            ]
+        replies = (state.on.model_extra or {}) if state.on else {}
+        seen: set[str] = set()
+        for path, reply_id in offered:
+            if reply_id in seen:
+                self.add(path, f"id '{reply_id}' is used twice in this state", "give each choice its own id")
+            seen.add(reply_id)
+            if reply_id in ON_KEYS:
+                self.add(path, f"'{reply_id}' is a reserved word in 'on:' and cannot be an id", "rename it")
+            elif reply_id not in replies:
+                hint = f"add '{reply_id}: <state>' under 'on:'"
+                if state.goto is not None:
+                    hint = "this state moves on at once (goto); put the choices in the state it goes to"
+                self.add(path, f"'{reply_id}' has no transition", hint)
+        for reply_id in replies:
+            close = difflib.get_close_matches(reply_id, ON_KEYS, 1, 0.75)
+            if reply_id not in seen and close:
+                self.add(("on", reply_id), f"unknown key '{reply_id}'", f"did you mean '{close[0]}'?", True)
+
+    def transitions(self, state: State) -> None:
+        on = state.on
+        for regex in on.pattern if on else ():
+            try:
+                re.compile(regex)
+            except re.error as exc:
+                hint = "patterns are regular expressions; a literal ( [ { . ? * + \\ needs a \\ before it"
+                self.add(
+                    ("on", "pattern", regex), f"invalid pattern: {exc.msg} at position {exc.pos}", hint, True
                 )
-    if state.fallback is not None and state.fallback.after is not None and state.fallback.goto is None:
-        yield ("fallback", "after"), "'after' needs a 'goto': where to go after that many misses", None, True
-    if state.args and not state.call:
-        yield ("args",), "'args' without 'call'", "add the action to call, or remove args", True
-    if state.call:
+        owner: dict[str, str] = {}
+        for target, words in on.keywords.items() if on else ():
+            for i, word in enumerate(words):
+                other = owner.setdefault(normalize(word), target)
+                if other != target:
+                    self.add(
+                        ("on", "keywords", target, i), f"keyword '{word}' also leads to '{other}'", "keep one"
+                    )
+        if state.goto is not None:
+            for key, used in (("on", on is not None), ("fallback", state.fallback is not None)):
+                if used:
+                    reason = f"'{key}' is never used: this state moves on at once (goto)"
+                    self.add((key,), reason, "remove goto or this", True)
+        if state.fallback is not None and state.fallback.after is not None and state.fallback.goto is None:
+            self.add(
+                ("fallback", "after"),
+                "'after' needs a 'goto': where to go after that many misses",
+                None,
+                True,
+            )
+
+    def action(self, state: State, actions: ActionRegistry) -> None:
+        if state.args and not state.call:
+            self.add(("args",), "'args' without 'call'", "add the action to call, or remove args", True)
+        if not state.call:
+            return
         if state.call not in actions:
-            hint = _suggest(state.call, actions) or (
-                f"known actions: {', '.join(actions)}" if len(actions) else "no actions are available yet"
-            )
-            yield ("call",), f"unknown action '{state.call}'", hint, False
+            known = f"known actions: {', '.join(actions)}" if len(actions) else "no actions are available yet"
+            self.add(("call",), f"unknown action '{state.call}'", suggest(state.call, actions) or known)
         for issue in actions.check_args(state.call, state.args):
-            yield ("args", *issue.loc), issue.reason, issue.hint, False
-    if state.media is not None:
-        if state.media.caption is not None and state.media.type == "audio":
-            yield ("media", "caption"), "audio takes no caption", None, True
-        if state.media.filename is not None and state.media.type != "document":
-            yield ("media", "filename"), "only a document takes a filename", None, True
-
-
-def _duplicate_titles(state: State) -> Iterator[_Issue]:
-    titles: dict[str | None, set[str]] = {}
-    for i, button in enumerate(state.buttons or ()):
-        for language, title in variants(button.title):
-            if title in titles.setdefault(language, set()):
-                yield (
-                    ("buttons", i, "title"),
-                    f"two buttons are titled '{title}'",
-                    "button titles must differ",
-                    False,
-                )
-            titles[language].add(title)
-
-
-def _on_issues(state: State) -> Iterator[_Issue]:
-    if state.on is None:
-        return
-    for regex in state.on.pattern:
-        try:
-            re.compile(regex)
-        except re.error as exc:
-            hint = "patterns are regular expressions; a literal ( [ { . ? * + \\ needs a \\ before it"
-            yield ("on", "pattern", regex), f"invalid pattern: {exc.msg} at position {exc.pos}", hint, True
-    owner: dict[str, str] = {}
-    for target, words in state.on.keywords.items():
-        for i, word in enumerate(words):
-            other = owner.setdefault(normalize(word), target)
-            if other != target:
-                yield (
-                    ("on", "keywords", target, i),
-                    f"keyword '{word}' also leads to '{other}'",
-                    "keep it in one list",
-                    False,
-                )
-
-
-def _check_goto_loops(drafts: list[_Draft]) -> None:
-    """A cycle of states that all `goto` on would never wait for the customer: refuse it."""
-    gotos: dict[tuple[str, str], tuple[str, str]] = {}
-    where: dict[tuple[str, str], _Draft] = {}
-    for draft in drafts:
-        for name, state in draft.states.items():
-            if state.goto is not None:
-                gotos[(draft.name, name)] = split_target(draft.name, state.goto)
-                where[(draft.name, name)] = draft
-    reported: set[tuple[str, str]] = set()
-    for first in sorted(gotos):
-        chain = [first]
-        node = gotos[first]
-        while node in gotos and node not in chain:
-            chain.append(node)
-            node = gotos[node]
-        if node not in chain or node in reported:
-            continue
-        loop = chain[chain.index(node) :]
-        reported.update(loop)
-        names = " → ".join(f"{f}.{s}" for f, s in [*loop, node])
-        where[node].source.add(
-            ("states", node[1], "goto"),
-            f"goto loop: {names} never waits for the customer",
-            "end the loop with a state that has no goto",
-            key=False,
-        )
+            self.add(("args", *issue.loc), issue.reason, issue.hint)

@@ -8,9 +8,10 @@ engine follows into that flow's machine.
 
 from __future__ import annotations
 
+import difflib
 import re
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -118,30 +119,102 @@ class _Cursor:
         self.state = state
 
 
-def state_edges(state: State, actions: ActionRegistry | None) -> Iterator[tuple[str, str]]:
-    """(trigger, target) for every way out of a state, as written in the flow."""
+@dataclass(frozen=True)
+class Edge:
+    """One way out of a state, and where it is written (for error marks)."""
+
+    trigger: str
+    target: str
+    path: tuple[str | int, ...]
+    key: bool = False
+    """The target is written as the key (`keywords: {menu: [...]}`), not as the value."""
+
+
+def state_edges(state: State, actions: ActionRegistry | None) -> Iterator[Edge]:
+    """Every way out of a state as written in the flow (the flow-wide fallback is added by the caller)."""
     on = state.on
     if on is not None:
         for reply_id, target in (on.model_extra or {}).items():
-            yield f"reply:{reply_id}", target
+            yield Edge(f"reply:{reply_id}", target, ("on", reply_id))
         for target in on.keywords:
-            yield f"keyword:{target}", target
+            yield Edge(f"keyword:{target}", target, ("on", "keywords", target), key=True)
         for regex, target in on.pattern.items():
-            yield f"pattern:{regex}", target
-        for key in (*KIND_TRIGGERS, "media", "other"):
-            target = getattr(on, key)
+            yield Edge(f"pattern:{regex}", target, ("on", "pattern", regex))
+        for kind in (*KIND_TRIGGERS, "media", "other"):
+            target = getattr(on, kind)
             if target is not None:
-                yield key, target
+                yield Edge(kind, target, ("on", kind))
     if state.fallback is not None and state.fallback.goto is not None:
-        yield FALLBACK, state.fallback.goto
+        yield Edge(FALLBACK, state.fallback.goto, ("fallback", "goto"))
     if state.goto is not None:
-        yield GOTO, state.goto
+        yield Edge(GOTO, state.goto, ("goto",))
     spec = actions.get(state.call) if actions is not None and state.call else None
-    if spec is not None:
-        for name in spec.targets:
-            target = state.args.get(name)
-            if isinstance(target, str):
-                yield f"call:{name}", target
+    for name in spec.targets if spec is not None else ():
+        target = state.args.get(name)
+        if isinstance(target, str):
+            yield Edge(f"call:{name}", target, ("args", name))
+
+
+@dataclass(frozen=True)
+class GraphIssue:
+    flow: str
+    path: tuple[str | int, ...]
+    reason: str
+    hint: str | None = None
+    key: bool = False
+
+
+def suggest(word: str, choices: Iterable[str]) -> str | None:
+    close = difflib.get_close_matches(word, list(choices), 1, 0.6)
+    return f"did you mean '{close[0]}'?" if close else None
+
+
+def check_graph(
+    flows: Mapping[str, Mapping[str, State]],
+    flow_fallbacks: Mapping[str, str | None],
+    known: Mapping[str, Collection[str]],
+    unreadable: Collection[str],
+    actions: ActionRegistry,
+) -> Iterator[GraphIssue]:
+    """Targets that lead nowhere, and goto loops, across all flows (`known`: every state name, even
+    of states whose schema failed; flows in `unreadable` failed to parse, so targets into them pass)."""
+
+    def check(flow: str, path: tuple[str | int, ...], target: str, key: bool) -> Iterator[GraphIssue]:
+        other, state = split_target(flow, target)
+        if other in unreadable:
+            return
+        if other not in known:
+            yield GraphIssue(flow, path, f"there is no flow '{other}'", suggest(other, known), key)
+        elif state not in known[other]:
+            hint = suggest(state, known[other]) or f"flow '{other}' has: {', '.join(sorted(known[other]))}"
+            yield GraphIssue(flow, path, f"there is no state '{state}' in flow '{other}'", hint, key)
+
+    gotos: dict[tuple[str, str], tuple[str, str]] = {}
+    for flow, states in flows.items():
+        fallback = flow_fallbacks.get(flow)
+        if fallback is not None:
+            yield from check(flow, ("fallback", "goto"), fallback, False)
+        for name, state in states.items():
+            for edge in state_edges(state, actions):
+                yield from check(flow, ("states", name, *edge.path), edge.target, edge.key)
+            if state.goto is not None:
+                gotos[(flow, name)] = split_target(flow, state.goto)
+    # A cycle of states that all `goto` on would never wait for the customer.
+    reported: set[tuple[str, str]] = set()
+    for first in sorted(gotos):
+        chain = [first]
+        node = gotos[first]
+        while node in gotos and node not in chain:
+            chain.append(node)
+            node = gotos[node]
+        if node in chain and node not in reported:
+            loop = chain[chain.index(node) :]
+            reported.update(loop)
+            names = " → ".join(f"{f}.{s}" for f, s in [*loop, node])
+            reason = f"goto loop: {names} never waits for the customer"
+            yield GraphIssue(
+                node[0], ("states", node[1], "goto"), reason, "end the loop with a state without goto"
+            )
 
 
 def _offered_ids(state: State | None) -> Iterator[str]:
@@ -165,7 +238,7 @@ class FlowMachine:
         external: set[str] = set()
         for name, state in flow.states.items():
             self.matchers[name] = self._compile(state, name)
-            edges = dict(state_edges(state, actions))
+            edges = {edge.trigger: edge.target for edge in state_edges(state, actions)}
             if state.fallback is None and flow.fallback is not None and flow.fallback.goto is not None:
                 edges[FALLBACK] = flow.fallback.goto
             for trigger, target in edges.items():

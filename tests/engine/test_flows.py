@@ -55,11 +55,16 @@ def test_shipped_flows_pass_the_check() -> None:
 def test_problem_reads_as_file_line_column() -> None:
     problem = FlowProblem("flows/main.yaml", 12, 5, "unknown key 'sayy'", "did you mean 'say'?")
     assert str(problem) == "flows/main.yaml:12:5: unknown key 'sayy' (hint: did you mean 'say'?)"
-    assert str(FlowProblem("flows/main.yaml", 1, 1, "the file is empty")) == "flows/main.yaml:1:1: the file is empty"
+    assert (
+        str(FlowProblem("flows/main.yaml", 1, 1, "the file is empty"))
+        == "flows/main.yaml:1:1: the file is empty"
+    )
 
 
 def test_many_problems_in_one_file_are_all_reported_at_their_place(tmp_path: Path) -> None:
-    write(tmp_path, "orders.yaml", "flow: orders\nstart: ask_number\nstates:\n  ask_number:\n    say: Number?\n")
+    write(
+        tmp_path, "orders.yaml", "flow: orders\nstart: ask_number\nstates:\n  ask_number:\n    say: Number?\n"
+    )
     text = write(
         tmp_path,
         "main.yaml",
@@ -105,9 +110,10 @@ def test_many_problems_in_one_file_are_all_reported_at_their_place(tmp_path: Pat
               button: Open
               sections:
                 - title: All
-                  rows: [{id: r1, title: "1"}, {id: r2, title: "2"}, {id: r3, title: "3"}, {id: r4, title: "4"},
-                         {id: r5, title: "5"}, {id: r6, title: "6"}, {id: r7, title: "7"}, {id: r8, title: "8"},
-                         {id: r9, title: "9"}, {id: r10, title: "10"}, {id: r11, title: "11"}]
+                  rows: [{id: r1, title: "1"}, {id: r2, title: "2"}, {id: r3, title: "3"},
+                     {id: r4, title: "4"}, {id: r5, title: "5"}, {id: r6, title: "6"},
+                     {id: r7, title: "7"}, {id: r8, title: "8"}, {id: r9, title: "9"},
+                     {id: r10, title: "10"}, {id: r11, title: "11"}]
           unknown_flow:
             say: Bye
             goto: nowhere.menu
@@ -123,9 +129,13 @@ def test_many_problems_in_one_file_are_all_reported_at_their_place(tmp_path: Pat
         at(text, "nowhere_either"): "there is no state 'nowhere_either' in flow 'main'",
         at(text, r"'^(\d+$'"): "invalid pattern: missing ), unterminated subpattern at position 1",
         at(text, "orders.lookup"): "unknown action 'orders.lookup'",
-        at(text, '"This title'): "button title 'This title is far too long' is 26 characters; WhatsApp allows 20",
+        at(
+            text, '"This title'
+        ): "button title 'This title is far too long' is 26 characters; WhatsApp allows 20",
         at(text, "sayy"): "unknown key 'sayy'",
-        at(text, '"A row title'): "list row title 'A row title that is way too long' is 32 characters; WhatsApp allows 24",
+        at(
+            text, '"A row title'
+        ): "list row title 'A row title that is way too long' is 32 characters; WhatsApp allows 24",
         at(text, "sections:", 2): "this list has 11 rows; WhatsApp allows 10 in all",
         at(text, "nowhere.menu"): "there is no flow 'nowhere'",
     }
@@ -179,7 +189,7 @@ def test_yaml_syntax_error_has_its_mark_and_other_files_are_still_checked(tmp_pa
         (*at(text, ": there"), "mapping values are not allowed here")
     ]
     assert broken[0].hint == 'put text that contains ": " in quotes'
-    assert where(problems, "main.yaml") == {(5, 5): "unknown key 'sayy'"}
+    assert where(problems, "main.yaml") == {(6, 5): "unknown key 'sayy'"}
 
 
 def test_targets_into_an_unparsable_flow_are_not_reported_twice(tmp_path: Path) -> None:

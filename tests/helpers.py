@@ -1,0 +1,168 @@
+"""Helpers the tests share: settings for a test server, signed webhooks, payloads, polling."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from bot.settings import Settings, load_settings
+from bot.whatsapp.signature import sign
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+PAYLOADS = SHARED / "payloads"
+BENCH = SHARED / "bench"
+POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/test"
+APP_SECRET = "test-app-secret"
+GRAPH_TOKEN = "bench-token"
+ADMIN_TOKEN = "test-admin-token"
+VERIFY_TOKEN = "test-verify-token"
+PHONE_NUMBER_ID = "100000000000001"
+
+
+def _postgres_answers() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+POSTGRES_AVAILABLE = _postgres_answers()
+
+
+async def reset_postgres() -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await connection.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;")
+    finally:
+        await connection.close()
+
+
+def payload(name: str) -> dict[str, Any]:
+    """A real-shaped Cloud API example from ../shared/payloads."""
+    path = PAYLOADS / name
+    if not path.exists():
+        pytest.skip(f"{path} is not here (../shared/payloads comes with the project's shared folder)")
+    loaded: dict[str, Any] = json.loads(path.read_text())
+    return loaded
+
+
+def write_settings(tmp_path: Path, extra: str = "") -> Path:
+    path = tmp_path / "settings.yaml"
+    path.write_text(
+        f"""
+shop:
+  name: Test Repairs
+  timezone: Europe/Madrid
+  default_language: en
+flows:
+  directory: {REPO / "flows"}
+whatsapp:
+  messages_per_second: 1000
+  pair_interval_seconds: 6
+  pair_burst: 20
+{extra}
+"""
+    )
+    return path
+
+
+def make_settings(
+    tmp_path: Path, database_url: str, graph_url: str | None = None, extra: str = "", **env: str
+) -> Settings:
+    environ = {
+        "DATABASE_URL": database_url,
+        "WHATSAPP_APP_SECRET": APP_SECRET,
+        "WHATSAPP_WEBHOOK_VERIFY_TOKEN": VERIFY_TOKEN,
+        "WHATSAPP_PHONE_NUMBER_ID": PHONE_NUMBER_ID,
+        "BOT_ADMIN_TOKEN": ADMIN_TOKEN,
+    }
+    if graph_url:
+        environ["WHATSAPP_ACCESS_TOKEN"] = GRAPH_TOKEN
+        environ["WHATSAPP_API_BASE_URL"] = graph_url
+    environ.update(env)
+    return load_settings(write_settings(tmp_path, extra), environ)
+
+
+def graph_base(server: TestServer) -> str:
+    return str(server.make_url("/v21.0"))
+
+
+async def graph_sends(server: TestServer, *, every_attempt: bool = False) -> list[list[Any]]:
+    """Sends recorded by the fake Graph API: [arrival, to, type, ref, wamid(, status)]."""
+    async with aiohttp.ClientSession() as session:
+        url = server.make_url("/dump?all=1" if every_attempt else "/dump")
+        async with session.get(url) as response:
+            sends: list[list[Any]] = await response.json()
+    return sends
+
+
+async def post_webhook(
+    client: TestClient[web.Request, web.Application],
+    body: dict[str, Any] | bytes,
+    secret: str = APP_SECRET,
+    signature: str | None = None,
+) -> web.Response | Any:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json", "X-Hub-Signature-256": signature or sign(secret, raw)}
+    return await client.post("/webhook", data=raw, headers=headers)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
+    """Poll until `check` holds; fail with a clear message after `within` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not await check():
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not reached within {within} s")
+        await asyncio.sleep(0.02)
+
+
+def text_notification(phone: str, wamid: str, body: str, name: str = "Alex Example") -> dict[str, Any]:
+    """An inbound text notification in Meta's envelope, for a given customer and wamid."""
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": "200000000000001",
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "metadata": {
+                                "display_phone_number": "15550001111",
+                                "phone_number_id": PHONE_NUMBER_ID,
+                            },
+                            "contacts": [{"profile": {"name": name}, "wa_id": phone}],
+                            "messages": [
+                                {
+                                    "from": phone,
+                                    "id": wamid,
+                                    "timestamp": str(int(time.time())),
+                                    "type": "text",
+                                    "text": {"body": body},
+                                }
+                            ],
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+
+
+BotFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
