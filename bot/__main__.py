@@ -22,6 +22,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("transitions").setLevel(logging.WARNING)  # it logs every state change at INFO
     try:
         settings = load_settings(args.settings)
     except SettingsError as exc:

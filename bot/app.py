@@ -106,6 +106,7 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
             concurrency=settings.outbox.concurrency,
             max_attempts=settings.outbox.max_attempts,
             mark_read=settings.whatsapp.mark_read,
+            quote_replies=settings.whatsapp.quote_replies,
         ),
     )
     inbox = InboxWorker(

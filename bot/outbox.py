@@ -68,6 +68,7 @@ class OutboxConfig:
     batch_size: int = 500
     lease: timedelta = timedelta(seconds=30)
     mark_read: bool = True
+    quote_replies: bool = False
 
 
 @dataclass
@@ -210,7 +211,8 @@ class OutboxWorker:
             return row.next_attempt_at
         row.attempts += 1
         try:
-            result = await self._client.send(row.customer_phone, message)
+            reply_to = row.reply_to if self._config.quote_replies else None
+            result = await self._client.send(row.customer_phone, message, reply_to=reply_to)
         except GraphError as exc:
             return self._failed_attempt(row, exc)
         row.whatsapp_message_id = result.wamid

@@ -72,6 +72,7 @@ class WhatsAppSettings(_Section):
     pair_burst: int = Field(default=20, ge=1)
     request_timeout_seconds: float = Field(default=15, gt=0)
     mark_read: bool = True
+    quote_replies: bool = False
 
 
 class OutboxSettings(_Section):

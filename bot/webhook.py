@@ -67,7 +67,7 @@ async def receive(request: web.Request) -> web.Response:
     stored = await request.app[INTAKE].write(notification)
     for error in notification.errors():
         log.error("Cloud API reported an error: %s", error.summary)
-    log.info(
+    log.debug(
         "webhook ok: %d message(s) stored, %d status(es) in %.1f ms",
         stored,
         len(notification.status_updates()),

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import secrets
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -15,12 +17,17 @@ logger = logging.getLogger("bot.whatsapp.sandbox")
 
 
 class SandboxTransport:
-    """Implements the client's Transport protocol; `requests` holds every body it was given, in order."""
+    """Implements the client's Transport protocol; `requests` holds the latest bodies, in order.
 
-    def __init__(self, echo: Callable[[str], None] | None = None) -> None:
-        self.requests: list[dict[str, Any]] = []
+    Fake wamids carry a per-process prefix: they are stored as unique ids, and a restarted sandbox must
+    not hand out the ones the previous run already used.
+    """
+
+    def __init__(self, echo: Callable[[str], None] | None = None, keep: int = 1000) -> None:
+        self.requests: deque[dict[str, Any]] = deque(maxlen=keep)
         self._echo = echo if echo is not None else logger.info
         self._ids = itertools.count(1)
+        self._run = secrets.token_hex(4)
 
     async def post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         self.requests.append(body)
@@ -33,7 +40,7 @@ class SandboxTransport:
         return {
             "messaging_product": "whatsapp",
             "contacts": [{"input": to, "wa_id": to.lstrip("+")}],
-            "messages": [{"id": f"wamid.SANDBOX.{next(self._ids)}"}],
+            "messages": [{"id": f"wamid.SANDBOX.{self._run}.{next(self._ids)}"}],
         }
 
     async def post_multipart(
