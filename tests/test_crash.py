@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 from aiohttp.test_utils import TestServer
 
 from bot.whatsapp.signature import sign
@@ -103,22 +102,6 @@ async def _post(session: aiohttp.ClientSession, url: str, body: bytes) -> bool:
         return False
 
 
-@pytest.fixture
-async def graph() -> Any:
-    bench = REPO.parent / "shared" / "bench"
-    if not (bench / "fake_graph.py").exists():
-        pytest.skip("../shared/bench/fake_graph.py is not here")
-    sys.path.insert(0, str(bench))
-    try:
-        import fake_graph
-    finally:
-        sys.path.remove(str(bench))
-    server = TestServer(fake_graph.build_app(token=GRAPH_TOKEN))
-    await server.start_server()
-    yield server
-    await server.close()
-
-
 async def _until_sending(graph: TestServer) -> None:
     """Wait (briefly) until the outbox has replies reaching the Graph API."""
     for _ in range(200):
@@ -141,8 +124,9 @@ async def _query(database_url: str, sql: str) -> list[tuple[Any, ...]]:
 
 
 async def test_sigkill_loses_no_acknowledged_message(
-    tmp_path: Path, database_url: str, graph: TestServer
+    tmp_path: Path, database_url: str, fake_graph: TestServer
 ) -> None:
+    graph = fake_graph
     settings = write_settings(tmp_path, "outbox:\n  concurrency: 16\n")
     port = _free_port()
     env = {
