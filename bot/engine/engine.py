@@ -64,7 +64,8 @@ class Outcome:
 
 
 class ActionError(Exception):
-    """An action failed; the caller leaves the inbound message unprocessed so it is retried."""
+    """An action failed. The inbox records the error on the inbound row, keeps the conversation's state,
+    and sends the customer an apology (`bot replay` re-runs such messages once the cause is fixed)."""
 
 
 class Engine:
