@@ -103,14 +103,20 @@ class OutboxWorker:
             asyncio.create_task(self._flush_loop(), name="outbox-results"),
         ]
 
-    async def stop(self) -> None:
-        for task in [*self._loops, *self._tasks]:
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop claiming, give the sends in flight `grace` seconds to finish and be recorded, then cancel."""
+        for task in self._loops:
             task.cancel()
-        for task in [*self._loops, *self._tasks]:
+        for task in self._loops:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._results:
-            await self._flush()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.settle(), grace)
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._flush()
 
     async def release_leases(self) -> int:
         """At start-up of a single-process database: rows a dead sender had claimed are due again now."""
@@ -263,9 +269,11 @@ class OutboxWorker:
             if early:
                 await Message.bulk_update(early, fields=list(RESULT_FIELDS))
 
-    async def idle(self) -> bool:
-        """True when nothing is in flight and nothing waits to be written (for tests and shutdown)."""
-        return not self._busy and not self._results and not any(not task.done() for task in self._tasks)
+    async def settle(self) -> None:
+        """Wait for the sends in flight and write their results (tests; a graceful stop)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._flush()
 
 
 def _fail(row: Message, now: datetime, code: int, title: str) -> None:
