@@ -1,0 +1,116 @@
+"""The `bot` command as staff run it: flows check, settings errors, db init, replay."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from bot.db.models import DeliveryStatus, Message
+from tests.helpers import REPO, BotFactory, eventually, post_webhook, text_notification, write_settings
+
+
+def run_bot(
+    *args: str, env: dict[str, str] | None = None, cwd: Path = REPO
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_flows_check_passes_on_the_shipped_flows() -> None:
+    result = run_bot("flows", "check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "valid" in result.stdout
+
+
+def test_flows_check_reports_every_problem_with_file_line_and_column(tmp_path: Path) -> None:
+    broken = tmp_path / "main.yaml"
+    broken.write_text(
+        "flow: main\n"
+        "start: menu\n"
+        "states:\n"
+        "  menu:\n"
+        '    say: "Pick one"\n'
+        "    buttons:\n"
+        '      - {id: a, title: "A title that is far too long"}\n'
+        "    colour: red\n"
+        "    on:\n"
+        "      a: menu\n"
+    )
+    other = tmp_path / "extra.yaml"
+    other.write_text('flow: extra\nstart: one\nstates:\n  one:\n    say: "Hi"\n    goto: nowhere\n')
+    result = run_bot("flows", "check", str(tmp_path))
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert any(line.startswith(f"{broken}:7:") and "20" in line for line in lines), result.stdout
+    assert any(line.startswith(f"{broken}:8:") and "colour" in line for line in lines), result.stdout
+    assert any(line.startswith(f"{other}:6:") and "nowhere" in line for line in lines), result.stdout
+
+
+def test_an_invalid_settings_file_stops_start_up_with_the_key_path(tmp_path: Path) -> None:
+    bad = tmp_path / "settings.yaml"
+    bad.write_text("whatsapp:\n  messages_per_second: lots\n")
+    result = run_bot("serve", env={"BOT_SETTINGS": str(bad)})
+    assert result.returncode == 2
+    assert "whatsapp.messages_per_second" in result.stderr
+    assert "valid number" in result.stderr
+
+
+def test_db_init_creates_the_database(tmp_path: Path) -> None:
+    database = tmp_path / "shop" / "bot.db"
+    result = run_bot(
+        "db",
+        "init",
+        env={"BOT_SETTINGS": str(write_settings(tmp_path)), "DATABASE_URL": f"sqlite://{database}"},
+    )
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(database) as connection:
+        tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"message", "customer", "conversation", "template", "early_status"} <= tables
+
+
+async def test_replay_shows_answers_without_sending_unless_asked(
+    bot_client: BotFactory, tmp_path: Path, database_url: str
+) -> None:
+    client = await bot_client()
+    for wamid, text in (("wamid.R1", "hello"), ("wamid.R2", "status")):
+        await post_webhook(client, text_notification("15550009999", wamid, text))
+
+    async def answered() -> bool:
+        return await Message.filter(reply_to="wamid.R2", delivery_status=DeliveryStatus.SENT).exists()
+
+    await eventually(answered)
+    await client.close()
+    outbound_before = await _outbound_count(database_url)
+    env = {"BOT_SETTINGS": str(write_settings(tmp_path)), "DATABASE_URL": database_url}
+
+    dry = await asyncio.to_thread(run_bot, "replay", "--since", "2000-01-01T00:00", env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert "'hello'" in dry.stdout and "'status'" in dry.stdout
+    assert "would send" in dry.stdout and "was sent" in dry.stdout
+    assert await _outbound_count(database_url) == outbound_before  # nothing queued, nothing sent
+
+    again = await asyncio.to_thread(run_bot, "replay", "--since", "2000-01-01T00:00", "--resend", env=env)
+    assert again.returncode == 0, again.stderr
+    assert "2 message(s) handled again" in again.stdout
+    assert await _outbound_count(database_url) > outbound_before
+
+
+async def _outbound_count(database_url: str) -> int:
+    from bot.db import close_db, init_db
+
+    await init_db(database_url)
+    try:
+        return await Message.filter(message_direction="outbound").count()
+    finally:
+        await close_db()
