@@ -93,6 +93,7 @@ class OutboxWorker:
         self._wakeup = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
+        self._read_receipts = asyncio.Semaphore(config.concurrency)
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -136,10 +137,11 @@ class OutboxWorker:
             self._spawn(self._mark_read(wamid))
 
     async def _mark_read(self, wamid: str) -> None:
-        try:
-            await self._client.mark_read(wamid)
-        except GraphError as exc:
-            log.debug("mark-read of %s failed: %s", wamid, exc)
+        async with self._read_receipts:  # never more receipts in flight than sends
+            try:
+                await self._client.mark_read(wamid)
+            except GraphError as exc:
+                log.debug("mark-read of %s failed: %s", wamid, exc)
 
     async def _run(self) -> None:
         while True:
