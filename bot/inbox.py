@@ -25,6 +25,7 @@ from bot.db.models import Conversation, ConversationMode, Customer, DeliveryStat
 from bot.engine import Conversation as ConversationState
 from bot.engine import Customer as CustomerInfo
 from bot.engine import Engine, Event
+from bot.loops import finish
 from bot.whatsapp.outbound import OutboundMessage, Text
 from bot.whatsapp.types import InboundMessage
 
@@ -85,6 +86,7 @@ class InboxWorker:
         self._on_handled = on_handled
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -93,13 +95,13 @@ class InboxWorker:
         self._task = asyncio.create_task(self._run(), name="inbox-worker")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        """Finish the batch in hand (never cancel it mid-transaction: see bot/loops.py), then end."""
+        self._stopping = True
+        self._wakeup.set()
+        await finish(self._task)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             self._wakeup.clear()
             try:
                 handled = await self.process_batch()

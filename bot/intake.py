@@ -9,7 +9,6 @@ this turns one fsync per message into one per batch, and nothing is acknowledged
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from datetime import UTC, datetime
 from tortoise.transactions import in_transaction
 
 from bot.db.models import DeliveryStatus, Direction, Message
+from bot.loops import finish
 from bot.statuses import StatusChange, record_statuses
 from bot.whatsapp.types import InboundItem, Notification
 
@@ -71,7 +71,7 @@ class IntakeWriter:
     """Commits notifications in groups; `on_committed` wakes the inbox worker."""
 
     def __init__(self, on_committed: Callable[[], None]) -> None:
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()  # None: stop
         self._on_committed = on_committed
         self._task: asyncio.Task[None] | None = None
 
@@ -91,17 +91,23 @@ class IntakeWriter:
         self._task = asyncio.create_task(self._run(), name="intake-writer")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        """Commit what is already queued (never cancel a commit: see bot/loops.py), then end."""
+        self._queue.put_nowait(None)
+        await finish(self._task)
 
     async def _run(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            size = len(batch[0].inbound)
+        stopping = False
+        while not stopping:
+            first = await self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            size = len(first.inbound)
             while not self._queue.empty() and size < MAX_BATCH_MESSAGES:
                 item = self._queue.get_nowait()
+                if item is None:
+                    stopping = True
+                    break
                 batch.append(item)
                 size += len(item.inbound)
             try:

@@ -23,6 +23,7 @@ from tortoise.transactions import in_transaction
 
 from bot.db.claims import Claims
 from bot.db.models import Customer, DeliveryStatus, Direction, Message
+from bot.loops import finish
 from bot.statuses import claim_early_statuses
 from bot.whatsapp.client import WhatsAppClient
 from bot.whatsapp.errors import GraphError
@@ -93,6 +94,7 @@ class OutboxWorker:
         self._wakeup = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
+        self._stopping = False
         self._read_receipts = asyncio.Semaphore(config.concurrency)
 
     def wake(self) -> None:
@@ -106,11 +108,11 @@ class OutboxWorker:
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop claiming, give the sends in flight `grace` seconds to finish and be recorded, then cancel."""
+        self._stopping = True
+        self._wakeup.set()
+        self._results_ready.set()
         for task in self._loops:
-            task.cancel()
-        for task in self._loops:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await finish(task)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.settle(), grace)
         for task in list(self._tasks):
@@ -144,7 +146,7 @@ class OutboxWorker:
                 log.debug("mark-read of %s failed: %s", wamid, exc)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             self._wakeup.clear()
             try:
                 started = await self.dispatch()
@@ -176,6 +178,7 @@ class OutboxWorker:
         now = self._clock()
         async with in_transaction():
             rows = await self._claims.due_outbound(now, self._config.batch_size, sorted(self._busy))
+            rows = await _behind_nothing(rows, now)
             by_phone: dict[str, list[Message]] = {}
             for row in rows:
                 if row.customer_phone in by_phone or len(by_phone) < max_groups:
@@ -253,7 +256,7 @@ class OutboxWorker:
         self._results_ready.set()
 
     async def _flush_loop(self) -> None:
-        while True:
+        while not self._stopping:
             await self._results_ready.wait()
             self._results_ready.clear()
             try:
@@ -265,17 +268,40 @@ class OutboxWorker:
         rows, self._results = self._results, []
         if not rows:
             return
-        async with in_transaction():
-            await Message.bulk_update(rows, fields=list(RESULT_FIELDS))
-            early = await claim_early_statuses(row for row in rows if row.whatsapp_message_id)
-            if early:
-                await Message.bulk_update(early, fields=list(RESULT_FIELDS))
+        try:
+            async with in_transaction():
+                await Message.bulk_update(rows, fields=list(RESULT_FIELDS))
+                early = await claim_early_statuses(row for row in rows if row.whatsapp_message_id)
+                if early:
+                    await Message.bulk_update(early, fields=list(RESULT_FIELDS))
+        except BaseException:
+            # not written (an error, or a stop in the middle): keep them for the next write, so a send
+            # Meta accepted is never forgotten and sent again
+            self._results[:0] = rows
+            raise
 
     async def settle(self) -> None:
         """Wait for the sends in flight and write their results (tests; a graceful stop)."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         await self._flush()
+
+
+async def _behind_nothing(rows: list[Message], now: datetime) -> list[Message]:
+    """Drop rows that would overtake an earlier queued row of the same customer that is not due yet
+    (waiting for a retry, or claimed by a sender): each customer's messages go out in order."""
+    if not rows:
+        return rows
+    waiting = await Message.filter(
+        message_direction=Direction.OUTBOUND,
+        delivery_status=DeliveryStatus.QUEUED,
+        customer_phone__in=list({row.customer_phone for row in rows}),
+        next_attempt_at__gt=now,
+    ).values_list("customer_phone", "id")
+    first_waiting: dict[str, int] = {}
+    for phone, row_id in waiting:
+        first_waiting[phone] = min(row_id, first_waiting.get(phone, row_id))
+    return [row for row in rows if row.id < first_waiting.get(row.customer_phone, row.id + 1)]
 
 
 def _fail(row: Message, now: datetime, code: int, title: str) -> None:

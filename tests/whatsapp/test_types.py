@@ -2,18 +2,90 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bot.whatsapp.types import NotificationError, parse_notification
-from tests.helpers import payload
+from bot.whatsapp.types import (
+    InboundMessage,
+    Notification,
+    NotificationError,
+    Text,
+    parse_notification,
+)
+
+PAYLOADS = Path(__file__).resolve().parents[3] / "shared" / "payloads"
+KINDS = {
+    "text",
+    "image",
+    "document",
+    "audio",
+    "video",
+    "sticker",
+    "location",
+    "contacts",
+    "interactive",
+    "button",
+    "reaction",
+    "order",
+    "system",
+    "unsupported",
+}
+USER = "15550002222"
+PHONE_NUMBER_ID = "100000000000001"
 
 
-def _raw(data: dict[str, Any]) -> bytes:
+def _payload(name: str) -> dict[str, Any]:
+    path = PAYLOADS / name
+    if not path.exists():
+        pytest.skip(f"{path} is not here (../shared/payloads comes with the project's shared folder)")
+    loaded: dict[str, Any] = json.loads(path.read_text())
+    return loaded
+
+
+def _files(prefix: str) -> list[str]:
+    if not PAYLOADS.is_dir():
+        return []
+    return sorted(path.name for path in PAYLOADS.glob(f"{prefix}*.json"))
+
+
+def _raw(data: Any) -> bytes:
     return json.dumps(data).encode()
+
+
+def _first_message(data: dict[str, Any]) -> dict[str, Any]:
+    message: dict[str, Any] = data["entry"][0]["changes"][0]["value"]["messages"][0]
+    return message
+
+
+def _with_messages(*messages: dict[str, Any], contacts: list[Any] | None = None) -> dict[str, Any]:
+    value: dict[str, Any] = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550001111", "phone_number_id": PHONE_NUMBER_ID},
+        "messages": list(messages),
+    }
+    if contacts is not None:
+        value["contacts"] = contacts
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "200000000000001", "changes": [{"field": "messages", "value": value}]}],
+    }
+
+
+def _message(wamid: str, type_: str, **fields: Any) -> dict[str, Any]:
+    return {"from": USER, "id": wamid, "timestamp": "1750000000", "type": type_, **fields}
+
+
+def _only(data: dict[str, Any]) -> InboundMessage:
+    [item] = parse_notification(_raw(data)).inbound_messages()
+    return item.message
+
+
+# ---- the real-shaped examples
 
 
 @pytest.mark.parametrize(
@@ -21,14 +93,19 @@ def _raw(data: dict[str, Any]) -> bytes:
     [
         ("inbound_text.json", "text", "Hi, is my order shipped?", None),
         ("inbound_text_reply_context.json", "text", "Yes, this one", None),
+        ("inbound_text_forwarded.json", "text", "Forwarded text", None),
+        ("inbound_text_frequently_forwarded.json", "text", "Forwarded many times", None),
         ("inbound_image.json", "image", "Damaged box", None),
         ("inbound_document.json", "document", "Invoice", None),
         ("inbound_audio_voice.json", "audio", None, None),
+        ("inbound_audio_file.json", "audio", None, None),
+        ("inbound_video.json", "video", "Unboxing", None),
         ("inbound_sticker.json", "sticker", None, None),
         ("inbound_location.json", "location", "Example Store", None),
         ("inbound_contacts.json", "contacts", "Sam Sample", None),
         ("inbound_interactive_button_reply.json", "interactive", "Reschedule", "reschedule"),
         ("inbound_interactive_list_reply.json", "interactive", "Priority Express", "priority_express"),
+        ("inbound_interactive_nfm_reply.json", "interactive", None, None),
         ("inbound_button_template_quick_reply.json", "button", "Stop promotions", "STOP_PROMOS"),
         ("inbound_reaction.json", "reaction", "👍", None),
         ("inbound_reaction_removed.json", "reaction", None, None),
@@ -37,29 +114,155 @@ def _raw(data: dict[str, Any]) -> bytes:
     ],
 )
 def test_inbound_examples(name: str, kind: str, text: str | None, reply_id: str | None) -> None:
-    notification = parse_notification(_raw(payload(name)))
+    data = _payload(name)
+    notification = parse_notification(_raw(data))
     [item] = notification.inbound_messages()
     assert item.message.kind == kind
     assert item.message.text_content == text
     assert item.message.reply_id == reply_id
+    assert item.message.from_ == USER
     assert item.profile_name == "Alex Example"
-    assert item.phone_number_id == "100000000000001"
-    assert item.raw == payload(name)["entry"][0]["changes"][0]["value"]["messages"][0]
+    assert item.phone_number_id == PHONE_NUMBER_ID
+    assert item.raw == _first_message(data)
+    assert notification.status_updates() == []
+    assert notification.errors() == []
+
+
+@pytest.mark.parametrize("name", _files("inbound_"))
+def test_every_inbound_file_parses(name: str) -> None:
+    data = _payload(name)
+    notification = parse_notification(_raw(data))
+    raw_messages = [
+        message
+        for entry in data["entry"]
+        for change in entry["changes"]
+        for message in change["value"].get("messages", [])
+    ]
+    items = notification.inbound_messages()
+    assert [item.raw for item in items] == raw_messages
+    for item in items:
+        message = item.message
+        assert message.kind in KINDS
+        assert message.kind == message.type or message.kind == "unsupported"
+        assert message.timestamp.tzinfo is UTC
+        # the inbox rebuilds the message from the stored raw JSON: same reading
+        again = InboundMessage.model_validate(item.raw)
+        assert (again.kind, again.text_content, again.reply_id) == (
+            message.kind,
+            message.text_content,
+            message.reply_id,
+        )
+
+
+def test_payload_folder_has_the_examples() -> None:
+    if not PAYLOADS.is_dir():
+        pytest.skip("../shared/payloads is not here")
+    assert len(_files("inbound_")) >= 20
+    assert len(_files("status_")) >= 8
+
+
+def test_raw_is_the_received_object_itself() -> None:
+    data = _payload("inbound_text.json")
+    [item] = Notification.model_validate(data).inbound_messages()
+    assert item.raw is _first_message(data)
 
 
 def test_media_fields_and_timestamp() -> None:
-    [item] = parse_notification(_raw(payload("inbound_document.json"))).inbound_messages()
-    assert item.message.file_name == "invoice-123.pdf"
-    assert item.message.media_id is not None
-    assert item.message.media_mime_type == "application/pdf"
-    [image] = parse_notification(_raw(payload("inbound_image.json"))).inbound_messages()
-    assert image.message.timestamp == datetime.fromtimestamp(1750000100, tz=UTC)
+    document = _only(_payload("inbound_document.json"))
+    assert document.file_name == "invoice-123.pdf"
+    assert document.media_id == "300000000000002"
+    assert document.media_mime_type == "application/pdf"
+
+    image = _only(_payload("inbound_image.json"))
+    assert image.timestamp == datetime(2025, 6, 15, 15, 8, 20, tzinfo=UTC)
+    assert image.timestamp == datetime.fromtimestamp(1750000100, tz=UTC)
+    assert image.media_id == "300000000000001"
+    assert image.media_mime_type == "image/jpeg"
+    assert image.image is not None and image.image.url is not None
+    assert image.file_name is None
+
+    voice = _only(_payload("inbound_audio_voice.json"))
+    assert voice.audio is not None and voice.audio.voice is True
+    assert voice.media_mime_type == "audio/ogg; codecs=opus"
+    assert voice.media_id == "300000000000003"
+
+    sticker = _only(_payload("inbound_sticker.json"))
+    assert sticker.sticker is not None and sticker.sticker.animated is False
+    assert sticker.media_mime_type == "image/webp"
+
+    video = _only(_payload("inbound_video.json"))
+    assert (video.media_id, video.media_mime_type) == ("300000000000005", "video/mp4")
+
+    text = _only(_payload("inbound_text.json"))
+    assert (text.media_id, text.media_mime_type, text.file_name) == (None, None, None)
+
+
+def test_context_reply_and_forwards() -> None:
+    reply = _only(_payload("inbound_text_reply_context.json"))
+    assert reply.context is not None
+    assert (reply.context.from_, reply.context.id) == ("15550001111", "wamid.OUT_0001")
+    assert not reply.context.forwarded
+
+    forwarded = _only(_payload("inbound_text_forwarded.json"))
+    assert forwarded.context is not None and forwarded.context.forwarded is True
+
+    many = _only(_payload("inbound_text_frequently_forwarded.json"))
+    assert many.context is not None and many.context.frequently_forwarded is True
+
+    button = _only(_payload("inbound_interactive_button_reply.json"))
+    assert button.context is not None and button.context.id == "wamid.OUT_BTN_0001"
+
+
+def test_flow_completion() -> None:
+    message = _only(_payload("inbound_interactive_nfm_reply.json"))
+    assert message.kind == "interactive"
+    assert message.flow_response == {"flow_token": "FLOW_TOKEN_1", "rating": "5"}
+    assert message.interactive is not None and message.interactive.nfm_reply is not None
+    assert message.interactive.nfm_reply.body == "Sent"
+    assert _only(_payload("inbound_text.json")).flow_response is None
+
+
+def test_list_reply_keeps_description_and_location_its_coordinates() -> None:
+    listed = _only(_payload("inbound_interactive_list_reply.json"))
+    assert listed.interactive is not None and listed.interactive.list_reply is not None
+    assert listed.interactive.list_reply.description == "Next day"
+
+    place = _only(_payload("inbound_location.json"))
+    assert place.location is not None
+    assert (place.location.latitude, place.location.longitude) == (37.4611978, -122.2164385)
+    pin = _only(_with_messages(_message("w", "location", location={"latitude": 1.5, "longitude": -2.25})))
+    assert (pin.kind, pin.text_content) == ("location", "1.5,-2.25")
+
+
+def test_reaction_and_order_objects() -> None:
+    reaction = _only(_payload("inbound_reaction.json"))
+    assert reaction.reaction is not None and reaction.reaction.message_id == "wamid.OUT_0001"
+    removed = _only(_payload("inbound_reaction_removed.json"))
+    assert removed.reaction is not None and removed.reaction.emoji is None
+
+    order = _only(_payload("inbound_order.json"))
+    assert order.order is not None
+    [product] = order.order.product_items
+    assert (product.product_retailer_id, product.quantity, product.item_price) == ("SKU-123", 2, 9.99)
 
 
 def test_system_message_has_no_profile() -> None:
-    [item] = parse_notification(_raw(payload("inbound_system_user_changed_number.json"))).inbound_messages()
+    notification = parse_notification(_raw(_payload("inbound_system_user_changed_number.json")))
+    [item] = notification.inbound_messages()
     assert item.message.kind == "system"
     assert item.profile_name is None
+    assert item.message.text_content == "User Alex Example changed from 15550002222 to 15550004444"
+    assert item.message.system is not None and item.message.system.wa_id == "15550004444"
+
+
+def test_unsupported_131051_keeps_its_error() -> None:
+    message = _only(_payload("inbound_unsupported_131051.json"))
+    assert message.kind == "unsupported"
+    assert message.unsupported is not None and message.unsupported.type == "poll_creation"
+    [error] = message.errors
+    assert error.code == 131051
+    assert error.details == "Message type is currently not supported."
+    assert error.summary == "131051 Message type unknown: Message type is currently not supported."
 
 
 @pytest.mark.parametrize(
@@ -67,71 +270,347 @@ def test_system_message_has_no_profile() -> None:
     [
         ("status_sent.json", "sent", "service", None),
         ("status_sent_template_marketing.json", "sent", "marketing", None),
+        ("status_sent_legacy_v23_conversation.json", "sent", "service", None),
         ("status_delivered.json", "delivered", None, None),
         ("status_read.json", "read", None, None),
         ("status_failed_131026.json", "failed", None, 131026),
         ("status_failed_131047.json", "failed", None, 131047),
+        ("status_failed_131049.json", "failed", None, 131049),
     ],
 )
 def test_status_examples(name: str, status: str, category: str | None, error_code: int | None) -> None:
-    notification = parse_notification(_raw(payload(name)))
+    data = _payload(name)
+    notification = parse_notification(_raw(data))
     assert notification.inbound_messages() == []
+    assert notification.errors() == []
     [update] = notification.status_updates()
+    raw = data["entry"][0]["changes"][0]["value"]["statuses"][0]
+    assert update.id == raw["id"]
     assert update.status == status
+    assert update.recipient_id == USER
+    assert update.timestamp == datetime.fromtimestamp(int(raw["timestamp"]), tz=UTC)
     assert (update.pricing.category if update.pricing else None) == category
     assert (update.errors[0].code if update.errors else None) == error_code
 
 
+@pytest.mark.parametrize("name", _files("status_"))
+def test_every_status_file_parses(name: str) -> None:
+    notification = parse_notification(_raw(_payload(name)))
+    assert notification.status_updates()
+    assert all(update.timestamp.tzinfo is UTC for update in notification.status_updates())
+
+
+def test_status_details() -> None:
+    [marketing] = parse_notification(_raw(_payload("status_sent_template_marketing.json"))).status_updates()
+    assert marketing.biz_opaque_callback_data == "order-123"
+    assert marketing.pricing is not None
+    assert (marketing.pricing.billable, marketing.pricing.pricing_model, marketing.pricing.type) == (
+        True,
+        "PMP",
+        "regular",
+    )
+    assert marketing.pricing.model_dump(exclude_none=True) == {
+        "billable": True,
+        "pricing_model": "PMP",
+        "type": "regular",
+        "category": "marketing",
+    }
+    assert marketing.conversation is None
+
+    [legacy] = parse_notification(_raw(_payload("status_sent_legacy_v23_conversation.json"))).status_updates()
+    assert legacy.conversation is not None and legacy.conversation["origin"] == {"type": "service"}
+
+    [failed] = parse_notification(_raw(_payload("status_failed_131047.json"))).status_updates()
+    [error] = failed.errors
+    assert error.title == "Re-engagement message"
+    assert error.href == "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/"
+    assert error.summary.startswith("131047 Re-engagement message: Message failed to send because more")
+    assert "\n" not in error.summary
+
+
+def test_unknown_status_value_and_broken_optional_parts_still_parse() -> None:
+    status = {
+        "id": "wamid.X",
+        "status": "deleted_by_meta",
+        "timestamp": "1750000000",
+        "pricing": "not an object",
+        "conversation": 7,
+        "errors": [{"title": "no code"}, {"code": 131000, "title": "Something went wrong"}],
+        "recipient_type": "group",
+    }
+    data = _with_messages()
+    data["entry"][0]["changes"][0]["value"]["statuses"] = [status]
+    [update] = parse_notification(_raw(data)).status_updates()
+    assert update.status == "deleted_by_meta"
+    assert update.pricing is None
+    assert update.conversation is None
+    assert update.recipient_id is None
+    assert [error.code for error in update.errors] == [131000]
+    assert update.model_extra == {"recipient_type": "group"}
+
+
 def test_value_level_errors() -> None:
-    notification = parse_notification(_raw(payload("inbound_value_errors_130429.json")))
+    notification = parse_notification(_raw(_payload("inbound_value_errors_130429.json")))
     [error] = notification.errors()
     assert error.code == 130429
+    assert error.details == "Cloud API message throughput has been reached."
     assert error.summary == "130429 Rate limit hit: Cloud API message throughput has been reached."
+    assert notification.inbound_messages() == []
+    assert notification.status_updates() == []
+
+
+def test_error_summary_without_details_or_title() -> None:
+    data = _with_messages()
+    data["entry"][0]["changes"][0]["value"]["errors"] = [
+        {"code": 1, "title": "Same", "message": "Same", "error_data": {"details": "Same"}},
+        {"code": 2, "message": "Only a message"},
+        {"code": 3},
+    ]
+    summaries = [error.summary for error in parse_notification(_raw(data)).errors()]
+    assert summaries == ["1 Same", "2 Only a message", "3 error"]
+
+
+# ---- tolerance: unknown types, unknown fields, broken type objects
 
 
 def test_unknown_types_fields_and_broken_type_objects_parse_as_unsupported() -> None:
-    data = payload("inbound_text.json")
+    data = _payload("inbound_text.json")
     value = data["entry"][0]["changes"][0]["value"]
     value["future_field"] = [1, 2]
-    base = {"from": "15550002222", "timestamp": "1750000000"}
     value["messages"] = [
-        {**base, "id": "w1", "type": "poll", "poll": {"q": "?"}},
-        {**base, "id": "w2", "type": "interactive", "interactive": {"type": "button"}},
-        {**base, "id": "w3", "type": "image", "image": {"caption": "no id"}},
-        {**base, "id": "w4", "type": "text", "text": {"body": "fine"}, "brand_new": True},
+        _message("w1", "poll", poll={"question": "?"}),
+        _message("w2", "interactive", interactive={"type": "button"}),
+        _message("w3", "image", image={"caption": "no id"}),
+        _message("w4", "text", text={"body": "fine"}, brand_new=True),
+        _message("w5", "unknown", errors=[{"code": 131051, "title": "Message type unknown"}]),
+        _message("w6", "edit", edit={"original_message_id": "wamid.1"}),
+        _message("w7", "text"),
+        _message("w8", "contacts", contacts=[]),
+        _message(
+            "w9", "interactive", interactive={"type": "button_reply", "button_reply": {"title": "no id"}}
+        ),
+        _message("w10", "reaction", reaction="👍"),
     ]
-    kinds = [item.message.kind for item in parse_notification(_raw(data)).inbound_messages()]
-    assert kinds == ["unsupported", "unsupported", "unsupported", "text"]
+    items = parse_notification(_raw(data)).inbound_messages()
+    assert [item.message.kind for item in items] == [
+        "unsupported",
+        "unsupported",
+        "unsupported",
+        "text",
+        "unsupported",
+        "unsupported",
+        "unsupported",
+        "unsupported",
+        "unsupported",
+        "unsupported",
+    ]
+    assert [item.message.text_content for item in items] == [None, None, None, "fine", *[None] * 6]
+    assert all(item.message.reply_id is None for item in items)
+    assert items[3].message.model_extra == {"brand_new": True}
+    assert items[0].raw["poll"] == {"question": "?"}
+    assert items[4].message.errors[0].code == 131051
+    assert all(item.profile_name == "Alex Example" for item in items)
 
 
-def test_batches_flatten_in_order_and_other_fields_are_ignored() -> None:
-    first, second = payload("inbound_text.json"), payload("inbound_image.json")
-    first["entry"].append(second["entry"][0])
-    first["entry"][0]["changes"].append({"field": "account_update", "value": {"event": "VERIFIED_ACCOUNT"}})
-    first["entry"].append(payload("status_read.json")["entry"][0])
-    notification = parse_notification(_raw(first))
-    assert [i.message.id for i in notification.inbound_messages()] == [
-        "wamid.IN_TEXT_0001",
-        "wamid.IN_IMG_0001",
-    ]
-    assert [s.status for s in notification.status_updates()] == ["read"]
+def test_interactive_without_a_reply_object_is_unsupported() -> None:
+    message = _only(_with_messages(_message("w", "interactive", interactive={"type": "button_reply"})))
+    assert message.kind == "unsupported"
+    assert (message.text_content, message.reply_id, message.flow_response) == (None, None, None)
+
+
+@pytest.mark.parametrize("type_", sorted(KINDS))
+@pytest.mark.parametrize("body", [None, 1, "x", [], {}, [1, "a", None], {"id": 5, "body": ["no"]}])
+def test_garbage_type_objects_never_raise(type_: str, body: Any) -> None:
+    message = _only(_with_messages(_message("w", type_, **{type_: body}, context=body, referral=body)))
+    assert message.kind in {type_, "unsupported"}
+    # every reading is safe whatever came in
+    _ = (message.text_content, message.reply_id, message.media_id, message.media_mime_type)
+    _ = (message.file_name, message.flow_response, message.raw)
+
+
+def test_new_fields_inside_type_objects_are_kept() -> None:
+    message = _only(
+        _with_messages(_message("w", "image", image={"id": "m1", "mime_type": "image/png", "blur": "LKO2"}))
+    )
+    assert message.kind == "image"
+    assert message.image is not None and message.image.model_extra == {"blur": "LKO2"}
+
+
+def test_other_fields_keep_their_own_shapes_and_are_ignored() -> None:
+    data = {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": "200000000000001",
+                "time": 1750000000,
+                "changes": [
+                    {"field": "account_update", "value": {"event": "VERIFIED_ACCOUNT"}},
+                    {
+                        "field": "message_template_status_update",
+                        "value": {"event": "APPROVED", "message_template_id": 1},
+                    },
+                    {"field": "future_thing", "value": ["not", "an", "object"]},
+                ],
+            }
+        ],
+    }
+    notification = parse_notification(_raw(data))
+    assert notification.inbound_messages() == []
+    assert notification.status_updates() == []
+    assert notification.errors() == []
+    assert notification.entry[0].changes[0].value == {"event": "VERIFIED_ACCOUNT"}
+
+
+# ---- batches and senders
+
+
+def test_batch_flattens_in_order() -> None:
+    def value(*wamids: str, statuses: tuple[str, ...] = ()) -> dict[str, Any]:
+        return {
+            "metadata": {"phone_number_id": f"pn-{wamids[0] if wamids else statuses[0]}"},
+            "contacts": [{"profile": {"name": f"name-{w}"}, "wa_id": f"u-{w}"} for w in wamids],
+            "messages": [
+                {**_message(w, "text", text={"body": f"body-{w}"}), "from": f"u-{w}"} for w in wamids
+            ],
+            "statuses": [{"id": s, "status": "read", "timestamp": "1750000000"} for s in statuses],
+        }
+
+    data = {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": "A",
+                "changes": [
+                    {"field": "messages", "value": value("a1", "a2", "a3")},
+                    {"field": "account_update", "value": {"event": "X"}},
+                    {"field": "messages", "value": value("b1", "b2", statuses=("s1", "s2"))},
+                ],
+            },
+            {
+                "id": "B",
+                "changes": [
+                    {"field": "messages", "value": value(statuses=("s3",))},
+                    {"field": "messages", "value": value("c1", "c2")},
+                    {"field": "messages", "value": value("d1", "d2", "d3", "d4")},
+                ],
+            },
+        ],
+    }
+    items = parse_notification(_raw(data)).inbound_messages()
+    wamids = ["a1", "a2", "a3", "b1", "b2", "c1", "c2", "d1", "d2", "d3", "d4"]
+    assert [item.message.id for item in items] == wamids
+    assert [item.message.text_content for item in items] == [f"body-{w}" for w in wamids]
+    # each message gets its own sender's name and its own change's number
+    assert [item.profile_name for item in items] == [f"name-{w}" for w in wamids]
+    assert [item.phone_number_id for item in items] == [f"pn-{w[0]}1" for w in wamids]
+    assert [s.id for s in parse_notification(_raw(data)).status_updates()] == ["s1", "s2", "s3"]
+
+
+def test_profile_name_matching() -> None:
+    alex = {"profile": {"name": "Alex"}, "wa_id": USER}
+    sam = {"profile": {"name": "Sam"}, "wa_id": "15550003333"}
+    message = _message("w", "text", text={"body": "hi"})
+
+    def name(contacts: list[Any] | None) -> str | None:
+        [item] = parse_notification(_raw(_with_messages(message, contacts=contacts))).inbound_messages()
+        return item.profile_name
+
+    assert name([sam, alex]) == "Alex"
+    assert name([sam]) == "Sam"  # the only contact, even when wa_id and from differ
+    assert name([sam, {"profile": {"name": "Kim"}, "wa_id": "1"}]) is None
+    assert name(None) is None
+    assert name([{"wa_id": USER}]) is None
+    assert name([{"profile": {"name": ""}, "wa_id": USER}]) is None
+    assert name([{"profile": "odd", "wa_id": USER}, "odd", alex]) == "Alex"
+
+
+# ---- round trips and models built in code
+
+
+def test_message_built_in_code_has_a_meta_shaped_raw() -> None:
+    message = InboundMessage(from_=USER, id="w", timestamp=1750000000, type="text", text=Text(body="hi"))
+    assert message.raw == {
+        "from": USER,
+        "id": "w",
+        "timestamp": "1750000000",
+        "type": "text",
+        "text": {"body": "hi"},
+    }
+    assert InboundMessage.model_validate(message.raw).model_dump() == message.model_dump()
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "expected"),
+    [
+        ("1750000000", datetime(2025, 6, 15, 15, 6, 40, tzinfo=UTC)),
+        (1750000000, datetime(2025, 6, 15, 15, 6, 40, tzinfo=UTC)),
+        ("2025-06-15T15:06:40Z", datetime(2025, 6, 15, 15, 6, 40, tzinfo=UTC)),
+        ("2025-06-15T17:06:40+02:00", datetime(2025, 6, 15, 15, 6, 40, tzinfo=UTC)),
+    ],
+)
+def test_timestamps_are_utc(timestamp: Any, expected: datetime) -> None:
+    message = _only(_with_messages({**_message("w", "text", text={"body": "x"}), "timestamp": timestamp}))
+    assert message.timestamp == expected
+    assert message.timestamp.tzinfo is UTC
+
+
+# ---- what is refused
+
+
+MESSAGE_ENVELOPE = (
+    b'{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":'
+    b'{"metadata":{"phone_number_id":"1"},"messages":[%b]}}]}]}'
+)
+OVERFLOW = b"9" * 30  # digits, but no datetime can hold them
 
 
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
         (b"{nope", "invalid JSON"),
+        (b"", "invalid JSON"),
         (b"\xff\xfe", "invalid JSON"),
-        (b"[1, 2]", "JSON object"),
+        (b"[" * 100_000, "invalid JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'"whatsapp_business_account"', "not a JSON object"),
+        (b'{"entry": []}', "whatsapp_business_account"),
         (b'{"object": "page", "entry": []}', "whatsapp_business_account"),
-        (b'{"object": "whatsapp_business_account", "entry": {}}', "entry"),
+        (b'{"object": "whatsapp_business_account"}', "entry is not a list"),
+        (b'{"object": "whatsapp_business_account", "entry": {}}', "entry is not a list"),
+        (b'{"object": "whatsapp_business_account", "entry": ["x"]}', "entry.0"),
+        (b'{"object": "whatsapp_business_account", "entry": [{"changes": {}}]}', "changes"),
         (
-            b'{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":'
-            b'{"metadata":{"phone_number_id":"1"},"messages":[{"id":"x","type":"text"}]}}]}]}',
-            "from",
+            b'{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{}}]}]}',
+            "metadata",
         ),
+        (MESSAGE_ENVELOPE % b'{"id":"x","type":"text","timestamp":"1"}', "from"),
+        (MESSAGE_ENVELOPE % b'{"from":"1","type":"text","timestamp":"1"}', "id"),
+        (MESSAGE_ENVELOPE % b'{"from":"1","id":"x","timestamp":"1"}', "type"),
+        (MESSAGE_ENVELOPE % b'{"from":"1","id":"x","type":"text"}', "timestamp"),
+        (MESSAGE_ENVELOPE % b'{"from":"1","id":"x","type":"text","timestamp":"soon"}', "timestamp"),
+        (
+            MESSAGE_ENVELOPE % (b'{"from":"1","id":"x","type":"text","timestamp":"%b"}' % OVERFLOW),
+            "timestamp",
+        ),
+        (MESSAGE_ENVELOPE % b'"a string"', "messages.0"),
     ],
 )
 def test_malformed_notifications_are_refused_with_a_reason(body: bytes, reason: str) -> None:
-    with pytest.raises(NotificationError, match=reason):
+    with pytest.raises(NotificationError, match=reason) as caught:
         parse_notification(body)
+    assert isinstance(caught.value, ValueError)
+    assert len(str(caught.value)) < 300
+
+
+def test_a_status_without_its_envelope_fields_is_refused() -> None:
+    data = _with_messages()
+    data["entry"][0]["changes"][0]["value"]["statuses"] = [{"id": "w", "timestamp": "1750000000"}]
+    with pytest.raises(NotificationError, match="status"):
+        parse_notification(_raw(data))
+
+
+def test_parsing_does_not_change_the_input() -> None:
+    data = _payload("inbound_interactive_button_reply.json")
+    before = copy.deepcopy(data)
+    Notification.model_validate(data).inbound_messages()
+    assert data == before

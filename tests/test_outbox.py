@@ -1,0 +1,526 @@
+"""The outbox sender against a Graph API faked at the HTTP boundary, on SQLite and PostgreSQL.
+
+The worker is built as bot/app.py builds it: a real database, a WhatsAppClient over HttpTransport and a
+Pacer, sending to tests/scripted_graph.py (a real aiohttp server that answers each recipient from a
+script). Time is a fake clock shared by the worker and the pacer: the tests never sleep through a
+backoff, they move the clock to the retry time the row holds and run the worker again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from tortoise.transactions import in_transaction
+
+from bot.app import OUTBOX, create_app
+from bot.db import close_db, init_db
+from bot.db.claims import claims_for
+from bot.db.models import Customer, DeliveryStatus, Direction, EarlyStatus, Message
+from bot.inbox import outbound_row
+from bot.outbox import OutboxConfig, OutboxWorker
+from bot.statuses import StatusChange, record_statuses
+from bot.whatsapp.client import HttpTransport, WhatsAppClient
+from bot.whatsapp.outbound import OutboundMessage, Template, Text
+from bot.whatsapp.pacing import Pacer
+from tests.helpers import (
+    BENCH,
+    GRAPH_TOKEN,
+    PHONE_NUMBER_ID,
+    POSTGRES_URL,
+    eventually,
+    graph_base,
+    graph_sends,
+    make_settings,
+    payload,
+    post_webhook,
+    text_notification,
+)
+from tests.scripted_graph import ScriptedGraph
+
+ALICE = "15550001001"
+BOB = "15550001002"
+START = datetime(2026, 3, 2, 10, 0, 0, 123456, tzinfo=UTC)
+GARBAGE = "<html><body><h1>502 Bad Gateway</h1></body></html>"
+
+
+def error_body(code: int) -> dict[str, Any]:
+    """A real-shaped Graph error body from ../shared/payloads/error_<code>.json."""
+    return payload(f"error_{code}.json")
+
+
+class FakeClock:
+    """The worker's clock and the pacer's, moved only by the test."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now.timestamp()
+
+    async def sleep(self, seconds: float) -> None:
+        """The pacer's sleep: time passes, nobody waits."""
+        self.now += timedelta(seconds=seconds)
+        await asyncio.sleep(0)
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+    def jump_to(self, when: datetime | None) -> None:
+        assert when is not None
+        self.now = max(self.now, when)
+
+
+@dataclass
+class Outbox:
+    worker: OutboxWorker
+    clock: FakeClock
+    graph: ScriptedGraph
+    rows: list[Message] = field(default_factory=list)
+
+    async def customer(self, phone: str, last_inbound_ago: timedelta = timedelta(minutes=5)) -> None:
+        await Customer.create(wa_id=phone, last_inbound_at=self.clock.now - last_inbound_ago)
+
+    async def queue(self, phone: str, message: OutboundMessage | str) -> Message:
+        """A queued outbox row, as the inbox writes it."""
+        if isinstance(message, str):
+            message = Text(body=message)
+        row = outbound_row(phone, message, reply_to=None, now=self.clock.now)
+        await row.save()
+        return row
+
+    async def run(self) -> int:
+        """One pass of the sender: claim what is due now, send it, and write the results."""
+        started = await self.worker.dispatch()
+        await self.worker.settle()
+        return started
+
+
+async def reload(row: Message) -> Message:
+    return await Message.get(id=row.id)
+
+
+@pytest.fixture
+async def graph() -> AsyncIterator[ScriptedGraph]:
+    scripted = ScriptedGraph(token=GRAPH_TOKEN)
+    await scripted.start()
+    yield scripted
+    await scripted.close()
+
+
+@pytest.fixture
+async def outbox(database_url: str, graph: ScriptedGraph) -> AsyncIterator[Outbox]:
+    await init_db(database_url)
+    try:
+        clock = FakeClock(START)
+        async with aiohttp.ClientSession() as session:
+            pacer = Pacer(
+                messages_per_second=1000,
+                pair_interval=6,
+                pair_burst=20,
+                clock=clock.monotonic,
+                sleep=clock.sleep,
+            )
+            client = WhatsAppClient(
+                HttpTransport(session, graph.base_url, GRAPH_TOKEN), PHONE_NUMBER_ID, pacer
+            )
+            worker = OutboxWorker(
+                client, claims_for(database_url), OutboxConfig(mark_read=False), clock=clock
+            )
+            yield Outbox(worker, clock, graph)
+            await worker.stop()
+    finally:
+        await close_db()
+
+
+# --- retries are decided by the Graph error code ------------------------------------------------------
+
+
+async def test_130429_with_http_400_is_retried_at_its_time_then_sent(outbox: Outbox) -> None:
+    await outbox.customer(ALICE)
+    outbox.graph.script(ALICE, (400, error_body(130429)))
+    row = await outbox.queue(ALICE, "Your phone is ready")
+
+    await outbox.run()
+    waiting = await reload(row)
+    assert waiting.delivery_status == DeliveryStatus.QUEUED  # HTTP 400, yet throttling: kept for a retry
+    assert waiting.attempts == 1
+    assert waiting.error_code == 130429
+    assert waiting.next_attempt_at is not None
+    assert timedelta(seconds=1) <= waiting.next_attempt_at - outbox.clock.now <= timedelta(minutes=5)
+
+    await outbox.run()  # no time has passed
+    outbox.clock.jump_to(waiting.next_attempt_at - timedelta(milliseconds=1))
+    await outbox.run()  # a moment before the retry time
+    assert len(outbox.graph.requests) == 1
+    assert (await reload(row)).attempts == 1
+
+    outbox.clock.jump_to(waiting.next_attempt_at)
+    await outbox.run()
+    sent = await reload(row)
+    assert sent.delivery_status == DeliveryStatus.SENT
+    assert sent.whatsapp_message_id == "wamid.X1"
+    assert sent.attempts == 2
+    assert sent.sent_at is not None and sent.next_attempt_at is None
+    assert sent.error_code is None and sent.error_title is None
+    first, second = outbox.graph.requests
+    assert (first.status, second.status) == (400, 200)
+    assert first.body == second.body  # the same message, not a new one
+
+
+async def test_5xx_with_a_garbage_body_is_retried_then_sent(outbox: Outbox) -> None:
+    await outbox.customer(ALICE)
+    outbox.graph.script(ALICE, (502, GARBAGE))
+    row = await outbox.queue(ALICE, "Your phone is ready")
+
+    await outbox.run()
+    waiting = await reload(row)
+    assert waiting.delivery_status == DeliveryStatus.QUEUED
+    assert waiting.attempts == 1
+    assert waiting.next_attempt_at is not None and waiting.next_attempt_at > outbox.clock.now
+
+    outbox.clock.jump_to(waiting.next_attempt_at)
+    await outbox.run()
+    sent = await reload(row)
+    assert sent.delivery_status == DeliveryStatus.SENT
+    assert sent.whatsapp_message_id == "wamid.X1"
+    assert sent.attempts == 2
+    assert [request.status for request in outbox.graph.requests] == [502, 200]
+
+
+async def test_131000_is_retried_a_few_times_with_growing_waits_then_failed(outbox: Outbox) -> None:
+    await outbox.customer(ALICE)
+    outbox.graph.script(ALICE, *[(500, error_body(131000))] * 20)
+    row = await outbox.queue(ALICE, "Your phone is ready")
+
+    waits: list[timedelta] = []
+    for _ in range(20):
+        await outbox.run()
+        current = await reload(row)
+        if current.delivery_status != DeliveryStatus.QUEUED:
+            break
+        assert current.next_attempt_at is not None
+        waits.append(current.next_attempt_at - outbox.clock.now)
+        outbox.clock.jump_to(current.next_attempt_at)
+
+    failed = await reload(row)
+    assert failed.delivery_status == DeliveryStatus.FAILED
+    assert failed.error_code == 131000
+    assert failed.error_title
+    assert failed.failed_at is not None and failed.next_attempt_at is None
+    attempts = len(outbox.graph.requests)
+    assert 2 <= attempts <= 5  # "a few" backoff attempts, not the throttling budget
+    assert failed.attempts == attempts
+    assert waits == sorted(waits) and waits[0] < waits[-1]  # exponential backoff
+
+    outbox.clock.advance(days=1)
+    await outbox.run()
+    assert len(outbox.graph.requests) == attempts
+
+
+@pytest.mark.parametrize(
+    ("code", "http_status", "message"),
+    [
+        (131026, 400, Text(body="Your phone is ready")),
+        (131047, 400, Text(body="Your phone is ready")),
+        (132000, 400, Template(name="repair_ready", language="en", body_params=("Alex",))),
+        (190, 401, Text(body="Your phone is ready")),
+    ],
+)
+async def test_permanent_errors_fail_after_one_attempt_and_are_never_retried(
+    outbox: Outbox, code: int, http_status: int, message: OutboundMessage
+) -> None:
+    await outbox.customer(ALICE)
+    body = error_body(code)
+    outbox.graph.script(ALICE, (http_status, body))
+    row = await outbox.queue(ALICE, message)
+
+    await outbox.run()
+    failed = await reload(row)
+    assert failed.delivery_status == DeliveryStatus.FAILED
+    assert failed.error_code == code
+    assert failed.error_title == body["error"]["message"]
+    assert failed.attempts == 1
+    assert failed.failed_at is not None and failed.next_attempt_at is None
+    assert failed.whatsapp_message_id is None
+
+    outbox.clock.advance(days=1)
+    await outbox.run()
+    assert len(outbox.graph.requests) == 1
+    assert (await reload(row)).delivery_status == DeliveryStatus.FAILED
+
+
+# --- per recipient: holds and order -------------------------------------------------------------------
+
+
+async def test_pair_rate_limit_holds_only_that_recipient(outbox: Outbox) -> None:
+    await outbox.customer(ALICE)
+    await outbox.customer(BOB)
+    outbox.graph.script(ALICE, (400, error_body(131056)))
+    held = await outbox.queue(ALICE, "For Alice")
+
+    await outbox.run()
+    waiting = await reload(held)
+    assert waiting.delivery_status == DeliveryStatus.QUEUED
+    assert waiting.error_code == 131056
+    assert waiting.next_attempt_at is not None and waiting.next_attempt_at > outbox.clock.now
+
+    other = await outbox.queue(BOB, "For Bob")
+    await outbox.run()  # the clock has not moved
+    assert (await reload(other)).delivery_status == DeliveryStatus.SENT
+    assert [(r.to, r.status) for r in outbox.graph.requests] == [(ALICE, 400), (BOB, 200)]
+    assert (await reload(held)).delivery_status == DeliveryStatus.QUEUED
+
+    outbox.clock.jump_to(waiting.next_attempt_at)
+    await outbox.run()
+    sent = await reload(held)
+    assert sent.delivery_status == DeliveryStatus.SENT
+    assert sent.attempts == 2
+    assert [(r.to, r.status) for r in outbox.graph.requests][-1] == (ALICE, 200)
+
+
+async def test_a_customers_messages_wait_behind_a_retrying_one_and_arrive_in_order(outbox: Outbox) -> None:
+    await outbox.customer(ALICE)
+    outbox.graph.script(ALICE, (429, error_body(130429)))
+    rows = [await outbox.queue(ALICE, text) for text in ("first", "second", "third")]
+
+    await outbox.run()
+    first, *later = [await reload(row) for row in rows]
+    assert first.delivery_status == DeliveryStatus.QUEUED and first.attempts == 1
+    assert first.next_attempt_at is not None
+    for row in later:
+        assert row.delivery_status == DeliveryStatus.QUEUED and row.attempts == 0
+        assert row.next_attempt_at is not None and row.next_attempt_at >= first.next_attempt_at
+    assert [r.text for r in outbox.graph.requests] == ["first"]
+
+    outbox.clock.jump_to(first.next_attempt_at - timedelta(milliseconds=1))
+    await outbox.run()
+    assert [r.text for r in outbox.graph.requests] == ["first"]
+
+    outbox.clock.jump_to(first.next_attempt_at)
+    await outbox.run()
+    assert [(r.text, r.status) for r in outbox.graph.requests] == [
+        ("first", 429),
+        ("first", 200),
+        ("second", 200),
+        ("third", 200),
+    ]
+    sent = [await reload(row) for row in rows]
+    assert [row.delivery_status for row in sent] == [DeliveryStatus.SENT] * 3
+    assert [row.whatsapp_message_id for row in sent] == ["wamid.X1", "wamid.X2", "wamid.X3"]
+
+
+async def test_a_message_queued_after_a_retryable_failure_still_waits_behind_it(outbox: Outbox) -> None:
+    await outbox.customer(ALICE)
+    outbox.graph.script(ALICE, (429, error_body(130429)))
+    first = await outbox.queue(ALICE, "first")
+    await outbox.run()
+    assert (await reload(first)).delivery_status == DeliveryStatus.QUEUED
+
+    await outbox.queue(ALICE, "second")  # e.g. the customer wrote again and the bot answered
+    await outbox.run()
+    assert [r.text for r in outbox.graph.requests] == ["first"]  # "second" waits for "first"
+
+
+# --- the 24-hour customer service window --------------------------------------------------------------
+
+
+async def test_free_form_outside_the_24_hour_window_is_refused_before_any_request(outbox: Outbox) -> None:
+    await outbox.customer(ALICE, last_inbound_ago=timedelta(hours=25))
+    await outbox.customer(BOB, last_inbound_ago=timedelta(hours=23))
+    late_text = await outbox.queue(ALICE, "Your phone is ready")
+    never_wrote = await outbox.queue("15550009999", "Hello stranger")
+    template = await outbox.queue(ALICE, Template(name="repair_ready", language="en", body_params=("Alex",)))
+    in_window = await outbox.queue(BOB, "Your phone is ready")
+
+    await outbox.run()
+    for row in (late_text, never_wrote):
+        refused = await reload(row)
+        assert refused.delivery_status == DeliveryStatus.FAILED
+        assert refused.error_code == 131047
+        assert refused.error_title is not None and "24-hour" in refused.error_title
+        assert refused.attempts == 0 and refused.failed_at is not None
+    assert (await reload(template)).delivery_status == DeliveryStatus.SENT
+    assert (await reload(in_window)).delivery_status == DeliveryStatus.SENT
+    assert sorted((r.to, r.body["type"]) for r in outbox.graph.requests) == [
+        (ALICE, "template"),
+        (BOB, "text"),
+    ]
+
+
+# --- statuses and crash recovery ----------------------------------------------------------------------
+
+
+async def test_a_status_that_arrived_before_the_send_was_recorded_is_applied(outbox: Outbox) -> None:
+    await outbox.customer(ALICE)
+    delivered_at = outbox.clock.now + timedelta(seconds=1)
+    async with in_transaction():
+        changed = await record_statuses([StatusChange("wamid.X1", "delivered", delivered_at)])
+    assert changed == 0
+    assert await EarlyStatus.all().count() == 1
+    row = await outbox.queue(ALICE, "Your phone is ready")
+
+    await outbox.run()
+    done = await reload(row)
+    assert done.whatsapp_message_id == "wamid.X1"
+    assert done.delivery_status == DeliveryStatus.DELIVERED
+    assert done.delivered_at == delivered_at
+    assert done.sent_at is not None
+    assert await EarlyStatus.all().count() == 0
+
+
+async def test_rows_claimed_by_a_dead_sender_are_due_again_after_release_leases(outbox: Outbox) -> None:
+    await outbox.customer(ALICE)
+    await outbox.customer(BOB)
+    claimed = await outbox.queue(ALICE, "claimed, then the sender died")
+    claimed.next_attempt_at = outbox.clock.now + timedelta(seconds=30)  # the dead sender's lease
+    await claimed.save()
+    backing_off = await outbox.queue(BOB, "waiting for its retry")
+    backing_off.attempts = 1
+    backing_off.next_attempt_at = outbox.clock.now + timedelta(minutes=5)
+    await backing_off.save()
+
+    assert await outbox.run() == 0  # neither is due
+    assert await outbox.worker.release_leases() == 1
+
+    await outbox.run()
+    assert (await reload(claimed)).delivery_status == DeliveryStatus.SENT
+    assert (await reload(backing_off)).delivery_status == DeliveryStatus.QUEUED  # its backoff is kept
+    assert [r.to for r in outbox.graph.requests] == [ALICE]
+
+
+async def test_after_a_restart_rows_held_behind_a_retrying_one_keep_waiting(outbox: Outbox) -> None:
+    await outbox.customer(ALICE)
+    outbox.graph.script(ALICE, (429, error_body(130429)))
+    for text in ("first", "second", "third"):
+        await outbox.queue(ALICE, text)
+    await outbox.run()
+
+    await outbox.worker.release_leases()  # what bot/app.py does at every start on SQLite
+    await outbox.run()
+    assert [r.text for r in outbox.graph.requests] == ["first"]
+
+
+async def test_stopping_during_a_results_write_keeps_what_was_sent(outbox: Outbox, database_url: str) -> None:
+    if not database_url.startswith("postgres"):
+        pytest.skip("holds the row with a PostgreSQL row lock to catch the results write in the act")
+    import asyncpg  # type: ignore[import-untyped]
+
+    await outbox.customer(ALICE)
+    row = await outbox.queue(ALICE, "Your phone is ready")
+    outbox.graph.hold_answers()
+    outbox.worker.start()
+
+    async def in_flight() -> bool:
+        return len(outbox.graph.requests) == 1
+
+    await eventually(in_flight)
+
+    holder = await asyncpg.connect(POSTGRES_URL)
+    watcher = await asyncpg.connect(POSTGRES_URL)
+    try:
+        hold = holder.transaction()
+        await hold.start()
+        await holder.execute("SELECT id FROM message WHERE id = $1 FOR UPDATE", row.id)
+        outbox.graph.release_answers()  # Meta accepts the message; the worker now writes "sent"
+
+        async def blocked_writes() -> set[datetime]:
+            found = await watcher.fetch(
+                "SELECT query_start FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND datname = current_database() AND query ILIKE 'UPDATE%message%'"
+            )
+            return {record["query_start"] for record in found}
+
+        async def write_blocked() -> bool:
+            return bool(await blocked_writes())
+
+        await eventually(write_blocked, within=5)
+        first_write = await blocked_writes()
+        stopping = asyncio.create_task(outbox.worker.stop())  # shut down while the results are written
+
+        async def write_interrupted() -> bool:
+            return stopping.done() or bool(await blocked_writes() - first_write)
+
+        # a stop that waits for the write in progress never interrupts it: then stop watching after 1 s
+        with contextlib.suppress(AssertionError):
+            await eventually(write_interrupted, within=1.0)
+        await hold.rollback()
+        await stopping
+    finally:
+        await holder.close()
+        await watcher.close()
+
+    stored = await reload(row)
+    assert stored.delivery_status == DeliveryStatus.SENT
+    assert stored.whatsapp_message_id == "wamid.X1"
+
+
+# --- end to end: the real server and the shared fake Graph API ----------------------------------------
+
+
+@pytest.fixture
+async def throttling_graph() -> AsyncIterator[TestServer]:
+    """../shared/bench/fake_graph.py answering every 2nd send with 130429 (HTTP 429)."""
+    if not (BENCH / "fake_graph.py").exists():
+        pytest.skip("../shared/bench/fake_graph.py is not here")
+    sys.path.insert(0, str(BENCH))
+    try:
+        fake_graph = importlib.import_module("fake_graph")
+    finally:
+        sys.path.remove(str(BENCH))
+    server = TestServer(fake_graph.build_app(token=GRAPH_TOKEN, fail_every=2))
+    await server.start_server()
+    yield server
+    await server.close()
+
+
+async def test_end_to_end_a_throttled_reply_is_retried_and_sent(
+    aiohttp_client: Any, tmp_path: Path, database_url: str, throttling_graph: TestServer
+) -> None:
+    """RateLimitHit's first retry waits 2-3 s of real time, more than a test may sleep: once the server
+    has stored the retry time, the test moves that time to now (as if it had passed) and wakes the
+    outbox, instead of waiting."""
+    settings = make_settings(tmp_path, database_url, graph_base(throttling_graph))
+    client: TestClient[web.Request, web.Application] = await aiohttp_client(create_app(settings))
+    for number, phone in enumerate((ALICE, BOB)):
+        response = await post_webhook(client, text_notification(phone, f"wamid.IN{number}", "hi"))
+        assert response.status == 200
+
+    outbound = Message.filter(message_direction=Direction.OUTBOUND)
+
+    async def one_sent_one_waiting() -> bool:
+        rows = await outbound
+        statuses = sorted((row.delivery_status, row.error_code, row.attempts) for row in rows)
+        return statuses == [(DeliveryStatus.QUEUED, 130429, 1), (DeliveryStatus.SENT, None, 1)]
+
+    await eventually(one_sent_one_waiting)
+    waiting = await outbound.filter(delivery_status=DeliveryStatus.QUEUED).get()
+    assert waiting.next_attempt_at is not None
+    assert waiting.next_attempt_at - datetime.now(UTC) > timedelta(seconds=1)  # a backoff, not a spin
+
+    await Message.filter(id=waiting.id).update(next_attempt_at=datetime.now(UTC))
+    client.app[OUTBOX].wake()
+
+    async def both_sent() -> bool:
+        return await outbound.filter(delivery_status=DeliveryStatus.SENT).count() == 2
+
+    await eventually(both_sent)
+    retried = await reload(waiting)
+    assert retried.attempts == 2 and retried.error_code is None
+    attempts = await graph_sends(throttling_graph, every_attempt=True)
+    assert sorted(attempt[5] for attempt in attempts) == [200, 200, 429]
+    assert retried.whatsapp_message_id in {attempt[4] for attempt in attempts}
