@@ -17,8 +17,9 @@ from typing import Any
 
 from bot.engine.actions import ActionContext, ActionRegistry
 from bot.engine.events import Customer, Event
-from bot.engine.flows import PLACEHOLDER, FlowSet, State, variants
+from bot.engine.flows import FlowSet
 from bot.engine.machine import FALLBACK, GOTO, QUIET_TYPES, Match
+from bot.engine.schema import PLACEHOLDER, State, variants
 from bot.whatsapp import outbound as wa
 
 __all__ = ["ActionError", "Conversation", "Customer", "Engine", "Outcome"]

@@ -21,7 +21,8 @@ from bot.engine.events import Event
 
 if TYPE_CHECKING:
     from bot.engine.actions import ActionRegistry
-    from bot.engine.flows import Flow, State
+    from bot.engine.flows import Flow
+    from bot.engine.schema import State
 
 # Keys of `on:` that are not reply ids. Each event type listed in KIND_TRIGGERS reacts to that type only.
 KIND_TRIGGERS: tuple[str, ...] = (

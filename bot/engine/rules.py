@@ -1,0 +1,130 @@
+"""One state's rules that the schema cannot see field by field (the Cloud API's limits, choices that
+must be answered, patterns that must compile, actions and their args)."""
+
+from __future__ import annotations
+
+import difflib
+import re
+
+from bot.engine.actions import ActionRegistry
+from bot.engine.machine import ON_KEYS, normalize, suggest
+from bot.engine.schema import State, variants
+from bot.whatsapp import outbound as wa
+
+YamlPath = tuple[str | int, ...]
+
+
+class StateRules:
+    """One state's rules that pydantic cannot see field by field; problems collect in `found`."""
+
+    def __init__(self, state: State, actions: ActionRegistry) -> None:
+        self.state = state
+        self.found: list[tuple[YamlPath, str, str | None, bool]] = []
+        self.message(state)
+        self.choices(state)
+        self.transitions(state)
+        self.action(state, actions)
+
+    def add(self, path: YamlPath, reason: str, hint: str | None = None, key: bool = False) -> None:
+        self.found.append((path, reason, hint, key))
+
+    def message(self, state: State) -> None:
+        limit = wa.TEXT_MAX
+        if state.buttons and state.choices:
+            self.add(("list",), "a message has either buttons or a list, not both", "split the state", True)
+        for what, present, most in (
+            ("buttons", state.buttons, wa.BUTTON_BODY_MAX),
+            ("list", state.choices, wa.LIST_BODY_MAX),
+        ):
+            if present:
+                limit = min(limit, most)
+                if state.say is None:
+                    self.add((what,), f"{what} need a 'say' text: it is the message body", None, True)
+        for language, text in variants(state.say):
+            if len(text) > limit:
+                reason = f"this text is {len(text)} characters; here WhatsApp allows {limit}"
+                self.add(("say", language) if language else ("say",), reason, "shorten it")
+        media = state.media
+        if media is not None and media.caption is not None and media.type == "audio":
+            self.add(("media", "caption"), "audio takes no caption", None, True)
+        if media is not None and media.filename is not None and media.type != "document":
+            self.add(("media", "filename"), "only a document takes a filename", None, True)
+
+    def choices(self, state: State) -> None:
+        """Buttons and list rows: count, unique ids and titles, each answered in `on:`."""
+        buttons = state.buttons or []
+        if len(buttons) > wa.MAX_BUTTONS:
+            reason = f"{len(buttons)} buttons; WhatsApp allows {wa.MAX_BUTTONS}"
+            self.add(("buttons",), reason, "use a list for more choices (up to 10)", True)
+        titles: set[tuple[str | None, str]] = set()
+        for i, button in enumerate(buttons):
+            for variant in variants(button.title):
+                if variant in titles:
+                    self.add(
+                        ("buttons", i, "title"), f"two buttons are titled '{variant[1]}'", "make them differ"
+                    )
+                titles.add(variant)
+        offered: list[tuple[YamlPath, str]] = [(("buttons", i, "id"), b.id) for i, b in enumerate(buttons)]
+        for n, section in enumerate(state.choices.sections if state.choices else ()):
+            offered += [
+                (("list", "sections", n, "rows", r, "id"), row.id) for r, row in enumerate(section.rows)
+            ]
+        replies = (state.on.model_extra or {}) if state.on else {}
+        seen: set[str] = set()
+        for path, reply_id in offered:
+            if reply_id in seen:
+                self.add(path, f"id '{reply_id}' is used twice in this state", "give each choice its own id")
+            seen.add(reply_id)
+            if reply_id in ON_KEYS:
+                self.add(path, f"'{reply_id}' is a reserved word in 'on:' and cannot be an id", "rename it")
+            elif reply_id not in replies:
+                hint = f"add '{reply_id}: <state>' under 'on:'"
+                if state.goto is not None:
+                    hint = "this state moves on at once (goto); put the choices in the state it goes to"
+                self.add(path, f"'{reply_id}' has no transition", hint)
+        for reply_id in replies:
+            close = difflib.get_close_matches(reply_id, ON_KEYS, 1, 0.75)
+            if reply_id not in seen and close:
+                self.add(("on", reply_id), f"unknown key '{reply_id}'", f"did you mean '{close[0]}'?", True)
+
+    def transitions(self, state: State) -> None:
+        on = state.on
+        for regex in on.pattern if on else ():
+            try:
+                re.compile(regex)
+            except re.error as exc:
+                hint = "patterns are regular expressions; a literal ( [ { . ? * + \\ needs a \\ before it"
+                self.add(
+                    ("on", "pattern", regex), f"invalid pattern: {exc.msg} at position {exc.pos}", hint, True
+                )
+        owner: dict[str, str] = {}
+        for target, words in on.keywords.items() if on else ():
+            for i, word in enumerate(words):
+                other = owner.setdefault(normalize(word), target)
+                if other != target:
+                    self.add(
+                        ("on", "keywords", target, i), f"keyword '{word}' also leads to '{other}'", "keep one"
+                    )
+        if state.goto is not None:
+            for key, used in (("on", on is not None), ("fallback", state.fallback is not None)):
+                if used:
+                    reason = f"'{key}' is never used: this state moves on at once (goto)"
+                    self.add((key,), reason, "remove goto or this", True)
+        if state.fallback is not None and state.fallback.after is not None and state.fallback.goto is None:
+            self.add(
+                ("fallback", "after"),
+                "'after' needs a 'goto': where to go after that many misses",
+                None,
+                True,
+            )
+
+    def action(self, state: State, actions: ActionRegistry) -> None:
+        if state.args and not state.call:
+            self.add(("args",), "'args' without 'call'", "add the action to call, or remove args", True)
+        if not state.call:
+            return
+        if state.call not in actions:
+            known = f"known actions: {', '.join(actions)}" if len(actions) else "no actions are available yet"
+            self.add(("call",), f"unknown action '{state.call}'", suggest(state.call, actions) or known)
+        for issue in actions.check_args(state.call, state.args):
+            self.add(("args", *issue.loc), issue.reason, issue.hint)
