@@ -1,4 +1,4 @@
-"""The `bot` command: serve, flows check, db init, replay."""
+"""The `bot` command: serve, flows check, flows graph, db init, replay."""
 
 from __future__ import annotations
 
@@ -49,6 +49,15 @@ def _parser() -> argparse.ArgumentParser:
     check = flow_commands.add_parser("check", help="validate every flow; print file:line:column: reason")
     check.add_argument("directory", nargs="?", type=Path, help="default: flows.directory in settings")
     check.set_defaults(handler=_flows_check)
+    graph = flow_commands.add_parser(
+        "graph", help="draw the flows' states and transitions as a Mermaid (or Graphviz dot) diagram"
+    )
+    graph.add_argument(
+        "flow", nargs="?", help="a flow name, or a flows directory or .yaml file (default: every flow)"
+    )
+    graph.add_argument("--dir", dest="directory", type=Path, help="default: flows.directory in settings")
+    graph.add_argument("--format", choices=("mermaid", "dot"), default="mermaid", help="default: mermaid")
+    graph.set_defaults(handler=_flows_graph)
 
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True)
@@ -97,10 +106,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _flows_check(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.engine import check_flows
+    from bot.wiring import flow_problems
 
     directory = args.directory or settings.flows_dir
-    problems = check_flows(directory)
+    problems = flow_problems(settings, directory)
     for problem in problems:
         print(problem)
     if problems:
@@ -108,6 +117,40 @@ def _flows_check(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     print(f"{directory}: all flows are valid")
     return 0
+
+
+def _flows_graph(settings: Settings, args: argparse.Namespace) -> int:
+    """Print the diagram; exit 1 with the problems when the flows do not load, 2 for an unknown flow."""
+    from bot.engine import FlowLoadError, load_flows
+    from bot.engine.graph import dot, mermaid
+
+    directory, file, name = _graph_source(args.flow, args.directory or settings.flows_dir)
+    try:
+        flows = load_flows(directory)
+    except FlowLoadError as exc:
+        for problem in exc.problems:
+            print(problem)
+        print(f"{len(exc.problems)} problem(s) in {directory}; fix them to draw the flows", file=sys.stderr)
+        return 1
+    names = [name] if name else None
+    if file is not None:
+        names = [flow.name for flow in flows.flows.values() if flow.file.resolve() == file.resolve()]
+    if name is not None and name not in flows.flows:
+        known = ", ".join(sorted(flows.flows))
+        print(f"there is no flow '{name}' in {directory}; the flows are: {known}", file=sys.stderr)
+        return 2
+    print(dot(flows, names) if args.format == "dot" else mermaid(flows, names), end="")
+    return 0
+
+
+def _graph_source(flow: str | None, default: Path) -> tuple[Path, Path | None, str | None]:
+    """FLOW as (directory to load, .yaml file to draw, flow name): a path wins over a flow name."""
+    path = Path(flow) if flow else None
+    if path is not None and path.is_file() and path.suffix in (".yaml", ".yml"):
+        return path.parent, path, None
+    if path is not None and path.is_dir():
+        return path, None, None
+    return default, None, flow
 
 
 def _db_init(settings: Settings, args: argparse.Namespace) -> int:

@@ -15,14 +15,16 @@ from aiohttp import web
 from bot import api, webhook
 from bot.db import close_db, init_db, is_sqlite
 from bot.db.claims import claims_for
-from bot.engine import Engine, load_flows
+from bot.engine import Engine
 from bot.inbox import InboxConfig, InboxWorker
 from bot.intake import IntakeWriter
 from bot.outbox import OutboxConfig, OutboxWorker
+from bot.reload import FlowWatcher
 from bot.settings import SANDBOX_APP_SECRET, Settings
 from bot.whatsapp.client import HttpTransport, Transport, WhatsAppClient
 from bot.whatsapp.pacing import Pacer
 from bot.whatsapp.sandbox import SandboxTransport
+from bot.wiring import build_engine, load_flow_set
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +34,14 @@ HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
 CLIENT = web.AppKey("whatsapp_client", WhatsAppClient)
 INBOX = web.AppKey("inbox", InboxWorker)
 OUTBOX = web.AppKey("outbox", OutboxWorker)
+FLOW_WATCHER = web.AppKey("flow_watcher", FlowWatcher)
 
 
 def create_app(settings: Settings) -> web.Application:
     """Build the server. Flows are loaded here, so a bad flow stops start-up with its problems."""
     app = web.Application(client_max_size=settings.server.max_body_bytes)
     app[SETTINGS] = settings
-    app[ENGINE] = Engine(
-        load_flows(settings.flows_dir),
-        default_flow=settings.flows.default_flow,
-        default_language=settings.shop.default_language,
-    )
+    app[ENGINE] = build_engine(settings, load_flow_set(settings))
     app[webhook.WEBHOOK_CONFIG] = webhook.WebhookConfig(
         app_secret=settings.app_secret,
         verify_token=(
@@ -55,7 +54,7 @@ def create_app(settings: Settings) -> web.Application:
     app[api.ADMIN_TOKEN] = (
         settings.secrets.admin_token.get_secret_value() if settings.secrets.admin_token else ""
     )
-    app.cleanup_ctx.extend([_database, _whatsapp_client, _workers])
+    app.cleanup_ctx.extend([_database, _whatsapp_client, _workers, _flow_watcher])
     webhook.add_routes(app)
     api.add_routes(app)
     return app
@@ -127,6 +126,24 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
     await intake.stop()
     await inbox.stop()
     await outbox.stop()
+
+
+async def _flow_watcher(app: web.Application) -> AsyncIterator[None]:
+    """Hot reload: saved flow files go live within seconds; a bad edit is refused and logged."""
+    settings, engine = app[SETTINGS], app[ENGINE]
+    if settings.flows.reload_seconds <= 0:
+        yield
+        return
+    watcher = FlowWatcher(
+        [settings.flows_dir, settings.templates_dir],
+        load=lambda: load_flow_set(settings, engine.actions),
+        on_loaded=engine.replace_flows,
+        interval=settings.flows.reload_seconds,
+    )
+    app[FLOW_WATCHER] = watcher
+    watcher.start()
+    yield
+    await watcher.stop()
 
 
 def _announce_sandbox(settings: Settings) -> None:

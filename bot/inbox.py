@@ -14,17 +14,26 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from tortoise.transactions import in_transaction
 
 from bot.db.claims import Claims
-from bot.db.models import Conversation, ConversationMode, Customer, DeliveryStatus, Direction, Message
+from bot.db.models import (
+    Conversation,
+    ConversationMode,
+    ConversationTimer,
+    Customer,
+    DeliveryStatus,
+    Direction,
+    Message,
+)
 from bot.engine import Conversation as ConversationState
 from bot.engine import Customer as CustomerInfo
-from bot.engine import Engine, Event
+from bot.engine import Engine, Event, Outcome
+from bot.engine.machine import TIMEOUT
 from bot.loops import finish
 from bot.whatsapp.outbound import OutboundMessage, Text
 from bot.whatsapp.types import InboundMessage
@@ -78,12 +87,14 @@ class InboxWorker:
         config: InboxConfig,
         on_queued: Callable[[], None],
         on_handled: Callable[[Sequence[str]], None] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.engine = engine
         self._claims = claims
         self._config = config
         self._on_queued = on_queued
         self._on_handled = on_handled
+        self._clock = clock
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -105,6 +116,7 @@ class InboxWorker:
             self._wakeup.clear()
             try:
                 handled = await self.process_batch()
+                handled += await self.fire_timers()
             except Exception:
                 log.exception("inbox batch failed; retrying")
                 handled = 0
@@ -127,44 +139,80 @@ class InboxWorker:
             self._on_handled([row.whatsapp_message_id for row in rows if row.whatsapp_message_id])
         return len(rows)
 
+    async def fire_timers(self) -> int:
+        """Move conversations whose `on: timeout` is due (as of the clock); returns how many moved.
+
+        A timer is stale, and only deleted, when its conversation has moved on or a person has it. One
+        whose customer has written meanwhile waits: their message is handled first and sets it anew.
+        """
+        now = self._clock()
+        async with in_transaction():
+            timers = await self._claims.due_timers(now, self._config.batch_size)
+            if not timers:
+                return 0
+            conversations = {
+                c.id: c
+                for c in await Conversation.filter(
+                    id__in=[timer.conversation_id for timer in timers]
+                ).prefetch_related("customer")
+            }
+            writing: set[Any] = set(
+                await Message.filter(
+                    message_direction=Direction.INBOUND,
+                    delivery_status=DeliveryStatus.PENDING,
+                    customer_phone__in=[c.customer.wa_id for c in conversations.values()],
+                ).values_list("customer_phone", flat=True)
+            )
+            batch = _Batch(now)
+            for timer in timers:
+                conversation = conversations.get(timer.conversation_id)
+                if conversation is None or conversation.customer.wa_id in writing:
+                    continue
+                batch.timers[conversation.id] = None
+                if conversation.mode == ConversationMode.HUMAN or (conversation.flow, conversation.state) != (
+                    timer.flow,
+                    timer.state,
+                ):
+                    continue
+                try:
+                    result = await self._run_engine(
+                        conversation, conversation.customer, Event(type=TIMEOUT), now
+                    )
+                except Exception:
+                    log.exception("timeout of %s.%s failed", timer.flow, timer.state)
+                    continue
+                batch.apply(conversation, conversation.customer, result, reply_to=None)
+            await batch.write()
+        if batch.outbound:
+            self._on_queued()
+        return len(batch.conversations)
+
     async def _handle_rows(self, rows: list[Message]) -> list[Message]:
-        now = datetime.now(UTC)
+        batch = _Batch(self._clock())
         customers = await _customers_for(rows)
         conversations = await _conversations_for(customers.values())
-        outbound: list[Message] = []
+        batch.customers.extend(customers.values())  # profile name and window, even when not moved
         for row in rows:
             started = time.perf_counter()
             customer = customers[row.customer_phone]
             conversation = conversations[customer.id]
-            outcome = await self._handle_one(row, customer, conversation, outbound, now)
+            outcome = await self._handle_one(row, customer, conversation, batch)
             row.delivery_status = DeliveryStatus.DELIVERED
-            row.processed_at = now
+            row.processed_at = batch.now
             log.info(
                 "handled %s: %s in %.2f ms",
                 row.whatsapp_message_id,
                 outcome,
                 (time.perf_counter() - started) * 1e3,
             )
-        await Customer.bulk_update(
-            list(customers.values()), fields=["profile_name", "last_inbound_at", "updated_at"]
-        )
-        await Conversation.bulk_update(
-            list(conversations.values()), fields=["flow", "state", "variables", "updated_at"]
-        )
+        await batch.write()
         await Message.bulk_update(
             rows, fields=["delivery_status", "processed_at", "error_title", "updated_at"]
         )
-        if outbound:
-            await Message.bulk_create(outbound)
-        return outbound
+        return batch.outbound
 
     async def _handle_one(
-        self,
-        row: Message,
-        customer: Customer,
-        conversation: Conversation,
-        outbound: list[Message],
-        now: datetime,
+        self, row: Message, customer: Customer, conversation: Conversation, batch: _Batch
     ) -> str:
         payload: dict[str, Any] = row.payload or {}
         if name := payload.get("profile_name"):
@@ -172,7 +220,23 @@ class InboxWorker:
         if row.sent_at and (customer.last_inbound_at is None or row.sent_at > customer.last_inbound_at):
             customer.last_inbound_at = row.sent_at
         if conversation.mode == ConversationMode.HUMAN:
+            batch.timers[conversation.id] = None  # a person has it: no bot timeout
             return "logged (a person has this conversation)"
+        try:
+            result = await self._run_engine(conversation, customer, event_for(row), batch.now)
+        except Exception as exc:
+            log.exception("engine failed on %s", row.whatsapp_message_id)
+            row.error_title = f"engine error: {exc!r}"[:500]
+            batch.outbound.append(
+                outbound_row(row.customer_phone, APOLOGY, reply_to=row.whatsapp_message_id, now=batch.now)
+            )
+            return "engine error, apology queued"
+        batch.apply(conversation, customer, result, reply_to=row.whatsapp_message_id)
+        return f"{result.flow}.{result.state}, {len(result.outbound)} outbound"
+
+    async def _run_engine(
+        self, conversation: Conversation, customer: Customer, event: Event, now: datetime
+    ) -> Outcome:
         state = ConversationState(
             flow=conversation.flow, state=conversation.state, variables=dict(conversation.variables or {})
         )
@@ -181,25 +245,64 @@ class InboxWorker:
             name=customer.profile_name,
             language=customer.language or self._config.default_language,
         )
-        try:
-            result = await self.engine.handle(state, info, event_for(row))
-        except Exception as exc:
-            log.exception("engine failed on %s", row.whatsapp_message_id)
-            row.error_title = f"engine error: {exc!r}"[:500]
-            outbound.append(
-                outbound_row(row.customer_phone, APOLOGY, reply_to=row.whatsapp_message_id, now=now)
-            )
-            return "engine error, apology queued"
+        return await self.engine.handle(state, info, event, now)
+
+
+@dataclass
+class _Batch:
+    """What one transaction writes: conversations moved, their customers, timers and queued replies."""
+
+    now: datetime
+    conversations: list[Conversation] = field(default_factory=list)
+    customers: list[Customer] = field(default_factory=list)
+    timers: dict[int, ConversationTimer | None] = field(default_factory=dict)
+    """Conversation id -> its timer from now on (None: none); conversations not here keep theirs."""
+    outbound: list[Message] = field(default_factory=list)
+
+    def apply(
+        self, conversation: Conversation, customer: Customer, result: Outcome, *, reply_to: str | None
+    ) -> None:
         conversation.flow, conversation.state, conversation.variables = (
             result.flow,
             result.state,
             result.variables,
         )
-        for message in result.outbound:
-            outbound.append(
-                outbound_row(row.customer_phone, message, reply_to=row.whatsapp_message_id, now=now)
+        if conversation not in self.conversations:
+            self.conversations.append(conversation)
+        if result.language:
+            customer.language = result.language
+        if customer not in self.customers:
+            self.customers.append(customer)
+        self.timers[conversation.id] = (
+            ConversationTimer(
+                conversation_id=conversation.id,
+                flow=result.flow,
+                state=result.state,
+                due_at=self.now + result.wait,
             )
-        return f"{result.flow}.{result.state}, {len(result.outbound)} outbound"
+            if result.wait is not None
+            else None
+        )
+        for message in result.outbound:
+            self.outbound.append(outbound_row(customer.wa_id, message, reply_to=reply_to, now=self.now))
+
+    async def write(self) -> None:
+        """Call inside the batch's transaction."""
+        if self.customers:
+            await Customer.bulk_update(
+                self.customers, fields=["profile_name", "language", "last_inbound_at", "updated_at"]
+            )
+        if self.conversations:
+            await Conversation.bulk_update(
+                self.conversations, fields=["flow", "state", "variables", "updated_at"]
+            )
+        if self.timers:
+            await ConversationTimer.filter(conversation_id__in=list(self.timers)).delete()
+            timers = [timer for timer in self.timers.values() if timer is not None]
+            if timers:
+                await ConversationTimer.bulk_create(timers)
+        if self.outbound:
+            await Message.bulk_create(self.outbound)
 
 
 async def _customers_for(rows: Sequence[Message]) -> dict[str, Customer]:

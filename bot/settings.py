@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -31,6 +31,10 @@ class ShopSettings(_Section):
     name: str = "Repair shop"
     timezone: str = "UTC"
     default_language: str = Field(default="en", min_length=2, max_length=8)
+    languages: list[str] = Field(default=["en", "es", "zh"], min_length=1)
+    """What a customer can switch to with the 'language' command."""
+    date_order: Literal["DMY", "MDY", "YMD"] = "DMY"
+    """How customers here write a date in numbers: 25/12 (DMY) or 12/25 (MDY)."""
 
     @field_validator("timezone")
     @classmethod
@@ -50,6 +54,11 @@ class ServerSettings(_Section):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
 
 
+class TemplateSettings(_Section):
+    directory: Path = Path("templates")
+    """The approved WhatsApp message templates, one YAML file each (see templates/README.md)."""
+
+
 class DatabaseSettings(_Section):
     url: str = "sqlite://data/bot.db"
 
@@ -64,6 +73,8 @@ class DatabaseSettings(_Section):
 class FlowSettings(_Section):
     directory: Path = Path("flows")
     default_flow: str = "main"
+    reload_seconds: float = Field(default=1.0, ge=0)
+    """How often the running server looks for saved flow files (hot reload); 0 turns it off."""
 
 
 class WhatsAppSettings(_Section):
@@ -102,6 +113,7 @@ class Settings(_Section):
     server: ServerSettings = ServerSettings()
     database: DatabaseSettings = DatabaseSettings()
     flows: FlowSettings = FlowSettings()
+    templates: TemplateSettings = TemplateSettings()
     whatsapp: WhatsAppSettings = WhatsAppSettings()
     outbox: OutboxSettings = OutboxSettings()
     secrets: Secrets = Field(default_factory=Secrets, exclude=True)
@@ -131,6 +143,11 @@ class Settings(_Section):
     @property
     def flows_dir(self) -> Path:
         directory = self.flows.directory
+        return directory if directory.is_absolute() else (self.base_dir / directory).resolve()
+
+    @property
+    def templates_dir(self) -> Path:
+        directory = self.templates.directory
         return directory if directory.is_absolute() else (self.base_dir / directory).resolve()
 
 

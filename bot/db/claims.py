@@ -17,7 +17,7 @@ from tortoise import connections
 from tortoise.functions import Min
 from tortoise.queryset import QuerySet
 
-from bot.db.models import DeliveryStatus, Direction, Message
+from bot.db.models import Conversation, ConversationTimer, DeliveryStatus, Direction, Message
 
 
 class Claims(ABC):
@@ -28,6 +28,14 @@ class Claims(ABC):
     @abstractmethod
     async def due_outbound(self, now: datetime, limit: int, skip_phones: Sequence[str]) -> list[Message]:
         """Queued outbound rows due by `now`, oldest first. Call inside a transaction."""
+
+    @abstractmethod
+    async def due_timers(self, now: datetime, limit: int) -> list[ConversationTimer]:
+        """Timers due by `now` whose conversation this worker may move now. Call inside a transaction."""
+
+
+def _due_timers(now: datetime) -> QuerySet[ConversationTimer]:
+    return ConversationTimer.filter(due_at__lte=now).order_by("due_at", "id")
 
 
 def _pending_inbound() -> QuerySet[Message]:
@@ -52,6 +60,9 @@ class SqliteClaims(Claims):
     async def due_outbound(self, now: datetime, limit: int, skip_phones: Sequence[str]) -> list[Message]:
         return await _due_outbound(now, skip_phones).limit(limit)
 
+    async def due_timers(self, now: datetime, limit: int) -> list[ConversationTimer]:
+        return await _due_timers(now).limit(limit)
+
 
 class PostgresClaims(Claims):
     async def pending_inbound(self, limit: int) -> list[Message]:
@@ -71,20 +82,37 @@ class PostgresClaims(Claims):
             .annotate(first=Min("id"))
             .values_list("customer_phone", "first")
         )
-        connection = connections.get("default")
-        held: set[str] = set()
-        for phone, first_id in first_by_phone.items():
-            if earliest.get(phone) != first_id:
-                continue  # an earlier message of this conversation is with another worker
-            _, result = await connection.execute_query(
-                "SELECT pg_try_advisory_xact_lock(hashtext($1)) AS ok", [f"conversation:{phone}"]
-            )
-            if result and result[0]["ok"]:
-                held.add(phone)
+        ready = [phone for phone, first_id in first_by_phone.items() if earliest.get(phone) == first_id]
+        held = await _hold_conversations(ready)  # the others: an earlier message is with another worker
         return [row for row in rows if row.customer_phone in held]
 
     async def due_outbound(self, now: datetime, limit: int, skip_phones: Sequence[str]) -> list[Message]:
         return await _due_outbound(now, skip_phones).limit(limit).select_for_update(skip_locked=True)
+
+    async def due_timers(self, now: datetime, limit: int) -> list[ConversationTimer]:
+        timers = await _due_timers(now).limit(limit).select_for_update(skip_locked=True)
+        if not timers:
+            return []
+        phones = dict(
+            await Conversation.filter(id__in=[t.conversation_id for t in timers]).values_list(
+                "id", "customer__wa_id"
+            )
+        )
+        held = await _hold_conversations(list(phones.values()))
+        return [t for t in timers if phones.get(t.conversation_id) in held]
+
+
+async def _hold_conversations(phones: Sequence[str]) -> set[str]:
+    """Transaction-scoped advisory locks: one worker moves a conversation at a time (inbox or timer)."""
+    connection = connections.get("default")
+    held: set[str] = set()
+    for phone in phones:
+        _, result = await connection.execute_query(
+            "SELECT pg_try_advisory_xact_lock(hashtext($1)) AS ok", [f"conversation:{phone}"]
+        )
+        if result and result[0]["ok"]:
+            held.add(phone)
+    return held
 
 
 def claims_for(database_url: str) -> Claims:

@@ -102,6 +102,26 @@ class Message(Model):
         indexes = (Index(fields=("customer_phone", "id")),)
 
 
+class ConversationTimer(Model):
+    """A flow's `on: timeout`: fire at `due_at` if the conversation is still at (flow, state).
+
+    Written in the same transaction as the state it belongs to; one per conversation at most, replaced
+    whenever the conversation moves. Its own table, so adding it needed no change to existing tables.
+    """
+
+    id = fields.BigIntField(primary_key=True)
+    conversation: fields.OneToOneRelation[Conversation] = fields.OneToOneField(
+        "models.Conversation", related_name="timer", on_delete=fields.CASCADE
+    )
+    conversation_id: int
+    flow = fields.CharField(max_length=64)
+    state = fields.CharField(max_length=128)
+    due_at = fields.DatetimeField(db_index=True)
+
+    class Meta:
+        table = "conversation_timer"
+
+
 class EarlyStatus(Model):
     """A status webhook for a wamid the outbox has not recorded yet; applied when it is."""
 

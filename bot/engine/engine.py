@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from bot.engine.actions import ActionContext, ActionRegistry
+from bot.engine.answers import DateOrder, read_answer
+from bot.engine.conditions import branch_holds
 from bot.engine.events import Customer, Event
 from bot.engine.flows import FlowSet
-from bot.engine.machine import FALLBACK, GOTO, QUIET_TYPES, Match
-from bot.engine.schema import PLACEHOLDER, State, variants
+from bot.engine.languages import LanguageMenu
+from bot.engine.machine import ANSWERED, FALLBACK, GOTO, QUIET_TYPES, Match
+from bot.engine.schema import PLACEHOLDER, AskSpec, State, variants
 from bot.whatsapp import outbound as wa
 
 __all__ = ["ActionError", "Conversation", "Customer", "Engine", "Outcome"]
@@ -42,7 +47,38 @@ SYSTEM_TEXTS: dict[str, dict[str, str]] = {
         "es": "Perdona, no lo he entendido.",
         "zh": "抱歉，我没有理解您的意思。",
     },
+    "ask_text": {
+        "en": "Sorry, that doesn't look right. Please try again.",
+        "es": "Perdona, eso no parece correcto. Inténtalo de nuevo.",
+        "zh": "抱歉，格式似乎不对，请再试一次。",
+    },
+    "ask_number": {
+        "en": "Please answer with a number, like 2.",
+        "es": "Responde con un número, por ejemplo 2.",
+        "zh": "请用数字回答，例如 2。",
+    },
+    "ask_number_range": {
+        "en": "Please answer with a number from {_min} to {_max}.",
+        "es": "Responde con un número del {_min} al {_max}.",
+        "zh": "请回答 {_min} 到 {_max} 之间的数字。",
+    },
+    "ask_date": {
+        "en": 'Please send a date, like {_example} or "tomorrow".',
+        "es": 'Envía una fecha, por ejemplo {_example} o "mañana".',
+        "zh": "请发送日期，例如 {_example} 或“明天”。",
+    },
+    "ask_time": {
+        "en": "Please send a time, like 14:30 or 2:30pm.",
+        "es": "Envía una hora, por ejemplo 14:30.",
+        "zh": "请发送时间，例如 14:30 或 下午2点半。",
+    },
+    "ask_choice": {
+        "en": "Please choose one of: {_choices}.",
+        "es": "Elige una de estas opciones: {_choices}.",
+        "zh": "请从以下选项中选择：{_choices}。",
+    },
 }
+_DATE_EXAMPLES: dict[str, str] = {"DMY": "25/12", "MDY": "12/25", "YMD": "2026-12-25"}
 # {name} with the space before it, so that "Hi {customer.name}!" becomes "Hi!" when the name is unknown.
 _RENDER = re.compile(r"( ?)" + PLACEHOLDER.pattern)
 
@@ -62,6 +98,10 @@ class Outcome:
     state: str
     variables: dict[str, Any]
     outbound: list[wa.OutboundMessage]
+    wait: timedelta | None = None
+    """The state reached has `on: timeout`: the caller sets a timer for this long from now."""
+    language: str | None = None
+    """The customer chose this language: the caller remembers it on the customer."""
 
 
 class ActionError(Exception):
@@ -76,10 +116,16 @@ class Engine:
         actions: ActionRegistry | None = None,
         default_flow: str = "main",
         default_language: str = "en",
+        languages: Sequence[str] = ("en", "es", "zh"),
+        timezone: str = "UTC",
+        date_order: DateOrder = "DMY",
     ) -> None:
         self.actions = actions if actions is not None else flows.actions
         self.default_flow = default_flow
         self.default_language = default_language
+        self.language_menu = LanguageMenu(languages)
+        self.timezone = ZoneInfo(timezone)
+        self.date_order: DateOrder = date_order
         self._flows = self._checked(flows)
 
     def _checked(self, flows: FlowSet) -> FlowSet:
@@ -95,9 +141,29 @@ class Engine:
         """Hot reload: one reference swap; a handle() already running finishes on the set it started with."""
         self._flows = self._checked(flows)
 
-    async def handle(self, conversation: Conversation, customer: Customer, event: Event) -> Outcome:
-        run = _Run(self, self._flows, customer, dict(conversation.variables))
+    async def handle(
+        self, conversation: Conversation, customer: Customer, event: Event, now: datetime | None = None
+    ) -> Outcome:
+        """`now` is when the event happened (the inbox's clock), for dates like "tomorrow"."""
+        today = (now or datetime.now(UTC)).astimezone(self.timezone).date()
+        run = _Run(self, self._flows, customer, dict(conversation.variables), today)
         flows = run.flows
+        menu = self.language_menu
+        waiting = flows.has_state(conversation.flow, conversation.state)
+        language = menu.chosen(event)
+        if language is not None:
+            run.set_language(language)
+            run.send_text(menu.confirmation(language))
+            if waiting:  # ask what the conversation waits on again, now in the chosen language
+                assert conversation.flow is not None and conversation.state is not None
+                run.send_state(flows.flows[conversation.flow].states[conversation.state])
+                return run.outcome(conversation.flow, conversation.state)
+        elif menu.asked(event):
+            run.outbound.append(menu.message())
+            if waiting:
+                assert conversation.flow is not None and conversation.state is not None
+                return run.outcome(conversation.flow, conversation.state)
+            return run.outcome(self.default_flow, flows.flows[self.default_flow].start)
         if conversation.flow is None:
             flow, state = await run.enter(self.default_flow, flows.flows[self.default_flow].start)
         elif not flows.has_state(conversation.flow, conversation.state):
@@ -109,21 +175,43 @@ class Engine:
         else:
             assert conversation.state is not None
             flow, state = await run.react(conversation.flow, conversation.state, event)
-        return Outcome(flow, state, run.variables, run.outbound)
+        return run.outcome(flow, state)
 
 
 class _Run:
     """The working state of one handle() call."""
 
-    def __init__(self, engine: Engine, flows: FlowSet, customer: Customer, variables: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        flows: FlowSet,
+        customer: Customer,
+        variables: dict[str, Any],
+        today: date,
+    ) -> None:
         self.engine = engine
         self.flows = flows
         self.customer = customer
         self.variables = variables
+        self.today = today
         self.outbound: list[wa.OutboundMessage] = []
-        language = (customer.language or "").strip()
+        self.new_language: str | None = None
+        self.languages: tuple[str, ...] = ()
+        self.set_language(customer.language, chosen=False)
+
+    def set_language(self, language: str | None, *, chosen: bool = True) -> None:
+        """Texts from here on are in this language; `chosen`: the customer picked it, remember it."""
+        language = (language or "").strip()
+        if chosen:
+            self.new_language = language
+            self.customer = Customer(self.customer.wa_id, self.customer.name, language)
         base = re.split(r"[-_]", language, maxsplit=1)[0].lower()
-        self.languages = (language, base, engine.default_language, "en")
+        self.languages = (language, base, self.engine.default_language, "en")
+
+    def outcome(self, flow: str, state: str) -> Outcome:
+        timeout = self.flows.flows[flow].states[state].on
+        wait = timeout.timeout.after if timeout is not None and timeout.timeout is not None else None
+        return Outcome(flow, state, self.variables, self.outbound, wait, self.new_language)
 
     async def react(self, flow: str, state: str, event: Event) -> tuple[str, str]:
         machine = self.flows.machines[flow]
@@ -143,6 +231,13 @@ class _Run:
             return await self.follow(flow, state, found)
         if event.type in QUIET_TYPES:
             return flow, state
+        ask = self.flows.flows[flow].states[state].ask
+        if ask is not None:
+            answer = read_answer(ask, event, self.today, self.engine.date_order)
+            if answer is not None:
+                self.variables[ask.save_as] = answer.value
+                return await self.follow(flow, state, Match(ANSWERED, answer.captures))
+            return await self.fallback(flow, state, retry=ask)
         return await self.fallback(flow, state)
 
     async def follow(self, flow: str, state: str, found: Match) -> tuple[str, str]:
@@ -150,19 +245,46 @@ class _Run:
         self.variables.update(found.captures)
         return await self.enter(*self.flows.machines[flow].fire(state, found.trigger))
 
-    async def fallback(self, flow: str, state: str) -> tuple[str, str]:
-        spec = self.flows.flows[flow].states[state].fallback or self.flows.flows[flow].fallback
+    async def fallback(self, flow: str, state: str, retry: AskSpec | None = None) -> tuple[str, str]:
+        """Not understood: answer politely, and after enough misses in a row go to the fallback's goto.
+
+        An `ask` whose answer does not fit says its `retry` text (or a hint for its kind of answer) and
+        waits for another answer: misses count the same way.
+        """
+        states = self.flows.flows[flow].states
+        spec = states[state].fallback or self.flows.flows[flow].fallback
         misses = self.variables.get(MISSES, 0)
         misses = (misses if isinstance(misses, int) else 0) + 1
         if spec is not None and spec.goto is not None and misses >= (spec.after or 1):
             self.variables.pop(MISSES, None)
             return await self.enter(*self.flows.machines[flow].fire(state, FALLBACK))
         self.variables[MISSES] = misses
-        if spec is not None and spec.say is not None:
+        if retry is not None:
+            self.send_text(self.retry_text(retry))
+        elif spec is not None and spec.say is not None:
             self.send_text(self.render(spec.say))
         else:
             self.say_system("not_understood")
         return flow, state
+
+    def retry_text(self, ask: AskSpec) -> str:
+        if ask.retry is not None:
+            return self.render(ask.retry)
+        hints: dict[str, Any] = {}
+        if ask.choices is not None:
+            key, hints["_choices"] = "ask_choice", ", ".join(ask.choices)
+        elif ask.expect == "number" and ask.min is not None and ask.max is not None:
+            key, hints["_min"], hints["_max"] = "ask_number_range", f"{ask.min:g}", f"{ask.max:g}"
+        elif ask.expect == "date":
+            key, hints["_example"] = "ask_date", _DATE_EXAMPLES[self.engine.date_order]
+        else:
+            key = f"ask_{ask.expect}"
+        saved = self.variables
+        self.variables = {**saved, **hints}
+        try:
+            return self.render(SYSTEM_TEXTS[key])
+        finally:
+            self.variables = saved
 
     async def enter(self, flow: str, state: str) -> tuple[str, str]:
         """Send each entered state's messages and follow `goto`s until a state waits for the customer."""
@@ -172,6 +294,11 @@ class _Run:
             self.send_state(spec)
             if trigger is None and spec.goto is not None:
                 trigger = GOTO
+            if trigger is None and spec.choose is not None:
+                trigger = next(
+                    (f"choose:{i}" for i, b in enumerate(spec.choose) if branch_holds(b, self.variables)),
+                    None,
+                )
             if trigger is None:
                 return flow, state
             flow, state = self.flows.machines[flow].fire(state, trigger)

@@ -19,8 +19,10 @@ from pydantic import ValidationError
 from bot.engine.actions import ActionRegistry
 from bot.engine.machine import FlowMachine, check_graph, suggest
 from bot.engine.marked_yaml import FlowProblem, MarkedSource, YamlPath
+from bot.engine.reach import outside_window, unreachable
 from bot.engine.rules import StateRules
 from bot.engine.schema import NAME, FallbackSpec, FlowHeader, State
+from bot.templates import TemplateCatalog, load_templates
 
 
 @dataclass(frozen=True)
@@ -35,9 +37,15 @@ class Flow:
 class FlowSet:
     """The loaded flows and their machines, built once; the engine swaps whole sets on reload."""
 
-    def __init__(self, flows: Mapping[str, Flow], actions: ActionRegistry | None = None) -> None:
+    def __init__(
+        self,
+        flows: Mapping[str, Flow],
+        actions: ActionRegistry | None = None,
+        templates: TemplateCatalog | None = None,
+    ) -> None:
         self.flows: Mapping[str, Flow] = MappingProxyType(dict(flows))
         self.actions = actions if actions is not None else ActionRegistry()
+        self.templates = templates
         self.machines: Mapping[str, FlowMachine] = MappingProxyType(
             {name: FlowMachine(flow, self.actions) for name, flow in self.flows.items()}
         )
@@ -53,17 +61,24 @@ class FlowLoadError(Exception):
         super().__init__("\n".join(str(p) for p in problems))
 
 
-def load_flows(directory: Path, actions: ActionRegistry | None = None) -> FlowSet:
-    """Every *.yaml / *.yml in `directory`; raises FlowLoadError listing all problems."""
-    flows, problems = _load(Path(directory), actions)
-    if problems:
-        raise FlowLoadError(problems)
-    return FlowSet(flows, actions)
+def load_flows(
+    directory: Path, actions: ActionRegistry | None = None, templates: Path | None = None
+) -> FlowSet:
+    """Every *.yaml / *.yml in `directory`, checked against the templates in `templates` (a folder);
+    raises FlowLoadError listing all problems."""
+    catalog, template_problems = load_templates(templates) if templates is not None else (None, [])
+    flows, problems = _load(Path(directory), actions, catalog)
+    if problems or template_problems:
+        raise FlowLoadError(template_problems + problems)
+    return FlowSet(flows, actions, catalog)
 
 
-def check_flows(directory: Path, actions: ActionRegistry | None = None) -> list[FlowProblem]:
-    """All problems in `directory`'s flows; [] when they would load."""
-    return _load(Path(directory), actions)[1]
+def check_flows(
+    directory: Path, actions: ActionRegistry | None = None, templates: Path | None = None
+) -> list[FlowProblem]:
+    """All problems in `directory`'s flows (and the templates they use); [] when they would load."""
+    catalog, template_problems = load_templates(templates) if templates is not None else (None, [])
+    return template_problems + _load(Path(directory), actions, catalog)[1]
 
 
 # --- loading --------------------------------------------------------------------------------------
@@ -84,7 +99,9 @@ class _Draft:
         return self.header.flow if self.header else self.stem
 
 
-def _load(directory: Path, actions: ActionRegistry | None) -> tuple[dict[str, Flow], list[FlowProblem]]:
+def _load(
+    directory: Path, actions: ActionRegistry | None, templates: TemplateCatalog | None
+) -> tuple[dict[str, Flow], list[FlowProblem]]:
     registry = actions if actions is not None else ActionRegistry()
     if not directory.is_dir():
         return {}, [FlowProblem(str(directory), 1, 1, "this flows directory does not exist")]
@@ -107,7 +124,7 @@ def _load(directory: Path, actions: ActionRegistry | None) -> tuple[dict[str, Fl
             problems.extend(source.problems)
         else:
             drafts.append(draft)
-    _check_set(drafts, unreadable, registry)
+    _check_set(drafts, unreadable, registry, templates)
     for draft in drafts:
         problems.extend(draft.source.problems)
     problems.sort(key=lambda p: (p.file, p.line, p.column))
@@ -156,8 +173,11 @@ def _validate(source: MarkedSource, stem: str, document: Any) -> _Draft | None:
 # --- cross-checks ---------------------------------------------------------------------------------
 
 
-def _check_set(drafts: list[_Draft], unreadable: set[str], actions: ActionRegistry) -> None:
-    """What one file cannot know alone: flow names, targets into other flows, actions, goto loops."""
+def _check_set(
+    drafts: list[_Draft], unreadable: set[str], actions: ActionRegistry, templates: TemplateCatalog | None
+) -> None:
+    """What one file cannot know alone: flow names, targets into other flows, actions, goto loops,
+    states nothing leads to, templates, and messages that would fall outside the 24-hour window."""
     known: dict[str, set[str]] = {}
     for draft in drafts:
         if draft.header is not None:  # else its schema problems are reported; its states still count
@@ -173,7 +193,7 @@ def _check_set(drafts: list[_Draft], unreadable: set[str], actions: ActionRegist
             reason = f"start state '{start}' is not among the states"
             draft.source.add(("start",), reason, suggest(start, known[draft.name]))
         for name, state in draft.states.items():
-            for path, reason, hint, key in StateRules(state, actions).found:
+            for path, reason, hint, key in StateRules(state, actions, templates).found:
                 draft.source.add(("states", name, *path), reason, hint, key=key)
     by_name = {draft.name: draft for draft in reversed(drafts)}
     fallbacks = {
@@ -182,5 +202,11 @@ def _check_set(drafts: list[_Draft], unreadable: set[str], actions: ActionRegist
         if d.header is not None and d.header.fallback is not None
     }
     states = {name: draft.states for name, draft in by_name.items()}
-    for issue in check_graph(states, fallbacks, known, unreadable, actions):
+    issues = list(check_graph(states, fallbacks, known, unreadable, actions))
+    starts = {d.name: d.header.start for d in drafts if d.header is not None}
+    complete = not unreadable and not any(d.broken or d.header is None for d in drafts) and not issues
+    if complete:  # a broken state or target could be the missing link: judge the whole only when sound
+        issues += unreachable(states, starts, fallbacks, actions)
+        issues += outside_window(states, starts, fallbacks, actions)
+    for issue in issues:
         by_name[issue.flow].source.add(issue.path, issue.reason, issue.hint, key=issue.key)

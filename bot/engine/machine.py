@@ -36,11 +36,15 @@ KIND_TRIGGERS: tuple[str, ...] = (
     "contacts",
     "reaction",
 )
-ON_KEYS: tuple[str, ...] = ("keywords", "pattern", *KIND_TRIGGERS, "media", "other")
+ON_KEYS: tuple[str, ...] = ("keywords", "pattern", *KIND_TRIGGERS, "media", "other", "timeout")
 GOTO = "goto"
 FALLBACK = "fallback"
+TIMEOUT = "timeout"
+"""The event type and trigger of a conversation's silence timer (the customer never sends it)."""
+ANSWERED = "answered"
+"""The trigger of an `ask` whose answer fits."""
 # Events a flow ignores unless it names them: answering a reaction or a system notice is noise.
-QUIET_TYPES: frozenset[str] = frozenset({"reaction", "system"})
+QUIET_TYPES: frozenset[str] = frozenset({"reaction", "system", TIMEOUT})
 
 _UNSPACED = re.compile(r"[\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _SPACES = re.compile(r"\s+")
@@ -85,6 +89,7 @@ class StateMatcher:
     kinds: dict[str, str] = field(default_factory=dict)
     media: str | None = None
     other: str | None = None
+    timeout: str | None = None
 
     def match_reply(self, reply_id: str) -> Match | None:
         trigger = self.replies.get(reply_id)
@@ -92,6 +97,8 @@ class StateMatcher:
 
     def match(self, event: Event) -> Match | None:
         """Everything after the exact reply id: keywords, patterns, then the catch-alls."""
+        if event.type == TIMEOUT:
+            return Match(self.timeout) if self.timeout else None
         if event.text and event.is_text_like:
             normalized = normalize(event.text)
             for regex, trigger in self.keywords:
@@ -145,6 +152,12 @@ def state_edges(state: State, actions: ActionRegistry | None) -> Iterator[Edge]:
             target = getattr(on, kind)
             if target is not None:
                 yield Edge(kind, target, ("on", kind))
+        if on.timeout is not None:
+            yield Edge(TIMEOUT, on.timeout.goto, ("on", "timeout", "goto"))
+    if state.ask is not None:
+        yield Edge(ANSWERED, state.ask.then, ("ask", "then"))
+    for index, branch in enumerate(state.choose or ()):
+        yield Edge(f"choose:{index}", branch.goto, ("choose", index, "goto"))
     if state.fallback is not None and state.fallback.goto is not None:
         yield Edge(FALLBACK, state.fallback.goto, ("fallback", "goto"))
     if state.goto is not None:
@@ -276,6 +289,7 @@ class FlowMachine:
         matcher.kinds = {kind: kind for kind in KIND_TRIGGERS if getattr(on, kind) is not None}
         matcher.media = "media" if on.media is not None else None
         matcher.other = "other" if on.other is not None else None
+        matcher.timeout = TIMEOUT if on.timeout is not None else None
         return matcher
 
     def fire(self, state: str, trigger: str) -> tuple[str, str]:

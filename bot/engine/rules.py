@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import difflib
 import re
+from typing import TYPE_CHECKING
 
 from bot.engine.actions import ActionRegistry
 from bot.engine.machine import ON_KEYS, normalize, suggest
 from bot.engine.schema import State, variants
 from bot.whatsapp import outbound as wa
+
+if TYPE_CHECKING:
+    from bot.templates import TemplateCatalog
 
 YamlPath = tuple[str | int, ...]
 
@@ -17,13 +21,18 @@ YamlPath = tuple[str | int, ...]
 class StateRules:
     """One state's rules that pydantic cannot see field by field; problems collect in `found`."""
 
-    def __init__(self, state: State, actions: ActionRegistry) -> None:
+    def __init__(
+        self, state: State, actions: ActionRegistry, templates: TemplateCatalog | None = None
+    ) -> None:
         self.state = state
         self.found: list[tuple[YamlPath, str, str | None, bool]] = []
         self.message(state)
         self.choices(state)
         self.transitions(state)
+        self.asking(state)
         self.action(state, actions)
+        if templates is not None:
+            self.template(state, templates)
 
     def add(self, path: YamlPath, reason: str, hint: str | None = None, key: bool = False) -> None:
         self.found.append((path, reason, hint, key))
@@ -116,6 +125,65 @@ class StateRules:
                 "'after' needs a 'goto': where to go after that many misses",
                 None,
                 True,
+            )
+
+    def asking(self, state: State) -> None:
+        ask, on = state.ask, state.on
+        if state.choose is not None:
+            for index, branch in enumerate(state.choose[:-1]):
+                if branch.when is None:
+                    self.add(
+                        ("choose", index), "only the last branch may leave out 'if'", "move it last", True
+                    )
+            if state.goto is not None or ask is not None:
+                what = "goto" if state.goto is not None else "ask"
+                self.add(("choose",), f"a state has either 'choose' or '{what}'", "split the state", True)
+        if ask is None:
+            return
+        if state.goto is not None:
+            self.add(("ask",), "a state that asks waits for the answer: remove 'goto'", None, True)
+        if state.say is None and not state.buttons and state.choices is None:
+            self.add(("ask",), "'ask' needs a 'say' text: the question", None, True)
+        if on is not None and on.text is not None:
+            self.add(
+                ("on", "text"), "'on: text' would take every answer before 'ask' sees it", "remove one", True
+            )
+        if ask.choices is not None and (ask.pattern is not None or ask.expect != "text"):
+            self.add(
+                ("ask", "choices"), "'choices' cannot be combined with 'expect' or 'pattern'", None, True
+            )
+        if (ask.min is not None or ask.max is not None) and ask.expect != "number":
+            self.add(
+                ("ask", "min" if ask.min is not None else "max"), "'min' and 'max' need 'expect: number'"
+            )
+        if ask.min is not None and ask.max is not None and ask.min > ask.max:
+            self.add(("ask", "min"), f"min {ask.min:g} is more than max {ask.max:g}")
+
+    def template(self, state: State, templates: TemplateCatalog) -> None:
+        spec = state.template
+        if spec is None:
+            return
+        found = templates.get(spec.name)
+        if found is None:
+            known = ", ".join(templates) or "none yet"
+            hint = suggest(spec.name, templates) or f"templates/ has: {known}"
+            self.add(("template", "name"), f"there is no template '{spec.name}' in templates/", hint)
+            return
+        if found.status != "approved":
+            self.add(("template", "name"), f"template '{spec.name}' is {found.status}, not approved")
+        if len(spec.params) != found.parameters:
+            self.add(
+                ("template", "params"),
+                f"template '{spec.name}' takes {found.parameters} parameter(s); {len(spec.params)} given",
+                "give one value per {{n}} in the template's text, in order",
+                True,
+            )
+        if spec.language is not None and spec.language not in found.languages:
+            languages = ", ".join(found.languages)
+            self.add(
+                ("template", "language"),
+                f"template '{spec.name}' has no '{spec.language}' text",
+                f"it has: {languages}",
             )
 
     def action(self, state: State, actions: ActionRegistry) -> None:

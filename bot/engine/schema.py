@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator
@@ -106,8 +107,40 @@ def _name(value: str) -> str:
     return value
 
 
+_DURATION_PART = re.compile(
+    r"(\d+(?:\.\d+)?)\s*(d|days?|h|hours?|hrs?|m|mins?|minutes?|s|secs?|seconds?)", re.IGNORECASE
+)
+_UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """'30m', '2h', '1h30m', '25 hours', '1d'; a bare number is minutes."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = f"{value}m"
+    text = str(value).strip()
+    parts = list(_DURATION_PART.finditer(text))
+    if not parts or _DURATION_PART.sub("", text).strip(" ,") != "":
+        raise flow_error(f"'{text}' is not a duration", "write it like 30m, 2h, 1h30m or 1d")
+    seconds = sum(float(p.group(1)) * _UNIT_SECONDS[p.group(2)[0].lower()] for p in parts)
+    if seconds <= 0:
+        raise flow_error("a duration must be more than zero")
+    return timedelta(seconds=seconds)
+
+
+def _variable(value: str) -> str:
+    if not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", value):
+        raise flow_error(
+            f"'{value}' is not a variable name", "start with a letter; use letters, digits and _"
+        )
+    return value
+
+
 Target = Annotated[str, AfterValidator(_target)]
 Name = Annotated[str, AfterValidator(_name)]
+Duration = Annotated[timedelta, PlainValidator(parse_duration)]
+Variable = Annotated[str, AfterValidator(_variable)]
 ButtonTitle = Annotated[
     LocalizedText,
     _max_chars(
@@ -203,6 +236,13 @@ def _keywords(words: list[str]) -> list[str]:
     return words
 
 
+class TimeoutSpec(_Spec):
+    """`timeout: {after: 30m, goto: menu}`: move on when the customer has been silent that long."""
+
+    after: Duration
+    goto: Target
+
+
 class OnSpec(_Spec):
     """Transitions. Keys that are not listed here are reply ids (button, list row or template payload)."""
 
@@ -222,6 +262,87 @@ class OnSpec(_Spec):
     reaction: Target | None = None
     media: Target | None = None
     other: Target | None = None
+    timeout: TimeoutSpec | None = None
+
+
+def _pattern(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise flow_error(
+            f"invalid pattern: {exc.msg} at position {exc.pos}",
+            "patterns are regular expressions; a literal ( [ { . ? * + \\ needs a \\ before it",
+        ) from None
+    return value
+
+
+def _choices(value: Any) -> dict[str, list[str]]:
+    """A list of choices, or choice -> the words that also mean it; always choice -> words."""
+    if isinstance(value, list):
+        value = {str(choice): [] for choice in value}
+    if not isinstance(value, dict) or not value:
+        raise flow_error(
+            "expected a list of choices, or 'choice: [words]' lines", "write [iphone, samsung, other]"
+        )
+    choices: dict[str, list[str]] = {}
+    for choice, words in value.items():
+        words = [] if words is None else words if isinstance(words, list) else [words]
+        if not str(choice).strip() or not all(normalize(str(word)) for word in words):
+            raise flow_error("a choice or one of its words is empty")
+        choices[str(choice)] = [str(word) for word in words]
+    return choices
+
+
+class AskSpec(_Spec):
+    """Capture the customer's next answer into a variable, re-asking until it fits."""
+
+    save_as: Variable
+    expect: Literal["text", "number", "date", "time"] = "text"
+    pattern: Annotated[str, AfterValidator(_pattern)] | None = None
+    choices: Annotated[dict[str, list[str]], PlainValidator(_choices)] | None = None
+    min: float | None = None
+    max: float | None = None
+    retry: LocalizedText | None = None
+    """Said when the answer does not fit (the engine has a helpful default per `expect`)."""
+    then: Target
+
+
+Scalar = str | int | float | bool
+
+
+class ConditionSpec(_Spec):
+    """One variable's test; a plain value means `equals`, a list means `one_of`."""
+
+    equals: Scalar | None = None
+    one_of: list[Scalar] | None = None
+    set: bool | None = None
+    above: float | None = None
+    below: float | None = None
+    matches: Annotated[str, AfterValidator(_pattern)] | None = None
+
+
+def _condition(value: Any) -> ConditionSpec:
+    if isinstance(value, ConditionSpec):
+        return value
+    if isinstance(value, dict):
+        return ConditionSpec.model_validate(value)
+    if isinstance(value, list):
+        return ConditionSpec(one_of=value)
+    if value is None:
+        return ConditionSpec(set=False)
+    if isinstance(value, str | int | float | bool):
+        return ConditionSpec(equals=value)
+    raise flow_error("expected a value, a list of values, or tests like {above: 2}")
+
+
+Condition = Annotated[ConditionSpec, PlainValidator(_condition)]
+
+
+class BranchSpec(_Spec):
+    """`- if: {device: iphone}` then `goto`; a branch without `if` is the otherwise (written last)."""
+
+    when: dict[Variable, Condition] | None = Field(default=None, alias="if")
+    goto: Target
 
 
 class FallbackSpec(_Spec):
@@ -240,6 +361,8 @@ class State(_Spec):
     on: OnSpec | None = None
     fallback: FallbackSpec | None = None
     goto: Target | None = None
+    ask: AskSpec | None = None
+    choose: list[BranchSpec] | None = Field(default=None, min_length=1)
     call: str | None = None
     args: dict[str, Any] = {}
 
@@ -251,5 +374,5 @@ class FlowHeader(_Spec):
 
 
 _MODELS: tuple[type[_Spec], ...] = (State, FlowHeader, ButtonSpec, ListSpec, ListSectionSpec, ListRowSpec)
-_MODELS += (MediaSpec, TemplateSpec, OnSpec, FallbackSpec)
+_MODELS += (MediaSpec, TemplateSpec, OnSpec, FallbackSpec, TimeoutSpec, AskSpec, ConditionSpec, BranchSpec)
 KNOWN_KEYS = sorted({f.alias or n for m in _MODELS for n, f in m.model_fields.items()} | {"states"})

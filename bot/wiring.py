@@ -1,0 +1,38 @@
+"""Flows and engine built from the settings the same way everywhere: server, hot reload, `bot chat`,
+`bot flows check|test|graph`. One place, so the terminal behaves exactly like the running bot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.engine import ActionRegistry, Engine, FlowProblem, FlowSet, check_flows, load_flows
+from bot.settings import Settings
+
+
+def registered_actions(settings: Settings) -> ActionRegistry:
+    """Every action flows may `call` (the order, appointment and handoff modules register theirs)."""
+    return ActionRegistry()
+
+
+def load_flow_set(settings: Settings, actions: ActionRegistry | None = None) -> FlowSet:
+    """The flows in settings.flows_dir checked against settings.templates_dir; raises FlowLoadError."""
+    registry = actions if actions is not None else registered_actions(settings)
+    return load_flows(settings.flows_dir, registry, settings.templates_dir)
+
+
+def flow_problems(settings: Settings, directory: Path | None = None) -> list[FlowProblem]:
+    """`bot flows check`: every problem in `directory` (default: settings' flows), templates included."""
+    flows_dir = directory if directory is not None else settings.flows_dir
+    return check_flows(flows_dir, registered_actions(settings), settings.templates_dir)
+
+
+def build_engine(settings: Settings, flows: FlowSet) -> Engine:
+    shop = settings.shop
+    return Engine(
+        flows,
+        default_flow=settings.flows.default_flow,
+        default_language=shop.default_language,
+        languages=shop.languages,
+        timezone=shop.timezone,
+        date_order=shop.date_order,
+    )
