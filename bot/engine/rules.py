@@ -86,7 +86,7 @@ class StateRules:
             seen.add(reply_id)
             if reply_id in ON_KEYS:
                 self.add(path, f"'{reply_id}' is a reserved word in 'on:' and cannot be an id", "rename it")
-            elif reply_id not in replies:
+            elif reply_id not in replies and not (state.ask and reply_id in (state.ask.choices or {})):
                 hint = f"add '{reply_id}: <state>' under 'on:'"
                 if state.goto is not None:
                     hint = "this state moves on at once (goto); put the choices in the state it goes to"

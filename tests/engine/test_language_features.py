@@ -1,0 +1,218 @@
+"""The flow language's newer steps through Engine.handle: ask, choose, timeout and the language command."""
+
+from __future__ import annotations
+
+import textwrap
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.engine import Conversation, Customer, Engine, Event, FlowSet, Outcome, load_flows
+from bot.whatsapp.outbound import Buttons, Text
+
+ANA = Customer(wa_id="34600111222", name="Ana", language="en")
+# a Wednesday, late evening in New York: already Thursday in UTC
+NOW = datetime(2026, 11, 26, 2, 30, tzinfo=UTC)
+
+BOOKING = """
+    flow: main
+    start: menu
+    states:
+      menu:
+        say: {en: "Hi! Type book to start.", es: "¡Hola! Escribe cita para empezar."}
+        on:
+          keywords:
+            ask_phones: [book, cita]
+      ask_phones:
+        say: {en: "How many phones?", es: "¿Cuántos teléfonos?"}
+        ask: {save_as: phones, expect: number, min: 1, max: 5, then: ask_day}
+        on:
+          keywords:
+            menu: [menu]
+      ask_day:
+        say: Which day?
+        ask: {save_as: day, expect: date, then: ask_time}
+      ask_time:
+        say: What time?
+        ask: {save_as: time, expect: time, then: ask_brand}
+      ask_brand:
+        say: Which brand?
+        buttons:
+          - {id: apple, title: Apple}
+          - {id: samsung, title: Samsung}
+        ask:
+          save_as: brand
+          choices: {apple: [iphone], samsung: [galaxy], other: []}
+          retry: "Tap Apple or Samsung, or type other."
+          then: route
+      route:
+        choose:
+          - if: {brand: apple, phones: {above: 1}}
+            goto: apple_many
+          - if: {brand: [apple, samsung]}
+            goto: known
+          - goto: other
+      apple_many:
+        say: "{phones} Apple phones on {day} at {time}."
+        goto: menu
+      known:
+        say: "One {brand} on {day} at {time}."
+        goto: menu
+      other:
+        say: We'll see what we can do.
+        goto: menu
+    fallback:
+      after: 3
+      goto: menu
+"""
+
+
+def flows_from(tmp_path: Path, text: str) -> FlowSet:
+    (tmp_path / "main.yaml").write_text(textwrap.dedent(text), encoding="utf-8")
+    return load_flows(tmp_path)
+
+
+def texts(outcome: Outcome) -> list[str]:
+    return [m.body for m in outcome.outbound if isinstance(m, Text | Buttons)]
+
+
+class Chat:
+    """One customer's conversation, carried from turn to turn like the inbox does."""
+
+    def __init__(self, engine: Engine, customer: Customer = ANA) -> None:
+        self.engine = engine
+        self.customer = customer
+        self.at = Conversation(None, None, {})
+
+    async def send(self, event: Event | str, now: datetime = NOW) -> Outcome:
+        event = Event.of_text(event) if isinstance(event, str) else event
+        outcome = await self.engine.handle(self.at, self.customer, event, now)
+        self.at = Conversation(outcome.flow, outcome.state, outcome.variables)
+        if outcome.language:
+            self.customer = Customer(self.customer.wa_id, self.customer.name, outcome.language)
+        return outcome
+
+
+@pytest.fixture
+def booking(tmp_path: Path) -> Engine:
+    return Engine(flows_from(tmp_path, BOOKING), timezone="America/New_York", date_order="MDY")
+
+
+async def test_answers_are_saved_and_branch_on_their_values(booking: Engine) -> None:
+    chat = Chat(booking)
+    await chat.send("hi")
+    assert texts(await chat.send("book")) == ["How many phones?"]
+    assert texts(await chat.send("two? no, 2")) == ["Which day?"]
+    assert texts(await chat.send("tomorrow")) == ["What time?"]
+    assert texts(await chat.send("2:30pm")) == ["Which brand?"]
+    outcome = await chat.send("an iPhone 12")
+    # "tomorrow" is the shop's tomorrow: Wednesday 25 in New York, so Thursday 26 November
+    assert texts(outcome)[0] == "2 Apple phones on 2026-11-26 at 14:30."
+    assert outcome.variables["phones"] == 2
+    assert (outcome.flow, outcome.state) == ("main", "menu")
+
+
+async def test_a_button_tap_answers_a_choice(booking: Engine) -> None:
+    chat = Chat(booking)
+    for turn in ("hi", "book", "1", "12/24", "9am"):
+        await chat.send(turn)
+    outcome = await chat.send(Event.of_reply("samsung", "Samsung"))
+    assert texts(outcome)[0] == "One samsung on 2026-12-24 at 09:00."
+
+
+async def test_an_answer_that_does_not_fit_is_asked_again_with_a_hint(booking: Engine) -> None:
+    chat = Chat(booking)
+    await chat.send("hi")
+    await chat.send("book")
+    assert texts(await chat.send("many")) == ["Please answer with a number from 1 to 5."]
+    assert texts(await chat.send("9")) == ["Please answer with a number from 1 to 5."]
+    assert chat.at.state == "ask_phones"
+    assert texts(await chat.send("3")) == ["Which day?"]
+    assert texts(await chat.send("someday")) == ['Please send a date, like 12/25 or "tomorrow".']
+    await chat.send("friday")
+    assert chat.at.variables["day"] == "2026-11-27"
+    assert texts(await chat.send("later")) == ["Please send a time, like 14:30 or 2:30pm."]
+    await chat.send("10:15")
+    assert texts(await chat.send("nokia")) == ["Tap Apple or Samsung, or type other."]
+
+
+async def test_escapes_in_on_win_over_the_answer_and_misses_lead_to_the_fallback(booking: Engine) -> None:
+    chat = Chat(booking)
+    await chat.send("hi")
+    await chat.send("book")
+    assert texts(await chat.send("menu")) == ["Hi! Type book to start."]
+    await chat.send("book")
+    await chat.send("x")
+    await chat.send("y")
+    outcome = await chat.send("z")  # the third miss in a row: the fallback's goto
+    assert (outcome.state, texts(outcome)) == ("menu", ["Hi! Type book to start."])
+
+
+async def test_a_state_with_a_timeout_asks_for_a_timer_and_the_timeout_event_moves_it(
+    tmp_path: Path,
+) -> None:
+    engine = Engine(
+        flows_from(
+            tmp_path,
+            """
+            flow: main
+            start: menu
+            states:
+              menu:
+                say: Hi
+                on:
+                  text: waiting
+              waiting:
+                say: Anything else?
+                on:
+                  keywords: {menu: [menu]}
+                  timeout: {after: 30m, goto: bye}
+              bye:
+                say: Talk soon!
+                goto: menu
+            """,
+        )
+    )
+    chat = Chat(engine)
+    assert (await chat.send("hi")).wait is None
+    waiting = await chat.send("hello")
+    assert (waiting.state, waiting.wait) == ("waiting", timedelta(minutes=30))
+    fired = await chat.send(Event(type="timeout"))
+    assert (fired.state, texts(fired), fired.wait) == ("menu", ["Talk soon!", "Hi"], None)
+    # a stray timeout where none is waiting is ignored, silently
+    stray = await chat.send(Event(type="timeout"))
+    assert (stray.state, stray.outbound) == ("menu", [])
+
+
+async def test_the_language_command_switches_and_asks_the_pending_question_again(booking: Engine) -> None:
+    chat = Chat(booking)
+    await chat.send("hi")
+    await chat.send("book")
+    menu = await chat.send("LANGUAGE")
+    assert isinstance(menu.outbound[0], Buttons)
+    assert [(b.id, b.title) for b in menu.outbound[0].buttons] == [
+        ("_lang:en", "English"),
+        ("_lang:es", "Español"),
+        ("_lang:zh", "中文"),
+    ]
+    assert menu.state == "ask_phones"
+    switched = await chat.send(Event.of_reply("_lang:es", "Español"))
+    assert switched.language == "es"
+    assert texts(switched) == [
+        "Perfecto, a partir de ahora te escribo en español.",
+        "¿Cuántos teléfonos?",
+    ]
+    # remembered: the next turn is in Spanish without asking again
+    assert texts(await chat.send("menu")) == ["¡Hola! Escribe cita para empezar."]
+    back = await chat.send("english")
+    assert back.language == "en" and texts(back)[0] == "OK, I'll write in English from now on."
+
+
+async def test_only_the_shops_languages_are_offered(tmp_path: Path) -> None:
+    engine = Engine(flows_from(tmp_path, BOOKING), languages=["en", "es"])
+    chat = Chat(engine)
+    menu = await chat.send("idioma")
+    assert isinstance(menu.outbound[0], Buttons)
+    assert [b.title for b in menu.outbound[0].buttons] == ["English", "Español"]
+    assert (await chat.send("中文")).language is None  # not offered: an ordinary message
