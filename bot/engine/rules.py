@@ -84,9 +84,11 @@ class StateRules:
             if reply_id in seen:
                 self.add(path, f"id '{reply_id}' is used twice in this state", "give each choice its own id")
             seen.add(reply_id)
+            if state.ask is not None and reply_id in (state.ask.choices or {}):
+                continue  # a tap answers the question: it needs no line under `on:`
             if reply_id in ON_KEYS:
                 self.add(path, f"'{reply_id}' is a reserved word in 'on:' and cannot be an id", "rename it")
-            elif reply_id not in replies and not (state.ask and reply_id in (state.ask.choices or {})):
+            elif reply_id not in replies:
                 hint = f"add '{reply_id}: <state>' under 'on:'"
                 if state.goto is not None:
                     hint = "this state moves on at once (goto); put the choices in the state it goes to"
