@@ -9,7 +9,7 @@ and flows are `machine.check_graph`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -86,13 +86,15 @@ def check_flows(
 
 @dataclass
 class _Draft:
-    """One file's flow as far as it validated; `broken` states exist but failed their schema."""
+    """One file's flow as far as it validated; `broken` states exist but failed their schema, and
+    `partial` holds what of them validates without their faulty keys (checked further, never served)."""
 
     source: MarkedSource
     stem: str
     header: FlowHeader | None
     states: dict[str, State]
     broken: set[str]
+    partial: dict[str, State] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -167,7 +169,23 @@ def _validate(source: MarkedSource, stem: str, document: Any) -> _Draft | None:
         except ValidationError as exc:
             draft.broken.add(name)
             source.add_validation(path, exc)
+            if (partial := _without_faulty_keys(raw, exc)) is not None:
+                draft.partial[name] = partial
     return draft
+
+
+def _without_faulty_keys(raw: Any, exc: ValidationError) -> State | None:
+    """The state minus the keys its errors are in, so the rest of it is still checked in this run."""
+    for _ in range(3):
+        if not isinstance(raw, dict):
+            return None
+        faulty = {error["loc"][0] for error in exc.errors() if error["loc"]}
+        raw = {key: value for key, value in raw.items() if key not in faulty}
+        try:
+            return State.model_validate(raw)
+        except ValidationError as again:
+            exc = again
+    return None
 
 
 # --- cross-checks ---------------------------------------------------------------------------------
@@ -192,7 +210,7 @@ def _check_set(
         if start is not None and start not in draft.states and start not in draft.broken:
             reason = f"start state '{start}' is not among the states"
             draft.source.add(("start",), reason, suggest(start, known[draft.name]))
-        for name, state in draft.states.items():
+        for name, state in {**draft.states, **draft.partial}.items():
             for path, reason, hint, key in StateRules(state, actions, templates).found:
                 draft.source.add(("states", name, *path), reason, hint, key=key)
     by_name = {draft.name: draft for draft in reversed(drafts)}
@@ -202,7 +220,8 @@ def _check_set(
         if d.header is not None and d.header.fallback is not None
     }
     states = {name: draft.states for name, draft in by_name.items()}
-    issues = list(check_graph(states, fallbacks, known, unreadable, actions))
+    checked = {name: {**draft.states, **draft.partial} for name, draft in by_name.items()}
+    issues = list(check_graph(checked, fallbacks, known, unreadable, actions))
     starts = {d.name: d.header.start for d in drafts if d.header is not None}
     complete = not unreadable and not any(d.broken or d.header is None for d in drafts) and not issues
     if complete:  # a broken state or target could be the missing link: judge the whole only when sound

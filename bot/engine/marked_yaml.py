@@ -141,13 +141,15 @@ class MarkedSource:
                 hint = f"did you mean '{close[0]}'?" if close else "check the spelling and the indentation"
             elif kind == "missing":
                 reason = f"'{loc[-1]}' is missing here"
+                hint = hint or f"add a line '{loc[-1]}: ...' here (see docs/flows.md)"
             elif kind == "greater_than_equal":
                 reason = f"expected a number of at least {(error.get('ctx') or {}).get('ge')} here"
             elif kind == "literal_error":
                 reason = f"expected {(error.get('ctx') or {}).get('expected', 'another value')} here"
+                hint = hint or "write one of these words exactly"
             else:
                 reason = _FRIENDLY.get(kind) or error["msg"]
-            self.add(loc, reason, hint, key=key)
+            self.add(loc, reason, hint or _HINTS.get(kind), key=key)
 
 
 _FRIENDLY = {
@@ -158,6 +160,24 @@ _FRIENDLY = {
     "dict_type": "expected 'key: value' lines here",
     "model_type": "expected 'key: value' lines here",
     "model_attributes_type": "expected 'key: value' lines here",
+}
+
+
+_HINTS = {
+    "greater_than_equal": "use a bigger number",
+    "string_type": 'put the text in quotes: "like this"',
+    "int_type": "write digits only, like 2",
+    "int_parsing": "write digits only, like 2",
+    "float_type": "write a number, like 2 or 2.5",
+    "float_parsing": "write a number, like 2 or 2.5",
+    "bool_type": "write true or false",
+    "bool_parsing": "write true or false",
+    "list_type": "write each item on its own line starting with '- ', or [a, b]",
+    "dict_type": "indent the lines under this key by two more spaces",
+    "model_type": "indent the lines under this key by two more spaces",
+    "model_attributes_type": "indent the lines under this key by two more spaces",
+    "too_short": "add at least one",
+    "too_long": "remove some",
 }
 
 

@@ -48,16 +48,26 @@ class StateRules:
             if present:
                 limit = min(limit, most)
                 if state.say is None:
-                    self.add((what,), f"{what} need a 'say' text: it is the message body", None, True)
+                    self.add(
+                        (what,),
+                        f"{what} need a 'say' text: it is the message body",
+                        "add say: above them",
+                        True,
+                    )
         for language, text in variants(state.say):
             if len(text) > limit:
                 reason = f"this text is {len(text)} characters; here WhatsApp allows {limit}"
                 self.add(("say", language) if language else ("say",), reason, "shorten it")
         media = state.media
         if media is not None and media.caption is not None and media.type == "audio":
-            self.add(("media", "caption"), "audio takes no caption", None, True)
+            self.add(
+                ("media", "caption"),
+                "audio takes no caption",
+                "remove the caption, or send it in a say:",
+                True,
+            )
         if media is not None and media.filename is not None and media.type != "document":
-            self.add(("media", "filename"), "only a document takes a filename", None, True)
+            self.add(("media", "filename"), "only a document takes a filename", "remove filename", True)
 
     def choices(self, state: State) -> None:
         """Buttons and list rows: count, unique ids and titles, each answered in `on:`."""
@@ -125,7 +135,7 @@ class StateRules:
             self.add(
                 ("fallback", "after"),
                 "'after' needs a 'goto': where to go after that many misses",
-                None,
+                "add goto: with a state",
                 True,
             )
 
@@ -143,23 +153,33 @@ class StateRules:
         if ask is None:
             return
         if state.goto is not None:
-            self.add(("ask",), "a state that asks waits for the answer: remove 'goto'", None, True)
+            self.add(
+                ("ask",),
+                "a state that asks waits for the answer",
+                "remove 'goto'; 'then:' says where to go",
+                True,
+            )
         if state.say is None and not state.buttons and state.choices is None:
-            self.add(("ask",), "'ask' needs a 'say' text: the question", None, True)
+            self.add(("ask",), "'ask' needs a 'say' text: the question", "add say: with the question", True)
         if on is not None and on.text is not None:
             self.add(
                 ("on", "text"), "'on: text' would take every answer before 'ask' sees it", "remove one", True
             )
         if ask.choices is not None and (ask.pattern is not None or ask.expect != "text"):
             self.add(
-                ("ask", "choices"), "'choices' cannot be combined with 'expect' or 'pattern'", None, True
+                ("ask", "choices"),
+                "'choices' cannot be combined with 'expect' or 'pattern'",
+                "keep one",
+                True,
             )
         if (ask.min is not None or ask.max is not None) and ask.expect != "number":
             self.add(
-                ("ask", "min" if ask.min is not None else "max"), "'min' and 'max' need 'expect: number'"
+                ("ask", "min" if ask.min is not None else "max"),
+                "'min' and 'max' need 'expect: number'",
+                "add expect: number, or remove them",
             )
         if ask.min is not None and ask.max is not None and ask.min > ask.max:
-            self.add(("ask", "min"), f"min {ask.min:g} is more than max {ask.max:g}")
+            self.add(("ask", "min"), f"min {ask.min:g} is more than max {ask.max:g}", "swap them")
 
     def template(self, state: State, templates: TemplateCatalog) -> None:
         spec = state.template
@@ -172,7 +192,11 @@ class StateRules:
             self.add(("template", "name"), f"there is no template '{spec.name}' in templates/", hint)
             return
         if found.status != "approved":
-            self.add(("template", "name"), f"template '{spec.name}' is {found.status}, not approved")
+            self.add(
+                ("template", "name"),
+                f"template '{spec.name}' is {found.status}, not approved",
+                "wait for Meta's approval, then set status: approved in templates/",
+            )
         if len(spec.params) != found.parameters:
             self.add(
                 ("template", "params"),

@@ -48,7 +48,7 @@ def _localized(value: Any) -> str | dict[str, str]:
         value = str(value)
     if isinstance(value, str):
         if not value.strip():
-            raise flow_error("this text is empty")
+            raise flow_error("this text is empty", "write the text, or remove the line")
         _check_placeholders(value)
         return value
     if isinstance(value, dict) and value:
@@ -125,7 +125,7 @@ def parse_duration(value: Any) -> timedelta:
         raise flow_error(f"'{text}' is not a duration", "write it like 30m, 2h, 1h30m or 1d")
     seconds = sum(float(p.group(1)) * _UNIT_SECONDS[p.group(2)[0].lower()] for p in parts)
     if seconds <= 0:
-        raise flow_error("a duration must be more than zero")
+        raise flow_error("a duration must be more than zero", "write it like 30m, 2h or 1d")
     return timedelta(seconds=seconds)
 
 
@@ -184,7 +184,9 @@ def _total_rows(sections: list[ListSectionSpec]) -> list[ListSectionSpec]:
             "drop rows, or move some into a second state",
         )
     if len(sections) > 1 and any(section.title is None for section in sections):
-        raise flow_error("every section needs a title when a list has more than one")
+        raise flow_error(
+            "every section needs a title when a list has more than one", "add title: to each section"
+        )
     return sections
 
 
@@ -232,7 +234,7 @@ class TemplateSpec(_Spec):
 def _keywords(words: list[str]) -> list[str]:
     for word in words:
         if not normalize(word):
-            raise flow_error("a keyword is empty")
+            raise flow_error("a keyword is empty", "remove the empty one from the list")
     return words
 
 
@@ -288,7 +290,7 @@ def _choices(value: Any) -> dict[str, list[str]]:
     for choice, words in value.items():
         words = [] if words is None else words if isinstance(words, list) else [words]
         if not str(choice).strip() or not all(normalize(str(word)) for word in words):
-            raise flow_error("a choice or one of its words is empty")
+            raise flow_error("a choice or one of its words is empty", "remove the empty one")
         choices[str(choice)] = [str(word) for word in words]
     return choices
 
@@ -332,7 +334,9 @@ def _condition(value: Any) -> ConditionSpec:
         return ConditionSpec(set=False)
     if isinstance(value, str | int | float | bool):
         return ConditionSpec(equals=value)
-    raise flow_error("expected a value, a list of values, or tests like {above: 2}")
+    raise flow_error(
+        "expected a value, a list of values, or tests like {above: 2}", "see Deciding in docs/flows.md"
+    )
 
 
 Condition = Annotated[ConditionSpec, PlainValidator(_condition)]
