@@ -193,3 +193,24 @@ def test_a_broken_template_file_is_reported_with_its_place(tmp_path: Path) -> No
     assert [(Path(p.file).name, p.line, p.reason) for p in problems] == [
         ("order_ready.yaml", 2, "the en text skips a parameter")
     ]
+
+
+def test_a_state_with_a_typo_is_still_checked_for_everything_else(tmp_path: Path) -> None:
+    flow = """
+        flow: main
+        start: menu
+        states:
+          menu:
+            sayy: Hi
+            on:
+              text: nowhere
+              pattern:
+                "(": menu
+    """
+    problems = check(tmp_path, flow)
+    assert [(p.line, p.reason.split(":")[0]) for p in problems] == [
+        (5, "unknown key 'sayy'"),
+        (7, "there is no state 'nowhere' in flow 'main'"),
+        (9, "invalid pattern"),
+    ]
+    assert all(p.hint for p in problems)
