@@ -23,7 +23,7 @@ from bot.engine.conditions import branch_holds
 from bot.engine.events import Customer, Event
 from bot.engine.flows import FlowSet
 from bot.engine.languages import LanguageMenu
-from bot.engine.machine import ANSWERED, FALLBACK, GOTO, QUIET_TYPES, Match
+from bot.engine.machine import ANSWERED, FALLBACK, GOTO, QUIET_TYPES, TIMEOUT, Match
 from bot.engine.schema import PLACEHOLDER, AskSpec, State, variants
 from bot.whatsapp import outbound as wa
 
@@ -196,6 +196,8 @@ class _Run:
         self.today = today
         self.outbound: list[wa.OutboundMessage] = []
         self.new_language: str | None = None
+        self.silent = False
+        """A silent timeout: the states it enters say nothing."""
         self.languages: tuple[str, ...] = ()
         self.set_language(customer.language, chosen=False)
 
@@ -241,6 +243,9 @@ class _Run:
         return await self.fallback(flow, state)
 
     async def follow(self, flow: str, state: str, found: Match) -> tuple[str, str]:
+        timeout = self.flows.flows[flow].states[state].on
+        if found.trigger == TIMEOUT and timeout is not None and timeout.timeout is not None:
+            self.silent = timeout.timeout.silent
         self.variables.pop(MISSES, None)
         self.variables.update(found.captures)
         return await self.enter(*self.flows.machines[flow].fire(state, found.trigger))
@@ -291,7 +296,8 @@ class _Run:
         for _ in range(MAX_HOPS):
             spec = self.flows.flows[flow].states[state]
             trigger = await self.call(flow, state, spec) if spec.call else None
-            self.send_state(spec)
+            if not self.silent:
+                self.send_state(spec)
             if trigger is None and spec.goto is not None:
                 trigger = GOTO
             if trigger is None and spec.choose is not None:

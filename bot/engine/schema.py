@@ -243,6 +243,8 @@ class TimeoutSpec(_Spec):
 
     after: Duration
     goto: Target
+    silent: bool = False
+    """Move without a word: the customer's next message is read in the new state."""
 
 
 class OnSpec(_Spec):

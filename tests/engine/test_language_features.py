@@ -216,3 +216,31 @@ async def test_only_the_shops_languages_are_offered(tmp_path: Path) -> None:
     assert isinstance(menu.outbound[0], Buttons)
     assert [b.title for b in menu.outbound[0].buttons] == ["English", "Español"]
     assert (await chat.send("中文")).language is None  # not offered: an ordinary message
+
+
+async def test_a_silent_timeout_moves_without_a_word(tmp_path: Path) -> None:
+    engine = Engine(
+        flows_from(
+            tmp_path,
+            """
+            flow: main
+            start: menu
+            states:
+              menu:
+                say: Hi
+                on:
+                  keywords: {help: [help]}
+              help:
+                say: Pick one of the options, or type menu.
+                on:
+                  keywords: {menu: [menu]}
+                  timeout: {after: 30m, goto: menu, silent: true}
+            """,
+        )
+    )
+    chat = Chat(engine)
+    await chat.send("hi")
+    assert (await chat.send("help")).wait == timedelta(minutes=30)
+    quiet = await chat.send(Event(type="timeout"))
+    assert (quiet.state, quiet.outbound) == ("menu", [])
+    assert texts(await chat.send("help")) == ["Pick one of the options, or type menu."]  # read at menu
