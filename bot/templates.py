@@ -14,7 +14,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bot.engine.marked_yaml import FlowProblem, MarkedSource
 from bot.engine.schema import LANGUAGE, flow_error
@@ -61,6 +61,17 @@ class TemplateFile(BaseModel):
     status: Literal["approved", "pending", "rejected", "paused", "disabled"] = "approved"
     languages: Annotated[dict[str, str], AfterValidator(_bodies)] = Field(min_length=1)
     """Language code -> the body text with {{1}}, {{2}} ... parameters."""
+    examples: list[str] = []
+    """One example value per parameter: Meta asks for them when the template is submitted."""
+
+    @model_validator(mode="after")
+    def _one_example_per_parameter(self) -> TemplateFile:
+        if self.examples and len(self.examples) != self.parameters:
+            raise flow_error(
+                f"{len(self.examples)} example(s) for {self.parameters} parameter(s)",
+                "give one example value per {{n}}, in order",
+            )
+        return self
 
     @property
     def parameters(self) -> int:
