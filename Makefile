@@ -30,6 +30,7 @@ test: install-test
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy bot
 	$(BIN)/pytest
+	$(BIN)/bot flows test
 
 lint: install-test
 	$(BIN)/ruff check .

@@ -49,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     check = flow_commands.add_parser("check", help="validate every flow; print file:line:column: reason")
     check.add_argument("directory", nargs="?", type=Path, help="default: flows.directory in settings")
     check.set_defaults(handler=_flows_check)
+    flows_test = flow_commands.add_parser(
+        "test", help="run the conversation tests in DIR/tests/*.yaml against DIR's flows"
+    )
+    flows_test.add_argument("directory", nargs="?", type=Path, help="default: flows.directory in settings")
+    flows_test.set_defaults(handler=_flows_test)
     graph = flow_commands.add_parser(
         "graph", help="draw the flows' states and transitions as a Mermaid (or Graphviz dot) diagram"
     )
@@ -58,6 +63,28 @@ def _parser() -> argparse.ArgumentParser:
     graph.add_argument("--dir", dest="directory", type=Path, help="default: flows.directory in settings")
     graph.add_argument("--format", choices=("mermaid", "dot"), default="mermaid", help="default: mermaid")
     graph.set_defaults(handler=_flows_graph)
+
+    chat = commands.add_parser(
+        "chat",
+        help="be a customer in the terminal: the real engine, no WhatsApp, no server",
+        description="Type as a customer and see the bot's replies; a number picks a choice. When stdin "
+        "is not a terminal, each line is one customer turn (scriptable). /help lists the commands.",
+    )
+    chat.add_argument("--phone", default="15550009999", help="the customer's number (default: 15550009999)")
+    chat.add_argument("--name", help="the customer's WhatsApp profile name")
+    chat.add_argument("--lang", help="the customer's language (en, es, zh ...), as if they had chosen it")
+    chat.add_argument(
+        "--database",
+        help="where the simulated conversation is kept (default: chat.db beside the shop's SQLite "
+        "database, e.g. data/chat.db; never the shop's real message log)",
+    )
+    chat.set_defaults(handler=_chat)
+
+    templates = commands.add_parser("templates", help="the WhatsApp message templates in templates/")
+    template_commands = templates.add_subparsers(dest="templates_command", required=True)
+    template_commands.add_parser(
+        "sync", help="load templates/ into the database and compare it with Meta's approved templates"
+    ).set_defaults(handler=_templates_sync)
 
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True)
@@ -119,6 +146,22 @@ def _flows_check(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _flows_test(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.flowtests import run_flow_tests
+
+    logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.ERROR)  # results only
+    return run_flow_tests(settings, args.directory or settings.flows_dir)
+
+
+def _chat(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.chat import run_chat
+
+    logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.ERROR)  # replies only
+    return asyncio.run(
+        run_chat(settings, phone=args.phone, name=args.name, language=args.lang, database_url=args.database)
+    )
+
+
 def _flows_graph(settings: Settings, args: argparse.Namespace) -> int:
     """Print the diagram; exit 1 with the problems when the flows do not load, 2 for an unknown flow."""
     from bot.engine import FlowLoadError, load_flows
@@ -151,6 +194,15 @@ def _graph_source(flow: str | None, default: Path) -> tuple[Path, Path | None, s
     if path is not None and path.is_dir():
         return path, None, None
     return default, None, flow
+
+
+def _templates_sync(settings: Settings, args: argparse.Namespace) -> int:
+    """Exit 0: all approved and matching (or sandbox); 1: something is not; 2: bad template files."""
+    from bot.template_sync import print_report, sync_templates
+
+    report = asyncio.run(sync_templates(settings))
+    print_report(report)
+    return report.exit_code
 
 
 def _db_init(settings: Settings, args: argparse.Namespace) -> int:

@@ -1,0 +1,428 @@
+"""The whole bot with no WhatsApp and no server: `bot chat` and `bot flows test` both run on this.
+
+A customer's turn takes the real path of one message: webhook-shaped JSON -> `parse_notification` ->
+`inbound_row` -> the message log -> `InboxWorker.process_batch` (engine, state, outbox rows) ->
+`OutboxWorker.dispatch`/`settle` -> `SimulatedCloudAPI`, which enforces Meta's limits and the 24-hour
+window. Flows and engine come from `bot.wiring`, as in the server. The clock is ours: `advance()` moves
+it and fires the `on: timeout` timers that came due, so a test can cross a day in no time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import secrets
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+from tortoise.expressions import Q
+from tortoise.transactions import in_transaction
+
+from bot.db import close_db, init_db
+from bot.db.claims import claims_for
+from bot.db.models import (
+    Conversation,
+    ConversationTimer,
+    Customer,
+    DeliveryStatus,
+    Direction,
+    EarlyStatus,
+    Message,
+)
+from bot.engine import FlowSet
+from bot.inbox import InboxConfig, InboxWorker
+from bot.intake import inbound_row
+from bot.outbox import OutboxConfig, OutboxWorker
+from bot.settings import Settings
+from bot.whatsapp.client import WhatsAppClient
+from bot.whatsapp.outbound import OUTBOUND_ADAPTER, Buttons, ListMessage, OutboundMessage
+from bot.whatsapp.simulated import SimulatedCloudAPI
+from bot.whatsapp.types import parse_notification
+from bot.wiring import build_engine, load_flow_set
+
+DEFAULT_PHONE = "15550009999"
+BUSINESS_PHONE = "15550001111"
+MAX_ROUNDS = 50
+"""Outbox rounds per turn at most: each round sends every due row, so one or two are normal."""
+MediaKind = Literal["image", "video", "document", "audio", "voice", "sticker", "location"]
+MEDIA_KINDS: tuple[str, ...] = ("image", "video", "document", "audio", "voice", "sticker", "location")
+_MIME = {
+    "image": "image/jpeg",
+    "video": "video/mp4",
+    "document": "application/pdf",
+    "audio": "audio/mpeg",
+    "voice": "audio/ogg; codecs=opus",
+    "sticker": "image/webp",
+}
+
+
+class SimClock:
+    """Now, for the whole simulated bot: real time (or a fixed start) plus however far we have waited."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._start = start
+        self._offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return (self._start or datetime.now(UTC)) + self._offset
+
+    @property
+    def now(self) -> datetime:
+        return self()
+
+    def advance(self, delta: timedelta) -> None:
+        self._offset += delta
+
+    def reset(self, start: datetime | None) -> None:
+        self._start, self._offset = start, timedelta(0)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A reply button or list row a customer can tap."""
+
+    id: str
+    title: str
+    description: str | None = None
+    row: bool = False
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One outbound message of a turn, and what became of it: sent, refused (failed) or still queued."""
+
+    phone: str
+    message: OutboundMessage
+    status: str
+    wamid: str | None = None
+    error_code: int | None = None
+    error_title: str | None = None
+
+    @property
+    def refused(self) -> bool:
+        return self.status == DeliveryStatus.FAILED
+
+    @property
+    def delivered(self) -> bool:
+        return self.status == DeliveryStatus.SENT
+
+    @property
+    def choices(self) -> tuple[Choice, ...]:
+        return choices_of(self.message)
+
+
+def choices_of(message: OutboundMessage) -> tuple[Choice, ...]:
+    if isinstance(message, Buttons):
+        return tuple(Choice(b.id, b.title) for b in message.buttons)
+    if isinstance(message, ListMessage):
+        return tuple(Choice(r.id, r.title, r.description, row=True) for s in message.sections for r in s.rows)
+    return ()
+
+
+class ChoiceError(LookupError):
+    """The customer tried to tap something the bot did not offer."""
+
+
+class Simulator:
+    """Async context manager: the database is opened on enter and closed on exit.
+
+    `database_url` None: a temporary SQLite file, removed on exit. `flows` None: settings' flows_dir.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        database_url: str | None = None,
+        *,
+        clock: SimClock | None = None,
+        flows: FlowSet | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock if clock is not None else SimClock()
+        self.api = SimulatedCloudAPI(self.clock)
+        self._database_url = database_url
+        self._flows = flows
+        self._tempdir: str | None = None
+        self._ids = itertools.count(1)
+        self._run = secrets.token_hex(4)
+
+    @property
+    def database_url(self) -> str:
+        assert self._database_url is not None, "enter the simulator first"
+        return self._database_url
+
+    async def __aenter__(self) -> Simulator:
+        flows = self._flows if self._flows is not None else load_flow_set(self.settings)  # may raise
+        engine = build_engine(self.settings, flows)
+        if self._database_url is None:
+            self._tempdir = tempfile.mkdtemp(prefix="bot-sim-")
+            self._database_url = f"sqlite://{Path(self._tempdir) / 'sim.db'}"
+        await init_db(self._database_url)
+        claims = claims_for(self._database_url)
+        client = WhatsAppClient(self.api, self.settings.secrets.phone_number_id)  # no pacing: no real time
+        self.outbox = OutboxWorker(
+            client,
+            claims,
+            OutboxConfig(mark_read=False, max_attempts=self.settings.outbox.max_attempts),
+            self.clock,
+        )
+        self.inbox = InboxWorker(
+            engine,
+            claims,
+            InboxConfig(default_language=self.settings.shop.default_language),
+            on_queued=lambda: None,
+            clock=self.clock,
+        )
+        for phone, last in await Customer.exclude(last_inbound_at=None).values_list(
+            "wa_id", "last_inbound_at"
+        ):
+            self.api.customer_wrote(phone, last)  # a database kept from an earlier run: its windows
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await close_db()
+        if self._tempdir is not None:
+            shutil.rmtree(self._tempdir, ignore_errors=True)
+
+    def customer(
+        self, phone: str = DEFAULT_PHONE, name: str | None = None, language: str | None = None
+    ) -> SimCustomer:
+        return SimCustomer(self, phone.lstrip("+"), name, language)
+
+    # --- the pipeline
+
+    async def receive(self, phone: str, name: str | None, message: dict[str, Any]) -> list[Reply]:
+        """One customer message (Meta's `messages[]` item without from/id/timestamp) through the bot."""
+        sent_at = int(self.clock.now.timestamp())
+        message = {
+            "from": phone,
+            "id": f"wamid.SIMIN.{self._run}.{next(self._ids)}",
+            "timestamp": str(sent_at),
+            **message,
+        }
+        raw = json.dumps(_envelope(phone, name, message, self.settings.secrets.phone_number_id))
+        rows = [
+            inbound_row(item, self.clock.now) for item in parse_notification(raw.encode()).inbound_messages()
+        ]
+        mark = await self.mark()
+        async with in_transaction():  # as IntakeWriter._commit
+            await Message.bulk_create(rows, ignore_conflicts=True)
+        self.api.customer_wrote(phone, datetime.fromtimestamp(sent_at, UTC))
+        while await self.inbox.process_batch():
+            pass
+        await self._send_due()
+        return await self.replies_since(mark, phone)
+
+    async def advance(self, delta: timedelta) -> list[Reply]:
+        """Let time pass: fire the timers that came due, send what they queued; every customer's replies."""
+        mark = await self.mark()
+        self.clock.advance(delta)
+        await self.catch_up()
+        return await self.replies_since(mark)
+
+    async def catch_up(self) -> None:
+        """What the running workers would have done by now: due timers fired, queued replies sent."""
+        for _ in range(MAX_ROUNDS):
+            moved = await self.inbox.fire_timers() + await self.inbox.process_batch()
+            if not moved:
+                break
+        await self._send_due()
+
+    async def _send_due(self) -> None:
+        for _ in range(MAX_ROUNDS):
+            started = await self.outbox.dispatch()
+            await self.outbox.settle()
+            if not started:
+                return
+
+    async def mark(self) -> tuple[int, list[int]]:
+        """Where the log is now: the last row, and the replies still queued (they go out in the next step)."""
+        queued = await Message.filter(
+            message_direction=Direction.OUTBOUND, delivery_status=DeliveryStatus.QUEUED
+        ).only("id")
+        return await _last_id(), [row.id for row in queued]
+
+    async def replies_since(self, mark: tuple[int, list[int]], phone: str | None = None) -> list[Reply]:
+        """The outbound rows written, or still queued, since `mark`: what one step sent or refused."""
+        last, queued = mark
+        query = Message.filter(Q(id__gt=last) | Q(id__in=queued), message_direction=Direction.OUTBOUND)
+        if phone is not None:
+            query = query.filter(customer_phone=phone)
+        return [_reply(row) for row in await query.order_by("id")]
+
+    async def last_sent(self, phone: str) -> list[Reply]:
+        """This customer's delivered replies, newest first (a chat resumed from the database)."""
+        rows = (
+            await Message.filter(
+                message_direction=Direction.OUTBOUND,
+                customer_phone=phone,
+                delivery_status=DeliveryStatus.SENT,
+            )
+            .order_by("-id")
+            .limit(20)
+        )
+        return [_reply(row) for row in rows]
+
+    def new_media_id(self) -> str:
+        """An id like the ones Meta gives inbound media (nothing is behind it here)."""
+        return str(900000000000000 + next(self._ids))
+
+    # --- customers
+
+    async def set_language(self, phone: str, language: str) -> None:
+        """The customer's language, as if they had chosen it (creates the customer when new)."""
+        updated = await Customer.filter(wa_id=phone).update(language=language)
+        if not updated:
+            await Customer.create(wa_id=phone, language=language)
+
+    async def forget(self, phone: str) -> None:
+        """Everything about one customer: messages, conversation, timer. Their next message starts anew."""
+        async with in_transaction():
+            customer_ids = await Customer.filter(wa_id=phone).values_list("id", flat=True)
+            conversation_ids = await Conversation.filter(customer_id__in=list(customer_ids)).values_list(
+                "id", flat=True
+            )
+            await ConversationTimer.filter(conversation_id__in=list(conversation_ids)).delete()
+            await Conversation.filter(id__in=list(conversation_ids)).delete()
+            await Customer.filter(id__in=list(customer_ids)).delete()
+            await Message.filter(customer_phone=phone).delete()
+        self.api.forget(phone)
+
+    async def wipe(self, start: datetime | None = None) -> None:
+        """An empty database and the clock at `start`: each flow test begins from nothing."""
+        async with in_transaction():
+            for model in (ConversationTimer, Conversation, Customer, EarlyStatus, Message):
+                await model.all().delete()
+        self.api.reset()
+        self.clock.reset(start)
+
+
+class SimCustomer:
+    """One simulated customer: what they can do, and the choices the bot last offered them."""
+
+    def __init__(self, simulator: Simulator, phone: str, name: str | None, language: str | None) -> None:
+        self.simulator = simulator
+        self.phone = phone
+        self.name = name
+        self.language = language
+        self.choices: tuple[Choice, ...] = ()
+        """The last delivered message's choices (empty when it offered none)."""
+        self._tappable: tuple[Choice, ...] = ()
+        self._tappable_wamid: str | None = None
+        self._started = False
+
+    async def start(self) -> list[Reply]:
+        """Set the language of a new customer, pick up the choices of an earlier run; catch up on time."""
+        self._started = True
+        if self.language:
+            await self.simulator.set_language(self.phone, self.language)
+        for reply in reversed(await self.simulator.last_sent(self.phone)):
+            self._note([reply])
+        return await self.wait(timedelta(0))
+
+    async def says(self, text: str) -> list[Reply]:
+        return await self._send({"type": "text", "text": {"body": text}})
+
+    async def taps(self, choice: str | int) -> list[Reply]:
+        """Tap a button or list row of the latest message that offered some: by id, title or number."""
+        found = self.find_choice(choice)
+        kind = "list_reply" if found.row else "button_reply"
+        reply: dict[str, Any] = {"id": found.id, "title": found.title}
+        if found.row and found.description:
+            reply["description"] = found.description
+        message: dict[str, Any] = {"type": "interactive", "interactive": {"type": kind, kind: reply}}
+        if self._tappable_wamid:
+            message["context"] = {"from": BUSINESS_PHONE, "id": self._tappable_wamid}
+        return await self._send(message)
+
+    async def sends_media(
+        self, kind: MediaKind, caption: str | None = None, filename: str | None = None
+    ) -> list[Reply]:
+        """A photo, video, document, audio, voice note, sticker or location, as WhatsApp delivers it."""
+        media_id = self.simulator.new_media_id()
+        if kind == "location":
+            place = {"latitude": 40.4168, "longitude": -3.7038, **({"name": caption} if caption else {})}
+            return await self._send({"type": "location", "location": place})
+        obj: dict[str, Any] = {"mime_type": _MIME[kind], "sha256": "SIMULATED=", "id": media_id}
+        if caption and kind in ("image", "video", "document"):
+            obj["caption"] = caption
+        if kind == "document":
+            obj["filename"] = filename or "file.pdf"
+        if kind == "voice":
+            obj["voice"] = True
+        if kind == "sticker":
+            obj["animated"] = False
+        message_type = "audio" if kind == "voice" else kind
+        return await self._send({"type": message_type, message_type: obj})
+
+    async def wait(self, delta: timedelta) -> list[Reply]:
+        replies = [r for r in await self.simulator.advance(delta) if r.phone == self.phone]
+        self._note(replies)
+        return replies
+
+    def find_choice(self, choice: str | int) -> Choice:
+        options = self._tappable
+        text = str(choice).strip()
+        for option in options:
+            if text == option.id:
+                return option
+        folded = text.casefold()
+        for option in options:
+            if folded == option.title.casefold():
+                return option
+        if text.isdigit() and 1 <= int(text) <= len(options):
+            return options[int(text) - 1]
+        offered = ", ".join(f"{i}) {c.title}" for i, c in enumerate(options, 1)) or "nothing to tap"
+        raise ChoiceError(f'cannot tap "{text}": the bot offered {offered}')
+
+    async def _send(self, message: dict[str, Any]) -> list[Reply]:
+        if not self._started:
+            await self.start()
+        earlier = await self.wait(timedelta(0))  # timeouts due by now fire first, as they would have
+        replies = await self.simulator.receive(self.phone, self.name, message)
+        self._note(replies)
+        return earlier + replies
+
+    def _note(self, replies: list[Reply]) -> None:
+        for reply in replies:
+            if reply.delivered:
+                self.choices = reply.choices
+                if reply.choices:
+                    self._tappable, self._tappable_wamid = reply.choices, reply.wamid
+
+
+def _reply(row: Message) -> Reply:
+    return Reply(
+        phone=row.customer_phone,
+        message=OUTBOUND_ADAPTER.validate_python(row.payload),
+        status=str(row.delivery_status),
+        wamid=row.whatsapp_message_id,
+        error_code=row.error_code,
+        error_title=row.error_title,
+    )
+
+
+async def _last_id() -> int:
+    row = await Message.all().order_by("-id").first()
+    return row.id if row else 0
+
+
+def _envelope(phone: str, name: str | None, message: dict[str, Any], phone_number_id: str) -> dict[str, Any]:
+    """Meta's webhook envelope, as in ../shared/payloads/inbound_text.json."""
+    value: dict[str, Any] = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": BUSINESS_PHONE, "phone_number_id": phone_number_id},
+        "contacts": [{"profile": {"name": name} if name else {}, "wa_id": phone}],
+        "messages": [message],
+    }
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "200000000000001", "changes": [{"field": "messages", "value": value}]}],
+    }

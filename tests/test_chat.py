@@ -1,0 +1,81 @@
+"""`bot chat` scripted through a pipe: replies printed, numbers pick choices, state kept across runs."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tortoise.backends.base.executor import EXECUTOR_CACHE
+
+from bot.__main__ import main
+from bot.chat import default_chat_database
+from tests.helpers import make_settings, write_settings
+
+
+@pytest.fixture(autouse=True)
+def fresh_executor_cache() -> Iterator[None]:
+    EXECUTOR_CACHE.clear()
+    yield
+    EXECUTOR_CACHE.clear()
+
+
+def chat(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    lines: str,
+    *args: str,
+) -> str:
+    monkeypatch.setattr("sys.stdin", io.StringIO(lines))
+    database = f"sqlite://{tmp_path / 'chat.db'}"
+    settings = str(write_settings(tmp_path))
+    assert main(["--settings", settings, "chat", "--database", database, *args]) == 0
+    return capsys.readouterr().out
+
+
+def test_a_scripted_chat_prints_the_greeting_and_numbered_choices(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = chat(tmp_path, monkeypatch, capsys, "hi\n1\n", "--name", "Ana", "--phone", "15550004444")
+    lines = out.splitlines()
+    assert lines[0] == "bot: Hi Ana! 👋 What can we do for you?"
+    assert lines[1:4] == ["       1) Repair status", "       2) Appointment", "       3) Technician"]
+    # "1" tapped the first button: the repair-status answer, then the menu again
+    assert lines[4].startswith("bot: Checking your repair status here isn't available yet")
+    assert lines[5] == "bot: Hi Ana! 👋 What can we do for you?"
+    assert "Chatting as" not in out and "you:" not in out  # no banner or prompt when piped
+
+
+def test_a_second_run_continues_where_the_first_left_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = chat(tmp_path, monkeypatch, capsys, "hola\n", "--phone", "15550005555", "--lang", "es")
+    assert "1) Estado" in first
+    # the same customer: "2" picks the second button of the menu the first run ended on, in Spanish
+    second = chat(tmp_path, monkeypatch, capsys, "2\nblah\n", "--phone", "15550005555")
+    lines = second.splitlines()
+    assert lines[0].startswith("bot: Todavía no se pueden pedir citas")
+    assert "bot: Perdona, no te he entendido." in lines[-1]  # one miss: the count went on from state
+
+
+def test_wait_reset_media_and_language_commands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = "hi\n/wait 25h\n/photo cracked screen\nlanguage\n2\n/reset\nhi\n/nonsense\n"
+    out = chat(tmp_path, monkeypatch, capsys, script, "--name", "Ana")
+    assert "(… 1d1h later)\n(no reply)" in out
+    assert "bot: Thanks for the photo! 📷" in out
+    assert "1) English" in out and "2) Español" in out
+    assert "bot: Perfecto, a partir de ahora te escribo en español." in out
+    assert "(conversation forgotten" in out
+    assert out.count("bot: Hi Ana! 👋 What can we do for you?") == 3  # after /reset: English again
+    assert "unknown command /nonsense" in out
+
+
+def test_the_default_chat_database_is_beside_the_shops_but_never_it(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, f"sqlite://{tmp_path / 'data' / 'bot.db'}")
+    assert default_chat_database(settings) == f"sqlite://{tmp_path / 'data' / 'chat.db'}"
+    postgres = make_settings(tmp_path, "postgres://postgres@127.0.0.1:5432/shop")
+    assert default_chat_database(postgres) == f"sqlite://{tmp_path / 'data' / 'chat.db'}"
