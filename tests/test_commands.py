@@ -14,10 +14,11 @@ from tests.helpers import REPO, BotFactory, eventually, post_webhook, text_notif
 
 
 def run_bot(
-    *args: str, env: dict[str, str] | None = None, cwd: Path = REPO
+    *args: str, env: dict[str, str] | None = None, cwd: Path = REPO, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "bot", *args],
+        input=stdin,
         cwd=cwd,
         env={**os.environ, **(env or {})},
         capture_output=True,

@@ -165,7 +165,7 @@ class Engine:
                 return run.outcome(conversation.flow, conversation.state)
             return run.outcome(self.default_flow, flows.flows[self.default_flow].start)
         if conversation.flow is None:
-            flow, state = await run.enter(self.default_flow, flows.flows[self.default_flow].start)
+            flow, state = await run.first(event)
         elif not flows.has_state(conversation.flow, conversation.state):
             # The flows were edited under this conversation: apologise and begin again.
             restart = conversation.flow if conversation.flow in flows.flows else self.default_flow
@@ -215,6 +215,22 @@ class _Run:
         wait = timeout.timeout.after if timeout is not None and timeout.timeout is not None else None
         return Outcome(flow, state, self.variables, self.outbound, wait, self.new_language)
 
+    async def first(self, event: Event) -> tuple[str, str]:
+        """A new customer's first message: answered when the start state understands it ("what are
+        your opening hours?", a photo), else greeted with the start state. A catch-all `text` does
+        not count: it expects an answer to the start state's question, which nobody has asked yet."""
+        flow = self.engine.default_flow
+        start = self.flows.flows[flow].start
+        matcher = self.flows.machines[flow].matchers[start]
+        found = matcher.match_reply(event.reply_id) if event.reply_id is not None else None
+        found = found or matcher.match(event)
+        if found is not None and found.trigger not in (
+            TIMEOUT,
+            "text",
+        ):  # "any text" is an answer, not a first message
+            return await self.follow(flow, start, found)
+        return await self.enter(flow, start)
+
     async def react(self, flow: str, state: str, event: Event) -> tuple[str, str]:
         machine = self.flows.machines[flow]
         matcher = machine.matchers[state]
@@ -239,8 +255,13 @@ class _Run:
             if answer is not None:
                 self.variables[ask.save_as] = answer.value
                 return await self.follow(flow, state, Match(ANSWERED, answer.captures))
-            return await self.fallback(flow, state, retry=ask)
-        return await self.fallback(flow, state)
+        # The menu's words work everywhere: "menu" or "technician" typed in any state is understood.
+        for menu_flow in dict.fromkeys((flow, self.engine.default_flow)):
+            menu = self.flows.machines[menu_flow]
+            found = menu.matchers[menu.flow.start].match_keywords(event)
+            if found:
+                return await self.follow(menu_flow, menu.flow.start, found)
+        return await self.fallback(flow, state, retry=ask)
 
     async def follow(self, flow: str, state: str, found: Match) -> tuple[str, str]:
         timeout = self.flows.flows[flow].states[state].on

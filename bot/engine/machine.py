@@ -95,6 +95,15 @@ class StateMatcher:
         trigger = self.replies.get(reply_id)
         return Match(trigger) if trigger else None
 
+    def match_keywords(self, event: Event) -> Match | None:
+        """Only the keywords: what the start state's words mean anywhere in the flow."""
+        if event.text and event.is_text_like:
+            normalized = normalize(event.text)
+            for regex, trigger in self.keywords:
+                if regex.search(normalized):
+                    return Match(trigger)
+        return None
+
     def match(self, event: Event) -> Match | None:
         """Everything after the exact reply id: keywords, patterns, then the catch-alls."""
         if event.type == TIMEOUT:

@@ -244,3 +244,18 @@ async def test_a_silent_timeout_moves_without_a_word(tmp_path: Path) -> None:
     quiet = await chat.send(Event(type="timeout"))
     assert (quiet.state, quiet.outbound) == ("menu", [])
     assert texts(await chat.send("help")) == ["Pick one of the options, or type menu."]  # read at menu
+
+
+async def test_a_first_message_the_menu_understands_is_answered_not_just_greeted(booking: Engine) -> None:
+    chat = Chat(booking)
+    assert texts(await chat.send("I want to book")) == ["How many phones?"]
+    other = Chat(booking, Customer("2", "Bo", "en"))
+    assert texts(await other.send("good morning")) == ["Hi! Type book to start."]  # not understood: greeted
+
+
+async def test_the_menus_words_work_in_every_state(booking: Engine) -> None:
+    chat = Chat(booking)
+    for turn in ("book", "2", "tomorrow", "10am"):
+        await chat.send(turn)
+    assert chat.at.state == "ask_brand"  # it has no keywords of its own
+    assert texts(await chat.send("cita")) == ["How many phones?"]  # the menu's keyword, from here
