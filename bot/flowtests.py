@@ -373,7 +373,7 @@ def run_flow_tests(settings: Settings, directory: Path, out: Callable[[str], Non
     directory = directory.resolve()
     files = test_files(directory)
     if not files:
-        out(f"no flow tests in {_shown(directory / TESTS_FOLDER)}: write some (see README.md)")
+        out(f"no flow tests in {_shown(directory / TESTS_FOLDER)}: write some (see docs/flows.md)")
         return 0
     loaded: list[LoadedFile] = []
     problems: list[FlowProblem] = []

@@ -42,7 +42,17 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 200
 POLL_SECONDS = 1.0
-APOLOGY = Text(body="Sorry, something went wrong on our side. A member of our team will look into it.")
+APOLOGIES: dict[str, str] = {
+    "en": "Sorry, something went wrong on our side. A member of our team will look into it.",
+    "es": "Perdona, algo ha fallado por nuestra parte. Alguien del equipo lo revisará.",
+    "zh": "抱歉，我们这边出了点问题。我们的工作人员会尽快处理。",
+}
+
+
+def apology(language: str | None) -> Text:
+    """What a customer is told when the engine fails on their message, in their language."""
+    base = (language or "en").split("_")[0].split("-")[0].lower()
+    return Text(body=APOLOGIES.get(base, APOLOGIES["en"]))
 
 
 @dataclass(frozen=True)
@@ -228,7 +238,12 @@ class InboxWorker:
             log.exception("engine failed on %s", row.whatsapp_message_id)
             row.error_title = f"engine error: {exc!r}"[:500]
             batch.outbound.append(
-                outbound_row(row.customer_phone, APOLOGY, reply_to=row.whatsapp_message_id, now=batch.now)
+                outbound_row(
+                    row.customer_phone,
+                    apology(customer.language or self._config.default_language),
+                    reply_to=row.whatsapp_message_id,
+                    now=batch.now,
+                )
             )
             return "engine error, apology queued"
         batch.apply(conversation, customer, result, reply_to=row.whatsapp_message_id)

@@ -10,7 +10,7 @@ from bot.db import close_db, init_db
 from bot.db.claims import claims_for
 from bot.db.models import Conversation, DeliveryStatus, Direction, Message
 from bot.engine import ActionContext, ActionRegistry, ActionResult, Engine, load_flows
-from bot.inbox import APOLOGY, InboxConfig, InboxWorker
+from bot.inbox import APOLOGIES, InboxConfig, InboxWorker
 from bot.intake import inbound_row
 from bot.whatsapp.types import parse_notification
 from tests.helpers import text_notification
@@ -60,7 +60,7 @@ async def test_an_action_that_fails_gets_an_apology_and_keeps_the_state(
         assert failed.delivery_status == DeliveryStatus.DELIVERED
         assert failed.error_title is not None and "the shop's system is down" in failed.error_title
         [apology] = await Message.filter(reply_to="wamid.A2", message_direction=Direction.OUTBOUND)
-        assert apology.message_content == APOLOGY.body
+        assert apology.message_content == APOLOGIES["en"]
         conversation = await Conversation.get()
         assert (conversation.flow, conversation.state) == ("main", "menu")  # where it was before the failure
         assert queued
