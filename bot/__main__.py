@@ -103,6 +103,23 @@ def _parser() -> argparse.ArgumentParser:
         help="hand the messages to the inbox again: the conversation moves on and the replies are sent",
     )
     replay.set_defaults(handler=_replay)
+
+    apikeys = commands.add_parser("apikeys", help="API keys for the orders API")
+    apikey_commands = apikeys.add_subparsers(dest="apikeys_command", required=True)
+    apikeys_add = apikey_commands.add_parser("add", help="create a key; prints only the key, once")
+    apikeys_add.add_argument("name", help="who uses it, e.g. shop-pos")
+    apikeys_add.set_defaults(handler=_apikeys_add)
+    apikeys_revoke = apikey_commands.add_parser("revoke", help="revoke a key: it stops working at once")
+    apikeys_revoke.add_argument("name")
+    apikeys_revoke.set_defaults(handler=_apikeys_revoke)
+
+    orders = commands.add_parser("orders", help="repair orders")
+    order_commands = orders.add_subparsers(dest="orders_command", required=True)
+    orders_import = order_commands.add_parser(
+        "import", help="import a CSV export (header row: the API's field names); notifies like the API"
+    )
+    orders_import.add_argument("file", type=Path)
+    orders_import.set_defaults(handler=_orders_import)
     return parser
 
 
@@ -200,6 +217,7 @@ def _templates_sync(settings: Settings, args: argparse.Namespace) -> int:
     """Exit 0: all approved and matching (or sandbox); 1: something is not; 2: bad template files."""
     from bot.template_sync import print_report, sync_templates
 
+    logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.WARNING)  # the report only
     report = asyncio.run(sync_templates(settings))
     print_report(report)
     return report.exit_code
@@ -221,6 +239,25 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
     from bot.replay import replay
 
     return asyncio.run(replay(settings, since=args.since, phone=args.phone, resend=args.resend))
+
+
+def _apikeys_add(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.orders.commands import apikeys_add
+
+    logging.getLogger().setLevel(logging.WARNING)  # stdout carries the key only
+    return asyncio.run(apikeys_add(settings, args.name))
+
+
+def _apikeys_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.orders.commands import apikeys_revoke
+
+    return asyncio.run(apikeys_revoke(settings, args.name))
+
+
+def _orders_import(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.orders.commands import orders_import
+
+    return asyncio.run(orders_import(settings, args.file))
 
 
 if __name__ == "__main__":

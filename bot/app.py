@@ -18,6 +18,8 @@ from bot.db.claims import claims_for
 from bot.engine import Engine
 from bot.inbox import InboxConfig, InboxWorker
 from bot.intake import IntakeWriter
+from bot.orders import api as orders_api
+from bot.orders.setup import build_order_service
 from bot.outbox import OutboxConfig, OutboxWorker
 from bot.reload import FlowWatcher
 from bot.settings import SANDBOX_APP_SECRET, Settings
@@ -57,6 +59,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.extend([_database, _whatsapp_client, _workers, _flow_watcher])
     webhook.add_routes(app)
     api.add_routes(app)
+    orders_api.add_routes(app, build_order_service(settings, on_queued=lambda: app[OUTBOX].wake()))
     return app
 
 

@@ -35,6 +35,10 @@ class ShopSettings(_Section):
     """What a customer can switch to with the 'language' command."""
     date_order: Literal["DMY", "MDY", "YMD"] = "DMY"
     """How customers here write a date in numbers: 25/12 (DMY) or 12/25 (MDY)."""
+    address: str | dict[str, str] = ""
+    """Where customers collect their devices; one text, or one per language (order status texts)."""
+    opening_hours: str | dict[str, str] = ""
+    """When customers can come; one text, or one per language (order status texts)."""
 
     @field_validator("timezone")
     @classmethod
@@ -91,6 +95,37 @@ class OutboxSettings(_Section):
     max_attempts: int = Field(default=8, ge=1, le=50)
 
 
+ORDER_STATUS_NAME = r"^[a-z][a-z0-9_]{0,63}$"
+
+
+class OrderStatusSettings(_Section):
+    name: str = Field(pattern=ORDER_STATUS_NAME)
+    notify: bool = True
+    """Tell the customer when an order enters this status (texts: templates/texts/order_statuses.yaml)."""
+
+
+def _default_order_statuses() -> list[OrderStatusSettings]:
+    names = ["received", "diagnosing", "waiting_for_parts", "in_progress", "completed", "ready_for_pickup"]
+    return [
+        *(OrderStatusSettings(name=name) for name in names),
+        OrderStatusSettings(name="picked_up", notify=False),  # the customer is at the counter: no message
+        OrderStatusSettings(name="cancelled"),  # the customer must hear that their repair will not happen
+    ]
+
+
+class OrderSettings(_Section):
+    statuses: list[OrderStatusSettings] = Field(default_factory=_default_order_statuses, min_length=1)
+    """The statuses an order can have, in their usual order; the first is a new order's default."""
+
+    @field_validator("statuses")
+    @classmethod
+    def _unique_names(cls, value: list[OrderStatusSettings]) -> list[OrderStatusSettings]:
+        names = [status.name for status in value]
+        if duplicates := sorted({name for name in names if names.count(name) > 1}):
+            raise ValueError(f"status listed twice: {', '.join(duplicates)}")
+        return value
+
+
 class Secrets(_Section):
     """Credentials from the environment, under the names Meta's Cloud API set-up guides use."""
 
@@ -116,6 +151,7 @@ class Settings(_Section):
     templates: TemplateSettings = TemplateSettings()
     whatsapp: WhatsAppSettings = WhatsAppSettings()
     outbox: OutboxSettings = OutboxSettings()
+    orders: OrderSettings = OrderSettings()
     secrets: Secrets = Field(default_factory=Secrets, exclude=True)
     base_dir: Path = Field(default=Path("."), exclude=True)
 

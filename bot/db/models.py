@@ -152,3 +152,95 @@ class Template(Model):
 
     class Meta:
         table = "template"
+
+
+class OrderSource(StrEnum):
+    """Where a status change came from: the shop's system over the REST API, or a spreadsheet import."""
+
+    API = "api"
+    IMPORT = "import"
+
+
+class Order(Model):
+    """A repair order as the shop's own system knows it; fed in by the orders API or a CSV import.
+
+    `status` is one of the names configured under `orders.statuses` in settings.yaml (not an enum here:
+    shops configure them). `customer_phone` is digits only, as WhatsApp's wa_id.
+    """
+
+    id = fields.IntField(primary_key=True)
+    order_number = fields.CharField(max_length=64, unique=True)
+    customer_phone = fields.CharField(max_length=32, db_index=True)
+    customer_name = fields.CharField(max_length=256)
+    device_model = fields.CharField(max_length=256)
+    problem = fields.TextField()
+    status = fields.CharField(max_length=64)
+    quoted_price = fields.DecimalField(max_digits=12, decimal_places=2, null=True)
+    technician = fields.CharField(max_length=256, null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    history: fields.ReverseRelation[OrderStatusChange]
+
+    class Meta:
+        table = "repair_order"  # "order" is an SQL keyword
+
+
+class OrderStatusChange(Model):
+    """One status change of an order, written in the transaction that changed it (the first one too)."""
+
+    id = fields.BigIntField(primary_key=True)
+    order: fields.ForeignKeyRelation[Order] = fields.ForeignKeyField(
+        "models.Order", related_name="history", on_delete=fields.CASCADE
+    )
+    order_id: int
+    from_status = fields.CharField(max_length=64, null=True)
+    to_status = fields.CharField(max_length=64)
+    changed_at = fields.DatetimeField()
+    source = fields.CharEnumField(OrderSource, max_length=8)
+
+    class Meta:
+        table = "order_status_change"
+
+
+class ApiKey(Model):
+    """A bearer key for the orders API, stored only as the SHA-256 hex of the key.
+
+    The keys are 256-bit random tokens (`secrets.token_urlsafe(32)`), not passwords: nobody can guess
+    or brute-force them, so a fast hash is enough and lets a request find its key by an indexed lookup.
+    """
+
+    id = fields.IntField(primary_key=True)
+    name = fields.CharField(max_length=64, unique=True)
+    key_hash = fields.CharField(max_length=64, unique=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    last_used_at = fields.DatetimeField(null=True)
+    revoked_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "api_key"
+
+
+class TemplateText(Model):
+    """One template in one language: its body as templates/ holds it and its state at Meta's last check.
+
+    `template` keeps one row per name (its unique column cannot change under generate_schemas), so the
+    per-language texts `bot templates sync` loads live in this table of their own.
+    """
+
+    id = fields.IntField(primary_key=True)
+    template_name = fields.CharField(max_length=512)
+    language_code = fields.CharField(max_length=16)
+    body = fields.TextField()
+    status = fields.CharField(max_length=16)
+    """As templates/ declares it (approved, pending ...)."""
+    sync_state = fields.CharField(max_length=24, null=True)
+    """ok, missing, pending, rejected, differs ... at the last comparison with Meta (null: not compared)."""
+    checked_at = fields.DatetimeField(null=True)
+    is_active = fields.BooleanField(default=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "template_text"
+        unique_together = (("template_name", "language_code"),)

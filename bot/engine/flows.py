@@ -12,9 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
+
+if TYPE_CHECKING:
+    from bot.templates import TemplateCatalog
 
 from bot.engine.actions import ActionRegistry
 from bot.engine.machine import FlowMachine, check_graph, suggest
@@ -22,7 +25,6 @@ from bot.engine.marked_yaml import FlowProblem, MarkedSource, YamlPath
 from bot.engine.reach import outside_window, unreachable
 from bot.engine.rules import StateRules
 from bot.engine.schema import NAME, FallbackSpec, FlowHeader, State
-from bot.templates import TemplateCatalog, load_templates
 
 
 @dataclass(frozen=True)
@@ -61,12 +63,20 @@ class FlowLoadError(Exception):
         super().__init__("\n".join(str(p) for p in problems))
 
 
+def _templates(directory: Path | None) -> tuple[TemplateCatalog | None, list[FlowProblem]]:
+    if directory is None:
+        return None, []
+    from bot.templates import load_templates  # bot.templates reads YAML with this package's tools
+
+    return load_templates(directory)
+
+
 def load_flows(
     directory: Path, actions: ActionRegistry | None = None, templates: Path | None = None
 ) -> FlowSet:
     """Every *.yaml / *.yml in `directory`, checked against the templates in `templates` (a folder);
     raises FlowLoadError listing all problems."""
-    catalog, template_problems = load_templates(templates) if templates is not None else (None, [])
+    catalog, template_problems = _templates(templates)
     flows, problems = _load(Path(directory), actions, catalog)
     if problems or template_problems:
         raise FlowLoadError(template_problems + problems)
@@ -77,7 +87,7 @@ def check_flows(
     directory: Path, actions: ActionRegistry | None = None, templates: Path | None = None
 ) -> list[FlowProblem]:
     """All problems in `directory`'s flows (and the templates they use); [] when they would load."""
-    catalog, template_problems = load_templates(templates) if templates is not None else (None, [])
+    catalog, template_problems = _templates(templates)
     return template_problems + _load(Path(directory), actions, catalog)[1]
 
 

@@ -1,0 +1,107 @@
+"""The orders API for the shop's own system: POST /api/orders (create or update by order number),
+PATCH /api/orders/{number}, GET /api/orders/{number}. Bearer API keys (`bot apikeys add NAME`).
+
+Thin on purpose: authenticate, validate (422 naming each field), hand over to the OrderService.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from bot.db.models import Order, OrderSource
+from bot.orders.keys import verify_key
+from bot.orders.schemas import OrderIn, OrderOut, OrderPatch, field_errors
+from bot.orders.service import OrderChange, OrderService
+
+log = logging.getLogger(__name__)
+
+ORDERS = web.AppKey("orders", OrderService)
+Body = TypeVar("Body", bound=BaseModel)
+
+
+async def create_or_update(request: web.Request) -> web.Response:
+    service = request.app[ORDERS]
+    data = await _validated(request, OrderIn, service)
+    change = await service.upsert(data, OrderSource.API)
+    log.info("order %s %s via API", change.order.order_number, "created" if change.created else "updated")
+    return await _order_response(change, status=201 if change.created else 200)
+
+
+async def update(request: web.Request) -> web.Response:
+    service = request.app[ORDERS]
+    patch = await _validated(request, OrderPatch, service)
+    change = await service.update(request.match_info["number"], patch, OrderSource.API)
+    if change is None:
+        return _error(404, "no order with this number")
+    log.info("order %s updated via API", change.order.order_number)
+    return await _order_response(change, status=200)
+
+
+async def show(request: web.Request) -> web.Response:
+    await _authenticate(request)
+    order = await request.app[ORDERS].get(request.match_info["number"])
+    if order is None:
+        return _error(404, "no order with this number")
+    return _json(_order_out(order), status=200)
+
+
+async def _authenticate(request: web.Request) -> None:
+    header = request.headers.get("Authorization", "")
+    key = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+    if not key or await verify_key(key) is None:
+        raise web.HTTPUnauthorized(
+            text='{"error": "missing, unknown or revoked API key"}',
+            content_type="application/json",
+            headers={"WWW-Authenticate": 'Bearer realm="orders"'},
+        )
+
+
+async def _validated(request: web.Request, model: type[Body], service: OrderService) -> Body:
+    await _authenticate(request)
+    raw = await request.read()
+    try:
+        return model.model_validate_json(raw or b"{}", context=service.validation_context)
+    except ValidationError as exc:
+        if any(error["type"] == "json_invalid" for error in exc.errors()):
+            raise web.HTTPBadRequest(
+                text='{"error": "the body is not valid JSON"}', content_type="application/json"
+            ) from None
+        body = {"error": "invalid order", "errors": [e.model_dump() for e in field_errors(exc)]}
+        raise web.HTTPUnprocessableEntity(text=_dumps(body), content_type="application/json") from None
+
+
+async def _order_response(change: OrderChange, status: int) -> web.Response:
+    await change.order.fetch_related("history")
+    out = _order_out(change.order).model_copy(update={"notification": change.notification})
+    return _json(out, status=status)
+
+
+def _order_out(order: Order) -> OrderOut:
+    """The order as stored, with its history (prefetched) oldest change first."""
+    values = {name: getattr(order, name) for name in OrderOut.model_fields if hasattr(order, name)}
+    values["history"] = sorted(order.history, key=lambda change: change.id)
+    return OrderOut.model_validate(values)
+
+
+def _json(body: BaseModel, status: int) -> web.Response:
+    return web.Response(text=body.model_dump_json(), status=status, content_type="application/json")
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def _dumps(body: Any) -> str:
+    return json.dumps(body, ensure_ascii=False)
+
+
+def add_routes(app: web.Application, service: OrderService) -> None:
+    app[ORDERS] = service
+    app.router.add_post("/api/orders", create_or_update)
+    app.router.add_patch("/api/orders/{number}", update)
+    app.router.add_get("/api/orders/{number}", show)

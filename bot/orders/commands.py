@@ -1,0 +1,64 @@
+"""The CLI's order commands: `bot apikeys add NAME`, `bot apikeys revoke NAME`, `bot orders import FILE`."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+from bot.db import close_db, init_db
+from bot.orders.importer import ImportFileError, import_orders, read_csv
+from bot.orders.keys import KeyNameTaken, create_key, revoke_key
+from bot.orders.setup import build_order_service
+from bot.orders.texts import OrderTextsError
+from bot.settings import Settings
+
+T = TypeVar("T")
+
+
+async def _with_db(settings: Settings, run: Callable[[], Awaitable[T]]) -> T:
+    await init_db(settings.database_url)
+    try:
+        return await run()
+    finally:
+        await close_db()
+
+
+async def apikeys_add(settings: Settings, name: str) -> int:
+    """Print only the key on stdout (`KEY=$(bot apikeys add shop-pos)` works); 2 if the name is taken."""
+    name = name.strip()
+    if not name or len(name) > 64:
+        print("give the key a name of 1 to 64 characters", file=sys.stderr)
+        return 2
+    try:
+        key = await _with_db(settings, lambda: create_key(name))
+    except KeyNameTaken:
+        print(f"an API key named '{name}' exists already; choose another name", file=sys.stderr)
+        return 2
+    print(key)
+    print(f"API key '{name}' created; it is shown only this once: keep it safe", file=sys.stderr)
+    return 0
+
+
+async def apikeys_revoke(settings: Settings, name: str) -> int:
+    if await _with_db(settings, lambda: revoke_key(name)):
+        print(f"API key '{name}' revoked")
+        return 0
+    print(f"there is no live API key named '{name}'", file=sys.stderr)
+    return 1
+
+
+async def orders_import(settings: Settings, path: Path) -> int:
+    """Print the summary and each bad row; 1 when any row was bad, 2 when the file cannot be used."""
+    try:
+        text = read_csv(path)
+        service = build_order_service(settings)  # the running server's outbox picks the messages up
+        report = await _with_db(settings, lambda: import_orders(text, service))
+    except (ImportFileError, OrderTextsError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(report.summary())
+    for problem in report.bad:
+        print(problem)
+    return 1 if report.bad else 0

@@ -1,0 +1,55 @@
+"""API keys for the orders API: created by `bot apikeys add NAME`, shown once, stored only hashed.
+
+Keys are `rb_` + 256 random bits. Such keys cannot be guessed, so a plain SHA-256 (no slow password
+hash) is enough, and a request finds its key with one indexed lookup of the hash. The prefix makes a
+leaked key recognisable to secret scanners and lets a stray token be refused without a query.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import UTC, datetime
+
+from tortoise.exceptions import IntegrityError
+
+from bot.db.models import ApiKey
+
+KEY_PREFIX = "rb_"
+
+
+class KeyNameTaken(Exception):
+    """A key with this name exists already (revoked ones too: names stay unique for the audit trail)."""
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+async def create_key(name: str) -> str:
+    """A new key named `name`; the only time the key itself exists outside its holder's hands."""
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    if await ApiKey.exists(name=name):
+        raise KeyNameTaken(name)
+    try:
+        await ApiKey.create(name=name, key_hash=hash_key(key))
+    except IntegrityError:
+        raise KeyNameTaken(name) from None
+    return key
+
+
+async def verify_key(key: str, now: datetime | None = None) -> ApiKey | None:
+    """The live (not revoked) key this is, noting when it was used; None for anything else."""
+    if not key.startswith(KEY_PREFIX):
+        return None
+    found = await ApiKey.get_or_none(key_hash=hash_key(key), revoked_at=None)
+    if found is not None:
+        found.last_used_at = now or datetime.now(UTC)
+        await ApiKey.filter(id=found.id).update(last_used_at=found.last_used_at)
+    return found
+
+
+async def revoke_key(name: str, now: datetime | None = None) -> bool:
+    """Revoke the key named `name`; False when there is no such live key."""
+    changed = await ApiKey.filter(name=name, revoked_at=None).update(revoked_at=now or datetime.now(UTC))
+    return changed > 0

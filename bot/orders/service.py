@@ -1,0 +1,127 @@
+"""Creating and changing orders: the order, its status history and the customer's notification are
+written in ONE transaction, so a status change is never recorded without its message or the reverse.
+
+The notification is a queued outbox row (with the order's id); the outbox worker sends it after the
+commit, each customer's messages in the order they were queued. Setting the status an order already
+has changes nothing and sends nothing. The API and the CSV import both come through here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from bot.db.models import Customer, Order, OrderSource, OrderStatusChange
+from bot.inbox import outbound_row
+from bot.orders.notify import StatusNotifier
+from bot.orders.schemas import OrderIn, OrderPatch
+
+Clock = Callable[[], datetime]
+
+
+class UnknownStatus(ValueError):
+    """A status that settings.yaml does not list (the API and the import check first; this is the net)."""
+
+
+@dataclass(frozen=True)
+class OrderChange:
+    order: Order
+    created: bool
+    notification: str | None
+    """The message type queued for the customer ("text", "template"), or None."""
+
+
+class OrderService:
+    def __init__(
+        self,
+        statuses: Sequence[str],
+        notifier: StatusNotifier,
+        on_queued: Callable[[], None] = lambda: None,
+        clock: Clock = lambda: datetime.now(UTC),
+    ) -> None:
+        if not statuses:
+            raise ValueError("no order statuses configured")
+        self.statuses = tuple(statuses)
+        self._notifier = notifier
+        self._on_queued = on_queued
+        self._clock = clock
+
+    @property
+    def validation_context(self) -> dict[str, Any]:
+        """For OrderIn/OrderPatch.model_validate(..., context=...): checks statuses against settings."""
+        return {"statuses": self.statuses}
+
+    async def upsert(self, data: OrderIn, source: OrderSource) -> OrderChange:
+        """Create the order, or update the one with this number (only the fields `data` was given)."""
+        try:
+            change = await self._upsert(data, source)
+        except IntegrityError:
+            # another request created this order number between our read and our insert: update it
+            change = await self._upsert(data, source)
+        return self._queued(change)
+
+    async def update(self, number: str, patch: OrderPatch, source: OrderSource) -> OrderChange | None:
+        """Change an existing order; None when there is no order with this number."""
+        values = {name: getattr(patch, name) for name in patch.model_fields_set}
+        async with in_transaction():
+            order = await Order.filter(order_number=number).select_for_update().first()
+            if order is None:
+                return None
+            change = await self._apply(order, values, source, created=False)
+        return self._queued(change)
+
+    async def get(self, number: str) -> Order | None:
+        """The order with its history, oldest change first."""
+        order = await Order.get_or_none(order_number=number)
+        if order is not None:
+            await order.fetch_related("history")
+        return order
+
+    async def _upsert(self, data: OrderIn, source: OrderSource) -> OrderChange:
+        values = {name: getattr(data, name) for name in data.model_fields_set if name != "order_number"}
+        async with in_transaction():
+            order = await Order.filter(order_number=data.order_number).select_for_update().first()
+            if order is not None:
+                return await self._apply(order, values, source, created=False)
+            if values.get("status") is None:
+                values["status"] = self.statuses[0]  # a new order starts in the first configured status
+            return await self._apply(Order(order_number=data.order_number), values, source, created=True)
+
+    async def _apply(
+        self, order: Order, values: dict[str, Any], source: OrderSource, *, created: bool
+    ) -> OrderChange:
+        """Call inside the transaction: save the order; if its status moved, its history and message."""
+        if values.get("status") is None:
+            values.pop("status", None)
+        elif values["status"] not in self.statuses:
+            raise UnknownStatus(
+                f"unknown status '{values['status']}'; the statuses are: {', '.join(self.statuses)}"
+            )
+        previous = None if created else order.status
+        for name, value in values.items():
+            setattr(order, name, value)
+        await order.save()
+        if order.status == previous:
+            return OrderChange(order, created, None)
+        now = self._clock()
+        await OrderStatusChange.create(
+            order=order, from_status=previous, to_status=order.status, changed_at=now, source=source
+        )
+        customer = await Customer.get_or_none(wa_id=order.customer_phone)
+        message = self._notifier.message_for(order, customer, now)
+        if message is None:
+            return OrderChange(order, created, None)
+        row = outbound_row(order.customer_phone, message, reply_to=None, now=now)
+        row.order_id = order.id
+        await row.save()
+        return OrderChange(order, created, message.message_type)
+
+    def _queued(self, change: OrderChange) -> OrderChange:
+        if change.notification:
+            self._on_queued()
+        return change
