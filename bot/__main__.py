@@ -183,10 +183,11 @@ def _flows_graph(settings: Settings, args: argparse.Namespace) -> int:
     """Print the diagram; exit 1 with the problems when the flows do not load, 2 for an unknown flow."""
     from bot.engine import FlowLoadError, load_flows
     from bot.engine.graph import dot, mermaid
+    from bot.wiring import registered_actions
 
     directory, file, name = _graph_source(args.flow, args.directory or settings.flows_dir)
     try:
-        flows = load_flows(directory)
+        flows = load_flows(directory, registered_actions(settings), settings.templates_dir)
     except FlowLoadError as exc:
         for problem in exc.problems:
             print(problem)

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from bot.chat import bot_lines
+from bot.db.models import Order
 from bot.engine import FlowLoadError, FlowProblem, FlowSet
 from bot.engine.marked_yaml import MarkedSource, YamlPath
 from bot.engine.schema import Duration, flow_error
@@ -155,9 +156,22 @@ class Turn(_Strict):
         return f"(… {_duration(self.wait)} later)"
 
 
+class OrderSeed(_Strict):
+    """A repair order the shop's system already sent in before the test starts (for order lookups)."""
+
+    order_number: str = Field(min_length=1)
+    device_model: str = "phone"
+    status: str = "received"
+    problem: str = ""
+    customer_phone: Annotated[str, Field(pattern=r"^\+?\d{6,15}$")] | None = None
+    """Whose order it is; default: the test's customer."""
+    customer_name: str | None = None
+
+
 class FlowTest(_Strict):
     name: str = Field(min_length=1)
     customer: CustomerSpec = CustomerSpec()
+    orders: list[OrderSeed] = []
     at: datetime | None = None
     """When the test starts (shop time when no zone is given); default: a Monday at 10:00."""
     turns: list[Turn] = Field(min_length=1)
@@ -168,7 +182,11 @@ class TestFile(_Strict):
 
 
 _KEYS = sorted(
-    {name for model in (TestFile, FlowTest, CustomerSpec, Turn, Expected) for name in model.model_fields}
+    {
+        name
+        for model in (TestFile, FlowTest, CustomerSpec, Turn, Expected, OrderSeed)
+        for name in model.model_fields
+    }
 )
 
 
@@ -319,6 +337,15 @@ async def run_test(simulator: Simulator, loaded: LoadedFile, index: int) -> Outc
     test = loaded.spec.tests[index]
     await simulator.wipe(_start_time(test, simulator.settings.shop.timezone))
     spec = test.customer
+    for seed in test.orders:
+        await Order.create(
+            order_number=seed.order_number,
+            customer_phone=(seed.customer_phone or spec.phone).lstrip("+"),
+            customer_name=seed.customer_name or spec.name or "Customer",
+            device_model=seed.device_model,
+            problem=seed.problem,
+            status=seed.status,
+        )
     customer = simulator.customer(spec.phone, spec.name, spec.language)
     transcript: list[str] = []
     for number, turn in enumerate(test.turns):

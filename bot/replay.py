@@ -15,17 +15,14 @@ from bot.db.claims import claims_for
 from bot.db.models import Customer, DeliveryStatus, Direction, Message
 from bot.engine import Conversation as ConversationState
 from bot.engine import Customer as CustomerInfo
-from bot.engine import Engine, load_flows
+from bot.engine import Engine
 from bot.inbox import InboxConfig, InboxWorker, event_for
 from bot.settings import Settings
+from bot.wiring import build_engine, load_flow_set
 
 
 async def replay(settings: Settings, *, since: datetime, phone: str | None, resend: bool) -> int:
-    engine = Engine(
-        load_flows(settings.flows_dir),
-        default_flow=settings.flows.default_flow,
-        default_language=settings.shop.default_language,
-    )
+    engine = build_engine(settings, load_flow_set(settings))
     await init_db(settings.database_url)
     try:
         query = Message.filter(message_direction=Direction.INBOUND, created_at__gte=since)

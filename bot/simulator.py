@@ -33,6 +33,8 @@ from bot.db.models import (
     Direction,
     EarlyStatus,
     Message,
+    Order,
+    OrderStatusChange,
 )
 from bot.engine import FlowSet
 from bot.inbox import InboxConfig, InboxWorker
@@ -298,7 +300,15 @@ class Simulator:
     async def wipe(self, start: datetime | None = None) -> None:
         """An empty database and the clock at `start`: each flow test begins from nothing."""
         async with in_transaction():
-            for model in (ConversationTimer, Conversation, Customer, EarlyStatus, Message):
+            for model in (
+                ConversationTimer,
+                Conversation,
+                Customer,
+                EarlyStatus,
+                Message,
+                OrderStatusChange,
+                Order,
+            ):
                 await model.all().delete()
         self.api.reset()
         self.clock.reset(start)

@@ -11,7 +11,12 @@ from bot.settings import Settings
 
 def registered_actions(settings: Settings) -> ActionRegistry:
     """Every action flows may `call` (the order, appointment and handoff modules register theirs)."""
-    return ActionRegistry()
+    from bot.orders.actions import OrderActions
+    from bot.orders.setup import build_status_notifier
+
+    registry = ActionRegistry()
+    OrderActions(build_status_notifier(settings)).register(registry)
+    return registry
 
 
 def load_flow_set(settings: Settings, actions: ActionRegistry | None = None) -> FlowSet:

@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from bot.engine import ActionRegistry
 from bot.settings import Settings, load_settings
 from bot.whatsapp.signature import sign
 
@@ -28,6 +29,13 @@ GRAPH_TOKEN = "bench-token"
 ADMIN_TOKEN = "test-admin-token"
 VERIFY_TOKEN = "test-verify-token"
 PHONE_NUMBER_ID = "100000000000001"
+
+
+def shop_actions() -> ActionRegistry:
+    """The actions the shipped flows call, as the server registers them (from the repo's settings)."""
+    from bot.wiring import registered_actions
+
+    return registered_actions(load_settings(REPO / "settings.yaml", {}))
 
 
 def _postgres_answers() -> bool:

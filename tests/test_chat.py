@@ -42,9 +42,8 @@ def test_a_scripted_chat_prints_the_greeting_and_numbered_choices(
     lines = out.splitlines()
     assert lines[0] == "bot: Hi Ana! 👋 What can we do for you?"
     assert lines[1:4] == ["       1) Repair status", "       2) Appointment", "       3) Technician"]
-    # "1" tapped the first button: the repair-status answer, then the menu again
-    assert lines[4].startswith("bot: Checking your repair status here isn't available yet")
-    assert lines[5] == "bot: Hi Ana! 👋 What can we do for you?"
+    # "1" tapped the first button: no open order, so the order lookup asks for its number
+    assert lines[4] == "bot: What's your order number? It's on your repair receipt (for example 10452)."
     assert "Chatting as" not in out and "you:" not in out  # no banner or prompt when piped
 
 

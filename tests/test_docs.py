@@ -11,6 +11,7 @@ import pytest
 
 from bot.engine import Engine, check_flows, load_flows
 from bot.templates import load_templates
+from tests.helpers import shop_actions
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "flows.md"
@@ -64,11 +65,11 @@ def test_the_first_change_walkthrough_passes_the_check(tmp_path: Path) -> None:
     flows = tmp_path / "flows"
     shutil.copytree(REPO / "flows", flows)
     first_change(flows, with_keywords=False)
-    problems = check_flows(flows, templates=TEMPLATES)
+    problems = check_flows(flows, shop_actions(), TEMPLATES)
     assert [p.reason for p in problems] == ["state 'hours' cannot be reached: nothing leads to it"]  # step 2
     shutil.rmtree(flows)
     shutil.copytree(REPO / "flows", flows)
     first_change(flows)
-    assert check_flows(flows, templates=TEMPLATES) == []
-    hours = load_flows(flows, templates=TEMPLATES).flows["main"].states["hours"]
+    assert check_flows(flows, shop_actions(), TEMPLATES) == []
+    hours = load_flows(flows, shop_actions(), TEMPLATES).flows["main"].states["hours"]
     assert hours.buttons is not None and len(hours.buttons) == 2

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bot.app import ENGINE
 from bot.db.models import DeliveryStatus, Direction, Message
@@ -29,13 +30,13 @@ def staff_copy(tmp_path: Path) -> Path:
 
 
 def settings_for(tmp_path: Path, flows: Path) -> Path:
+    """The shop's own settings.yaml, with its own database and the staff member's copy of the flows."""
+    settings = yaml.safe_load((REPO / "settings.yaml").read_text(encoding="utf-8"))
+    settings["database"] = {"url": f"sqlite://{tmp_path / 'bot.db'}"}
+    settings["flows"]["directory"] = str(flows)
+    settings["templates"] = {"directory": str(REPO / "templates")}
     path = tmp_path / "settings.yaml"
-    path.write_text(
-        f"shop: {{timezone: America/New_York}}\n"
-        f"database: {{url: 'sqlite://{tmp_path / 'bot.db'}'}}\n"
-        f"flows: {{directory: '{flows}'}}\n"
-        f"templates: {{directory: '{REPO / 'templates'}'}}\n"
-    )
+    path.write_text(yaml.safe_dump(settings, allow_unicode=True), encoding="utf-8")
     return path
 
 

@@ -68,7 +68,8 @@ def read_answer(ask: AskSpec, event: Event, today: date, order: DateOrder = "DMY
     if ask.choices is not None:
         choice = read_choice(ask.choices, event)
         return Answer(choice) if choice is not None else None
-    text = (event.text or "").strip()
+    # a tapped row of a list an action built (its id is the value: an order number, a slot)
+    text = (event.reply_id if event.reply_id is not None else event.text or "").strip()
     if not text or not event.is_text_like:
         return None
     captures: dict[str, str] = {}

@@ -2,7 +2,7 @@
 
 It is a pure function of its inputs apart from the actions it calls: the caller loads the conversation,
 stores the outcome and queues the messages in one transaction (the outbox). Matching order in a state:
-the exact reply id, then an old menu button (below), keywords, patterns, the catch-alls (`text`, the
+the exact reply id, then an old menu button (below), patterns, keywords, the catch-alls (`text`, the
 media types, `media`, `other`) and last the fallback.
 """
 

@@ -233,7 +233,11 @@ def _check_set(
     checked = {name: {**draft.states, **draft.partial} for name, draft in by_name.items()}
     issues = list(check_graph(checked, fallbacks, known, unreadable, actions))
     starts = {d.name: d.header.start for d in drafts if d.header is not None}
-    complete = not unreadable and not any(d.broken or d.header is None for d in drafts) and not issues
+    complete = (
+        not unreadable
+        and not issues
+        and not any(d.broken or d.header is None or d.source.problems for d in drafts)
+    )
     if complete:  # a broken state or target could be the missing link: judge the whole only when sound
         issues += unreachable(states, starts, fallbacks, actions)
         issues += outside_window(states, starts, fallbacks, actions)

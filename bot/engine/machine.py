@@ -105,20 +105,22 @@ class StateMatcher:
         return None
 
     def match(self, event: Event) -> Match | None:
-        """Everything after the exact reply id: keywords, patterns, then the catch-alls."""
+        """Everything after the exact reply id: patterns, keywords, then the catch-alls."""
         if event.type == TIMEOUT:
             return Match(self.timeout) if self.timeout else None
         if event.text and event.is_text_like:
-            normalized = normalize(event.text)
-            for regex, trigger in self.keywords:
-                if regex.search(normalized):
-                    return Match(trigger)
+            # patterns first: they are the specific ones ("status 10452" is an order number, not just
+            # the word "status")
             stripped = event.text.strip()
             for regex, trigger in self.patterns:
                 found = regex.search(stripped)
                 if found:
                     captures = {k: v for k, v in found.groupdict().items() if v is not None}
                     return Match(trigger, captures)
+            normalized = normalize(event.text)
+            for regex, trigger in self.keywords:
+                if regex.search(normalized):
+                    return Match(trigger)
         catch_all = self.kinds.get(event.type)
         if catch_all is None and event.is_media:
             catch_all = self.media

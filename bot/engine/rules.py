@@ -159,8 +159,6 @@ class StateRules:
                 "remove 'goto'; 'then:' says where to go",
                 True,
             )
-        if state.say is None and not state.buttons and state.choices is None:
-            self.add(("ask",), "'ask' needs a 'say' text: the question", "add say: with the question", True)
         if on is not None and on.text is not None:
             self.add(
                 ("on", "text"), "'on: text' would take every answer before 'ask' sees it", "remove one", True

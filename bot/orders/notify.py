@@ -44,7 +44,7 @@ class StatusNotifier:
         language = (customer.language if customer else None) or self.default_language
         last_inbound = customer.last_inbound_at if customer else None
         if self.texts is not None and last_inbound is not None and now - last_inbound <= self.window:
-            body = self.texts.text(order.status, language, self._values(order, language))
+            body = self.texts.text(order.status, language, self.values(order, language))
             if body:
                 return Text(body=body)
         template_language = language
@@ -57,7 +57,7 @@ class StatusNotifier:
             body_params=(order.order_number, label),
         )
 
-    def _values(self, order: Order, language: str) -> dict[str, str]:
+    def values(self, order: Order, language: str) -> dict[str, str]:
         return {
             "order_number": order.order_number,
             "device_model": order.device_model,

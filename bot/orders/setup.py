@@ -12,6 +12,11 @@ from bot.templates import load_templates
 
 
 def build_order_service(settings: Settings, on_queued: Callable[[], None] = lambda: None) -> OrderService:
+    statuses = [status.name for status in settings.orders.statuses]
+    return OrderService(statuses, build_status_notifier(settings), on_queued=on_queued)
+
+
+def build_status_notifier(settings: Settings) -> StatusNotifier:
     """Reads templates/texts/order_statuses.yaml (OrderTextsError when it is invalid) and the
     order_status_update template's languages."""
     statuses = [status.name for status in settings.orders.statuses]
@@ -26,4 +31,4 @@ def build_order_service(settings: Settings, on_queued: Callable[[], None] = lamb
         address=settings.shop.address,
         opening_hours=settings.shop.opening_hours,
     )
-    return OrderService(statuses, notifier, on_queued=on_queued)
+    return notifier

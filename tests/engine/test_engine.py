@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from bot.db import close_db, init_db
 from bot.engine import (
     ActionContext,
     ActionError,
@@ -23,6 +24,7 @@ from bot.engine import (
     load_flows,
 )
 from bot.whatsapp.outbound import Buttons, ListMessage, Media, ReplyButton, Template, Text
+from tests.helpers import shop_actions
 
 FLOWS = Path(__file__).parents[2] / "flows"
 ANA = Customer(wa_id="34600111222", name="Ana", language="en")
@@ -30,7 +32,7 @@ ANA = Customer(wa_id="34600111222", name="Ana", language="en")
 
 @pytest.fixture(scope="module")
 def shipped() -> FlowSet:
-    return load_flows(FLOWS)
+    return load_flows(FLOWS, shop_actions())
 
 
 def say(flows: FlowSet, state: str, language: str = "en", flow: str = "main") -> str:
@@ -80,14 +82,8 @@ async def test_unknown_profile_name_renders_a_fallback_or_nothing(shipped: FlowS
 @pytest.mark.parametrize(
     ("event", "state"),
     [
-        (Event.of_reply("order", "Repair status"), "order_status"),
         (Event.of_reply("booking", "Appointment"), "appointment"),
         (Event.of_reply("human", "Technician"), "technician"),
-        (Event.of_text("What's the status of my phone?"), "order_status"),
-        (Event.of_text("ESTADO"), "order_status"),
-        (Event.of_text("mi reparación"), "order_status"),
-        (Event.of_text("reparacion"), "order_status"),
-        (Event.of_text("维修进度怎么样"), "order_status"),
         (Event.of_text("I'd like to book a repair"), "appointment"),
         (Event.of_text("Quiero una CITA"), "appointment"),
         (Event.of_text("预约"), "appointment"),
@@ -107,6 +103,31 @@ async def test_buttons_and_keywords_reach_their_state_then_the_menu(
     assert outcome.outbound[0] == Text(body=say(shipped, state))
     assert isinstance(outcome.outbound[1], Buttons)  # back at the menu, which is shown again
     assert (outcome.flow, outcome.state) == ("main", "menu")
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        Event.of_reply("order", "Repair status"),
+        Event.of_text("What's the status of my phone?"),
+        Event.of_text("ESTADO"),
+        Event.of_text("mi reparación"),
+        Event.of_text("reparacion"),
+        Event.of_text("维修进度怎么样"),
+    ],
+)
+async def test_the_repair_status_button_and_words_lead_to_the_order_lookup(
+    shipped: FlowSet, event: Event, tmp_path: Path
+) -> None:
+    await init_db(f"sqlite://{tmp_path / 'orders.db'}")  # the lookup reads the customer's orders
+    try:
+        engine = Engine(shipped)
+        start = await send(engine, None, Event.of_text("hi"))
+        outcome = await send(engine, start, event)
+    finally:
+        await close_db()
+    assert (outcome.flow, outcome.state) == ("orders", "ask_number")  # no open orders: asks for one
+    assert outcome.outbound == [Text(body=say(shipped, "ask_number", flow="orders"))]
 
 
 @pytest.mark.parametrize("greeting", ["hi", "Hello!", "hola", "你好", "MENU", "menú"])
@@ -190,8 +211,8 @@ async def test_customers_get_their_language(shipped: FlowSet, language: str, exp
     assert isinstance(start.outbound[0], Buttons)
     titles = {"en": "Technician", "es": "Técnico", "zh": "技术员"}
     assert start.outbound[0].buttons[2].title == titles[expected]
-    outcome = await send(engine, start, Event.of_reply("order"), customer)
-    assert outcome.outbound[0] == Text(body=say(shipped, "order_status", expected))
+    outcome = await send(engine, start, Event.of_reply("booking"), customer)
+    assert outcome.outbound[0] == Text(body=say(shipped, "appointment", expected))
 
 
 async def test_handle_does_not_touch_the_conversation_it_is_given(shipped: FlowSet) -> None:

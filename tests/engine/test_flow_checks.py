@@ -157,7 +157,6 @@ def test_ask_rules_beyond_the_schema(tmp_path: Path) -> None:
     """
     found = reasons(check(tmp_path, flow))
     assert "5: a state that asks waits for the answer" in found
-    assert "5: 'ask' needs a 'say' text: the question" in found
     assert "5: 'min' and 'max' need 'expect: number'" in found
 
 

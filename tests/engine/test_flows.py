@@ -9,6 +9,7 @@ import pytest
 from pydantic import BaseModel
 
 from bot.engine import ActionRegistry, ActionResult, FlowLoadError, FlowProblem, check_flows, load_flows
+from tests.helpers import shop_actions
 
 FLOWS = Path(__file__).parents[2] / "flows"
 
@@ -46,8 +47,8 @@ MINIMAL = """
 
 
 def test_shipped_flows_pass_the_check() -> None:
-    assert check_flows(FLOWS) == []
-    flows = load_flows(FLOWS)
+    assert check_flows(FLOWS, shop_actions()) == []
+    flows = load_flows(FLOWS, shop_actions())
     assert flows.flows["main"].start == "menu"
     assert flows.flows["main"].file.name == "main.yaml"
 

@@ -1,0 +1,148 @@
+"""The order actions flows call: `orders.mine` (the sender's open orders) and `orders.lookup` (one
+order by its number).
+
+Privacy is the rule here: only orders whose phone is the sender's are ever found. Another customer's
+order number gets exactly the answer a number that does not exist gets, and "did you mean" only ever
+offers the sender's own orders.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from bot.db.models import Order
+from bot.engine import ActionContext, ActionRegistry, ActionResult
+from bot.orders.notify import StatusNotifier
+from bot.whatsapp import outbound as wa
+
+CLOSED_STATUSES = frozenset({"picked_up", "cancelled"})
+"""Orders in these statuses are history: `orders.mine` does not offer them (a lookup still finds them)."""
+SUGGESTION_CUTOFF = 0.75
+Localized = str | dict[str, str]
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MineArgs(_Args):
+    none: str
+    one: str
+    several: str
+    list_text: Localized = "Which order?"
+    """The text above the list of orders, when there are several."""
+    list_button: Localized = "Orders"
+
+
+class LookupArgs(_Args):
+    number: str
+    found: str
+    not_found: str
+    did_you_mean: str
+
+
+def canonical(number: str) -> str:
+    """'#r-10452 ' -> 'R10452': what customers type and what the shop wrote compare equal."""
+    return re.sub(r"[^0-9A-Za-z]", "", number).upper()
+
+
+@dataclass(frozen=True)
+class OrderActions:
+    notifier: StatusNotifier
+
+    def register(self, registry: ActionRegistry) -> None:
+        registry.add("orders.mine", self.mine, args_model=MineArgs, targets=("none", "one", "several"))
+        registry.add(
+            "orders.lookup",
+            self.lookup,
+            args_model=LookupArgs,
+            targets=("found", "not_found", "did_you_mean"),
+        )
+
+    async def mine(self, context: ActionContext) -> ActionResult:
+        """The sender's open orders: none, one (shown), or several (offered as a list to pick from)."""
+        args = MineArgs.model_validate(dict(context.args))
+        orders = (
+            await Order.filter(customer_phone=context.customer.wa_id)
+            .exclude(status__in=list(CLOSED_STATUSES))
+            .order_by("-updated_at", "-id")
+        )
+        if not orders:
+            return ActionResult(next="none")
+        if len(orders) == 1:
+            return ActionResult(variables=self.described(orders[0], context.customer.language), next="one")
+        language = context.customer.language
+        rows = tuple(
+            wa.ListRow(
+                id=order.order_number[: wa.LIST_ROW_ID_MAX],
+                title=order.order_number[: wa.LIST_ROW_TITLE_MAX],
+                description=_clip(
+                    f"{order.device_model} · {self._label(order, language)}", wa.LIST_ROW_DESCRIPTION_MAX
+                ),
+            )
+            for order in orders[: wa.LIST_MAX_ROWS]
+        )
+        choose = wa.ListMessage(
+            body=_pick(args.list_text, language),
+            button=_clip(_pick(args.list_button, language), wa.LIST_BUTTON_MAX),
+            sections=(wa.ListSection(title=None, rows=rows),),
+        )
+        return ActionResult(outbound=[choose], next="several")
+
+    async def lookup(self, context: ActionContext) -> ActionResult:
+        """One of the sender's orders by number; else the closest of their own numbers, or not found."""
+        args = LookupArgs.model_validate(dict(context.args))
+        wanted = canonical(args.number)
+        own = await Order.filter(customer_phone=context.customer.wa_id).order_by("-updated_at", "-id")
+        by_number = {canonical(order.order_number): order for order in own}
+        found = by_number.get(wanted) or next(
+            (
+                order
+                for key, order in by_number.items()
+                if wanted and key.lstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZ") == wanted
+            ),
+            None,
+        )
+        if found is not None:
+            return ActionResult(variables=self.described(found, context.customer.language), next="found")
+        close = (
+            difflib.get_close_matches(wanted, list(by_number), n=1, cutoff=SUGGESTION_CUTOFF)
+            if wanted
+            else []
+        )
+        if close:
+            return ActionResult(
+                variables={"suggestion": by_number[close[0]].order_number}, next="did_you_mean"
+            )
+        return ActionResult(next="not_found")
+
+    def described(self, order: Order, language: str) -> dict[str, Any]:
+        """The variables a flow shows an order with."""
+        texts = self.notifier.texts
+        update = texts.text(order.status, language, self.notifier.values(order, language)) if texts else None
+        return {
+            "order_number": order.order_number,
+            "order_device": order.device_model,
+            "order_status": self._label(order, language),
+            "order_update": update or "",
+        }
+
+    def _label(self, order: Order, language: str) -> str:
+        texts = self.notifier.texts
+        return texts.label(order.status, language) if texts else order.status.replace("_", " ")
+
+
+def _pick(text: Localized, language: str) -> str:
+    if isinstance(text, str):
+        return text
+    base = language.split("_")[0].split("-")[0]
+    return text.get(language) or text.get(base) or text.get("en") or next(iter(text.values()), "")
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
