@@ -219,6 +219,8 @@ class _Run:
         """A new customer's first message: answered when the start state understands it ("what are
         your opening hours?", a photo), else greeted with the start state. A catch-all `text` does
         not count: it expects an answer to the start state's question, which nobody has asked yet."""
+        if event.reply_id is not None and (entered := await self.flow_reply(event.reply_id)) is not None:
+            return entered
         flow = self.engine.default_flow
         start = self.flows.flows[flow].start
         matcher = self.flows.machines[flow].matchers[start]
@@ -238,6 +240,9 @@ class _Run:
             found = matcher.match_reply(event.reply_id)
             if found:
                 return await self.follow(flow, state, found)
+            entered = await self.flow_reply(event.reply_id)
+            if entered is not None:
+                return entered
             # An old menu button (the customer scrolled up and tapped it): honour it as if the
             # conversation were at the menu, first this flow's start state, then the default flow's.
             for menu_flow in dict.fromkeys((flow, self.engine.default_flow)):
@@ -262,6 +267,18 @@ class _Run:
             if found:
                 return await self.follow(menu_flow, menu.flow.start, found)
         return await self.fallback(flow, state, retry=ask)
+
+    async def flow_reply(self, reply_id: str) -> tuple[str, str] | None:
+        """A button of a template the shop sent (a reminder's "Confirm"), tapped whenever, wherever the
+        conversation is: a flow's `replies` lead straight into it, with the id's parts as variables."""
+        for machine in self.flows.machines.values():
+            for regex, (flow, state) in machine.replies:
+                found = regex.fullmatch(reply_id)
+                if found:
+                    self.variables.pop(MISSES, None)
+                    self.variables.update(found.groupdict())
+                    return await self.enter(flow, state)
+        return None
 
     async def follow(self, flow: str, state: str, found: Match) -> tuple[str, str]:
         timeout = self.flows.flows[flow].states[state].on

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from bot.templates import TemplateCatalog
 
 from bot.engine.actions import ActionRegistry
-from bot.engine.machine import FlowMachine, check_graph, suggest
+from bot.engine.machine import FlowMachine, GraphIssue, check_graph, split_target, suggest
 from bot.engine.marked_yaml import FlowProblem, MarkedSource, YamlPath
 from bot.engine.reach import outside_window, unreachable
 from bot.engine.rules import StateRules
@@ -34,6 +34,8 @@ class Flow:
     states: Mapping[str, State]
     fallback: FallbackSpec | None
     file: Path
+    replies: Mapping[str, str] = field(default_factory=dict)
+    """Reply id pattern -> target: template buttons that lead here from anywhere (see FlowHeader)."""
 
 
 class FlowSet:
@@ -142,7 +144,12 @@ def _load(
     problems.sort(key=lambda p: (p.file, p.line, p.column))
     flows = {
         d.name: Flow(
-            d.name, d.header.start, MappingProxyType(d.states), d.header.fallback, Path(d.source.file)
+            d.name,
+            d.header.start,
+            MappingProxyType(d.states),
+            d.header.fallback,
+            Path(d.source.file),
+            MappingProxyType(dict(d.header.replies)),
         )
         for d in drafts
         if d.header is not None
@@ -232,14 +239,26 @@ def _check_set(
     states = {name: draft.states for name, draft in by_name.items()}
     checked = {name: {**draft.states, **draft.partial} for name, draft in by_name.items()}
     issues = list(check_graph(checked, fallbacks, known, unreadable, actions))
+    for draft in drafts:
+        for reply, goal in draft.header.replies.items() if draft.header is not None else ():
+            other, entered = split_target(draft.name, goal)
+            if other not in unreadable and entered not in known.get(other, ()):
+                hint = suggest(entered, known.get(other, ())) or "write a state of this flow, or flow.state"
+                issues.append(GraphIssue(draft.name, ("replies", reply), f"there is no state '{goal}'", hint))
     starts = {d.name: d.header.start for d in drafts if d.header is not None}
+    entries = [
+        split_target(d.name, target)
+        for d in drafts
+        if d.header is not None
+        for target in d.header.replies.values()
+    ]
     complete = (
         not unreadable
         and not issues
         and not any(d.broken or d.header is None or d.source.problems for d in drafts)
     )
     if complete:  # a broken state or target could be the missing link: judge the whole only when sound
-        issues += unreachable(states, starts, fallbacks, actions)
+        issues += unreachable(states, starts, fallbacks, actions, entries)
         issues += outside_window(states, starts, fallbacks, actions)
     for issue in issues:
         by_name[issue.flow].source.add(issue.path, issue.reason, issue.hint, key=issue.key)

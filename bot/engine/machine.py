@@ -66,6 +66,20 @@ def keyword_regex(words: list[str]) -> re.Pattern[str]:
     return re.compile("|".join(parts))
 
 
+REPLY_PLACEHOLDER = re.compile(r"\{([A-Za-z][A-Za-z0-9_]*)\}")
+
+
+def reply_regex(key: str) -> re.Pattern[str]:
+    """'appt:confirm:{appointment}' -> a regex whose named groups become conversation variables."""
+    parts, last = [], 0
+    for found in REPLY_PLACEHOLDER.finditer(key):
+        parts.append(re.escape(key[last : found.start()]))
+        parts.append(f"(?P<{found.group(1)}>[^:\\s]+)")
+        last = found.end()
+    parts.append(re.escape(key[last:]))
+    return re.compile("".join(parts))
+
+
 def split_target(flow_name: str, target: str) -> tuple[str, str]:
     """'menu' -> (this flow, 'menu'); 'orders.ask_number' -> ('orders', 'ask_number')."""
     other, dot, state = target.partition(".")
@@ -277,6 +291,10 @@ class FlowMachine:
             reply_id for reply_id in _offered_ids(start) if reply_id in start_replies
         )
         """Reply ids of the start state's own buttons and list rows: still honoured from other states."""
+        self.replies: tuple[tuple[re.Pattern[str], tuple[str, str]], ...] = tuple(
+            (reply_regex(key), split_target(flow.name, target)) for key, target in flow.replies.items()
+        )
+        """The flow's `replies`: reply ids that lead into it from any state."""
         self.machine = Machine(
             model=None,
             states=[*flow.states, *sorted(external)],

@@ -9,7 +9,7 @@ can be that late, so it must send a template, or the flow is refused at load.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import timedelta
 
 from bot.engine.actions import ActionRegistry
@@ -47,12 +47,14 @@ def unreachable(
     starts: Mapping[str, str],
     fallbacks: Mapping[str, str | None],
     actions: ActionRegistry,
+    entries: Iterable[Node] = (),
 ) -> list[GraphIssue]:
-    """States no transition leads to from any flow's start: a typo in a target, or a forgotten link."""
+    """States no transition leads to from any flow's start (or a flow's `replies`): a typo in a
+    target, or a forgotten link."""
     following: dict[Node, list[Node]] = {}
     for source, _, target, _ in _edges(states, fallbacks, actions):
         following.setdefault(source, []).append(target)
-    seen: set[Node] = {(flow, start) for flow, start in starts.items()}
+    seen: set[Node] = {(flow, start) for flow, start in starts.items()} | set(entries)
     queue = deque(seen)
     while queue:
         for target in following.get(queue.popleft(), ()):

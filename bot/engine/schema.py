@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator
 from pydantic_core import PydanticCustomError
 
-from bot.engine.machine import normalize
+from bot.engine.machine import REPLY_PLACEHOLDER, normalize
 from bot.whatsapp import outbound as wa
 
 NAME = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -373,10 +373,23 @@ class State(_Spec):
     args: dict[str, Any] = {}
 
 
+def _reply_key(value: str) -> str:
+    literal = REPLY_PLACEHOLDER.sub("", value)
+    if not literal.strip() or "{" in literal or "}" in literal or any(ch.isspace() for ch in value):
+        raise flow_error(
+            f"'{value}' is not a reply id pattern",
+            "write the id with {names} for its variable parts, like appt:confirm:{appointment}",
+        )
+    return value
+
+
 class FlowHeader(_Spec):
     flow: Name
     start: Name
     fallback: FallbackSpec | None = None
+    replies: dict[Annotated[str, AfterValidator(_reply_key)], Target] = {}
+    """Reply ids that lead into this flow from any state, any time later: the quick-reply buttons of a
+    template the shop sent (`appt:confirm:{appointment}: confirm`)."""
 
 
 _MODELS: tuple[type[_Spec], ...] = (State, FlowHeader, ButtonSpec, ListSpec, ListSectionSpec, ListRowSpec)

@@ -259,3 +259,63 @@ async def test_the_menus_words_work_in_every_state(booking: Engine) -> None:
         await chat.send(turn)
     assert chat.at.state == "ask_brand"  # it has no keywords of its own
     assert texts(await chat.send("cita")) == ["How many phones?"]  # the menu's keyword, from here
+
+
+REPLIES = """
+    flow: main
+    start: menu
+    replies:
+      "appt:confirm:{appointment}": confirmed
+    states:
+      menu:
+        say: Hi
+        on:
+          keywords: {elsewhere: [help]}
+      elsewhere:
+        say: Ask me anything.
+        on:
+          text: menu
+      confirmed:
+        say: "Appointment {appointment} is confirmed, see you!"
+        goto: menu
+"""
+
+
+async def test_a_template_button_reaches_its_flow_from_any_state(tmp_path: Path) -> None:
+    engine = Engine(flows_from(tmp_path, REPLIES))
+    chat = Chat(engine)
+    await chat.send("hi")
+    await chat.send("help")
+    assert chat.at.state == "elsewhere"
+    tapped = await chat.send(Event(type="button", text="Confirm", reply_id="appt:confirm:42"))
+    assert texts(tapped) == ["Appointment 42 is confirmed, see you!", "Hi"]
+    assert tapped.variables["appointment"] == "42"
+    # a customer whose first contact is the template's button gets there too
+    fresh = Chat(engine, Customer("3", "Cy", "en"))
+    assert texts(await fresh.send(Event(type="button", text="Confirm", reply_id="appt:confirm:7")))[0] == (
+        "Appointment 7 is confirmed, see you!"
+    )
+    # an id that does not fit the pattern is an ordinary, unknown reply
+    other = await chat.send(Event(type="button", text="Confirm", reply_id="appt:confirm:"))
+    assert other.state == "menu" and "confirmed" not in " ".join(texts(other))
+
+
+def test_replies_must_lead_somewhere_and_be_patterns(tmp_path: Path) -> None:
+    from bot.engine import check_flows
+
+    broken = REPLIES.replace(
+        '"appt:confirm:{appointment}": confirmed', '"{x}": confirmd\n      "appt:{a b}": menu'
+    )
+    (tmp_path / "main.yaml").write_text(textwrap.dedent(broken), encoding="utf-8")
+    found = [p.reason for p in check_flows(tmp_path)]
+    assert "'{x}' is not a reply id pattern" in found
+    assert "'appt:{a b}' is not a reply id pattern" in found
+
+
+def test_a_reply_leading_to_a_missing_state_is_named(tmp_path: Path) -> None:
+    from bot.engine import check_flows
+
+    (tmp_path / "main.yaml").write_text(textwrap.dedent(REPLIES.replace(": confirmed\n", ": confirmd\n", 1)))
+    [problem] = check_flows(tmp_path)
+    assert (problem.line, problem.reason) == (5, "there is no state 'confirmd'")
+    assert problem.hint == "did you mean 'confirmed'?"
