@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -25,7 +25,7 @@ from bot.chat import bot_lines
 from bot.db.models import Order
 from bot.engine import FlowLoadError, FlowProblem, FlowSet
 from bot.engine.marked_yaml import MarkedSource, YamlPath
-from bot.engine.schema import Duration, flow_error
+from bot.engine.schema import Duration, flow_error, format_duration
 from bot.settings import Settings
 from bot.simulator import (
     DEFAULT_PHONE,
@@ -153,7 +153,7 @@ class Turn(_Strict):
             extra = self.caption or self.filename
             return f"you: [{self.media}]" + (f" {extra}" if extra else "")
         assert self.wait is not None
-        return f"(… {_duration(self.wait)} later)"
+        return f"(… {format_duration(self.wait)} later)"
 
 
 class OrderSeed(_Strict):
@@ -379,13 +379,6 @@ def _compare(expected: list[Expected] | None, replies: list[Reply], transcript: 
         transcript.append(f">>> expected: {expected[len(replies)].describe()} — got: no reply")
         return True
     return False
-
-
-def _duration(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    hours, seconds = divmod(seconds, 3600)
-    minutes, seconds = divmod(seconds, 60)
-    return "".join(f"{v}{u}" for v, u in ((hours, "h"), (minutes, "m"), (seconds, "s")) if v) or "0s"
 
 
 def _shown(path: Path) -> str:

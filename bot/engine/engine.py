@@ -378,19 +378,19 @@ class _Run:
         body = self.render(spec.say)
         if spec.buttons:
             buttons = tuple(
-                wa.ReplyButton(id=b.id, title=_clip(self.render(b.title) or "…", wa.BUTTON_TITLE_MAX))
+                wa.ReplyButton(id=b.id, title=wa.clip(self.render(b.title) or "…", wa.BUTTON_TITLE_MAX))
                 for b in spec.buttons
             )
-            self.outbound.append(wa.Buttons(body=_clip(body or "…", wa.BUTTON_BODY_MAX), buttons=buttons))
+            self.outbound.append(wa.Buttons(body=wa.clip(body or "…", wa.BUTTON_BODY_MAX), buttons=buttons))
         elif spec.choices is not None:
             sections = tuple(
                 wa.ListSection(
-                    title=_clip(self.render(section.title), wa.LIST_SECTION_TITLE_MAX) or None,
+                    title=wa.clip(self.render(section.title), wa.LIST_SECTION_TITLE_MAX) or None,
                     rows=tuple(
                         wa.ListRow(
                             id=row.id,
-                            title=_clip(self.render(row.title) or "…", wa.LIST_ROW_TITLE_MAX),
-                            description=_clip(self.render(row.description), wa.LIST_ROW_DESCRIPTION_MAX)
+                            title=wa.clip(self.render(row.title) or "…", wa.LIST_ROW_TITLE_MAX),
+                            description=wa.clip(self.render(row.description), wa.LIST_ROW_DESCRIPTION_MAX)
                             or None,
                         )
                         for row in section.rows
@@ -398,15 +398,15 @@ class _Run:
                 )
                 for section in spec.choices.sections
             )
-            label = _clip(self.render(spec.choices.button) or "…", wa.LIST_BUTTON_MAX)
+            label = wa.clip(self.render(spec.choices.button) or "…", wa.LIST_BUTTON_MAX)
             self.outbound.append(
-                wa.ListMessage(body=_clip(body or "…", wa.LIST_BODY_MAX), button=label, sections=sections)
+                wa.ListMessage(body=wa.clip(body or "…", wa.LIST_BODY_MAX), button=label, sections=sections)
             )
         elif body:
             self.send_text(body)
         if spec.media is not None:
             media = spec.media
-            caption = _clip(self.render(media.caption), wa.CAPTION_MAX) or None
+            caption = wa.clip(self.render(media.caption), wa.CAPTION_MAX) or None
             self.outbound.append(
                 wa.Media(media_type=media.type, link=media.link, caption=caption, filename=media.filename)
             )
@@ -423,7 +423,7 @@ class _Run:
 
     def send_text(self, text: str) -> None:
         if text:
-            self.outbound.append(wa.Text(body=_clip(text, wa.TEXT_MAX)))
+            self.outbound.append(wa.Text(body=wa.clip(text, wa.TEXT_MAX)))
 
     def say_system(self, key: str) -> None:
         self.send_text(self.render(SYSTEM_TEXTS[key]))
@@ -484,8 +484,3 @@ class _Run:
         if isinstance(args, list):
             return [self.render_args(v) for v in args]
         return args
-
-
-def _clip(text: str, limit: int) -> str:
-    """Variables can make a text longer than WhatsApp allows: cut it rather than fail the message."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -11,11 +11,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 from bot.engine.flows import Flow, FlowSet
 from bot.engine.machine import ANSWERED, FALLBACK, GOTO, TIMEOUT, Edge, split_target, state_edges
-from bot.engine.schema import BranchSpec, ConditionSpec, FallbackSpec, State
+from bot.engine.schema import BranchSpec, ConditionSpec, FallbackSpec, State, format_duration
 
 KEYWORDS_SHOWN = 3
 """How many of a target's keywords an edge label shows before '…'."""
@@ -184,7 +183,7 @@ def _label(trigger: str, state: State, flow: Flow) -> str:
     if trigger == FALLBACK:
         return _fallback_label(state.fallback or flow.fallback)
     if trigger == TIMEOUT and state.on is not None and state.on.timeout is not None:
-        return f"{_duration(state.on.timeout.after)} of silence"
+        return f"{format_duration(state.on.timeout.after)} of silence"
     if trigger == ANSWERED and state.ask is not None:
         return f"answer → {state.ask.save_as}"
     if kind == "choose" and state.choose is not None and rest.isdigit() and int(rest) < len(state.choose):
@@ -200,14 +199,6 @@ def _label(trigger: str, state: State, flow: Flow) -> str:
     if kind == "call":
         return rest
     return trigger
-
-
-def _duration(value: timedelta) -> str:
-    seconds = int(value.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 def _branch_label(branch: BranchSpec) -> str:

@@ -42,6 +42,19 @@ CONFIRMATIONS: dict[str, str] = {
 }
 
 
+def pick_text(text: str | dict[str, str], language: str | None, default: str = "en") -> str:
+    """One text per language (from a flow or settings): the customer's, its base language, the
+    default, else the first written."""
+    if isinstance(text, str):
+        return text
+    language = language or default
+    base = language.split("_")[0].split("-")[0].lower()
+    for code in (language, base, default):
+        if code in text:
+            return text[code]
+    return next(iter(text.values()), "")
+
+
 class LanguageMenu:
     """The shop's languages (settings: shop.languages), as a menu and as words a customer may type."""
 

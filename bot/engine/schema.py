@@ -129,6 +129,16 @@ def parse_duration(value: Any) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+def format_duration(value: timedelta) -> str:
+    """The way staff write it: 30m, 2h, 1h30m, 1d."""
+    seconds = int(value.total_seconds())
+    if seconds and seconds % 86400 == 0:
+        return f"{seconds // 86400}d"
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    return "".join(f"{v}{u}" for v, u in ((hours, "h"), (minutes, "m"), (seconds, "s")) if v) or "0s"
+
+
 def _variable(value: str) -> str:
     if not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", value):
         raise flow_error(

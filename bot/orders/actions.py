@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from bot.db.models import Order
 from bot.engine import ActionContext, ActionRegistry, ActionResult
+from bot.engine.languages import pick_text
 from bot.orders.notify import StatusNotifier
 from bot.whatsapp import outbound as wa
 
@@ -81,15 +82,15 @@ class OrderActions:
             wa.ListRow(
                 id=order.order_number[: wa.LIST_ROW_ID_MAX],
                 title=order.order_number[: wa.LIST_ROW_TITLE_MAX],
-                description=_clip(
+                description=wa.clip(
                     f"{order.device_model} · {self._label(order, language)}", wa.LIST_ROW_DESCRIPTION_MAX
                 ),
             )
             for order in orders[: wa.LIST_MAX_ROWS]
         )
         choose = wa.ListMessage(
-            body=_pick(args.list_text, language),
-            button=_clip(_pick(args.list_button, language), wa.LIST_BUTTON_MAX),
+            body=pick_text(args.list_text, language),
+            button=wa.clip(pick_text(args.list_button, language), wa.LIST_BUTTON_MAX),
             sections=(wa.ListSection(title=None, rows=rows),),
         )
         return ActionResult(outbound=[choose], next="several")
@@ -135,14 +136,3 @@ class OrderActions:
     def _label(self, order: Order, language: str) -> str:
         texts = self.notifier.texts
         return texts.label(order.status, language) if texts else order.status.replace("_", " ")
-
-
-def _pick(text: Localized, language: str) -> str:
-    if isinstance(text, str):
-        return text
-    base = language.split("_")[0].split("-")[0]
-    return text.get(language) or text.get(base) or text.get("en") or next(iter(text.values()), "")
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"

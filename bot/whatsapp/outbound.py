@@ -30,6 +30,12 @@ HEADER_MAX = 60
 FOOTER_MAX = 60
 
 
+def clip(text: str, limit: int) -> str:
+    """Variables can make a text longer than WhatsApp allows: cut it with "…" rather than fail the
+    message."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class _Value(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
