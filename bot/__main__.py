@@ -120,6 +120,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     orders_import.add_argument("file", type=Path)
     orders_import.set_defaults(handler=_orders_import)
+
+    reminders = commands.add_parser("reminders", help="appointment reminders")
+    reminder_commands = reminders.add_subparsers(dest="reminders_command", required=True)
+    reminders_due = reminder_commands.add_parser(
+        "due", help="list the reminders due in the next HOURS and what would happen to each; sends nothing"
+    )
+    reminders_due.add_argument("--hours", type=float, default=48, help="how far ahead to look (default: 48)")
+    reminders_due.set_defaults(handler=_reminders_due)
     return parser
 
 
@@ -259,6 +267,13 @@ def _orders_import(settings: Settings, args: argparse.Namespace) -> int:
     from bot.orders.commands import orders_import
 
     return asyncio.run(orders_import(settings, args.file))
+
+
+def _reminders_due(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.appointments.commands import reminders_due
+
+    logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.WARNING)  # the report only
+    return asyncio.run(reminders_due(settings, args.hours))
 
 
 if __name__ == "__main__":

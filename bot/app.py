@@ -13,6 +13,9 @@ import aiohttp
 from aiohttp import web
 
 from bot import api, webhook
+from bot.appointments import api as appointments_api
+from bot.appointments.reminders import ReminderScheduler
+from bot.appointments.service import AppointmentService
 from bot.db import close_db, init_db, is_sqlite
 from bot.db.claims import claims_for
 from bot.engine import Engine
@@ -37,6 +40,7 @@ CLIENT = web.AppKey("whatsapp_client", WhatsAppClient)
 INBOX = web.AppKey("inbox", InboxWorker)
 OUTBOX = web.AppKey("outbox", OutboxWorker)
 FLOW_WATCHER = web.AppKey("flow_watcher", FlowWatcher)
+REMINDERS = web.AppKey("reminders", ReminderScheduler)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -60,6 +64,7 @@ def create_app(settings: Settings) -> web.Application:
     webhook.add_routes(app)
     api.add_routes(app)
     orders_api.add_routes(app, build_order_service(settings, on_queued=lambda: app[OUTBOX].wake()))
+    appointments_api.add_routes(app, AppointmentService(settings, on_queued=lambda: app[OUTBOX].wake()))
     return app
 
 
@@ -119,14 +124,17 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
         on_handled=outbox.mark_read,
     )
     intake = IntakeWriter(on_committed=inbox.wake)
-    app[OUTBOX], app[INBOX], app[webhook.INTAKE] = outbox, inbox, intake
+    reminders = ReminderScheduler(settings, on_queued=outbox.wake)
+    app[OUTBOX], app[INBOX], app[webhook.INTAKE], app[REMINDERS] = outbox, inbox, intake, reminders
     if is_sqlite(settings.database_url):
         await outbox.release_leases()  # one process per SQLite file: whatever was claimed is ours
     intake.start()
     inbox.start()
     outbox.start()
+    reminders.start()
     yield
     await intake.stop()
+    await reminders.stop()
     await inbox.stop()
     await outbox.stop()
 

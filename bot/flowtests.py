@@ -16,13 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from bot.appointments.service import AppointmentService
 from bot.chat import bot_lines
-from bot.db.models import Order
+from bot.db.models import AppointmentStatus, Order
 from bot.engine import FlowLoadError, FlowProblem, FlowSet
 from bot.engine.marked_yaml import MarkedSource, YamlPath
 from bot.engine.schema import Duration, flow_error, format_duration
@@ -38,7 +39,7 @@ from bot.simulator import (
     choices_of,
 )
 from bot.whatsapp.outbound import Buttons, ListMessage, Media, OutboundMessage, Template, Text
-from bot.wiring import load_flow_set
+from bot.wiring import load_flow_set, registered_actions
 
 TESTS_FOLDER = "tests"
 DEFAULT_START = datetime(2026, 3, 2, 10, 0)
@@ -168,10 +169,19 @@ class OrderSeed(_Strict):
     customer_name: str | None = None
 
 
+class AppointmentSeed(_Strict):
+    """An appointment already booked before the test starts (shop time when no zone is given)."""
+
+    at: datetime
+    device_model: str = "phone"
+    status: Literal["booked", "confirmed", "rescheduled"] = "booked"
+
+
 class FlowTest(_Strict):
     name: str = Field(min_length=1)
     customer: CustomerSpec = CustomerSpec()
     orders: list[OrderSeed] = []
+    appointments: list[AppointmentSeed] = []
     at: datetime | None = None
     """When the test starts (shop time when no zone is given); default: a Monday at 10:00."""
     turns: list[Turn] = Field(min_length=1)
@@ -184,7 +194,7 @@ class TestFile(_Strict):
 _KEYS = sorted(
     {
         name
-        for model in (TestFile, FlowTest, CustomerSpec, Turn, Expected, OrderSeed)
+        for model in (TestFile, FlowTest, CustomerSpec, Turn, Expected, OrderSeed, AppointmentSeed)
         for name in model.model_fields
     }
 )
@@ -346,6 +356,18 @@ async def run_test(simulator: Simulator, loaded: LoadedFile, index: int) -> Outc
             problem=seed.problem,
             status=seed.status,
         )
+    if test.appointments:
+        zone = ZoneInfo(simulator.settings.shop.timezone)
+        booking = AppointmentService(simulator.settings, clock=simulator.clock)
+        for appointment in test.appointments:
+            at = appointment.at if appointment.at.tzinfo else appointment.at.replace(tzinfo=zone)
+            await booking.create(
+                phone=spec.phone.lstrip("+"),
+                name=spec.name,
+                starts_at=at,
+                device_model=appointment.device_model,
+                status=AppointmentStatus(appointment.status),
+            )
     customer = simulator.customer(spec.phone, spec.name, spec.language)
     transcript: list[str] = []
     for number, turn in enumerate(test.turns):
@@ -404,8 +426,9 @@ def run_flow_tests(settings: Settings, directory: Path, out: Callable[[str], Non
         else:
             problems.extend(result)
     local = settings.model_copy(update={"flows": settings.flows.model_copy(update={"directory": directory})})
+    clock = SimClock()
     try:
-        flows = load_flow_set(local)
+        flows = load_flow_set(local, registered_actions(local, clock=clock))  # actions see the test's clock
     except FlowLoadError as exc:
         problems = [*exc.problems, *problems]
     else:
@@ -417,15 +440,15 @@ def run_flow_tests(settings: Settings, directory: Path, out: Callable[[str], Non
             out(str(problem))
         out(f"{len(problems)} problem(s): fix them to run the flow tests")
         return 2
-    return asyncio.run(_run_all(local, flows, loaded, out))
+    return asyncio.run(_run_all(local, flows, clock, loaded, out))
 
 
 async def _run_all(
-    settings: Settings, flows: FlowSet, loaded: list[LoadedFile], out: Callable[[str], None]
+    settings: Settings, flows: FlowSet, clock: SimClock, loaded: list[LoadedFile], out: Callable[[str], None]
 ) -> int:
     started = time.perf_counter()
     passed = failed = 0
-    async with Simulator(settings, "sqlite://:memory:", clock=SimClock(), flows=flows) as simulator:
+    async with Simulator(settings, "sqlite://:memory:", clock=clock, flows=flows) as simulator:
         for file in loaded:
             out(str(file.path))
             for index in range(len(file.spec.tests)):

@@ -8,11 +8,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import date, time, timedelta
+from itertools import pairwise
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 
 DEFAULT_SETTINGS_FILE = "settings.yaml"
 DEFAULT_GRAPH_BASE_URL = "https://graph.facebook.com/v25.0"
@@ -126,6 +136,100 @@ class OrderSettings(_Section):
         return value
 
 
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _time_range(value: Any) -> Any:
+    """'09:00-13:00' -> (time(9), time(13)); anything else is left for pydantic to refuse."""
+    if not isinstance(value, str):
+        return value
+    start, sep, end = value.partition("-")
+    try:
+        if not sep:
+            raise ValueError
+        return (time.fromisoformat(start.strip()), time.fromisoformat(end.strip()))
+    except ValueError:
+        raise ValueError(f"'{value}' is not a time range; write it like 09:00-13:00") from None
+
+
+def _duration(value: Any) -> timedelta:
+    from bot.engine.schema import parse_duration  # the flows' own duration format: 30m, 2h, 1d
+
+    try:
+        return parse_duration(value)
+    except Exception:
+        raise ValueError(f"'{value}' is not a duration; write it like 30m, 2h or 1d") from None
+
+
+TimeRange = Annotated[tuple[time, time], BeforeValidator(_time_range)]
+Offset = Annotated[timedelta, BeforeValidator(_duration)]
+
+
+def _default_opening_hours() -> dict[Weekday, list[TimeRange]]:
+    weekday: list[TimeRange] = [(time(9), time(13)), (time(14), time(19))]
+    return {
+        "mon": weekday,
+        "tue": weekday,
+        "wed": weekday,
+        "thu": weekday,
+        "fri": weekday,
+        "sat": [(time(10), time(14))],
+        "sun": [],
+    }
+
+
+class AppointmentSettings(_Section):
+    slot_minutes: int = Field(default=30, ge=5, le=480)
+    """Length of one bookable slot; slots start at each opening range's start, one after the other."""
+    capacity: int = Field(default=2, ge=1, le=100)
+    """Appointments that may start in the same slot (benches, technicians)."""
+    opening_hours: dict[Weekday, list[TimeRange]] = Field(default_factory=_default_opening_hours)
+    """Per weekday, the ranges appointments can be in; a weekday left out (or []) is closed."""
+    closed_days: list[date] = []
+    """Holidays and other days without appointments (ISO dates)."""
+    days_ahead: int = Field(default=14, ge=0, le=365)
+    """Customers can book today and this many days after it."""
+    min_notice_minutes: int = Field(default=60, ge=0)
+    """A slot starting sooner than this is not offered in the chat."""
+    reminders: list[Offset] = Field(default_factory=lambda: [timedelta(hours=24), timedelta(hours=2)])
+    """When reminders go out, before the appointment ("24h", "2h", "1d", "30m")."""
+    quiet_hours: TimeRange | None = (time(21), time(8))
+    """Local hours in which reminders wait (it may wrap midnight); null: none."""
+    check_seconds: float = Field(default=30, gt=0, le=60)
+    """How often the scheduler inside `bot serve` looks for due reminders (at least once a minute)."""
+
+    @field_validator("opening_hours")
+    @classmethod
+    def _ordered_ranges(cls, value: dict[Weekday, list[TimeRange]]) -> dict[Weekday, list[TimeRange]]:
+        for day, ranges in value.items():
+            for start, end in ranges:
+                if start >= end:
+                    raise ValueError(f"{day}: {start:%H:%M}-{end:%H:%M} ends before it starts")
+            ordered = sorted(ranges)
+            for (_, end), (start, _) in pairwise(ordered):
+                if start < end:
+                    raise ValueError(f"{day}: the ranges overlap at {start:%H:%M}")
+            value[day] = ordered
+        return value
+
+    @field_validator("reminders")
+    @classmethod
+    def _distinct_offsets(cls, value: list[timedelta]) -> list[timedelta]:
+        if len(set(value)) != len(value):
+            raise ValueError("a reminder offset is listed twice")
+        if any(offset.total_seconds() % 60 for offset in value):
+            raise ValueError("reminder offsets are whole minutes")
+        return sorted(value, reverse=True)
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _some_quiet(cls, value: tuple[time, time] | None) -> tuple[time, time] | None:
+        if value is not None and value[0] == value[1]:
+            raise ValueError("quiet hours that start when they end: use null for none")
+        return value
+
+
 class Secrets(_Section):
     """Credentials from the environment, under the names Meta's Cloud API set-up guides use."""
 
@@ -152,6 +256,7 @@ class Settings(_Section):
     whatsapp: WhatsAppSettings = WhatsAppSettings()
     outbox: OutboxSettings = OutboxSettings()
     orders: OrderSettings = OrderSettings()
+    appointments: AppointmentSettings = AppointmentSettings()
     secrets: Secrets = Field(default_factory=Secrets, exclude=True)
     base_dir: Path = Field(default=Path("."), exclude=True)
 

@@ -45,7 +45,7 @@ from bot.whatsapp.client import WhatsAppClient
 from bot.whatsapp.outbound import OUTBOUND_ADAPTER, Buttons, ListMessage, OutboundMessage
 from bot.whatsapp.simulated import SimulatedCloudAPI
 from bot.whatsapp.types import parse_notification
-from bot.wiring import build_engine, load_flow_set
+from bot.wiring import build_engine, load_flow_set, registered_actions
 
 DEFAULT_PHONE = "15550009999"
 BUSINESS_PHONE = "15550001111"
@@ -159,7 +159,9 @@ class Simulator:
         return self._database_url
 
     async def __aenter__(self) -> Simulator:
-        flows = self._flows if self._flows is not None else load_flow_set(self.settings)  # may raise
+        flows = self._flows
+        if flows is None:  # may raise; actions see the simulated clock
+            flows = load_flow_set(self.settings, registered_actions(self.settings, clock=self.clock))
         engine = build_engine(self.settings, flows)
         if self._database_url is None:
             self._tempdir = tempfile.mkdtemp(prefix="bot-sim-")

@@ -3,19 +3,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from bot.engine import ActionRegistry, Engine, FlowProblem, FlowSet, check_flows, load_flows
 from bot.settings import Settings
 
+Clock = Callable[[], datetime]
 
-def registered_actions(settings: Settings) -> ActionRegistry:
-    """Every action flows may `call` (the order, appointment and handoff modules register theirs)."""
+
+def registered_actions(settings: Settings, clock: Clock | None = None) -> ActionRegistry:
+    """Every action flows may `call` (the order, appointment and handoff modules register theirs).
+
+    `clock`: what "now" is for actions that care (free appointment times); the simulator's, in tests.
+    """
+    from bot.appointments.actions import AppointmentActions
+    from bot.appointments.service import AppointmentService
     from bot.orders.actions import OrderActions
     from bot.orders.setup import build_status_notifier
 
     registry = ActionRegistry()
     OrderActions(build_status_notifier(settings)).register(registry)
+    appointments = AppointmentService(settings, clock=clock) if clock else AppointmentService(settings)
+    AppointmentActions(appointments, ZoneInfo(settings.shop.timezone)).register(registry)
     return registry
 
 

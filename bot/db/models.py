@@ -244,3 +244,126 @@ class TemplateText(Model):
     class Meta:
         table = "template_text"
         unique_together = (("template_name", "language_code"),)
+
+
+class AppointmentStatus(StrEnum):
+    BOOKED = "booked"
+    CONFIRMED = "confirmed"
+    RESCHEDULED = "rescheduled"
+    CANCELLED = "cancelled"
+    COMPLETED = "completed"
+    NO_SHOW = "no_show"
+
+
+class ChangeSource(StrEnum):
+    """Who changed an appointment: the customer in the chat, staff over the API, or the scheduler."""
+
+    CHAT = "chat"
+    API = "api"
+    REMINDER = "reminder"
+
+
+class Appointment(Model):
+    """A repair appointment. `starts_at` is stored in UTC and shown in the shop's zone.
+
+    `plan` counts how often its reminders were planned: moving or re-activating the appointment plans
+    them anew under the next number, so a reminder already sent for the old time does not block the
+    one for the new time.
+    """
+
+    id = fields.IntField(primary_key=True)
+    customer_phone = fields.CharField(max_length=32, db_index=True)
+    customer_name = fields.CharField(max_length=256, null=True)
+    order: fields.ForeignKeyNullableRelation[Order] = fields.ForeignKeyField(
+        "models.Order", related_name="appointments", null=True, on_delete=fields.SET_NULL
+    )
+    order_id: int | None
+    order_number = fields.CharField(max_length=64, null=True)
+    device_model = fields.CharField(max_length=256, null=True)
+    starts_at = fields.DatetimeField(db_index=True)
+    duration_minutes = fields.IntField()
+    status = fields.CharEnumField(AppointmentStatus, max_length=16, db_index=True)
+    notes: fields.Field[str | None] = fields.TextField(null=True)  # type: ignore[assignment]
+    plan = fields.IntField(default=1)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    reminders: fields.ReverseRelation[AppointmentReminder]
+    history: fields.ReverseRelation[AppointmentChange]
+
+    class Meta:
+        table = "appointment"
+
+
+class AppointmentSeat(Model):
+    """One of a slot's `capacity` seats, held by one appointment that is not cancelled.
+
+    The unique (slot_start, seat) pair is what makes overbooking impossible: two bookings racing for
+    the last seat insert the same pair, and the database lets only one of them commit.
+    """
+
+    id = fields.BigIntField(primary_key=True)
+    slot_start = fields.DatetimeField()
+    seat = fields.IntField()
+    appointment: fields.OneToOneRelation[Appointment] = fields.OneToOneField(
+        "models.Appointment", related_name="seat", on_delete=fields.CASCADE
+    )
+    appointment_id: int
+
+    class Meta:
+        table = "appointment_seat"
+        unique_together = (("slot_start", "seat"),)
+
+
+class ReminderStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    SKIPPED = "skipped"
+
+
+class AppointmentReminder(Model):
+    """One reminder of one appointment's plan; pending until it is sent (exactly once) or skipped.
+
+    `send_after` starts as `due_at` and moves to the end of quiet hours when a reminder is held.
+    `message_id` is the outbox row queued in the same transaction that marked it sent.
+    """
+
+    id = fields.BigIntField(primary_key=True)
+    appointment: fields.ForeignKeyRelation[Appointment] = fields.ForeignKeyField(
+        "models.Appointment", related_name="reminders", on_delete=fields.CASCADE
+    )
+    appointment_id: int
+    plan = fields.IntField()
+    offset_minutes = fields.IntField()
+    due_at = fields.DatetimeField()
+    send_after = fields.DatetimeField(db_index=True)
+    status = fields.CharEnumField(ReminderStatus, max_length=8, db_index=True)
+    reason = fields.CharField(max_length=128, null=True)
+    """Why it was skipped or held."""
+    sent_at = fields.DatetimeField(null=True)
+    message_id = fields.BigIntField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "appointment_reminder"
+        unique_together = (("appointment", "plan", "offset_minutes"),)
+
+
+class AppointmentChange(Model):
+    """One change of an appointment's status or time, written in the transaction that made it."""
+
+    id = fields.BigIntField(primary_key=True)
+    appointment: fields.ForeignKeyRelation[Appointment] = fields.ForeignKeyField(
+        "models.Appointment", related_name="history", on_delete=fields.CASCADE
+    )
+    appointment_id: int
+    from_status = fields.CharField(max_length=16, null=True)
+    to_status = fields.CharField(max_length=16)
+    from_starts_at = fields.DatetimeField(null=True)
+    to_starts_at = fields.DatetimeField(null=True)
+    source = fields.CharEnumField(ChangeSource, max_length=8)
+    changed_at = fields.DatetimeField()
+
+    class Meta:
+        table = "appointment_change"

@@ -1,0 +1,1 @@
+"""Repair appointments: slots, booking, reminders, and the chat actions."""

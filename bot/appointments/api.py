@@ -1,0 +1,198 @@
+"""The appointments API for staff and the shop's system: POST/GET /api/appointments,
+GET/PATCH /api/appointments/{id}. The orders API's keys (`bot apikeys add NAME`) and error style.
+
+Thin on purpose: authenticate, validate (422 naming each field), hand over to the AppointmentService.
+A full slot is 409; a time that is not the start of a slot on an open day is 422 on `starts_at`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import date, datetime, time
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from bot.appointments.schemas import (
+    FIELDS,
+    PATCH_FIELDS,
+    AppointmentIn,
+    AppointmentOut,
+    AppointmentPatch,
+    AppointmentQuery,
+    field_errors,
+)
+from bot.appointments.service import AppointmentService, NotBookable, SlotTaken, StaffChange, ends_at
+from bot.db.models import Appointment
+from bot.orders.keys import verify_key
+
+log = logging.getLogger(__name__)
+
+APPOINTMENTS = web.AppKey("appointments", AppointmentService)
+Body = TypeVar("Body", bound=BaseModel)
+NOT_A_SLOT = "not the start of a slot on an open day (see appointments.opening_hours and slot_minutes)"
+
+
+async def create(request: web.Request) -> web.Response:
+    service = request.app[APPOINTMENTS]
+    data = await _validated(request, AppointmentIn, FIELDS)
+    try:
+        appointment = await service.create(
+            phone=data.customer_phone,
+            name=data.customer_name,
+            starts_at=data.starts_at,
+            duration_minutes=data.duration_minutes,
+            device_model=data.device_model,
+            order_number=data.order_number,
+            notes=data.notes,
+            status=data.status,
+        )
+    except NotBookable:
+        return _field_error("starts_at", NOT_A_SLOT)
+    except SlotTaken:
+        return _error(409, "that slot is full")
+    log.info("appointment %s booked via API", appointment.id)
+    return await _appointment_response(service, appointment.id, status=201)
+
+
+async def update(request: web.Request) -> web.Response:
+    service = request.app[APPOINTMENTS]
+    patch = await _validated(request, AppointmentPatch, PATCH_FIELDS)
+    change = StaffChange(
+        status=patch.status,
+        starts_at=patch.starts_at,
+        notes=patch.notes,
+        notes_given="notes" in patch.model_fields_set,
+    )
+    try:
+        appointment = await service.change(_id(request), change)
+    except NotBookable:
+        return _field_error("starts_at", NOT_A_SLOT)
+    except SlotTaken:
+        return _error(409, "that slot is full")
+    if appointment is None:
+        return _error(404, "no appointment with this id")
+    log.info("appointment %s updated via API", appointment.id)
+    return await _appointment_response(service, appointment.id, status=200)
+
+
+async def show(request: web.Request) -> web.Response:
+    await _authenticate(request)
+    service = request.app[APPOINTMENTS]
+    return await _appointment_response(service, _id(request), status=200)
+
+
+async def listing(request: web.Request) -> web.Response:
+    await _authenticate(request)
+    service = request.app[APPOINTMENTS]
+    try:
+        query = AppointmentQuery.model_validate(dict(request.query))
+    except ValidationError as exc:
+        return _invalid(exc, ("phone", "from", "to"))
+    found = await service.search(query.phone, _moment(query.start, service), _moment(query.end, service))
+    body = [_out(appointment, service).model_dump(mode="json") for appointment in found]
+    return web.Response(text=_dumps(body), content_type="application/json")
+
+
+async def _appointment_response(
+    service: AppointmentService, appointment_id: int, status: int
+) -> web.Response:
+    appointment = await service.get(appointment_id)
+    if appointment is None:
+        return _error(404, "no appointment with this id")
+    return web.Response(
+        text=_out(appointment, service).model_dump_json(), status=status, content_type="application/json"
+    )
+
+
+def _out(appointment: Appointment, service: AppointmentService) -> AppointmentOut:
+    """Times in the shop's zone; the reminders of the current plan; history oldest first."""
+    zone = service.zone
+    return AppointmentOut(
+        id=appointment.id,
+        customer_phone=appointment.customer_phone,
+        customer_name=appointment.customer_name,
+        starts_at=appointment.starts_at.astimezone(zone),
+        ends_at=ends_at(appointment).astimezone(zone),
+        duration_minutes=appointment.duration_minutes,
+        device_model=appointment.device_model,
+        order_number=appointment.order_number,
+        status=str(appointment.status),
+        notes=appointment.notes,
+        created_at=appointment.created_at,
+        updated_at=appointment.updated_at,
+        reminders=[
+            r for r in sorted(appointment.reminders, key=lambda r: r.due_at) if r.plan == appointment.plan
+        ],
+        history=sorted(appointment.history, key=lambda change: change.id),
+    )
+
+
+def _moment(value: datetime | date | None, service: AppointmentService) -> datetime | None:
+    """A date is the start of that day in the shop's zone."""
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.combine(value, time(), tzinfo=service.zone)
+
+
+def _id(request: web.Request) -> int:
+    text = request.match_info["id"]
+    if not text.isdigit():
+        raise web.HTTPNotFound(
+            text='{"error": "no appointment with this id"}', content_type="application/json"
+        )
+    return int(text)
+
+
+async def _authenticate(request: web.Request) -> None:
+    header = request.headers.get("Authorization", "")
+    key = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+    if not key or await verify_key(key) is None:
+        raise web.HTTPUnauthorized(
+            text='{"error": "missing, unknown or revoked API key"}',
+            content_type="application/json",
+            headers={"WWW-Authenticate": 'Bearer realm="appointments"'},
+        )
+
+
+async def _validated(request: web.Request, model: type[Body], fields: tuple[str, ...]) -> Body:
+    await _authenticate(request)
+    raw = await request.read()
+    try:
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        if any(error["type"] == "json_invalid" for error in exc.errors()):
+            raise web.HTTPBadRequest(
+                text='{"error": "the body is not valid JSON"}', content_type="application/json"
+            ) from None
+        raise web.HTTPUnprocessableEntity(
+            text=_invalid(exc, fields).text, content_type="application/json"
+        ) from None
+
+
+def _invalid(exc: ValidationError, fields: tuple[str, ...]) -> web.Response:
+    body = {"error": "invalid appointment", "errors": [e.model_dump() for e in field_errors(exc, fields)]}
+    return web.Response(text=_dumps(body), status=422, content_type="application/json")
+
+
+def _field_error(field: str, message: str) -> web.Response:
+    body = {"error": "invalid appointment", "errors": [{"field": field, "message": message}]}
+    return web.Response(text=_dumps(body), status=422, content_type="application/json")
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def _dumps(body: Any) -> str:
+    return json.dumps(body, ensure_ascii=False)
+
+
+def add_routes(app: web.Application, service: AppointmentService) -> None:
+    app[APPOINTMENTS] = service
+    app.router.add_post("/api/appointments", create)
+    app.router.add_get("/api/appointments", listing)
+    app.router.add_get("/api/appointments/{id}", show)
+    app.router.add_patch("/api/appointments/{id}", update)

@@ -1,0 +1,290 @@
+"""The reminder scheduler: due reminders → the `appointment_reminder` template, each exactly once.
+
+It runs inside `bot serve` and looks every `appointments.check_seconds`. Exactly once, across restarts
+and several processes, comes from the database, never from memory: a due reminder is claimed by locking
+its row (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite serves one process and its write transactions are
+exclusive), and in that SAME transaction it is marked sent (an update that only succeeds on a row still
+pending) and its message is queued as an outbox row. A crash before the commit leaves it pending, a
+commit leaves it sent with its message: there is no moment in which it is one without the other.
+
+What happens to a due reminder (decided at the moment it is handled, and shown by `bot reminders due`):
+- the appointment was cancelled, completed or moved → skipped (moving plans new reminders);
+- the appointment has started → skipped, however late the reminder is (the server may have been down);
+- several reminders of one appointment are due at once (after downtime) → only the nearest one is sent;
+- inside quiet hours → held until they end, unless they end at or after the appointment's start: then it
+  is sent at once, because a reminder during quiet hours is better than none before the visit;
+- otherwise → sent, late or not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, time
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from tortoise.transactions import in_transaction
+
+from bot.appointments.dates import day_label, time_label
+from bot.appointments.service import ACTIVE, utc_now
+from bot.appointments.slots import next_wall_time
+from bot.db import is_sqlite
+from bot.db.models import Appointment, AppointmentReminder, Customer, Message, ReminderStatus
+from bot.inbox import outbound_row
+from bot.loops import finish
+from bot.settings import Settings
+from bot.templates import load_templates
+from bot.whatsapp.outbound import Template
+
+log = logging.getLogger(__name__)
+
+REMINDER_TEMPLATE = "appointment_reminder"
+BATCH_SIZE = 100
+BUTTONS = ("confirm", "reschedule", "cancel")
+YOUR_DEVICE = {"en": "your device", "es": "tu dispositivo", "zh": "您的设备"}
+"""{{3}} when the appointment names no device (a template parameter may not be empty)."""
+
+Clock = Callable[[], datetime]
+QuietHours = tuple[time, time] | None
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Literal["send", "hold", "skip"]
+    reason: str | None = None
+    until: datetime | None = None
+    """hold: when quiet hours end."""
+
+
+def decide(
+    reminder: AppointmentReminder,
+    appointment: Appointment,
+    now: datetime,
+    quiet: QuietHours,
+    zone: ZoneInfo,
+    nearer_due: bool = False,
+) -> Decision:
+    """What to do with a reminder that is due at `now` (see the module's docstring)."""
+    if reminder.plan != appointment.plan:
+        return Decision("skip", "appointment moved")
+    if appointment.status not in ACTIVE:
+        return Decision("skip", f"appointment {appointment.status}")
+    if appointment.starts_at <= now:
+        return Decision("skip", "appointment has started")
+    if nearer_due:
+        return Decision("skip", "a nearer reminder is due")
+    if quiet is not None and in_quiet_hours(now.astimezone(zone).time(), quiet):
+        ends = next_wall_time(now, quiet[1], zone)
+        if ends < appointment.starts_at:
+            return Decision("hold", "quiet hours", until=ends)
+        return Decision("send", "quiet hours end too late")
+    return Decision("send")
+
+
+def in_quiet_hours(wall: time, quiet: tuple[time, time]) -> bool:
+    start, end = quiet
+    if start < end:
+        return start <= wall < end
+    return wall >= start or wall < end  # wraps midnight: 21:00-08:00
+
+
+def reminder_message(appointment: Appointment, language: str, zone: ZoneInfo) -> Template:
+    """`appointment_reminder`: {{1}} the date, {{2}} the time (both in the customer's language and the
+    shop's zone), {{3}} the device; quick replies Confirm, Reschedule, Cancel carry `appt:<verb>:<id>`."""
+    local = appointment.starts_at.astimezone(zone)
+    base = language.split("_")[0].split("-")[0].lower()
+    device = appointment.device_model or YOUR_DEVICE.get(base, YOUR_DEVICE["en"])
+    return Template(
+        name=REMINDER_TEMPLATE,
+        language=language,
+        body_params=(day_label(local.date(), language), time_label(local, language), device),
+        button_payloads=tuple(f"appt:{verb}:{appointment.id}" for verb in BUTTONS),
+    )
+
+
+class ReminderClaims(ABC):
+    """How due reminders and their appointments are taken, per database. Call inside a transaction."""
+
+    @abstractmethod
+    async def due(self, now: datetime, limit: int) -> list[AppointmentReminder]: ...
+
+    @abstractmethod
+    async def appointments(self, ids: Sequence[int]) -> dict[int, Appointment]: ...
+
+
+class SqliteReminderClaims(ReminderClaims):
+    """One process per SQLite file, whose write transactions are exclusive: plain reads."""
+
+    async def due(self, now: datetime, limit: int) -> list[AppointmentReminder]:
+        return (
+            await AppointmentReminder.filter(status=ReminderStatus.PENDING, send_after__lte=now)
+            .order_by("send_after", "id")
+            .limit(limit)
+        )
+
+    async def appointments(self, ids: Sequence[int]) -> dict[int, Appointment]:
+        return {a.id: a for a in await Appointment.filter(id__in=list(ids))}
+
+
+class PostgresReminderClaims(ReminderClaims):
+    """Several processes on one database: rows another worker holds are skipped, never waited for. An
+    appointment being changed right now (locked) is left for the next round, so a reminder never goes out
+    for a change it has not seen, and no lock order can deadlock."""
+
+    async def due(self, now: datetime, limit: int) -> list[AppointmentReminder]:
+        return (
+            await AppointmentReminder.filter(status=ReminderStatus.PENDING, send_after__lte=now)
+            .order_by("send_after", "id")
+            .limit(limit)
+            .select_for_update(skip_locked=True)
+        )
+
+    async def appointments(self, ids: Sequence[int]) -> dict[int, Appointment]:
+        locked = await Appointment.filter(id__in=list(ids)).select_for_update(skip_locked=True)
+        return {a.id: a for a in locked}
+
+
+def reminder_claims_for(database_url: str) -> ReminderClaims:
+    return SqliteReminderClaims() if is_sqlite(database_url) else PostgresReminderClaims()
+
+
+class ReminderScheduler:
+    """Sends due reminders; `run_once()` handles everything due now, `start()`/`stop()` the loop."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        claims: ReminderClaims | None = None,
+        clock: Clock = utc_now,
+        on_queued: Callable[[], None] = lambda: None,
+        batch_size: int = BATCH_SIZE,
+    ) -> None:
+        self.rules = settings.appointments
+        self.zone = ZoneInfo(settings.shop.timezone)
+        self._default_language = settings.shop.default_language
+        catalog, _ = load_templates(settings.templates_dir)  # problems are reported with the flows'
+        template = catalog.get(REMINDER_TEMPLATE)
+        self._template_languages = frozenset(template.languages) if template else frozenset()
+        self._claims = claims or reminder_claims_for(settings.database_url)
+        self._clock = clock
+        self._on_queued = on_queued
+        self._batch_size = batch_size
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="reminder-scheduler")
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def stop(self) -> None:
+        """Finish the batch in hand (never cancel mid-transaction: see bot/loops.py), then end."""
+        self._stopping = True
+        self._wakeup.set()
+        await finish(self._task)
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            self._wakeup.clear()
+            try:
+                await self.run_once()
+            except Exception:
+                log.exception("reminder run failed; trying again at the next check")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), self.rules.check_seconds)
+
+    async def run_once(self) -> int:
+        """Handle every reminder due now, batch by batch; returns how many were queued for sending."""
+        queued = 0
+        while not self._stopping:
+            handled, sent = await self._batch()
+            queued += sent
+            if handled < self._batch_size:
+                break
+        if queued:
+            self._on_queued()
+        return queued
+
+    async def _batch(self) -> tuple[int, int]:
+        now = self._clock().astimezone(UTC)  # the database compares times as stored: in UTC
+        sent = 0
+        async with in_transaction():
+            due = await self._claims.due(now, self._batch_size)
+            if not due:
+                return 0, 0
+            appointments = await self._claims.appointments(sorted({r.appointment_id for r in due}))
+            mine = [r for r in due if r.appointment_id in appointments]
+            pending = await AppointmentReminder.filter(  # all of them, not just this batch's
+                appointment_id__in=list(appointments), status=ReminderStatus.PENDING, due_at__lte=now
+            )
+            phones = {a.customer_phone for a in appointments.values()}
+            languages = dict(await Customer.filter(wa_id__in=list(phones)).values_list("wa_id", "language"))
+            for reminder in mine:
+                appointment = appointments[reminder.appointment_id]
+                nearer = superseded(reminder, pending, now)
+                decision = decide(reminder, appointment, now, self.rules.quiet_hours, self.zone, nearer)
+                language = str(languages.get(appointment.customer_phone) or self._default_language)
+                if await self._carry_out(reminder, appointment, decision, now, language):
+                    sent += 1
+        return len(due), sent
+
+    async def _carry_out(
+        self,
+        reminder: AppointmentReminder,
+        appointment: Appointment,
+        decision: Decision,
+        now: datetime,
+        language: str,
+    ) -> bool:
+        """Inside the claiming transaction; the updates only touch a row that is still pending."""
+        still_pending = AppointmentReminder.filter(id=reminder.id, status=ReminderStatus.PENDING)
+        if decision.action == "hold":
+            assert decision.until is not None
+            await still_pending.update(send_after=decision.until, reason=decision.reason)
+            return False
+        if decision.action == "skip":
+            await still_pending.update(status=ReminderStatus.SKIPPED, reason=decision.reason)
+            log.info(
+                "reminder %s of appointment %s skipped: %s", reminder.id, appointment.id, decision.reason
+            )
+            return False
+        if not await still_pending.update(status=ReminderStatus.SENT, sent_at=now, reason=decision.reason):
+            return False  # someone else sent it: nothing is queued twice
+        row = self._message_row(appointment, language, now)
+        await row.save()
+        await AppointmentReminder.filter(id=reminder.id).update(message_id=row.id)
+        log.info(
+            "reminder %s (%s min) of appointment %s queued",
+            reminder.id,
+            reminder.offset_minutes,
+            appointment.id,
+        )
+        return True
+
+    def _message_row(self, appointment: Appointment, language: str, now: datetime) -> Message:
+        template_language = language
+        if self._template_languages and language not in self._template_languages:
+            template_language = self._default_language
+        message = reminder_message(appointment, template_language, self.zone)
+        row = outbound_row(appointment.customer_phone, message, reply_to=None, now=now)
+        row.order_id = appointment.order_id
+        return row
+
+
+def superseded(reminder: AppointmentReminder, pending: Sequence[AppointmentReminder], at: datetime) -> bool:
+    """Whether a nearer reminder of the same appointment and plan is also due at `at` (after downtime,
+    or when quiet hours held both): then only the nearest is worth sending."""
+    return any(
+        other.appointment_id == reminder.appointment_id
+        and other.plan == reminder.plan
+        and other.offset_minutes < reminder.offset_minutes
+        and other.due_at <= at
+        for other in pending
+    )
