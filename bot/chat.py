@@ -88,7 +88,8 @@ def render_message(reply: Reply) -> list[str]:
         extra = message.caption or message.filename
         return [f"[{kind}] {source}" + (f" — {extra}" if extra else "")]
     if isinstance(message, Template):
-        return [f"[template {message.name}] " + " | ".join(message.body_params)]
+        lines = [f"[template {message.name}] " + " | ".join(message.body_params)]
+        return lines + [f"  {i}) {choice.title}" for i, choice in enumerate(reply.choices, 1)]
     if isinstance(message, Reaction):
         return [f"[reaction {message.emoji or '(removed)'}]"]
     return [str(message)]

@@ -23,9 +23,14 @@ from typing import Any, Literal
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
+from bot.appointments.reminders import ReminderScheduler, reminder_claims_for
 from bot.db import close_db, init_db
 from bot.db.claims import claims_for
 from bot.db.models import (
+    Appointment,
+    AppointmentChange,
+    AppointmentReminder,
+    AppointmentSeat,
     Conversation,
     ConversationTimer,
     Customer,
@@ -41,8 +46,9 @@ from bot.inbox import InboxConfig, InboxWorker
 from bot.intake import inbound_row
 from bot.outbox import OutboxConfig, OutboxWorker
 from bot.settings import Settings
+from bot.templates import TemplateCatalog
 from bot.whatsapp.client import WhatsAppClient
-from bot.whatsapp.outbound import OUTBOUND_ADAPTER, Buttons, ListMessage, OutboundMessage
+from bot.whatsapp.outbound import OUTBOUND_ADAPTER, Buttons, ListMessage, OutboundMessage, Template
 from bot.whatsapp.simulated import SimulatedCloudAPI
 from bot.whatsapp.types import parse_notification
 from bot.wiring import build_engine, load_flow_set, registered_actions
@@ -104,6 +110,8 @@ class Reply:
     wamid: str | None = None
     error_code: int | None = None
     error_title: str | None = None
+    template_buttons: tuple[str, ...] = ()
+    """A template's quick-reply titles (from templates/), in the order of its payloads."""
 
     @property
     def refused(self) -> bool:
@@ -115,6 +123,11 @@ class Reply:
 
     @property
     def choices(self) -> tuple[Choice, ...]:
+        if isinstance(self.message, Template):
+            return tuple(
+                Choice(payload, title)
+                for payload, title in zip(self.message.button_payloads, self.template_buttons, strict=False)
+            )
         return choices_of(self.message)
 
 
@@ -151,6 +164,7 @@ class Simulator:
         self._flows = flows
         self._tempdir: str | None = None
         self._ids = itertools.count(1)
+        self._templates: TemplateCatalog | None = None
         self._run = secrets.token_hex(4)
 
     @property
@@ -182,6 +196,10 @@ class Simulator:
             on_queued=lambda: None,
             clock=self.clock,
         )
+        self.reminders = ReminderScheduler(
+            self.settings, reminder_claims_for(self._database_url), clock=self.clock
+        )
+        self._templates = flows.templates
         for phone, last in await Customer.exclude(last_inbound_at=None).values_list(
             "wa_id", "last_inbound_at"
         ):
@@ -234,7 +252,11 @@ class Simulator:
     async def catch_up(self) -> None:
         """What the running workers would have done by now: due timers fired, queued replies sent."""
         for _ in range(MAX_ROUNDS):
-            moved = await self.inbox.fire_timers() + await self.inbox.process_batch()
+            moved = (
+                await self.inbox.fire_timers()
+                + await self.reminders.run_once()
+                + await self.inbox.process_batch()
+            )
             if not moved:
                 break
         await self._send_due()
@@ -259,7 +281,7 @@ class Simulator:
         query = Message.filter(Q(id__gt=last) | Q(id__in=queued), message_direction=Direction.OUTBOUND)
         if phone is not None:
             query = query.filter(customer_phone=phone)
-        return [_reply(row) for row in await query.order_by("id")]
+        return [_reply(row, self._templates) for row in await query.order_by("id")]
 
     async def last_sent(self, phone: str) -> list[Reply]:
         """This customer's delivered replies, newest first (a chat resumed from the database)."""
@@ -272,7 +294,7 @@ class Simulator:
             .order_by("-id")
             .limit(20)
         )
-        return [_reply(row) for row in rows]
+        return [_reply(row, self._templates) for row in rows]
 
     def new_media_id(self) -> str:
         """An id like the ones Meta gives inbound media (nothing is behind it here)."""
@@ -309,6 +331,10 @@ class Simulator:
                 EarlyStatus,
                 Message,
                 OrderStatusChange,
+                AppointmentChange,
+                AppointmentReminder,
+                AppointmentSeat,
+                Appointment,
                 Order,
             ):
                 await model.all().delete()
@@ -410,14 +436,21 @@ class SimCustomer:
                     self._tappable, self._tappable_wamid = reply.choices, reply.wamid
 
 
-def _reply(row: Message) -> Reply:
+def _reply(row: Message, templates: TemplateCatalog | None) -> Reply:
+    message = OUTBOUND_ADAPTER.validate_python(row.payload)
+    buttons: tuple[str, ...] = ()
+    found = templates.get(message.name) if templates is not None and isinstance(message, Template) else None
+    if found is not None and isinstance(message, Template):
+        by_language = found.buttons.get(message.language) or next(iter(found.buttons.values()), [])
+        buttons = tuple(by_language)
     return Reply(
         phone=row.customer_phone,
-        message=OUTBOUND_ADAPTER.validate_python(row.payload),
+        message=message,
         status=str(row.delivery_status),
         wamid=row.whatsapp_message_id,
         error_code=row.error_code,
         error_title=row.error_title,
+        template_buttons=buttons,
     )
 
 

@@ -21,6 +21,7 @@ from bot.engine.schema import LANGUAGE, flow_error
 
 PARAMETER = re.compile(r"\{\{\s*(\d+)\s*\}\}")
 TEMPLATE_NAME = re.compile(r"^[a-z0-9_]{1,512}$")
+QUICK_REPLY_TITLE_MAX = 25
 
 
 def parameter_count(body: str) -> int:
@@ -63,6 +64,8 @@ class TemplateFile(BaseModel):
     """Language code -> the body text with {{1}}, {{2}} ... parameters."""
     examples: list[str] = []
     """One example value per parameter: Meta asks for them when the template is submitted."""
+    buttons: dict[str, list[Annotated[str, Field(min_length=1, max_length=QUICK_REPLY_TITLE_MAX)]]] = {}
+    """Quick-reply button titles per language, in order (the flow sends one payload per button)."""
 
     @model_validator(mode="after")
     def _one_example_per_parameter(self) -> TemplateFile:

@@ -52,10 +52,10 @@ def test_a_second_run_continues_where_the_first_left_off(
 ) -> None:
     first = chat(tmp_path, monkeypatch, capsys, "hola\n", "--phone", "15550005555", "--lang", "es")
     assert "1) Estado" in first
-    # the same customer: "2" picks the second button of the menu the first run ended on, in Spanish
-    second = chat(tmp_path, monkeypatch, capsys, "2\nblah\n", "--phone", "15550005555")
+    # the same customer: "3" picks the third button of the menu the first run ended on, in Spanish
+    second = chat(tmp_path, monkeypatch, capsys, "3\nblah\n", "--phone", "15550005555")
     lines = second.splitlines()
-    assert lines[0].startswith("bot: Todavía no se pueden pedir citas")
+    assert lines[0].startswith("bot: Todavía no se puede hablar con un técnico")
     assert "bot: Perdona, no te he entendido." in lines[-1]  # one miss: the count went on from state
 
 

@@ -30,8 +30,8 @@ def shop_copy(tmp_path: Path, tests: str) -> tuple[Path, Path]:
     """A flows folder with the shipped main flow and one test file."""
     directory = tmp_path / "flows"
     (directory / "tests").mkdir(parents=True)
-    for flow in ("main.yaml", "orders.yaml"):
-        shutil.copy(REPO / "flows" / flow, directory / flow)
+    for flow in (REPO / "flows").glob("*.yaml"):
+        shutil.copy(flow, directory / flow.name)
     test_file = directory / "tests" / "mine.yaml"
     test_file.write_text(tests)
     return directory, test_file
@@ -55,9 +55,9 @@ tests:
       - send: hi
         expect:
           - buttons: [Repair status, Appointment, Technician]
-      - tap: Appointment
+      - tap: Technician
         expect:
-          - contains: "Booking an appointment"
+          - contains: "Chatting with a technician"
           - contains: "Hola Ana"
   - name: this one passes
     turns:
@@ -78,9 +78,9 @@ def test_a_failing_test_prints_the_conversation_with_the_difference_marked(
     marked = lines.index('>>> expected: contains "Hola Ana" — got: "Hi Ana! 👋 What can we do for you?"')
     # the conversation up to the difference: both turns and every reply before it
     assert lines[marked - 6 : marked] == [
-        "you: [tap] Appointment",
-        "bot: Booking an appointment here isn't available yet, sorry! 📅 Please call or visit the shop "
-        "and we'll find a time for you.",
+        "you: [tap] Technician",
+        "bot: Chatting with a technician here isn't available yet, sorry! 🙋 Please call or visit the shop; "
+        "our technicians are happy to help.",
         "bot: Hi Ana! 👋 What can we do for you?",
         "1) Repair status",
         "2) Appointment",
@@ -209,8 +209,8 @@ def test_a_timeout_fires_in_a_flow_test(tmp_path: Path, capsys: pytest.CaptureFi
 def test_no_tests_folder_is_not_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     directory = tmp_path / "empty"
     directory.mkdir()
-    for flow in ("main.yaml", "orders.yaml"):
-        shutil.copy(REPO / "flows" / flow, directory / flow)
+    for flow in (REPO / "flows").glob("*.yaml"):
+        shutil.copy(flow, directory / flow.name)
     code, out = flows_test(tmp_path, capsys, directory)
     assert code == 0
     assert "no flow tests" in out

@@ -50,6 +50,13 @@ class SlotsArgs(ListArgs):
     none: str
 
 
+class CheckArgs(_Args):
+    day: str
+    slot: str
+    free: str
+    taken: str
+
+
 class BookArgs(_Args):
     day: str
     slot: str
@@ -84,6 +91,7 @@ class AppointmentActions:
     def register(self, registry: ActionRegistry) -> None:
         registry.add("appointments.days", self.days, args_model=DaysArgs, targets=("some", "none"))
         registry.add("appointments.slots", self.slots, args_model=SlotsArgs, targets=("some", "none"))
+        registry.add("appointments.check", self.check, args_model=CheckArgs, targets=("free", "taken"))
         registry.add("appointments.book", self.book, args_model=BookArgs, targets=("booked", "taken"))
         registry.add("appointments.mine", self.mine, args_model=MineArgs, targets=("none", "one", "several"))
         for name, func in (("get", self.get), ("confirm", self.confirm), ("cancel", self.cancel)):
@@ -117,6 +125,15 @@ class AppointmentActions:
             variables={"day_label": day_label(day, language)},
             next="some",
         )
+
+    async def check(self, context: ActionContext) -> ActionResult:
+        """Is the chosen day and time still free? Sets {when} to show it before booking."""
+        args = CheckArgs.model_validate(dict(context.args))
+        starts_at = self._moment(args.day, args.slot)
+        day = _day(args.day)
+        if starts_at is None or day is None or starts_at not in await self.service.free_slots(day):
+            return ActionResult(next="taken")
+        return ActionResult(variables={"when": when_label(starts_at, context.customer.language)}, next="free")
 
     async def book(self, context: ActionContext) -> ActionResult:
         from bot.appointments.service import SlotTaken

@@ -82,11 +82,7 @@ async def test_unknown_profile_name_renders_a_fallback_or_nothing(shipped: FlowS
 @pytest.mark.parametrize(
     ("event", "state"),
     [
-        (Event.of_reply("booking", "Appointment"), "appointment"),
         (Event.of_reply("human", "Technician"), "technician"),
-        (Event.of_text("I'd like to book a repair"), "appointment"),
-        (Event.of_text("Quiero una CITA"), "appointment"),
-        (Event.of_text("预约"), "appointment"),
         (Event.of_text("técnico"), "technician"),
         (Event.of_text("tecnico"), "technician"),
         (Event.of_text("Can I talk to a human?"), "technician"),
@@ -103,6 +99,29 @@ async def test_buttons_and_keywords_reach_their_state_then_the_menu(
     assert outcome.outbound[0] == Text(body=say(shipped, state))
     assert isinstance(outcome.outbound[1], Buttons)  # back at the menu, which is shown again
     assert (outcome.flow, outcome.state) == ("main", "menu")
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        Event.of_reply("booking", "Appointment"),
+        Event.of_text("I'd like to book a repair"),
+        Event.of_text("Quiero una CITA"),
+        Event.of_text("预约"),
+    ],
+)
+async def test_the_appointment_button_and_words_start_a_booking(
+    shipped: FlowSet, event: Event, tmp_path: Path
+) -> None:
+    await init_db(f"sqlite://{tmp_path / 'appointments.db'}")  # the flow reads the customer's bookings
+    try:
+        engine = Engine(shipped)
+        start = await send(engine, None, Event.of_text("hi"))
+        outcome = await send(engine, start, event)
+    finally:
+        await close_db()
+    assert outcome.flow == "appointments"
+    assert outcome.outbound[0] == Text(body=say(shipped, "offer", flow="appointments"))
 
 
 @pytest.mark.parametrize(
@@ -211,8 +230,8 @@ async def test_customers_get_their_language(shipped: FlowSet, language: str, exp
     assert isinstance(start.outbound[0], Buttons)
     titles = {"en": "Technician", "es": "Técnico", "zh": "技术员"}
     assert start.outbound[0].buttons[2].title == titles[expected]
-    outcome = await send(engine, start, Event.of_reply("booking"), customer)
-    assert outcome.outbound[0] == Text(body=say(shipped, "appointment", expected))
+    outcome = await send(engine, start, Event.of_reply("human"), customer)
+    assert outcome.outbound[0] == Text(body=say(shipped, "technician", expected))
 
 
 async def test_handle_does_not_touch_the_conversation_it_is_given(shipped: FlowSet) -> None:

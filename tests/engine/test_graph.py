@@ -129,8 +129,11 @@ def test_every_transition_of_the_shipped_flow_has_an_edge(shipped: FlowSet) -> N
     flow = shipped.flows["main"]
     for name, state in flow.states.items():
         for edge in state_edges(state, shipped.actions):
-            _, target = split_target("main", edge.target)
-            assert (node_id(text, name), node_id(text, target)) in drawn, (name, edge)
+            other, target = split_target("main", edge.target)
+            assert (node_id(text, f"main__{name}"), node_id(text, f"{other}__{target}")) in drawn, (
+                name,
+                edge,
+            )
 
 
 def test_buttons_are_labelled_with_their_title_in_the_flows_first_language(shipped: FlowSet) -> None:
@@ -156,10 +159,10 @@ def test_the_start_state_is_marked(shipped: FlowSet) -> None:
 def test_the_flow_wide_fallback_is_drawn_from_states_that_wait(shipped: FlowSet) -> None:
     text = mermaid(shipped)
     assert label_between(text, "menu", "help") == "not understood (2 in a row)"
-    help_id, booking_id = node_id(text, "help"), node_id(text, "appointment")
+    help_id, technician_id = node_id(text, "help"), node_id(text, "technician")
     assert (help_id, help_id) not in edge_map(text)  # help has a fallback of its own, without goto
-    assert (booking_id, help_id) not in edge_map(text)  # appointment moves on at once: it never misses
-    assert label_between(text, "appointment", "menu") == ""  # goto: a plain arrow
+    assert (technician_id, help_id) not in edge_map(text)  # technician moves on at once: it never misses
+    assert label_between(text, "technician", "menu") == ""  # goto: a plain arrow
 
 
 def test_the_same_flows_always_give_the_same_text(shipped: FlowSet) -> None:
