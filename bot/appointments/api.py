@@ -7,14 +7,14 @@ A full slot is 409; a time that is not the start of a slot on an open day is 422
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import date, datetime, time
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from bot.api_errors import FieldError, dumps, error_response, invalid
 from bot.appointments.schemas import (
     FIELDS,
     PATCH_FIELDS,
@@ -50,9 +50,9 @@ async def create(request: web.Request) -> web.Response:
             status=data.status,
         )
     except NotBookable:
-        return _field_error("starts_at", NOT_A_SLOT)
+        return _invalid_field("starts_at", NOT_A_SLOT)
     except SlotTaken:
-        return _error(409, "that slot is full")
+        return error_response(409, "that slot is full")
     log.info("appointment %s booked via API", appointment.id)
     return await _appointment_response(service, appointment.id, status=201)
 
@@ -69,11 +69,11 @@ async def update(request: web.Request) -> web.Response:
     try:
         appointment = await service.change(_id(request), change)
     except NotBookable:
-        return _field_error("starts_at", NOT_A_SLOT)
+        return _invalid_field("starts_at", NOT_A_SLOT)
     except SlotTaken:
-        return _error(409, "that slot is full")
+        return error_response(409, "that slot is full")
     if appointment is None:
-        return _error(404, "no appointment with this id")
+        return error_response(404, "no appointment with this id")
     log.info("appointment %s updated via API", appointment.id)
     return await _appointment_response(service, appointment.id, status=200)
 
@@ -93,7 +93,7 @@ async def listing(request: web.Request) -> web.Response:
         return _invalid(exc, ("phone", "from", "to"))
     found = await service.search(query.phone, _moment(query.start, service), _moment(query.end, service))
     body = [_out(appointment, service).model_dump(mode="json") for appointment in found]
-    return web.Response(text=_dumps(body), content_type="application/json")
+    return web.Response(text=dumps(body), content_type="application/json")
 
 
 async def _appointment_response(
@@ -101,7 +101,7 @@ async def _appointment_response(
 ) -> web.Response:
     appointment = await service.get(appointment_id)
     if appointment is None:
-        return _error(404, "no appointment with this id")
+        return error_response(404, "no appointment with this id")
     return web.Response(
         text=_out(appointment, service).model_dump_json(), status=status, content_type="application/json"
     )
@@ -173,21 +173,11 @@ async def _validated(request: web.Request, model: type[Body], fields: tuple[str,
 
 
 def _invalid(exc: ValidationError, fields: tuple[str, ...]) -> web.Response:
-    body = {"error": "invalid appointment", "errors": [e.model_dump() for e in field_errors(exc, fields)]}
-    return web.Response(text=_dumps(body), status=422, content_type="application/json")
+    return invalid("appointment", field_errors(exc, fields))
 
 
-def _field_error(field: str, message: str) -> web.Response:
-    body = {"error": "invalid appointment", "errors": [{"field": field, "message": message}]}
-    return web.Response(text=_dumps(body), status=422, content_type="application/json")
-
-
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
-
-
-def _dumps(body: Any) -> str:
-    return json.dumps(body, ensure_ascii=False)
+def _invalid_field(field: str, message: str) -> web.Response:
+    return invalid("appointment", [FieldError(field=field, message=message)])
 
 
 def add_routes(app: web.Application, service: AppointmentService) -> None:

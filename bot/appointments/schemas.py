@@ -20,8 +20,10 @@ from pydantic import (
     field_validator,
 )
 
+from bot import api_errors
+from bot.api_errors import FieldError
 from bot.db.models import AppointmentStatus
-from bot.orders.schemas import FieldError, Name, OrderNumber, Phone
+from bot.orders.schemas import Name, OrderNumber, Phone
 
 FIELDS = (
     "customer_phone",
@@ -142,15 +144,6 @@ class AppointmentOut(BaseModel):
 
 def field_errors(exc: ValidationError, fields: tuple[str, ...]) -> list[FieldError]:
     """pydantic's errors as (field, reason) pairs a person can act on (the orders API's style)."""
-    errors = []
-    for error in exc.errors(include_url=False):
-        location = ".".join(str(part) for part in error["loc"]) or "body"
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = f"unknown field; the fields are: {', '.join(fields)}"
-        elif error["type"] == "missing":
-            message = "required"
-        elif error["type"] == "timezone_aware":
-            message = "give the time with its offset, e.g. 2026-12-02T14:30:00-05:00"
-        errors.append(FieldError(field=location.split(".")[0], message=message))
-    return errors
+    return api_errors.field_errors(
+        exc, fields, {"timezone_aware": "give the time with its offset, e.g. 2026-12-02T14:30:00-05:00"}
+    )

@@ -6,13 +6,13 @@ Thin on purpose: authenticate, validate (422 naming each field), hand over to th
 
 from __future__ import annotations
 
-import json
 import logging
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from bot.api_errors import error_response, invalid
 from bot.db.models import Order, OrderSource
 from bot.orders.keys import verify_key
 from bot.orders.schemas import OrderIn, OrderOut, OrderPatch, field_errors
@@ -37,7 +37,7 @@ async def update(request: web.Request) -> web.Response:
     patch = await _validated(request, OrderPatch, service)
     change = await service.update(request.match_info["number"], patch, OrderSource.API)
     if change is None:
-        return _error(404, "no order with this number")
+        return error_response(404, "no order with this number")
     log.info("order %s updated via API", change.order.order_number)
     return await _order_response(change, status=200)
 
@@ -46,7 +46,7 @@ async def show(request: web.Request) -> web.Response:
     await _authenticate(request)
     order = await request.app[ORDERS].get(request.match_info["number"])
     if order is None:
-        return _error(404, "no order with this number")
+        return error_response(404, "no order with this number")
     return _json(_order_out(order), status=200)
 
 
@@ -71,8 +71,9 @@ async def _validated(request: web.Request, model: type[Body], service: OrderServ
             raise web.HTTPBadRequest(
                 text='{"error": "the body is not valid JSON"}', content_type="application/json"
             ) from None
-        body = {"error": "invalid order", "errors": [e.model_dump() for e in field_errors(exc)]}
-        raise web.HTTPUnprocessableEntity(text=_dumps(body), content_type="application/json") from None
+        raise web.HTTPUnprocessableEntity(
+            text=invalid("order", field_errors(exc)).text, content_type="application/json"
+        ) from None
 
 
 async def _order_response(change: OrderChange, status: int) -> web.Response:
@@ -90,14 +91,6 @@ def _order_out(order: Order) -> OrderOut:
 
 def _json(body: BaseModel, status: int) -> web.Response:
     return web.Response(text=body.model_dump_json(), status=status, content_type="application/json")
-
-
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
-
-
-def _dumps(body: Any) -> str:
-    return json.dumps(body, ensure_ascii=False)
 
 
 def add_routes(app: web.Application, service: OrderService) -> None:

@@ -22,6 +22,9 @@ from pydantic import (
     field_validator,
 )
 
+from bot import api_errors
+from bot.api_errors import FieldError
+
 ORDER_NUMBER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 PHONE_CHARACTERS = re.compile(r"^[\d\s+().-]+$")
 PHONE_DIGITS = (7, 15)  # E.164 allows at most 15 digits, country code included
@@ -159,22 +162,6 @@ class OrderOut(BaseModel):
     """What this request queued for the customer: "text", "template", or nothing."""
 
 
-class FieldError(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    field: str
-    message: str
-
-
 def field_errors(exc: ValidationError) -> list[FieldError]:
     """pydantic's errors as (field, reason) pairs a person can act on."""
-    errors = []
-    for error in exc.errors(include_url=False):
-        location = ".".join(str(part) for part in error["loc"]) or "body"
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = f"unknown field; the fields are: {', '.join(FIELDS)}"
-        elif error["type"] == "missing":
-            message = "required"
-        errors.append(FieldError(field=location, message=message))
-    return errors
+    return api_errors.field_errors(exc, FIELDS)

@@ -1,0 +1,50 @@
+"""The JSON error bodies every API of the bot answers with, in one shape a shop's system can rely on:
+`{"error": "..."}`, and for invalid input 422 `{"error": "invalid <thing>", "errors": [{"field", "message"}]}`
+naming each field in words a person can act on."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+
+class FieldError(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    field: str
+    message: str
+
+
+def field_errors(
+    exc: ValidationError, fields: Sequence[str], hints: Mapping[str, str] | None = None
+) -> list[FieldError]:
+    """pydantic's errors as (top-level field, reason) pairs; `hints` rewords an error type."""
+    errors = []
+    for error in exc.errors(include_url=False):
+        location = ".".join(str(part) for part in error["loc"]) or "body"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = f"unknown field; the fields are: {', '.join(fields)}"
+        elif error["type"] == "missing":
+            message = "required"
+        elif hints and error["type"] in hints:
+            message = hints[error["type"]]
+        errors.append(FieldError(field=location.split(".")[0], message=message))
+    return errors
+
+
+def dumps(body: Any) -> str:
+    return json.dumps(body, ensure_ascii=False)
+
+
+def invalid(what: str, errors: Sequence[FieldError]) -> web.Response:
+    body = {"error": f"invalid {what}", "errors": [error.model_dump() for error in errors]}
+    return web.Response(text=dumps(body), status=422, content_type="application/json")
+
+
+def error_response(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
