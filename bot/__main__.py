@@ -113,6 +113,16 @@ def _parser() -> argparse.ArgumentParser:
     apikeys_revoke.add_argument("name")
     apikeys_revoke.set_defaults(handler=_apikeys_revoke)
 
+    technicians = commands.add_parser("technicians", help="the people who answer handed-off chats")
+    technician_commands = technicians.add_subparsers(dest="technicians_command", required=True)
+    technicians_add = technician_commands.add_parser(
+        "add", help="create a technician; prints only their login token, once"
+    )
+    technicians_add.add_argument("name")
+    technicians_add.add_argument("--role", choices=["technician", "admin"], default="technician")
+    technicians_add.add_argument("--phone", help="their phone number (optional)")
+    technicians_add.set_defaults(handler=_technicians_add)
+
     orders = commands.add_parser("orders", help="repair orders")
     order_commands = orders.add_subparsers(dest="orders_command", required=True)
     orders_import = order_commands.add_parser(
@@ -261,6 +271,13 @@ def _apikeys_revoke(settings: Settings, args: argparse.Namespace) -> int:
     from bot.orders.commands import apikeys_revoke
 
     return asyncio.run(apikeys_revoke(settings, args.name))
+
+
+def _technicians_add(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.handoff.commands import technicians_add
+
+    logging.getLogger().setLevel(logging.WARNING)  # stdout carries the token only
+    return asyncio.run(technicians_add(settings, args.name, args.role, args.phone))
 
 
 def _orders_import(settings: Settings, args: argparse.Namespace) -> int:

@@ -18,18 +18,25 @@ from bot.appointments.reminders import ReminderScheduler
 from bot.appointments.service import AppointmentService
 from bot.db import close_db, init_db, is_sqlite
 from bot.db.claims import claims_for
+from bot.db.models import Message
 from bot.engine import Engine
+from bot.handoff import api as handoff_api
+from bot.handoff.events import EventHub
+from bot.handoff.guards import HandoffGuards
+from bot.handoff.service import HandoffDesk, history_item
 from bot.inbox import InboxConfig, InboxWorker
 from bot.intake import IntakeWriter
 from bot.orders import api as orders_api
 from bot.orders.setup import build_order_service
 from bot.outbox import OutboxConfig, OutboxWorker
+from bot.panel import add_routes as add_panel_routes
 from bot.reload import FlowWatcher
 from bot.settings import SANDBOX_APP_SECRET, Settings
+from bot.statuses import StatusChange
 from bot.whatsapp.client import HttpTransport, Transport, WhatsAppClient
 from bot.whatsapp.pacing import Pacer
 from bot.whatsapp.sandbox import SandboxTransport
-from bot.wiring import build_engine, load_flow_set
+from bot.wiring import build_engine, load_flow_set, registered_actions
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +48,16 @@ INBOX = web.AppKey("inbox", InboxWorker)
 OUTBOX = web.AppKey("outbox", OutboxWorker)
 FLOW_WATCHER = web.AppKey("flow_watcher", FlowWatcher)
 REMINDERS = web.AppKey("reminders", ReminderScheduler)
+EVENTS = web.AppKey("events", EventHub)
+HANDOFF_GUARDS = web.AppKey("handoff_guards", HandoffGuards)
 
 
 def create_app(settings: Settings) -> web.Application:
     """Build the server. Flows are loaded here, so a bad flow stops start-up with its problems."""
     app = web.Application(client_max_size=settings.server.max_body_bytes)
     app[SETTINGS] = settings
-    app[ENGINE] = build_engine(settings, load_flow_set(settings))
+    app[EVENTS] = events = EventHub()
+    app[ENGINE] = build_engine(settings, load_flow_set(settings, registered_actions(settings, events=events)))
     app[webhook.WEBHOOK_CONFIG] = webhook.WebhookConfig(
         app_secret=settings.app_secret,
         verify_token=(
@@ -65,6 +75,9 @@ def create_app(settings: Settings) -> web.Application:
     api.add_routes(app)
     orders_api.add_routes(app, build_order_service(settings, on_queued=lambda: app[OUTBOX].wake()))
     appointments_api.add_routes(app, AppointmentService(settings, on_queued=lambda: app[OUTBOX].wake()))
+    desk = HandoffDesk(settings, events, app[ENGINE], on_queued=lambda: app[OUTBOX].wake())
+    handoff_api.add_routes(app, desk, client=lambda: app[CLIENT])
+    add_panel_routes(app)
     return app
 
 
@@ -104,7 +117,7 @@ async def _whatsapp_client(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _workers(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
+    settings, events = app[SETTINGS], app[EVENTS]
     claims = claims_for(settings.database_url)
     outbox = OutboxWorker(
         app[CLIENT],
@@ -115,16 +128,26 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
             mark_read=settings.whatsapp.mark_read,
             quote_replies=settings.whatsapp.quote_replies,
         ),
+        on_recorded=lambda rows: _publish_sent(events, rows),
     )
     inbox = InboxWorker(
         app[ENGINE],
         claims,
-        InboxConfig(default_language=settings.shop.default_language),
+        InboxConfig(
+            default_language=settings.shop.default_language,
+            handoff_after_misses=settings.handoff.after_misses,
+        ),
         on_queued=outbox.wake,
         on_handled=outbox.mark_read,
+        on_human_messages=lambda rows: _publish_inbound(events, rows),
+        auto_handoff=app[handoff_api.DESK].auto_handoff,
     )
-    intake = IntakeWriter(on_committed=inbox.wake)
+    intake = IntakeWriter(
+        on_committed=inbox.wake, on_statuses=lambda changes: _publish_statuses(events, changes)
+    )
     reminders = ReminderScheduler(settings, on_queued=outbox.wake)
+    guards = HandoffGuards(settings, events, on_queued=outbox.wake)
+    app[HANDOFF_GUARDS] = guards
     app[OUTBOX], app[INBOX], app[webhook.INTAKE], app[REMINDERS] = outbox, inbox, intake, reminders
     if is_sqlite(settings.database_url):
         await outbox.release_leases()  # one process per SQLite file: whatever was claimed is ours
@@ -132,8 +155,10 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
     inbox.start()
     outbox.start()
     reminders.start()
+    guards.start()
     yield
     await intake.stop()
+    await guards.stop()
     await reminders.stop()
     await inbox.stop()
     await outbox.stop()
@@ -155,6 +180,51 @@ async def _flow_watcher(app: web.Application) -> AsyncIterator[None]:
     watcher.start()
     yield
     await watcher.stop()
+
+
+def _publish_inbound(events: EventHub, rows: list[Message]) -> None:
+    """Inbound messages of chats a person has, live to the panel."""
+    for row in rows:
+        events.publish(
+            {
+                "type": "message",
+                "phone": row.customer_phone,
+                "conversation_id": None,
+                "message": history_item(row),
+            }
+        )
+
+
+def _publish_sent(events: EventHub, rows: list[Message]) -> None:
+    if not events.listening:
+        return
+    for row in rows:
+        events.publish(
+            {
+                "type": "status",
+                "phone": row.customer_phone,
+                "message_id": row.id,
+                "wamid": row.whatsapp_message_id,
+                "status": str(row.delivery_status),
+                "error": row.error_title,
+            }
+        )
+
+
+def _publish_statuses(events: EventHub, changes: list[StatusChange]) -> None:
+    if not events.listening:
+        return
+    for change in changes:
+        events.publish(
+            {
+                "type": "status",
+                "phone": change.phone,
+                "message_id": None,
+                "wamid": change.wamid,
+                "status": change.status,
+                "error": change.error_title,
+            }
+        )
 
 
 def _announce_sandbox(settings: Settings) -> None:

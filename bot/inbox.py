@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -59,6 +59,16 @@ def apology(language: str | None) -> Text:
 class InboxConfig:
     default_language: str
     batch_size: int = BATCH_SIZE
+    handoff_after_misses: int = 0
+    """Misunderstandings in a row after which `auto_handoff` hands the chat to a person (0: never)."""
+
+
+HANDOFF_OPENED = "_handoff_opened"
+"""Set by the `handoff` action: the conversation is a person's from now on (its mode was updated)."""
+MISUNDERSTOOD = "_misunderstood"
+"""Misunderstandings in a row (Outcome.missed), kept across the fallback's goto to the help state."""
+AutoHandoff = Callable[[int, str, str, datetime], Awaitable[list[OutboundMessage]]]
+"""(conversation id, phone, language, now) -> what to tell the customer; runs inside the batch."""
 
 
 def event_for(row: Message) -> Event:
@@ -98,8 +108,12 @@ class InboxWorker:
         on_queued: Callable[[], None],
         on_handled: Callable[[Sequence[str]], None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_human_messages: Callable[[list[Message]], None] | None = None,
+        auto_handoff: AutoHandoff | None = None,
     ) -> None:
         self.engine = engine
+        self._on_human_messages = on_human_messages
+        self._auto_handoff = auto_handoff
         self._claims = claims
         self._config = config
         self._on_queued = on_queued
@@ -142,7 +156,10 @@ class InboxWorker:
             rows = await self._claims.pending_inbound(self._config.batch_size)
             if not rows:
                 return 0
-            outbound = await self._handle_rows(rows)
+            batch = await self._handle_rows(rows)
+        outbound = batch.outbound
+        if batch.human and self._on_human_messages:
+            self._on_human_messages(batch.human)
         if outbound:
             self._on_queued()
         if self._on_handled:
@@ -197,7 +214,7 @@ class InboxWorker:
             self._on_queued()
         return len(batch.conversations)
 
-    async def _handle_rows(self, rows: list[Message]) -> list[Message]:
+    async def _handle_rows(self, rows: list[Message]) -> _Batch:
         batch = _Batch(self._clock())
         customers = await _customers_for(rows)
         conversations = await _conversations_for(customers.values())
@@ -219,7 +236,7 @@ class InboxWorker:
         await Message.bulk_update(
             rows, fields=["delivery_status", "processed_at", "error_title", "updated_at"]
         )
-        return batch.outbound
+        return batch
 
     async def _handle_one(
         self, row: Message, customer: Customer, conversation: Conversation, batch: _Batch
@@ -231,6 +248,7 @@ class InboxWorker:
             customer.last_inbound_at = row.sent_at
         if conversation.mode == ConversationMode.HUMAN:
             batch.timers[conversation.id] = None  # a person has it: no bot timeout
+            batch.human.append(row)
             return "logged (a person has this conversation)"
         try:
             result = await self._run_engine(conversation, customer, event_for(row), batch.now)
@@ -247,6 +265,26 @@ class InboxWorker:
             )
             return "engine error, apology queued"
         batch.apply(conversation, customer, result, reply_to=row.whatsapp_message_id)
+        if result.variables.pop(HANDOFF_OPENED, None):
+            conversation.mode = ConversationMode.HUMAN  # the action updated the row; later rows see it
+            return f"{result.flow}.{result.state}, handed to a person"
+        after = self._config.handoff_after_misses
+        if not (self._auto_handoff and after):
+            pass
+        elif not result.missed:
+            result.variables.pop(MISUNDERSTOOD, None)
+        elif (missed := int(result.variables.get(MISUNDERSTOOD) or 0) + 1) < after:
+            result.variables[MISUNDERSTOOD] = missed
+        else:
+            result.variables.pop(MISUNDERSTOOD, None)
+            language = customer.language or self._config.default_language
+            told = await self._auto_handoff(conversation.id, customer.wa_id, language, batch.now)
+            batch.outbound.extend(
+                outbound_row(customer.wa_id, message, reply_to=row.whatsapp_message_id, now=batch.now)
+                for message in told
+            )
+            conversation.mode = ConversationMode.HUMAN
+            return f"{result.flow}.{result.state}, handed to a person after {after} misses"
         return f"{result.flow}.{result.state}, {len(result.outbound)} outbound"
 
     async def _run_engine(
@@ -273,6 +311,8 @@ class _Batch:
     timers: dict[int, ConversationTimer | None] = field(default_factory=dict)
     """Conversation id -> its timer from now on (None: none); conversations not here keep theirs."""
     outbound: list[Message] = field(default_factory=list)
+    human: list[Message] = field(default_factory=list)
+    """Inbound rows of conversations a person has: only logged, and shown to them live."""
 
     def apply(
         self, conversation: Conversation, customer: Customer, result: Outcome, *, reply_to: str | None

@@ -62,6 +62,7 @@ def status_changes(notification: Notification) -> list[StatusChange]:
                 pricing=update.pricing.model_dump(exclude_none=True) if update.pricing else None,
                 error_code=error.code if error else None,
                 error_title=error.summary if error else None,
+                phone=update.recipient_id,
             )
         )
     return changes
@@ -70,9 +71,14 @@ def status_changes(notification: Notification) -> list[StatusChange]:
 class IntakeWriter:
     """Commits notifications in groups; `on_committed` wakes the inbox worker."""
 
-    def __init__(self, on_committed: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        on_committed: Callable[[], None],
+        on_statuses: Callable[[list[StatusChange]], None] | None = None,
+    ) -> None:
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()  # None: stop
         self._on_committed = on_committed
+        self._on_statuses = on_statuses
         self._task: asyncio.Task[None] | None = None
 
     async def write(self, notification: Notification) -> int:
@@ -123,6 +129,10 @@ class IntakeWriter:
                     pending.done.set_result(None)
             if size:
                 self._on_committed()
+            if self._on_statuses:
+                changes = [change for pending in batch for change in pending.statuses]
+                if changes:
+                    self._on_statuses(changes)
 
     @staticmethod
     async def _commit(batch: list[_Pending]) -> None:

@@ -82,8 +82,15 @@ class _Group:
 
 class OutboxWorker:
     def __init__(
-        self, client: WhatsAppClient, claims: Claims, config: OutboxConfig, clock: Clock = utc_now
+        self,
+        client: WhatsAppClient,
+        claims: Claims,
+        config: OutboxConfig,
+        clock: Clock = utc_now,
+        on_recorded: Callable[[list[Message]], None] | None = None,
     ) -> None:
+        self._on_recorded = on_recorded
+        """After send results are committed (live status in the technician panel)."""
         self._client = client
         self._claims = claims
         self._config = config
@@ -279,6 +286,8 @@ class OutboxWorker:
             # Meta accepted is never forgotten and sent again
             self._results[:0] = rows
             raise
+        if self._on_recorded:
+            self._on_recorded(rows)
 
     async def settle(self) -> None:
         """Wait for the sends in flight and write their results (tests; a graceful stop)."""

@@ -230,6 +230,23 @@ class AppointmentSettings(_Section):
         return value
 
 
+class HandoffSettings(_Section):
+    """Chats handed to a person (bot/handoff/): when it happens automatically and the guards' limits."""
+
+    after_misses: int = Field(default=4, ge=0, le=50)
+    """Misunderstandings in a row after which a person takes over; 0: never automatically."""
+    unclaimed_minutes: float = Field(default=10, gt=0)
+    """A waiting chat nobody claimed this long gets an apology and the offer to leave a message."""
+    idle_minutes: float = Field(default=30, gt=0)
+    """A claimed chat with no message either way this long goes back to the bot."""
+    minutes_per_chat: float = Field(default=5, gt=0)
+    """The wait the customer is told: this many minutes for each chat waiting, theirs included."""
+    working_hours: dict[Weekday, list[TimeRange]] | None = None
+    """When technicians answer, per weekday; null: the appointments' opening hours and closed days."""
+    check_seconds: float = Field(default=30, gt=0, le=60)
+    """How often `bot serve` runs the guards."""
+
+
 class Secrets(_Section):
     """Credentials from the environment, under the names Meta's Cloud API set-up guides use."""
 
@@ -257,6 +274,7 @@ class Settings(_Section):
     outbox: OutboxSettings = OutboxSettings()
     orders: OrderSettings = OrderSettings()
     appointments: AppointmentSettings = AppointmentSettings()
+    handoff: HandoffSettings = HandoffSettings()
     secrets: Secrets = Field(default_factory=Secrets, exclude=True)
     base_dir: Path = Field(default=Path("."), exclude=True)
 

@@ -31,12 +31,15 @@ from bot.db.models import (
     AppointmentChange,
     AppointmentReminder,
     AppointmentSeat,
+    AuditEvent,
     Conversation,
     ConversationTimer,
     Customer,
     DeliveryStatus,
     Direction,
     EarlyStatus,
+    Handoff,
+    HandoffNote,
     Message,
     Order,
     OrderStatusChange,
@@ -316,6 +319,8 @@ class Simulator:
                 "id", flat=True
             )
             await ConversationTimer.filter(conversation_id__in=list(conversation_ids)).delete()
+            for model in (AuditEvent, HandoffNote, Handoff):
+                await model.filter(conversation_id__in=list(conversation_ids)).delete()
             await Conversation.filter(id__in=list(conversation_ids)).delete()
             await Customer.filter(id__in=list(customer_ids)).delete()
             await Message.filter(customer_phone=phone).delete()
@@ -325,6 +330,9 @@ class Simulator:
         """An empty database and the clock at `start`: each flow test begins from nothing."""
         async with in_transaction():
             for model in (
+                AuditEvent,
+                HandoffNote,
+                Handoff,
                 ConversationTimer,
                 Conversation,
                 Customer,

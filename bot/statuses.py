@@ -43,6 +43,8 @@ class StatusChange:
     pricing: dict[str, Any] | None = None
     error_code: int | None = None
     error_title: str | None = None
+    phone: str | None = None
+    """The recipient, when Meta names one (shown live to the technician who has the chat)."""
 
 
 def apply_status(message: Message, change: StatusChange) -> bool:

@@ -6,21 +6,30 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from bot.engine import ActionRegistry, Engine, FlowProblem, FlowSet, check_flows, load_flows
 from bot.settings import Settings
 
+if TYPE_CHECKING:
+    from bot.handoff.events import EventHub
+
 Clock = Callable[[], datetime]
 
 
-def registered_actions(settings: Settings, clock: Clock | None = None) -> ActionRegistry:
+def registered_actions(
+    settings: Settings, clock: Clock | None = None, events: EventHub | None = None
+) -> ActionRegistry:
     """Every action flows may `call` (the order, appointment and handoff modules register theirs).
 
     `clock`: what "now" is for actions that care (free appointment times); the simulator's, in tests.
+    `events`: where the handoff action announces a new waiting chat (the server's live events).
     """
     from bot.appointments.actions import AppointmentActions
     from bot.appointments.service import AppointmentService
+    from bot.handoff.actions import HandoffActions
+    from bot.handoff.service import HandoffDesk
     from bot.orders.actions import OrderActions
     from bot.orders.setup import build_status_notifier
 
@@ -28,7 +37,14 @@ def registered_actions(settings: Settings, clock: Clock | None = None) -> Action
     OrderActions(build_status_notifier(settings)).register(registry)
     appointments = AppointmentService(settings, clock=clock) if clock else AppointmentService(settings)
     AppointmentActions(appointments, ZoneInfo(settings.shop.timezone)).register(registry)
+    HandoffActions(HandoffDesk(settings, events, clock=clock or _utc_now), clock).register(registry)
     return registry
+
+
+def _utc_now() -> datetime:
+    from datetime import UTC
+
+    return datetime.now(UTC)
 
 
 def load_flow_set(settings: Settings, actions: ActionRegistry | None = None) -> FlowSet:

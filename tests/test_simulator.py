@@ -114,7 +114,7 @@ async def test_a_turn_takes_the_real_path_and_is_logged(tmp_path: Path) -> None:
         customer = await Customer.get(wa_id=PHONE)
         assert (customer.profile_name, customer.language) == ("Ana", "es")
         assert customer.last_inbound_at == START
-        assert len(simulator.api.delivered(PHONE)) == 3
+        assert len(simulator.api.delivered(PHONE)) == 2  # the menu, then the wait for a technician
         with pytest.raises(ChoiceError):
             await ana.taps("Nothing like this")
 

@@ -367,3 +367,111 @@ class AppointmentChange(Model):
 
     class Meta:
         table = "appointment_change"
+
+
+class TechnicianRole(StrEnum):
+    TECHNICIAN = "technician"
+    ADMIN = "admin"
+
+
+class Technician(Model):
+    """A person who answers chats in the panel; logs in with a token stored only as its SHA-256 hex."""
+
+    id = fields.IntField(primary_key=True)
+    name = fields.CharField(max_length=128, unique=True)
+    phone = fields.CharField(max_length=32, null=True)
+    role = fields.CharEnumField(TechnicianRole, max_length=16, default=TechnicianRole.TECHNICIAN)
+    active = fields.BooleanField(default=True)
+    token_hash = fields.CharField(max_length=64, unique=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "technician"
+
+
+class HandoffStatus(StrEnum):
+    WAITING = "waiting"
+    CLAIMED = "claimed"
+    RELEASED = "released"
+
+
+class Handoff(Model):
+    """One stretch of a conversation with a person: waiting → claimed → released.
+
+    At most one open (waiting or claimed) per conversation, enforced by bot/handoff/service.py inside a
+    transaction that locks the conversation row; a claim is one conditional UPDATE on status='waiting'.
+    """
+
+    id = fields.BigIntField(primary_key=True)
+    conversation: fields.ForeignKeyRelation[Conversation] = fields.ForeignKeyField(
+        "models.Conversation", related_name="handoffs", on_delete=fields.CASCADE
+    )
+    conversation_id: int
+    customer_phone = fields.CharField(max_length=32, db_index=True)
+    status = fields.CharEnumField(HandoffStatus, max_length=12, db_index=True)
+    technician: fields.ForeignKeyNullableRelation[Technician] = fields.ForeignKeyField(
+        "models.Technician", related_name="handoffs", null=True, on_delete=fields.SET_NULL
+    )
+    technician_id: int | None
+    reason = fields.CharField(max_length=64)
+    requested_at = fields.DatetimeField()
+    claimed_at = fields.DatetimeField(null=True)
+    last_activity_at = fields.DatetimeField(null=True)
+    released_at = fields.DatetimeField(null=True)
+    apologized_at = fields.DatetimeField(null=True)
+    """When the unclaimed guard told the customer nobody could answer yet (once per handoff)."""
+
+    class Meta:
+        table = "handoff"
+
+
+class HandoffNote(Model):
+    """An internal note on a chat: shown to technicians in its history, never sent to the customer."""
+
+    id = fields.BigIntField(primary_key=True)
+    handoff: fields.ForeignKeyNullableRelation[Handoff] = fields.ForeignKeyField(
+        "models.Handoff", related_name="notes", null=True, on_delete=fields.SET_NULL
+    )
+    handoff_id: int | None
+    conversation: fields.ForeignKeyRelation[Conversation] = fields.ForeignKeyField(
+        "models.Conversation", related_name="notes", on_delete=fields.CASCADE
+    )
+    conversation_id: int
+    technician: fields.ForeignKeyNullableRelation[Technician] = fields.ForeignKeyField(
+        "models.Technician", related_name="notes", null=True, on_delete=fields.SET_NULL
+    )
+    technician_id: int | None
+    text = fields.TextField()
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "handoff_note"
+
+
+class AuditKind(StrEnum):
+    CLAIM = "claim"
+    RELEASE = "release"
+    TRANSFER = "transfer"
+    GUARD_UNCLAIMED = "guard_unclaimed"
+    GUARD_IDLE = "guard_idle"
+    HANDOFF = "handoff"
+
+
+class AuditEvent(Model):
+    """Who took, passed on or gave back which chat, and what the guards did: append only."""
+
+    id = fields.BigIntField(primary_key=True)
+    kind = fields.CharEnumField(AuditKind, max_length=16, db_index=True)
+    technician: fields.ForeignKeyNullableRelation[Technician] = fields.ForeignKeyField(
+        "models.Technician", related_name="audit_events", null=True, on_delete=fields.SET_NULL
+    )
+    technician_id: int | None
+    conversation: fields.ForeignKeyRelation[Conversation] = fields.ForeignKeyField(
+        "models.Conversation", related_name="audit_events", on_delete=fields.CASCADE
+    )
+    conversation_id: int
+    details: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
+    at = fields.DatetimeField(db_index=True)
+
+    class Meta:
+        table = "audit_event"

@@ -102,6 +102,8 @@ class Outcome:
     """The state reached has `on: timeout`: the caller sets a timer for this long from now."""
     language: str | None = None
     """The customer chose this language: the caller remembers it on the customer."""
+    missed: bool = False
+    """The event was not understood (a fallback answered it): the inbox counts these in a row."""
 
 
 class ActionError(Exception):
@@ -197,6 +199,7 @@ class _Run:
         self.outbound: list[wa.OutboundMessage] = []
         self.new_language: str | None = None
         self.silent = False
+        self.missed = False
         """A silent timeout: the states it enters say nothing."""
         self.languages: tuple[str, ...] = ()
         self.set_language(customer.language, chosen=False)
@@ -213,7 +216,7 @@ class _Run:
     def outcome(self, flow: str, state: str) -> Outcome:
         timeout = self.flows.flows[flow].states[state].on
         wait = timeout.timeout.after if timeout is not None and timeout.timeout is not None else None
-        return Outcome(flow, state, self.variables, self.outbound, wait, self.new_language)
+        return Outcome(flow, state, self.variables, self.outbound, wait, self.new_language, self.missed)
 
     async def first(self, event: Event) -> tuple[str, str]:
         """A new customer's first message: answered when the start state understands it ("what are
@@ -298,6 +301,7 @@ class _Run:
         spec = states[state].fallback or self.flows.flows[flow].fallback
         misses = self.variables.get(MISSES, 0)
         misses = (misses if isinstance(misses, int) else 0) + 1
+        self.missed = True
         if spec is not None and spec.goto is not None and misses >= (spec.after or 1):
             self.variables.pop(MISSES, None)
             return await self.enter(*self.flows.machines[flow].fire(state, FALLBACK))

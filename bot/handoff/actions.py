@@ -1,0 +1,43 @@
+"""The `handoff` action flows call: the chat goes to a person, and `{wait_text}` says how long it takes.
+
+It runs inside the inbox's transaction, like every action: the conversation's mode, the open handoff
+and its audit event commit together with the inbound message that asked for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+from bot.db.models import Conversation
+from bot.engine import ActionContext, ActionError, ActionRegistry, ActionResult
+from bot.handoff.service import HandoffDesk, utc_now
+from bot.inbox import HANDOFF_OPENED
+
+
+class HandoffArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = "asked"
+    """Shown in the technicians' queue (the menu's button: "asked")."""
+
+
+class HandoffActions:
+    def __init__(self, desk: HandoffDesk, clock: Callable[[], datetime] | None = None) -> None:
+        self.desk = desk
+        self._clock = clock
+
+    def register(self, registry: ActionRegistry) -> None:
+        registry.add("handoff", self.handoff, args_model=HandoffArgs)
+
+    async def handoff(self, context: ActionContext) -> ActionResult:
+        args = HandoffArgs.model_validate(dict(context.args))
+        phone = context.customer.wa_id
+        conversation = await Conversation.filter(customer__wa_id=phone).first()
+        if conversation is None:
+            raise ActionError(f"no conversation for {phone}")
+        now = self._clock() if self._clock is not None else utc_now()
+        text = await self.desk.request(conversation.id, phone, context.customer.language, args.reason, now)
+        return ActionResult(variables={"wait_text": text, HANDOFF_OPENED: True})

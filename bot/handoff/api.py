@@ -1,0 +1,308 @@
+"""The technician API under /api/tech/ (bearer token from `bot technicians add`), and its WebSocket.
+
+Routes (JSON in and out; errors are `{"error": "..."}` with 401, 403, 404, 409 or 422):
+  GET  /api/tech/me                          the technician the token belongs to
+  GET  /api/tech/technicians                 active technicians (whom a chat can be transferred to)
+  GET  /api/tech/queue                       waiting chats, longest wait first
+  GET  /api/tech/chats                       chats claimed by me (admin: by anyone)
+  POST /api/tech/chats/{phone}/claim         take a chat; 409 when someone else has it
+  GET  /api/tech/chats/{phone}/messages      the chat, its window and its history (notes included)
+  POST /api/tech/chats/{phone}/messages      {"text"} or {"template", "params"}; only the owner
+  POST /api/tech/chats/{phone}/media         multipart `file` (+ optional `caption`); only the owner
+  POST /api/tech/chats/{phone}/notes         {"text"}: internal, never sent
+  POST /api/tech/chats/{phone}/transfer      {"technician_id"}
+  POST /api/tech/chats/{phone}/release       {"flow"?, "state"?}: back to the bot
+  GET  /api/tech/ws?token=...                live events (bot/handoff/events.py)
+
+Thin on purpose: authenticate, validate, hand over to the HandoffDesk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from aiohttp import BodyPartReader, WSMsgType, web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from bot.api_errors import error_response, field_errors, invalid
+from bot.db.models import Handoff, HandoffStatus, Technician
+from bot.handoff.service import OPEN, DeskError, HandoffDesk, is_admin
+from bot.handoff.tokens import verify_token
+from bot.whatsapp.client import WhatsAppClient
+from bot.whatsapp.errors import GraphError
+from bot.whatsapp.outbound import OutboundMessage, Text
+
+log = logging.getLogger(__name__)
+
+DESK = web.AppKey("handoff_desk", HandoffDesk)
+SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("handoff_sockets")
+WA_CLIENT: web.AppKey[Callable[[], WhatsAppClient]] = web.AppKey("handoff_client")
+
+MB = 1024 * 1024
+IMAGE_TYPES = {"image/jpeg": 5 * MB, "image/png": 5 * MB}
+DOCUMENT_TYPES = {
+    mime: 100 * MB
+    for mime in (
+        "application/pdf",
+        "text/plain",
+        "application/msword",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "application/vnd.ms-excel",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "application/vnd.ms-powerpoint",
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    )
+}
+MEDIA_LIMITS = {**IMAGE_TYPES, **DOCUMENT_TYPES}
+HEARTBEAT_SECONDS = 25.0
+
+Body = TypeVar("Body", bound=BaseModel)
+Handler = Callable[[web.Request, Technician], Awaitable[Any]]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class SendIn(_In):
+    text: str | None = Field(default=None, min_length=1, max_length=4096)
+    template: str | None = Field(default=None, min_length=1, max_length=512)
+    params: list[str] = []
+
+    @model_validator(mode="after")
+    def _one(self) -> SendIn:
+        if (self.text is None) == (self.template is None):
+            raise ValueError("give either text or template")
+        return self
+
+
+class NoteIn(_In):
+    text: str = Field(min_length=1, max_length=4000)
+
+
+class TransferIn(_In):
+    technician_id: int
+
+
+class ReleaseIn(_In):
+    flow: str | None = None
+    state: str | None = None
+
+
+def technician_out(technician: Technician) -> dict[str, Any]:
+    return {
+        "id": technician.id,
+        "name": technician.name,
+        "phone": technician.phone,
+        "role": str(technician.role),
+        "active": technician.active,
+    }
+
+
+async def authenticate(request: web.Request) -> Technician:
+    header = request.headers.get("Authorization", "")
+    token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+    technician = await verify_token(token) if token else None
+    if technician is None:
+        raise web.HTTPUnauthorized(
+            text='{"error": "missing, unknown or inactive technician token"}',
+            content_type="application/json",
+            headers={"WWW-Authenticate": 'Bearer realm="technicians"'},
+        )
+    return technician
+
+
+def route(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Authenticate, run, answer JSON; a DeskError becomes its status and `{"error", ...}`."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        technician = await authenticate(request)
+        try:
+            result = await handler(request, technician)
+        except DeskError as exc:
+            return web.json_response({"error": exc.message, **exc.extra}, status=exc.status)
+        return web.json_response(result)
+
+    return wrapped
+
+
+async def validated(request: web.Request, model: type[Body]) -> Body:
+    raw = await request.read()
+    try:
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        if any(error["type"] == "json_invalid" for error in exc.errors()):
+            raise web.HTTPBadRequest(
+                text='{"error": "the body is not valid JSON"}', content_type="application/json"
+            ) from None
+        fields = list(model.model_fields)
+        raise web.HTTPUnprocessableEntity(
+            text=invalid("request", field_errors(exc, fields)).text, content_type="application/json"
+        ) from None
+
+
+async def me(request: web.Request, technician: Technician) -> dict[str, Any]:
+    return technician_out(technician)
+
+
+async def technicians(request: web.Request, technician: Technician) -> list[dict[str, Any]]:
+    return [technician_out(t) for t in await Technician.filter(active=True).order_by("name")]
+
+
+async def queue(request: web.Request, technician: Technician) -> list[dict[str, Any]]:
+    return await request.app[DESK].queue()
+
+
+async def chats(request: web.Request, technician: Technician) -> list[dict[str, Any]]:
+    return await request.app[DESK].chats(technician)
+
+
+async def claim(request: web.Request, technician: Technician) -> dict[str, Any]:
+    return await request.app[DESK].claim(technician, request.match_info["phone"])
+
+
+async def history(request: web.Request, technician: Technician) -> dict[str, Any]:
+    return await request.app[DESK].history(technician, request.match_info["phone"])
+
+
+async def send(request: web.Request, technician: Technician) -> dict[str, Any]:
+    desk, phone = request.app[DESK], request.match_info["phone"]
+    body = await validated(request, SendIn)
+    message: OutboundMessage
+    if body.template is not None:
+        chat = await desk.owned_chat(technician, phone, free_form=False)
+        message = desk.template(chat.customer, body.template, body.params)
+    else:
+        assert body.text is not None
+        message = Text(body=body.text)
+    return await desk.send(technician, phone, message)
+
+
+async def media(request: web.Request, technician: Technician) -> dict[str, Any]:
+    """Upload to the Cloud API's media endpoint, then queue a message that sends it by id."""
+    desk, phone = request.app[DESK], request.match_info["phone"]
+    await desk.owned_chat(technician, phone, free_form=True)  # refuse before reading megabytes
+    if not request.content_type.startswith("multipart/"):
+        raise DeskError(422, "send the file as multipart/form-data in a field named 'file'")
+    reader = await request.multipart()
+    data: bytearray | None = None
+    mime, filename, caption = "", "file", None
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            continue
+        if part.name == "caption":
+            caption = (await part.text())[:1024]
+        elif part.name == "file":
+            mime = (part.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+            filename = part.filename or "file"
+            limit = MEDIA_LIMITS.get(mime)
+            if limit is None:
+                raise DeskError(
+                    422,
+                    f"files of type '{mime or 'unknown'}' cannot be sent",
+                    {"allowed": sorted(MEDIA_LIMITS)},
+                )
+            data = bytearray()
+            while chunk := await part.read_chunk():
+                data.extend(chunk)
+                if len(data) > limit:
+                    raise DeskError(422, f"{mime} files can be at most {limit // MB} MB")
+    if not data:
+        raise DeskError(422, "no file: send it in a multipart field named 'file'")
+    try:
+        media_id = await request.app[WA_CLIENT]().upload_media(bytes(data), mime, filename)
+    except GraphError as exc:
+        raise DeskError(502, f"the upload to WhatsApp failed: {exc}") from None
+    return await desk.send(technician, phone, desk.media(media_id, mime, filename, caption))
+
+
+async def note(request: web.Request, technician: Technician) -> dict[str, Any]:
+    body = await validated(request, NoteIn)
+    return await request.app[DESK].note(technician, request.match_info["phone"], body.text)
+
+
+async def transfer(request: web.Request, technician: Technician) -> dict[str, Any]:
+    body = await validated(request, TransferIn)
+    return await request.app[DESK].transfer(technician, request.match_info["phone"], body.technician_id)
+
+
+async def release(request: web.Request, technician: Technician) -> dict[str, Any]:
+    body = await validated(request, ReleaseIn)
+    return await request.app[DESK].release(technician, request.match_info["phone"], body.flow, body.state)
+
+
+async def visible(technician: Technician, event: dict[str, Any]) -> bool:
+    """Admins see every event; technicians the queue, and the messages of waiting chats and their own."""
+    if is_admin(technician) or event.get("type") == "queue":
+        return True
+    phone = event.get("phone")
+    if not phone:
+        return False
+    handoff = await Handoff.filter(customer_phone=phone, status__in=list(OPEN)).first()
+    return handoff is not None and (
+        handoff.status == HandoffStatus.WAITING or handoff.technician_id == technician.id
+    )
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    """Live events as JSON text frames; the first is `{"type": "hello", "technician": {...}}`."""
+    token = request.query.get("token", "")
+    technician = await verify_token(token) if token else None
+    if technician is None:
+        return error_response(401, "missing, unknown or inactive technician token")
+    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_SECONDS)
+    await ws.prepare(request)
+    request.app[SOCKETS].add(ws)
+    with request.app[DESK].events.subscription() as events:
+        await ws.send_json({"type": "hello", "technician": technician_out(technician)})
+        incoming = asyncio.create_task(_drain(ws))
+        try:
+            while not ws.closed:
+                next_event = asyncio.create_task(events.get())
+                done, _ = await asyncio.wait({next_event, incoming}, return_when=asyncio.FIRST_COMPLETED)
+                if next_event not in done:
+                    next_event.cancel()
+                    break
+                event = next_event.result()
+                if await visible(technician, event):
+                    await ws.send_json(event)
+        finally:
+            incoming.cancel()
+            request.app[SOCKETS].discard(ws)
+    return ws
+
+
+async def _drain(ws: web.WebSocketResponse) -> None:
+    """Read (and ignore) what the panel sends, so pings, pongs and the close are handled."""
+    async for message in ws:
+        if message.type == WSMsgType.ERROR:
+            break
+
+
+async def _close_sockets(app: web.Application) -> None:
+    sockets: set[web.WebSocketResponse] = app[SOCKETS]
+    for ws in tuple(sockets):
+        await ws.close(code=1001, message=b"server shutting down")
+
+
+def add_routes(app: web.Application, desk: HandoffDesk, client: Callable[[], WhatsAppClient]) -> None:
+    app[DESK] = desk
+    app[WA_CLIENT] = client
+    app[SOCKETS] = set()
+    app.on_shutdown.append(_close_sockets)
+    add = app.router
+    add.add_get("/api/tech/me", route(me))
+    add.add_get("/api/tech/technicians", route(technicians))
+    add.add_get("/api/tech/queue", route(queue))
+    add.add_get("/api/tech/chats", route(chats))
+    add.add_post("/api/tech/chats/{phone}/claim", route(claim))
+    add.add_get("/api/tech/chats/{phone}/messages", route(history))
+    add.add_post("/api/tech/chats/{phone}/messages", route(send))
+    add.add_post("/api/tech/chats/{phone}/media", route(media))
+    add.add_post("/api/tech/chats/{phone}/notes", route(note))
+    add.add_post("/api/tech/chats/{phone}/transfer", route(transfer))
+    add.add_post("/api/tech/chats/{phone}/release", route(release))
+    add.add_get("/api/tech/ws", websocket)

@@ -1,0 +1,61 @@
+"""Live events for the technician panel: an in-process hub the WebSocket `/api/tech/ws` reads from.
+
+Event shapes (JSON objects, one per WebSocket text frame):
+
+- `{"type": "message", "phone": str, "conversation_id": int | null, "message": HistoryItem}`
+  an inbound message in a conversation a person has, or a technician's outbound message when queued.
+- `{"type": "status", "phone": str | null, "message_id": int | null, "wamid": str | null,
+    "status": "sent" | "delivered" | "read" | "failed", "error": str | null}`
+  an outbound message's delivery status changed (the outbox's send, or a status webhook).
+- `{"type": "queue", "action": "waiting" | "claimed" | "transferred" | "released" | "apologized",
+    "phone": str, "conversation_id": int, "handoff_id": int, "technician_id": int | null,
+    "reason": str | null}`
+  the queue or a chat's owner changed; refetch `GET /api/tech/queue` and `/api/tech/chats`.
+
+HistoryItem is what `GET /api/tech/chats/{phone}/messages` lists (see bot/handoff/api.py).
+Events are best effort: a slow subscriber loses its oldest events rather than holding up the bot, and
+the panel reloads the lists from the API when it (re)connects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+QUEUE_SIZE = 1000
+
+
+class EventHub:
+    """publish() never blocks and never fails; subscribers each get their own bounded queue."""
+
+    def __init__(self) -> None:
+        self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+
+    @property
+    def listening(self) -> bool:
+        return bool(self._subscribers)
+
+    def publish(self, event: dict[str, Any]) -> None:
+        for queue in list(self._subscribers):
+            if queue.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+            queue.put_nowait(event)
+
+    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
+        self._subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        self._subscribers.discard(queue)
+
+    @contextlib.contextmanager
+    def subscription(self) -> Iterator[asyncio.Queue[dict[str, Any]]]:
+        queue = self.subscribe()
+        try:
+            yield queue
+        finally:
+            self.unsubscribe(queue)

@@ -1,0 +1,155 @@
+"""The handoff guards: nobody claims a waiting chat → the customer gets an apology and the offer to leave
+a message (once per handoff); a claimed chat silent both ways too long → back to the bot, with a note
+to the technician. Runs inside `bot serve` every `handoff.check_seconds`; `run_once()` with a clock in
+tests. Each change is one transaction with a conditional update, so two processes never do it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from tortoise.transactions import in_transaction
+
+from bot.db.models import (
+    AuditEvent,
+    AuditKind,
+    Conversation,
+    Customer,
+    Direction,
+    Handoff,
+    HandoffNote,
+    HandoffStatus,
+    Message,
+)
+from bot.handoff.events import EventHub
+from bot.handoff.service import HandoffDesk, queue_event, utc_now
+from bot.handoff.texts import IDLE_NOTE, UNCLAIMED, pick
+from bot.inbox import outbound_row
+from bot.loops import finish
+from bot.settings import Settings
+from bot.whatsapp.outbound import Text
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+class HandoffGuards:
+    def __init__(
+        self,
+        settings: Settings,
+        events: EventHub | None = None,
+        clock: Clock = utc_now,
+        on_queued: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.rules = settings.handoff
+        self._default_language = settings.shop.default_language
+        self.events = events if events is not None else EventHub()
+        self._clock = clock
+        self._on_queued = on_queued
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="handoff-guards")
+
+    async def stop(self) -> None:
+        """Finish the round in hand (never cancel mid-transaction: see bot/loops.py), then end."""
+        self._stopping = True
+        self._wakeup.set()
+        await finish(self._task)
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            self._wakeup.clear()
+            try:
+                await self.run_once()
+            except Exception:
+                log.exception("handoff guards failed; trying again at the next check")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), self.rules.check_seconds)
+
+    async def run_once(self) -> tuple[int, int]:
+        """(apologies queued, idle chats given back) as of the clock."""
+        now = self._clock()
+        apologized = await self._unclaimed(now)
+        released = await self._idle(now)
+        if apologized:
+            self._on_queued()
+        return apologized, released
+
+    async def _unclaimed(self, now: datetime) -> int:
+        limit = now - timedelta(minutes=self.rules.unclaimed_minutes)
+        done = 0
+        due = await Handoff.filter(status=HandoffStatus.WAITING, apologized_at=None, requested_at__lte=limit)
+        for handoff in due:
+            async with in_transaction():
+                marked = await Handoff.filter(
+                    id=handoff.id, status=HandoffStatus.WAITING, apologized_at=None
+                ).update(apologized_at=now)
+                if not marked:
+                    continue
+                language = await Customer.filter(wa_id=handoff.customer_phone).values_list(
+                    "language", flat=True
+                )
+                text = pick(
+                    UNCLAIMED, str(language[0] if language and language[0] else self._default_language)
+                )
+                await outbound_row(handoff.customer_phone, Text(body=text), reply_to=None, now=now).save()
+                await AuditEvent.create(
+                    kind=AuditKind.GUARD_UNCLAIMED,
+                    conversation_id=handoff.conversation_id,
+                    details={"handoff_id": handoff.id, "minutes": self.rules.unclaimed_minutes},
+                    at=now,
+                )
+            done += 1
+            self.events.publish(queue_event("apologized", handoff))
+        return done
+
+    async def _idle(self, now: datetime) -> int:
+        limit = now - timedelta(minutes=self.rules.idle_minutes)
+        done = 0
+        for handoff in await Handoff.filter(status=HandoffStatus.CLAIMED):
+            latest = await (
+                Message.filter(customer_phone=handoff.customer_phone, message_direction=Direction.INBOUND)
+                .order_by("-id")
+                .limit(1)
+                .values_list("received_at", flat=True)
+            )
+            last_inbound: datetime | None = latest[0] if latest else None  # type: ignore[assignment]
+            activity = max(
+                (t for t in (handoff.last_activity_at, handoff.claimed_at, last_inbound) if t is not None),
+                default=handoff.requested_at,
+            )
+            if activity > limit:
+                continue
+            async with in_transaction():
+                conversation = await Conversation.get_or_none(id=handoff.conversation_id)
+                still = await Handoff.filter(
+                    id=handoff.id, status=HandoffStatus.CLAIMED, technician_id=handoff.technician_id
+                ).exists()
+                if conversation is None or not still:
+                    continue
+                await HandoffDesk._give_back(conversation, handoff, now)
+                await HandoffNote.create(
+                    handoff_id=handoff.id,
+                    conversation_id=handoff.conversation_id,
+                    technician_id=handoff.technician_id,
+                    text=IDLE_NOTE.format(minutes=self.rules.idle_minutes),
+                    created_at=now,
+                )
+                await AuditEvent.create(
+                    kind=AuditKind.GUARD_IDLE,
+                    technician_id=handoff.technician_id,
+                    conversation_id=handoff.conversation_id,
+                    details={"handoff_id": handoff.id, "minutes": self.rules.idle_minutes},
+                    at=now,
+                )
+            done += 1
+            self.events.publish(queue_event("released", handoff, by="guard_idle"))
+        return done

@@ -1,0 +1,225 @@
+"""The technician API end to end: the real server, a fake Graph API, customers writing over webhooks."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from bot.db.models import (
+    AuditEvent,
+    Conversation,
+    ConversationMode,
+    Direction,
+    Handoff,
+    HandoffStatus,
+    Message,
+    TechnicianRole,
+)
+from bot.handoff.tokens import create_technician
+from tests.helpers import BotFactory, eventually, post_webhook, text_notification
+
+PHONE = "15550007777"
+Client = TestClient[web.Request, web.Application]
+
+
+async def say(client: Client, text: str, wamid: str, phone: str = PHONE) -> None:
+    response = await post_webhook(client, text_notification(phone, wamid, text))
+    assert response.status == 200
+
+
+async def handled(wamid: str) -> bool:
+    row = await Message.get_or_none(whatsapp_message_id=wamid)
+    return row is not None and row.processed_at is not None
+
+
+async def waiting_chat(client: Client, phone: str = PHONE) -> None:
+    """A customer asks for a person: the chat waits in the queue."""
+    await say(client, "hi", f"wamid.{phone}.1", phone)
+    await say(client, "I want a human please", f"wamid.{phone}.2", phone)
+    await eventually(lambda: handled(f"wamid.{phone}.2"))
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def outbound_texts(phone: str = PHONE) -> list[str | None]:
+    rows = await Message.filter(customer_phone=phone, message_direction=Direction.OUTBOUND).order_by("id")
+    return [row.message_content for row in rows]
+
+
+async def test_no_token_a_bad_token_or_an_inactive_one_gets_401(bot_client: BotFactory) -> None:
+    client = await bot_client()
+    gone, gone_token = await create_technician("Gone")
+    gone.active = False
+    await gone.save()
+    for headers in ({}, bearer("rt_nope"), bearer("nope"), bearer(gone_token)):
+        for method, path in (("GET", "/api/tech/queue"), ("POST", f"/api/tech/chats/{PHONE}/claim")):
+            response = await client.request(method, path, headers=headers)
+            assert response.status == 401, (method, path, headers)
+    response = await client.get("/api/tech/ws")
+    assert response.status == 401
+    _, token = await create_technician("Ana")
+    response = await client.get("/api/tech/me", headers=bearer(token))
+    assert (await response.json())["name"] == "Ana"
+
+
+async def test_the_engine_is_silent_while_a_person_has_the_chat(bot_client: BotFactory) -> None:
+    client = await bot_client()
+    await waiting_chat(client)
+    conversation = await Conversation.get(customer__wa_id=PHONE)
+    assert conversation.mode == ConversationMode.HUMAN
+    texts = await outbound_texts()
+    assert "technician will answer" in (texts[-1] or "") or "technicians are away" in (texts[-1] or "")
+    _, token = await create_technician("Ana")
+    response = await client.get("/api/tech/queue", headers=bearer(token))
+    [queued] = await response.json()
+    assert queued["phone"] == PHONE and queued["reason"] == "asked" and queued["waiting_seconds"] >= 0
+    async with client.ws_connect(f"/api/tech/ws?token={token}") as ws:
+        hello = await ws.receive_json(timeout=5)
+        assert hello["type"] == "hello"
+        before = len(texts)
+        await say(client, "menu", f"wamid.{PHONE}.3")
+        await eventually(lambda: handled(f"wamid.{PHONE}.3"))
+        event = await ws.receive_json(timeout=5)
+        assert event["type"] == "message" and event["message"]["content"] == "menu"
+    assert len(await outbound_texts()) == before  # logged and shown, never answered
+    assert await AuditEvent.filter(kind="handoff").count() == 1
+
+
+async def test_two_technicians_racing_to_claim_one_wins(bot_client: BotFactory) -> None:
+    client = await bot_client()
+    await waiting_chat(client)
+    _, ana = await create_technician("Ana")
+    _, ben = await create_technician("Ben")
+    first, second = await asyncio.gather(
+        client.post(f"/api/tech/chats/{PHONE}/claim", headers=bearer(ana)),
+        client.post(f"/api/tech/chats/{PHONE}/claim", headers=bearer(ben)),
+    )
+    assert sorted([first.status, second.status]) == [200, 409]
+    handoff = await Handoff.get(customer_phone=PHONE)
+    assert handoff.status == HandoffStatus.CLAIMED
+    assert await AuditEvent.filter(kind="claim").count() == 1
+    response = await client.get("/api/tech/queue", headers=bearer(ana))
+    assert await response.json() == []
+
+
+async def test_another_technicians_chat_is_closed_to_a_technician_but_not_to_an_admin(
+    bot_client: BotFactory,
+) -> None:
+    client = await bot_client()
+    await waiting_chat(client)
+    ana_row, ana = await create_technician("Ana")
+    _, ben = await create_technician("Ben")
+    _, boss = await create_technician("Boss", TechnicianRole.ADMIN)
+    assert (await client.post(f"/api/tech/chats/{PHONE}/claim", headers=bearer(ana))).status == 200
+    for method, path, body in (
+        ("GET", f"/api/tech/chats/{PHONE}/messages", None),
+        ("POST", f"/api/tech/chats/{PHONE}/messages", {"text": "hello"}),
+        ("POST", f"/api/tech/chats/{PHONE}/release", {}),
+    ):
+        response = await client.request(method, path, json=body, headers=bearer(ben))
+        assert response.status == 403, (method, path)
+    response = await client.get(f"/api/tech/chats/{PHONE}/messages", headers=bearer(boss))
+    assert response.status == 200
+    assert [c["phone"] for c in await (await client.get("/api/tech/chats", headers=bearer(boss))).json()] == [
+        PHONE
+    ]
+    assert await (await client.get("/api/tech/chats", headers=bearer(ben))).json() == []
+    # the owner writes: an outbox row carrying their id, sent by the outbox; a note is never sent
+    response = await client.post(
+        f"/api/tech/chats/{PHONE}/messages", json={"text": "Hi, Ana here"}, headers=bearer(ana)
+    )
+    assert response.status == 200, await response.text()
+    response = await client.post(
+        f"/api/tech/chats/{PHONE}/notes", json={"text": "screen only"}, headers=bearer(ana)
+    )
+    assert response.status == 200
+    row = await Message.get(message_content="Hi, Ana here")
+    assert row.technician_id == ana_row.id
+
+    async def sent() -> bool:
+        return (await Message.get(id=row.id)).delivery_status != "queued"
+
+    await eventually(sent)
+    history: dict[str, Any] = await (
+        await client.get(f"/api/tech/chats/{PHONE}/messages", headers=bearer(ana))
+    ).json()
+    kinds = [(item["kind"], item["content"]) for item in history["messages"]]
+    assert ("note", "screen only") in kinds and ("message", "Hi, Ana here") in kinds
+    assert "screen only" not in await outbound_texts()
+
+
+async def test_transfer_then_release_gives_the_chat_back_to_the_bot(bot_client: BotFactory) -> None:
+    client = await bot_client()
+    await waiting_chat(client)
+    _, ana = await create_technician("Ana")
+    ben_row, ben = await create_technician("Ben")
+    assert (await client.post(f"/api/tech/chats/{PHONE}/claim", headers=bearer(ana))).status == 200
+    response = await client.post(
+        f"/api/tech/chats/{PHONE}/transfer", json={"technician_id": ben_row.id}, headers=bearer(ana)
+    )
+    assert response.status == 200, await response.text()
+    assert (await Handoff.get(customer_phone=PHONE)).technician_id == ben_row.id
+    response = await client.post(f"/api/tech/chats/{PHONE}/messages", json={"text": "x"}, headers=bearer(ana))
+    assert response.status == 403
+    response = await client.post(
+        f"/api/tech/chats/{PHONE}/release", json={"state": "nowhere"}, headers=bearer(ben)
+    )
+    assert response.status == 422
+    response = await client.post(
+        f"/api/tech/chats/{PHONE}/release", json={"state": "menu"}, headers=bearer(ben)
+    )
+    assert response.status == 200, await response.text()
+    conversation = await Conversation.get(customer__wa_id=PHONE)
+    assert (conversation.mode, conversation.state) == (ConversationMode.BOT, "menu")
+    kinds = await AuditEvent.all().order_by("id").values_list("kind", flat=True)
+    assert list(kinds) == ["handoff", "claim", "transfer", "release"]
+    before = len(await outbound_texts())
+    await say(client, "hello", f"wamid.{PHONE}.9")
+    await eventually(lambda: handled(f"wamid.{PHONE}.9"))
+    texts = await outbound_texts()
+    assert len(texts) > before and "What can we do for you?" in (texts[-1] or "")  # the bot answers again
+
+
+async def test_free_text_outside_the_24_hour_window_is_refused_with_the_templates(
+    bot_client: BotFactory,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from bot.db.models import Customer
+
+    client = await bot_client()
+    await waiting_chat(client)
+    _, ana = await create_technician("Ana")
+    assert (await client.post(f"/api/tech/chats/{PHONE}/claim", headers=bearer(ana))).status == 200
+    await Customer.filter(wa_id=PHONE).update(last_inbound_at=datetime.now(UTC) - timedelta(hours=25))
+    response = await client.post(
+        f"/api/tech/chats/{PHONE}/messages", json={"text": "hi"}, headers=bearer(ana)
+    )
+    assert response.status == 409
+    body = await response.json()
+    assert body["error"] == "outside the 24-hour window: only a template can be sent"
+    assert isinstance(body["templates"], list)  # the approved ones the panel can offer instead
+
+
+async def test_media_is_uploaded_then_sent_by_id_and_bad_types_are_refused(bot_client: BotFactory) -> None:
+    from aiohttp import FormData
+
+    client = await bot_client()
+    await waiting_chat(client)
+    _, ana = await create_technician("Ana")
+    assert (await client.post(f"/api/tech/chats/{PHONE}/claim", headers=bearer(ana))).status == 200
+    form = FormData()
+    form.add_field("file", b"%PDF-1.4 quote", filename="quote.pdf", content_type="application/pdf")
+    response = await client.post(f"/api/tech/chats/{PHONE}/media", data=form, headers=bearer(ana))
+    assert response.status == 200, await response.text()
+    row = await Message.filter(customer_phone=PHONE, message_type="document").first()
+    assert row is not None and row.payload and row.payload["media_id"]
+    form = FormData()
+    form.add_field("file", b"MZ...", filename="virus.exe", content_type="application/x-msdownload")
+    response = await client.post(f"/api/tech/chats/{PHONE}/media", data=form, headers=bearer(ana))
+    assert response.status == 422
