@@ -23,6 +23,7 @@ from bot.engine import Engine
 from bot.handoff import api as handoff_api
 from bot.handoff.events import EventHub
 from bot.handoff.guards import HandoffGuards
+from bot.handoff.relay import Relay
 from bot.handoff.service import HandoffDesk, history_item
 from bot.inbox import InboxConfig, InboxWorker
 from bot.intake import IntakeWriter
@@ -141,6 +142,7 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
         on_handled=outbox.mark_read,
         on_human_messages=lambda rows: _publish_inbound(events, rows),
         auto_handoff=app[handoff_api.DESK].auto_handoff,
+        relay=Relay(app[handoff_api.DESK]) if settings.handoff.relay_to_whatsapp else None,
     )
     intake = IntakeWriter(
         on_committed=inbox.wake, on_statuses=lambda changes: _publish_statuses(events, changes)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tortoise.transactions import in_transaction
 
@@ -37,6 +37,10 @@ from bot.engine.machine import TIMEOUT
 from bot.loops import finish
 from bot.whatsapp.outbound import OutboundMessage, Text
 from bot.whatsapp.types import InboundMessage
+
+if TYPE_CHECKING:
+    from bot.db.models import Technician
+    from bot.handoff.relay import Relay
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +114,11 @@ class InboxWorker:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_human_messages: Callable[[list[Message]], None] | None = None,
         auto_handoff: AutoHandoff | None = None,
+        relay: Relay | None = None,
     ) -> None:
         self.engine = engine
+        self._relay = relay
+        """handoff.relay_to_whatsapp: technicians' messages go to it, never to the engine."""
         self._on_human_messages = on_human_messages
         self._auto_handoff = auto_handoff
         self._claims = claims
@@ -160,7 +167,7 @@ class InboxWorker:
         outbound = batch.outbound
         if batch.human and self._on_human_messages:
             self._on_human_messages(batch.human)
-        if outbound:
+        if outbound or batch.relayed:
             self._on_queued()
         if self._on_handled:
             self._on_handled([row.whatsapp_message_id for row in rows if row.whatsapp_message_id])
@@ -216,14 +223,19 @@ class InboxWorker:
 
     async def _handle_rows(self, rows: list[Message]) -> _Batch:
         batch = _Batch(self._clock())
-        customers = await _customers_for(rows)
+        phones = {row.customer_phone for row in rows}
+        technicians = await self._relay.technicians(phones) if self._relay else {}
+        customers = await _customers_for([row for row in rows if row.customer_phone not in technicians])
         conversations = await _conversations_for(customers.values())
         batch.customers.extend(customers.values())  # profile name and window, even when not moved
         for row in rows:
             started = time.perf_counter()
-            customer = customers[row.customer_phone]
-            conversation = conversations[customer.id]
-            outcome = await self._handle_one(row, customer, conversation, batch)
+            if (technician := technicians.get(row.customer_phone)) is not None:
+                outcome = await self._technician_row(technician, row, batch)
+            else:
+                customer = customers[row.customer_phone]
+                conversation = conversations[customer.id]
+                outcome = await self._handle_one(row, customer, conversation, batch)
             row.delivery_status = DeliveryStatus.DELIVERED
             row.processed_at = batch.now
             log.info(
@@ -238,6 +250,28 @@ class InboxWorker:
         )
         return batch
 
+    async def _technician_row(self, technician: Technician, row: Message, batch: _Batch) -> str:
+        """A technician writing to the business number (the relay): a command or a reply, no customer."""
+        assert self._relay is not None
+        batch.relayed = True
+        try:
+            batch.outbound.extend(await self._relay.technician_message(technician, row, batch.now))
+        except Exception as exc:
+            log.exception("relay failed on %s", row.whatsapp_message_id)
+            row.error_title = f"relay error: {exc!r}"[:500]
+            return "relay error"
+        return f"technician {technician.id}'s message (relay)"
+
+    async def _relayed(self, customer: Customer, row: Message, batch: _Batch, *, opened: bool) -> None:
+        """Relay on: a customer's message in a person's chat to its owner, or a new waiting chat to all."""
+        if self._relay is None:
+            return
+        relay = self._relay.handed_off if opened else self._relay.customer_message
+        try:
+            batch.outbound.extend(await relay(customer, row, batch.now))
+        except Exception:
+            log.exception("relay to technicians failed on %s", row.whatsapp_message_id)
+
     async def _handle_one(
         self, row: Message, customer: Customer, conversation: Conversation, batch: _Batch
     ) -> str:
@@ -249,6 +283,7 @@ class InboxWorker:
         if conversation.mode == ConversationMode.HUMAN:
             batch.timers[conversation.id] = None  # a person has it: no bot timeout
             batch.human.append(row)
+            await self._relayed(customer, row, batch, opened=False)
             return "logged (a person has this conversation)"
         try:
             result = await self._run_engine(conversation, customer, event_for(row), batch.now)
@@ -267,6 +302,7 @@ class InboxWorker:
         batch.apply(conversation, customer, result, reply_to=row.whatsapp_message_id)
         if result.variables.pop(HANDOFF_OPENED, None):
             conversation.mode = ConversationMode.HUMAN  # the action updated the row; later rows see it
+            await self._relayed(customer, row, batch, opened=True)
             return f"{result.flow}.{result.state}, handed to a person"
         after = self._config.handoff_after_misses
         if not (self._auto_handoff and after):
@@ -284,6 +320,7 @@ class InboxWorker:
                 for message in told
             )
             conversation.mode = ConversationMode.HUMAN
+            await self._relayed(customer, row, batch, opened=True)
             return f"{result.flow}.{result.state}, handed to a person after {after} misses"
         return f"{result.flow}.{result.state}, {len(result.outbound)} outbound"
 
@@ -313,6 +350,8 @@ class _Batch:
     outbound: list[Message] = field(default_factory=list)
     human: list[Message] = field(default_factory=list)
     """Inbound rows of conversations a person has: only logged, and shown to them live."""
+    relayed: bool = False
+    """A technician wrote (the relay): their reply may have been queued through the desk."""
 
     def apply(
         self, conversation: Conversation, customer: Customer, result: Outcome, *, reply_to: str | None

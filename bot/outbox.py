@@ -197,6 +197,8 @@ class OutboxWorker:
             windows = dict(
                 await Customer.filter(wa_id__in=list(by_phone)).values_list("wa_id", "last_inbound_at")
             )
+            for phone in by_phone.keys() - windows.keys():  # no customer: a technician (the relay)
+                windows[phone] = await _last_inbound(phone)
         return [_Group(phone, group, windows.get(phone)) for phone, group in by_phone.items()]
 
     async def _send_group(self, group: _Group) -> None:
@@ -311,6 +313,13 @@ async def _behind_nothing(rows: list[Message], now: datetime) -> list[Message]:
     for phone, row_id in waiting:
         first_waiting[phone] = min(row_id, first_waiting.get(phone, row_id))
     return [row for row in rows if row.id < first_waiting.get(row.customer_phone, row.id + 1)]
+
+
+async def _last_inbound(phone: str) -> datetime | None:
+    """When this phone last wrote to the business number, from the message log (for non-customers)."""
+    inbound = Message.filter(customer_phone=phone, message_direction=Direction.INBOUND)
+    last = await inbound.order_by("-id").first()
+    return (last.sent_at or last.received_at) if last else None
 
 
 def _fail(row: Message, now: datetime, code: int, title: str) -> None:

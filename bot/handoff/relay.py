@@ -1,0 +1,322 @@
+"""Handed-off chats relayed to the technician's own WhatsApp (`handoff.relay_to_whatsapp: true`).
+
+For a shop with no one watching the panel. A message from an active technician's phone (Technician.phone,
+digits as WhatsApp's wa_id) is the technician's, never a customer's: it never reaches the engine and
+opens no conversation. It is a command (`list`, `claim [N]`, `switch N`, `release`, `help`; Spanish
+words too) or a reply to the technician's current chat, queued to the customer from the business number
+with the technician's id, through the same HandoffDesk as the panel: one owner per chat, the same audit
+log, the customer's 24-hour window.
+
+The other way: a new waiting chat is announced to every active technician with a phone, and a customer's
+message in a claimed chat goes to its owner as "[name · +phone · order N] text". A technician whose own
+window is closed (no message from them to the business number for 24 hours) gets the approved
+`technician_relay` template instead of free text.
+
+Everything runs inside the inbox's batch transaction (the inbox asks `technicians()` before the engine),
+so each message is handled exactly once with what it caused. Which of several chats plain replies go to
+(`switch N`) is kept in memory; after a restart it is the technician's most recently claimed chat.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.db.models import (
+    Customer,
+    Direction,
+    Handoff,
+    HandoffStatus,
+    Message,
+    Order,
+    Technician,
+)
+from bot.handoff.service import OPEN, WINDOW, DeskError, HandoffDesk
+from bot.inbox import outbound_row
+from bot.whatsapp.outbound import OutboundMessage, Template, Text
+
+TEMPLATE = "technician_relay"
+CLOSED_ORDER_STATUSES = frozenset({"picked_up", "cancelled"})
+PARAM_MAX = 900
+
+HELP = (
+    "Commands: list (waiting chats and yours) · claim [N] (take waiting chat N, or the first) · "
+    "switch N (which of your chats your replies go to) · release (give the current chat back to the bot)"
+    " · help. Anything else is sent to your current customer."
+)
+OUTSIDE = "Outside the customer's 24-hour window: only a template can be sent — use the panel."
+NO_CHAT = "You have no chat right now. Send 'list' to see who is waiting, or 'claim' to take the first."
+
+COMMANDS: dict[str, str] = {
+    "list": "list",
+    "lista": "list",
+    "ls": "list",
+    "claim": "claim",
+    "take": "claim",
+    "tomar": "claim",
+    "atender": "claim",
+    "switch": "switch",
+    "cambiar": "switch",
+    "release": "release",
+    "soltar": "release",
+    "liberar": "release",
+    "help": "help",
+    "ayuda": "help",
+    "?": "help",
+}
+COMMAND = re.compile(r"^\s*(\S+)(?:\s+#?(\d+))?\s*$")
+
+
+def digits(phone: str | None) -> str:
+    return "".join(ch for ch in phone or "" if ch.isdigit())
+
+
+def minutes_since(then: datetime, now: datetime) -> str:
+    minutes = max(0, int((now - then).total_seconds() // 60))
+    return f"{minutes} min" if minutes < 120 else f"{minutes // 60} h"
+
+
+class Relay:
+    def __init__(self, desk: HandoffDesk, clock: Callable[[], datetime] | None = None) -> None:
+        self.desk = desk
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._current: dict[int, str] = {}
+        """Technician id -> the customer phone their plain replies go to."""
+        self._listed: dict[int, list[str]] = {}
+        """Technician id -> the waiting chats their last `list` numbered (what `claim N` means)."""
+        self._offered: dict[int, str] = {}
+        """Technician id -> the chat last announced to them (what a late `claim` means)."""
+
+    # --- asked by the inbox
+
+    async def technicians(self, phones: Iterable[str]) -> dict[str, Technician]:
+        """The active technicians among these senders, by wa_id."""
+        wanted = set(phones)
+        found: dict[str, Technician] = {}
+        for technician in await Technician.filter(active=True, phone__isnull=False):
+            wa_id = digits(technician.phone)
+            if wa_id in wanted:
+                found[wa_id] = technician
+        return found
+
+    async def technician_message(self, technician: Technician, row: Message, now: datetime) -> list[Message]:
+        """Inside the batch: a command or a reply from `technician`; returns what to queue to them."""
+        text = (row.message_content or "").strip()
+        match = COMMAND.match(text)
+        command = COMMANDS.get(match.group(1).lower()) if match else None
+        number = int(match.group(2)) if match and match.group(2) else None
+        answer: str | None
+        if command is not None and (number is None or command in ("claim", "switch")):
+            answer = await self._command(technician, command, number, now)
+        else:
+            answer = await self._reply(technician, row, text)
+        return [self._to_technician(technician, Text(body=answer), now)] if answer else []
+
+    async def customer_message(self, customer: Customer, row: Message, now: datetime) -> list[Message]:
+        """Inside the batch: a customer wrote in a chat a person has; relay it to the owner, if any."""
+        handoff = await Handoff.filter(
+            customer_phone=customer.wa_id, status=HandoffStatus.CLAIMED, technician_id__isnull=False
+        ).first()
+        if handoff is None:
+            return []
+        technician = await Technician.get_or_none(id=handoff.technician_id, active=True)
+        if technician is None or not digits(technician.phone):
+            return []
+        who, where = await self._label(customer)
+        body = row.message_content or f"[{row.message_type}]"
+        return [await self._relayed(technician, who, where, body, now)]
+
+    async def handed_off(self, customer: Customer, row: Message, now: datetime) -> list[Message]:
+        """Inside the batch: the chat now waits for a person; tell every active technician with a phone."""
+        who, where = await self._label(customer)
+        body = row.message_content or f"[{row.message_type}]"
+        rows = []
+        for technician in await Technician.filter(active=True, phone__isnull=False).order_by("id"):
+            if digits(technician.phone):
+                self._offered[technician.id] = customer.wa_id
+                rows.append(await self._relayed(technician, who, where, body, now, waiting=True))
+        return rows
+
+    # --- commands
+
+    async def _command(self, technician: Technician, command: str, number: int | None, now: datetime) -> str:
+        if command == "help":
+            return HELP
+        if command == "list":
+            return await self._list(technician, now)
+        if command == "claim":
+            return await self._claim_command(technician, number)
+        if command == "switch":
+            mine = await self._mine(technician)
+            if not mine:
+                return NO_CHAT
+            if number is None or not 0 < number <= len(mine):
+                return f"Give the number of one of your chats (1-{len(mine)}); send 'list'."
+            handoff = mine[number - 1]
+            self._current[technician.id] = handoff.customer_phone
+            who, where = await self._label_for(handoff.customer_phone)
+            return f"Your replies now go to {who} ({where})."
+        return await self._release(technician)
+
+    async def _release(self, technician: Technician) -> str:
+        handoff = await self._current_chat(technician)
+        if handoff is None:
+            return NO_CHAT
+        try:
+            await self.desk.release(technician, handoff.customer_phone)
+        except DeskError as exc:
+            return await self._explain(exc)
+        self._current.pop(technician.id, None)
+        who, _ = await self._label_for(handoff.customer_phone)
+        rest = await self._mine(technician)
+        after = f" You still have {len(rest)} chat(s); send 'list'." if rest else ""
+        return f"Released {who}: the bot answers them again.{after}"
+
+    async def _claim_command(self, technician: Technician, number: int | None) -> str:
+        """`claim N`: chat N of the technician's last `list`; `claim`: the first waiting, or else the one
+        last announced to them (so a late claim hears who was faster)."""
+        phone: str | None
+        if number is not None:
+            listed = self._listed.get(technician.id)
+            if listed is None:
+                listed = [handoff.customer_phone for handoff in await self._waiting()]
+            if not 0 < number <= len(listed):
+                return f"There is no waiting chat {number}; send 'list'."
+            phone = listed[number - 1]
+        else:
+            waiting = await self._waiting()
+            phone = waiting[0].customer_phone if waiting else self._offered.get(technician.id)
+            if phone is None:
+                return "Nobody is waiting."
+        if not await Handoff.filter(customer_phone=phone, status__in=list(OPEN)).exists():
+            who, _ = await self._label_for(phone)
+            return f"{who} is with the bot again; nobody is waiting there. Send 'list'."
+        return await self._claim(technician, phone)
+
+    async def _claim(self, technician: Technician, phone: str) -> str:
+        try:
+            await self.desk.claim(technician, phone)
+        except DeskError as exc:
+            return await self._explain(exc)
+        self._current[technician.id] = phone
+        who, where = await self._label_for(phone)
+        return f"You have {who} ({where}) now. Your replies go to them; 'release' gives them back to the bot."
+
+    async def _list(self, technician: Technician, now: datetime) -> str:
+        waiting = await self._waiting()
+        mine = await self._mine(technician)
+        current = await self._current_chat(technician)
+        self._listed[technician.id] = [handoff.customer_phone for handoff in waiting]
+        lines = ["Waiting:" if waiting else "Nobody is waiting."]
+        for n, handoff in enumerate(waiting, 1):
+            who, where = await self._label_for(handoff.customer_phone)
+            lines.append(f"{n}. {who} ({where}), waiting {minutes_since(handoff.requested_at, now)}")
+        lines.append("Yours:" if mine else "You have no chat.")
+        for n, handoff in enumerate(mine, 1):
+            who, where = await self._label_for(handoff.customer_phone)
+            mark = " ← replies go here" if current is not None and current.id == handoff.id else ""
+            lines.append(f"{n}. {who} ({where}){mark}")
+        return "\n".join(lines)
+
+    async def _reply(self, technician: Technician, row: Message, text: str) -> str | None:
+        handoff = await self._current_chat(technician)
+        if handoff is None:
+            return NO_CHAT
+        if row.message_type != "text" or not text:
+            return "Only text replies can be relayed; send files from the panel."
+        try:
+            await self.desk.send(technician, handoff.customer_phone, Text(body=text[:4096]))
+        except DeskError as exc:
+            return await self._explain(exc)
+        return None  # sent: no answer needed
+
+    async def _explain(self, exc: DeskError) -> str:
+        if exc.message == "outside the 24-hour window: only a template can be sent":
+            return OUTSIDE
+        owner_id = exc.extra.get("technician_id")
+        if owner_id is not None:
+            owner = await Technician.get_or_none(id=owner_id)
+            return f"{owner.name if owner else 'Another technician'} has this chat already."
+        return exc.message[:1].upper() + exc.message[1:] + "."
+
+    # --- reading
+
+    async def _waiting(self) -> list[Handoff]:
+        return await Handoff.filter(status=HandoffStatus.WAITING).order_by("requested_at", "id")
+
+    async def _mine(self, technician: Technician) -> list[Handoff]:
+        return await Handoff.filter(status=HandoffStatus.CLAIMED, technician_id=technician.id).order_by(
+            "claimed_at", "id"
+        )
+
+    async def _current_chat(self, technician: Technician) -> Handoff | None:
+        mine = await self._mine(technician)
+        chosen = self._current.get(technician.id)
+        for handoff in mine:
+            if handoff.customer_phone == chosen:
+                return handoff
+        return mine[-1] if mine else None  # the latest claimed
+
+    async def _label_for(self, phone: str) -> tuple[str, str]:
+        customer = await Customer.get_or_none(wa_id=phone)
+        return await self._label(customer) if customer else (f"+{phone}", f"+{phone}")
+
+    async def _label(self, customer: Customer) -> tuple[str, str]:
+        """(who, where): the customer's name, and "+phone · order N" with their latest open order."""
+        order = (
+            await Order.filter(customer_phone=customer.wa_id)
+            .exclude(status__in=list(CLOSED_ORDER_STATUSES))
+            .order_by("-updated_at", "-id")
+            .first()
+        )
+        where = f"+{customer.wa_id}" + (f" · order {order.order_number}" if order else "")
+        return customer.profile_name or f"+{customer.wa_id}", where
+
+    # --- writing to the technician
+
+    async def _relayed(
+        self, technician: Technician, who: str, where: str, body: str, now: datetime, *, waiting: bool = False
+    ) -> Message:
+        message: OutboundMessage
+        if await self._window_open(technician, now):
+            if waiting:
+                text = f"[{who} · {where}] is waiting for a person: {body}\nSend 'claim' to take it, 'list'."
+            else:
+                text = f"[{who} · {where}] {body}"
+            message = Text(body=text[:4096])
+        else:
+            message = self._template(who, where, body)
+        return self._to_technician(technician, message, now)
+
+    async def _window_open(self, technician: Technician, now: datetime) -> bool:
+        """The technician's own 24-hour window: their latest message to the business number."""
+        last = (
+            await Message.filter(customer_phone=digits(technician.phone), message_direction=Direction.INBOUND)
+            .order_by("-id")
+            .first()
+        )
+        at = (last.sent_at or last.received_at) if last else None
+        return at is not None and now - at < WINDOW
+
+    def _template(self, who: str, where: str, body: str) -> Template:
+        spec = self.desk.catalog.get(TEMPLATE)
+        settings = self.desk.settings
+        languages: list[str] = list(spec.languages) if spec else [settings.shop.default_language]
+        language = settings.shop.default_language
+        if language not in languages:
+            language = languages[0]
+        params = tuple(_param(value) for value in (who, where, body))
+        return Template(name=TEMPLATE, language=language, body_params=params)
+
+    def _to_technician(self, technician: Technician, message: OutboundMessage, now: datetime) -> Message:
+        row = outbound_row(digits(technician.phone), message, reply_to=None, now=now)
+        row.technician_id = technician.id
+        return row
+
+
+def _param(value: Any) -> str:
+    """A template parameter: one line, no runs of spaces (WhatsApp refuses them), not too long."""
+    text = " ".join(str(value).split())
+    return text[:PARAM_MAX] or "-"
