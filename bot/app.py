@@ -7,7 +7,7 @@ open and close in `cleanup_ctx` (database, HTTP session, workers), in that order
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import aiohttp
 from aiohttp import web
@@ -139,7 +139,7 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
             handoff_after_misses=settings.handoff.after_misses,
         ),
         on_queued=outbox.wake,
-        on_handled=outbox.mark_read,
+        on_handled=lambda wamids: _after_batch(outbox, events, wamids),
         on_human_messages=lambda rows: _publish_inbound(events, rows),
         auto_handoff=app[handoff_api.DESK].auto_handoff,
         relay=Relay(app[handoff_api.DESK]) if settings.handoff.relay_to_whatsapp else None,
@@ -182,6 +182,12 @@ async def _flow_watcher(app: web.Application) -> AsyncIterator[None]:
     watcher.start()
     yield
     await watcher.stop()
+
+
+def _after_batch(outbox: OutboxWorker, events: EventHub, wamids: Sequence[str]) -> None:
+    """After an inbox batch has committed: read receipts, and the handoffs it opened go live."""
+    outbox.mark_read(wamids)
+    events.flush()
 
 
 def _publish_inbound(events: EventHub, rows: list[Message]) -> None:

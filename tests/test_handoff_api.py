@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import re
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -19,7 +23,8 @@ from bot.db.models import (
     TechnicianRole,
 )
 from bot.handoff.tokens import create_technician
-from tests.helpers import BotFactory, eventually, post_webhook, text_notification
+from tests.helpers import BotFactory, eventually, post_webhook, text_notification, write_settings
+from tests.test_commands import run_bot
 
 PHONE = "15550007777"
 Client = TestClient[web.Request, web.Application]
@@ -223,3 +228,20 @@ async def test_media_is_uploaded_then_sent_by_id_and_bad_types_are_refused(bot_c
     form.add_field("file", b"MZ...", filename="virus.exe", content_type="application/x-msdownload")
     response = await client.post(f"/api/tech/chats/{PHONE}/media", data=form, headers=bearer(ana))
     assert response.status == 422
+
+
+def test_technicians_add_prints_only_the_token_and_stores_its_hash(tmp_path: Path) -> None:
+    database = tmp_path / "bot.db"
+    env = {"BOT_SETTINGS": str(write_settings(tmp_path)), "DATABASE_URL": f"sqlite://{database}"}
+    result = run_bot("technicians", "add", "Tess", "--role", "admin", "--phone", "15550001234", env=env)
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(r"rt_[A-Za-z0-9_-]{43}\n", result.stdout), result.stdout
+    token = result.stdout.strip()
+    with sqlite3.connect(database) as connection:
+        rows = connection.execute("SELECT name, role, phone, token_hash FROM technician").fetchall()
+        dump = "\n".join(connection.iterdump())
+    assert rows == [("Tess", "admin", "15550001234", hashlib.sha256(token.encode()).hexdigest())]
+    assert token.removeprefix("rt_") not in dump
+    again = run_bot("technicians", "add", "Tess", env=env)
+    assert (again.returncode, again.stdout) == (2, "")
+    assert "exists already" in again.stderr

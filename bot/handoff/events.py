@@ -32,6 +32,7 @@ class EventHub:
 
     def __init__(self) -> None:
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._deferred: list[dict[str, Any]] = []
 
     @property
     def listening(self) -> bool:
@@ -43,6 +44,16 @@ class EventHub:
                 with contextlib.suppress(asyncio.QueueEmpty):
                     queue.get_nowait()
             queue.put_nowait(event)
+
+    def defer(self, event: dict[str, Any]) -> None:
+        """For an event written inside a transaction that has not committed yet: `flush()` publishes
+        it once it has, so a panel refetching at once finds what the event announces."""
+        self._deferred.append(event)
+
+    def flush(self) -> None:
+        events, self._deferred = self._deferred, []
+        for event in events:
+            self.publish(event)
 
     def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)

@@ -178,8 +178,8 @@ class HandoffDesk:
         """Inside the caller's transaction: hand the chat to a person; returns the wait text."""
         handoff, new = await open_handoff(conversation_id, phone, reason, now)
         waiting = await Handoff.filter(status=HandoffStatus.WAITING).count()
-        if new:
-            self.events.publish(queue_event("waiting", handoff))
+        if new:  # the inbox's transaction is still open: announce it once it commits
+            self.events.defer(queue_event("waiting", handoff))
         return wait_text(self.hours, now, waiting, self.settings.handoff.minutes_per_chat, language)
 
     async def auto_handoff(
