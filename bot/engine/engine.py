@@ -199,8 +199,9 @@ class _Run:
         self.outbound: list[wa.OutboundMessage] = []
         self.new_language: str | None = None
         self.silent = False
-        self.missed = False
         """A silent timeout: the states it enters say nothing."""
+        self.missed = False
+        """A fallback answered: the event was not understood."""
         self.languages: tuple[str, ...] = ()
         self.set_language(customer.language, chosen=False)
 
