@@ -8,6 +8,7 @@ from datetime import datetime
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
+from bot.api_errors import bearer_token
 from bot.db import ping
 from bot.db.models import Message
 
@@ -47,10 +48,10 @@ class ConversationLog(BaseModel):
 
 def bearer_ok(request: web.Request, expected: str) -> bool:
     """Constant-time check of `Authorization: Bearer <token>`; an empty expected token admits nobody."""
-    header = request.headers.get("Authorization", "")
-    if not expected or not header.startswith("Bearer "):
+    token = bearer_token(request)
+    if not expected or not token:
         return False
-    return hmac.compare_digest(header.removeprefix("Bearer ").encode(), expected.encode())
+    return hmac.compare_digest(token.encode(), expected.encode())
 
 
 def normalize_phone(raw: str) -> str:

@@ -5,8 +5,8 @@ naming each field in words a person can act on."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -48,3 +48,41 @@ def invalid(what: str, errors: Sequence[FieldError]) -> web.Response:
 
 def error_response(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
+
+
+def bearer_token(request: web.Request) -> str:
+    """The token of an `Authorization: Bearer ...` header, or "" when there is none."""
+    header = request.headers.get("Authorization", "")
+    return header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+
+
+def unauthorized(message: str, realm: str) -> web.HTTPUnauthorized:
+    return web.HTTPUnauthorized(
+        text=dumps({"error": message}),
+        content_type="application/json",
+        headers={"WWW-Authenticate": f'Bearer realm="{realm}"'},
+    )
+
+
+Body = TypeVar("Body", bound=BaseModel)
+
+
+async def validated_body(
+    request: web.Request,
+    model: type[Body],
+    what: str,
+    errors: Callable[[ValidationError], list[FieldError]],
+    context: dict[str, Any] | None = None,
+) -> Body:
+    """The JSON body as `model`; 400 when it is not JSON, 422 naming each field that does not fit."""
+    raw = await request.read()
+    try:
+        return model.model_validate_json(raw or b"{}", context=context)
+    except ValidationError as exc:
+        if any(error["type"] == "json_invalid" for error in exc.errors()):
+            raise web.HTTPBadRequest(
+                text='{"error": "the body is not valid JSON"}', content_type="application/json"
+            ) from None
+        raise web.HTTPUnprocessableEntity(
+            text=invalid(what, errors(exc)).text, content_type="application/json"
+        ) from None

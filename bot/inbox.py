@@ -9,17 +9,16 @@ simply finds the same pending rows again: every acknowledged message is handled 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tortoise.transactions import in_transaction
 
+from bot.clock import Clock, utc_now
 from bot.db.claims import Claims
 from bot.db.models import (
     Conversation,
@@ -34,7 +33,7 @@ from bot.engine import Conversation as ConversationState
 from bot.engine import Customer as CustomerInfo
 from bot.engine import Engine, Event, Outcome
 from bot.engine.machine import TIMEOUT
-from bot.loops import finish
+from bot.loops import Loop
 from bot.whatsapp.outbound import OutboundMessage, Text
 from bot.whatsapp.types import InboundMessage
 
@@ -46,6 +45,7 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 200
 POLL_SECONDS = 1.0
+TIMER_CHECK_SECONDS = 1.0
 APOLOGIES: dict[str, str] = {
     "en": "Sorry, something went wrong on our side. A member of our team will look into it.",
     "es": "Perdona, algo ha fallado por nuestra parte. Alguien del equipo lo revisará.",
@@ -111,7 +111,7 @@ class InboxWorker:
         config: InboxConfig,
         on_queued: Callable[[], None],
         on_handled: Callable[[Sequence[str]], None] | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock = utc_now,
         on_human_messages: Callable[[list[Message]], None] | None = None,
         auto_handoff: AutoHandoff | None = None,
         relay: Relay | None = None,
@@ -126,36 +126,27 @@ class InboxWorker:
         self._on_queued = on_queued
         self._on_handled = on_handled
         self._clock = clock
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
+        self._loop = Loop("inbox-worker", self._step, POLL_SECONDS, eager=True)
+        self._timers_checked = float("-inf")
 
     def wake(self) -> None:
-        self._wakeup.set()
+        self._loop.wake()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="inbox-worker")
+        self._loop.start()
 
     async def stop(self) -> None:
         """Finish the batch in hand (never cancel it mid-transaction: see bot/loops.py), then end."""
-        self._stopping = True
-        self._wakeup.set()
-        await finish(self._task)
+        await self._loop.stop()
 
-    async def _run(self) -> None:
-        while not self._stopping:
-            self._wakeup.clear()
-            try:
-                handled = await self.process_batch()
-                handled += await self.fire_timers()
-            except Exception:
-                log.exception("inbox batch failed; retrying")
-                handled = 0
-                await asyncio.sleep(POLL_SECONDS)
-            if handled:
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), POLL_SECONDS)
+    async def _step(self) -> int:
+        """A batch of inbound messages, and the timers that came due: at most once a second, so a busy
+        inbox does not ask the database about timers (which have minutes to run) after every batch."""
+        handled = await self.process_batch()
+        if time.monotonic() - self._timers_checked >= TIMER_CHECK_SECONDS:
+            self._timers_checked = time.monotonic()
+            handled += await self.fire_timers()
+        return handled
 
     async def process_batch(self) -> int:
         """Handle one batch of pending inbound rows; returns how many were handled."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 log = logging.getLogger(__name__)
 
@@ -26,3 +27,59 @@ async def finish(task: asyncio.Task[None] | None, patience: float = STOP_TIMEOUT
         task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+class Loop:
+    """One background task that runs `step()` over and over: again at once when `eager` and the step
+    did some work (it returned something true), else after `interval` seconds or as soon as `wake()` is
+    called. A failing step is logged and tried again; `stop()` ends it between two steps."""
+
+    def __init__(
+        self,
+        name: str,
+        step: Callable[[], Awaitable[object]],
+        interval: float,
+        *,
+        eager: bool = False,
+        wait_first: bool = False,
+    ) -> None:
+        self.name = name
+        self.interval = interval
+        self._step = step
+        self._eager = eager
+        self._wait_first = wait_first
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=self.name)
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wakeup.set()
+        await finish(self._task)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    async def _run(self) -> None:
+        if self._wait_first:
+            await self._pause()
+        while not self._stopping:
+            self._wakeup.clear()
+            try:
+                worked = await self._step()
+            except Exception:
+                log.exception("%s failed; trying again", self.name)
+                worked = False
+            if not (self._eager and worked) and not self._stopping:
+                await self._pause()
+
+    async def _pause(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), self.interval)

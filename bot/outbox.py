@@ -16,11 +16,12 @@ import contextlib
 import logging
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from tortoise.transactions import in_transaction
 
+from bot.clock import Clock, utc_now
 from bot.db.claims import Claims
 from bot.db.models import Customer, DeliveryStatus, Direction, Message
 from bot.loops import finish
@@ -53,13 +54,6 @@ RESULT_FIELDS = (
 )
 IDLE_POLL_SECONDS = 1.0
 PACE_HOLD_SECONDS = 1.0  # a customer who must wait longer than this is put back, not waited for
-
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

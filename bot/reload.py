@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bot.engine import FlowLoadError, FlowSet
-from bot.loops import finish
+from bot.loops import Loop
 
 log = logging.getLogger(__name__)
 
@@ -45,29 +45,14 @@ class FlowWatcher:
         """What the last load attempt read (at first: what the server started with)."""
         self._pending: Snapshot | None = None
         """A change seen once; loaded when the next poll sees the same."""
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
+        self._loop = Loop("flow-watcher", self.check, interval, wait_first=True)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="flow-watcher")
+        self._loop.start()
 
     async def stop(self) -> None:
         """End between two polls; a load in progress finishes first (see bot/loops.py)."""
-        self._stopping = True
-        self._wakeup.set()
-        await finish(self._task)
-
-    async def _run(self) -> None:
-        while not self._stopping:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self.interval)
-            if self._stopping:
-                break
-            try:
-                await self.check()
-            except Exception:  # never let one bad poll end hot reload for the life of the server
-                log.exception("flow watcher: polling failed; trying again")
+        await self._loop.stop()
 
     def snapshot(self) -> Snapshot:
         """The watched files as they are now; a missing directory or file simply has no entries."""

@@ -3,19 +3,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from bot.clock import Clock
 from bot.engine import ActionRegistry, Engine, FlowProblem, FlowSet, check_flows, load_flows
 from bot.settings import Settings
 
 if TYPE_CHECKING:
     from bot.handoff.events import EventHub
-
-Clock = Callable[[], datetime]
 
 
 def registered_actions(

@@ -14,7 +14,7 @@ from typing import TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from bot.api_errors import FieldError, dumps, error_response, invalid
+from bot.api_errors import FieldError, dumps, error_response, invalid, validated_body
 from bot.appointments.schemas import (
     FIELDS,
     PATCH_FIELDS,
@@ -26,7 +26,7 @@ from bot.appointments.schemas import (
 )
 from bot.appointments.service import AppointmentService, NotBookable, SlotTaken, StaffChange, ends_at
 from bot.db.models import Appointment
-from bot.orders.keys import verify_key
+from bot.orders.keys import require_api_key
 
 log = logging.getLogger(__name__)
 
@@ -146,30 +146,13 @@ def _id(request: web.Request) -> int:
     return int(text)
 
 
-async def _authenticate(request: web.Request) -> None:
-    header = request.headers.get("Authorization", "")
-    key = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
-    if not key or await verify_key(key) is None:
-        raise web.HTTPUnauthorized(
-            text='{"error": "missing, unknown or revoked API key"}',
-            content_type="application/json",
-            headers={"WWW-Authenticate": 'Bearer realm="appointments"'},
-        )
-
-
 async def _validated(request: web.Request, model: type[Body], fields: tuple[str, ...]) -> Body:
     await _authenticate(request)
-    raw = await request.read()
-    try:
-        return model.model_validate_json(raw or b"{}")
-    except ValidationError as exc:
-        if any(error["type"] == "json_invalid" for error in exc.errors()):
-            raise web.HTTPBadRequest(
-                text='{"error": "the body is not valid JSON"}', content_type="application/json"
-            ) from None
-        raise web.HTTPUnprocessableEntity(
-            text=_invalid(exc, fields).text, content_type="application/json"
-        ) from None
+    return await validated_body(request, model, "appointment", lambda exc: field_errors(exc, fields))
+
+
+async def _authenticate(request: web.Request) -> None:
+    await require_api_key(request, "appointments")
 
 
 def _invalid(exc: ValidationError, fields: tuple[str, ...]) -> web.Response:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.appointments.reminders import Decision, decide, superseded
-from bot.appointments.service import utc_now
+from bot.clock import utc_now
 from bot.db import close_db, init_db
 from bot.db.models import Appointment, AppointmentReminder, ReminderStatus
 from bot.engine.schema import format_duration

@@ -18,8 +18,6 @@ What happens to a due reminder (decided at the moment it is handled, and shown b
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -31,12 +29,13 @@ from zoneinfo import ZoneInfo
 from tortoise.transactions import in_transaction
 
 from bot.appointments.dates import day_label, time_label
-from bot.appointments.service import ACTIVE, utc_now
+from bot.appointments.service import ACTIVE
 from bot.appointments.slots import next_wall_time
+from bot.clock import Clock, utc_now
 from bot.db import is_sqlite
 from bot.db.models import Appointment, AppointmentReminder, Customer, Message, ReminderStatus
 from bot.inbox import outbound_row
-from bot.loops import finish
+from bot.loops import Loop
 from bot.settings import Settings
 from bot.templates import load_templates
 from bot.whatsapp.outbound import Template
@@ -49,7 +48,6 @@ BUTTONS = ("confirm", "reschedule", "cancel")
 YOUR_DEVICE = {"en": "your device", "es": "tu dispositivo", "zh": "您的设备"}
 """{{3}} when the appointment names no device (a template parameter may not be empty)."""
 
-Clock = Callable[[], datetime]
 QuietHours = tuple[time, time] | None
 
 
@@ -174,36 +172,22 @@ class ReminderScheduler:
         self._clock = clock
         self._on_queued = on_queued
         self._batch_size = batch_size
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
+        self._loop = Loop("reminder-scheduler", self.run_once, self.rules.check_seconds)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="reminder-scheduler")
+        self._loop.start()
 
     def wake(self) -> None:
-        self._wakeup.set()
+        self._loop.wake()
 
     async def stop(self) -> None:
         """Finish the batch in hand (never cancel mid-transaction: see bot/loops.py), then end."""
-        self._stopping = True
-        self._wakeup.set()
-        await finish(self._task)
-
-    async def _run(self) -> None:
-        while not self._stopping:
-            self._wakeup.clear()
-            try:
-                await self.run_once()
-            except Exception:
-                log.exception("reminder run failed; trying again at the next check")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self.rules.check_seconds)
+        await self._loop.stop()
 
     async def run_once(self) -> int:
         """Handle every reminder due now, batch by batch; returns how many were queued for sending."""
         queued = 0
-        while not self._stopping:
+        while not self._loop.stopping:
             handled, sent = await self._batch()
             queued += sent
             if handled < self._batch_size:

@@ -23,6 +23,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from bot.appointments import slots
+from bot.clock import Clock, utc_now
 from bot.db.models import (
     Appointment,
     AppointmentChange,
@@ -35,14 +36,9 @@ from bot.db.models import (
 )
 from bot.settings import Settings
 
-Clock = Callable[[], datetime]
 ACTIVE = frozenset({AppointmentStatus.BOOKED, AppointmentStatus.CONFIRMED, AppointmentStatus.RESCHEDULED})
 """Appointments that still lie ahead as far as the customer is concerned: they get reminders."""
 SEAT_RETRIES = 3
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class SlotTaken(Exception):

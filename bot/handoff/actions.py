@@ -11,9 +11,10 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
+from bot.clock import utc_now
 from bot.db.models import Conversation
 from bot.engine import ActionContext, ActionError, ActionRegistry, ActionResult
-from bot.handoff.service import HandoffDesk, utc_now
+from bot.handoff.service import HandoffDesk
 from bot.inbox import HANDOFF_OPENED
 
 

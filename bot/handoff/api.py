@@ -25,9 +25,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from aiohttp import BodyPartReader, WSMsgType, web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bot.api_errors import error_response, field_errors, invalid
+from bot.api_errors import bearer_token, error_response, field_errors, unauthorized, validated_body
 from bot.db.models import Handoff, HandoffStatus, Technician
 from bot.handoff.service import OPEN, DeskError, HandoffDesk, is_admin
 from bot.handoff.tokens import verify_token
@@ -103,15 +103,10 @@ def technician_out(technician: Technician) -> dict[str, Any]:
 
 
 async def authenticate(request: web.Request) -> Technician:
-    header = request.headers.get("Authorization", "")
-    token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
-    technician = await verify_token(token) if token else None
+    """The active technician whose token the request carries; 401 otherwise."""
+    technician = await verify_token(bearer_token(request))
     if technician is None:
-        raise web.HTTPUnauthorized(
-            text='{"error": "missing, unknown or inactive technician token"}',
-            content_type="application/json",
-            headers={"WWW-Authenticate": 'Bearer realm="technicians"'},
-        )
+        raise unauthorized("missing, unknown or inactive technician token", "technicians")
     return technician
 
 
@@ -130,18 +125,8 @@ def route(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamRespo
 
 
 async def validated(request: web.Request, model: type[Body]) -> Body:
-    raw = await request.read()
-    try:
-        return model.model_validate_json(raw or b"{}")
-    except ValidationError as exc:
-        if any(error["type"] == "json_invalid" for error in exc.errors()):
-            raise web.HTTPBadRequest(
-                text='{"error": "the body is not valid JSON"}', content_type="application/json"
-            ) from None
-        fields = list(model.model_fields)
-        raise web.HTTPUnprocessableEntity(
-            text=invalid("request", field_errors(exc, fields)).text, content_type="application/json"
-        ) from None
+    fields = list(model.model_fields)
+    return await validated_body(request, model, "request", lambda exc: field_errors(exc, fields))
 
 
 async def me(request: web.Request, technician: Technician) -> dict[str, Any]:

@@ -6,14 +6,13 @@ tests. Each change is one transaction with a conditional update, so two processe
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from tortoise.transactions import in_transaction
 
+from bot.clock import Clock, utc_now
 from bot.db.models import (
     AuditEvent,
     AuditKind,
@@ -26,16 +25,14 @@ from bot.db.models import (
     Message,
 )
 from bot.handoff.events import EventHub
-from bot.handoff.service import HandoffDesk, queue_event, utc_now
+from bot.handoff.service import HandoffDesk, queue_event
 from bot.handoff.texts import IDLE_NOTE, UNCLAIMED, pick
 from bot.inbox import outbound_row
-from bot.loops import finish
+from bot.loops import Loop
 from bot.settings import Settings
 from bot.whatsapp.outbound import Text
 
 log = logging.getLogger(__name__)
-
-Clock = Callable[[], datetime]
 
 
 class HandoffGuards:
@@ -51,28 +48,14 @@ class HandoffGuards:
         self.events = events if events is not None else EventHub()
         self._clock = clock
         self._on_queued = on_queued
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
+        self._loop = Loop("handoff-guards", self.run_once, self.rules.check_seconds)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="handoff-guards")
+        self._loop.start()
 
     async def stop(self) -> None:
         """Finish the round in hand (never cancel mid-transaction: see bot/loops.py), then end."""
-        self._stopping = True
-        self._wakeup.set()
-        await finish(self._task)
-
-    async def _run(self) -> None:
-        while not self._stopping:
-            self._wakeup.clear()
-            try:
-                await self.run_once()
-            except Exception:
-                log.exception("handoff guards failed; trying again at the next check")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self.rules.check_seconds)
+        await self._loop.stop()
 
     async def run_once(self) -> tuple[int, int]:
         """(apologies queued, idle chats given back) as of the clock."""

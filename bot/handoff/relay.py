@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from bot.clock import utc_now
 from bot.db.models import (
     Customer,
     Direction,
@@ -81,7 +82,7 @@ def minutes_since(then: datetime, now: datetime) -> str:
 class Relay:
     def __init__(self, desk: HandoffDesk, clock: Callable[[], datetime] | None = None) -> None:
         self.desk = desk
-        self._clock = clock or (lambda: datetime.now(UTC))
+        self._clock = clock or utc_now
         self._current: dict[int, str] = {}
         """Technician id -> the customer phone their plain replies go to."""
         self._listed: dict[int, list[str]] = {}

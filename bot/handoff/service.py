@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from tortoise import connections
 from tortoise.transactions import in_transaction
 
+from bot.clock import Clock, utc_now
 from bot.db.models import (
     AuditEvent,
     AuditKind,
@@ -40,11 +41,6 @@ from bot.whatsapp.outbound import Media, OutboundMessage, Template, Text
 WINDOW = timedelta(hours=24)
 OPEN = (HandoffStatus.WAITING, HandoffStatus.CLAIMED)
 OUTSIDE_WINDOW = "outside the 24-hour window: only a template can be sent"
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass

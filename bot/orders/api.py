@@ -10,11 +10,11 @@ import logging
 from typing import TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from bot.api_errors import error_response, invalid
+from bot.api_errors import error_response, validated_body
 from bot.db.models import Order, OrderSource
-from bot.orders.keys import verify_key
+from bot.orders.keys import require_api_key
 from bot.orders.schemas import OrderIn, OrderOut, OrderPatch, field_errors
 from bot.orders.service import OrderChange, OrderService
 
@@ -50,30 +50,13 @@ async def show(request: web.Request) -> web.Response:
     return _json(_order_out(order), status=200)
 
 
-async def _authenticate(request: web.Request) -> None:
-    header = request.headers.get("Authorization", "")
-    key = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
-    if not key or await verify_key(key) is None:
-        raise web.HTTPUnauthorized(
-            text='{"error": "missing, unknown or revoked API key"}',
-            content_type="application/json",
-            headers={"WWW-Authenticate": 'Bearer realm="orders"'},
-        )
-
-
 async def _validated(request: web.Request, model: type[Body], service: OrderService) -> Body:
     await _authenticate(request)
-    raw = await request.read()
-    try:
-        return model.model_validate_json(raw or b"{}", context=service.validation_context)
-    except ValidationError as exc:
-        if any(error["type"] == "json_invalid" for error in exc.errors()):
-            raise web.HTTPBadRequest(
-                text='{"error": "the body is not valid JSON"}', content_type="application/json"
-            ) from None
-        raise web.HTTPUnprocessableEntity(
-            text=invalid("order", field_errors(exc)).text, content_type="application/json"
-        ) from None
+    return await validated_body(request, model, "order", field_errors, service.validation_context)
+
+
+async def _authenticate(request: web.Request) -> None:
+    await require_api_key(request, "orders")
 
 
 async def _order_response(change: OrderChange, status: int) -> web.Response:

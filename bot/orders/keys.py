@@ -11,8 +11,10 @@ import hashlib
 import secrets
 from datetime import UTC, datetime
 
+from aiohttp import web
 from tortoise.exceptions import IntegrityError
 
+from bot.api_errors import bearer_token, unauthorized
 from bot.db.models import ApiKey
 
 KEY_PREFIX = "rb_"
@@ -53,3 +55,11 @@ async def revoke_key(name: str, now: datetime | None = None) -> bool:
     """Revoke the key named `name`; False when there is no such live key."""
     changed = await ApiKey.filter(name=name, revoked_at=None).update(revoked_at=now or datetime.now(UTC))
     return changed > 0
+
+
+async def require_api_key(request: web.Request, realm: str) -> ApiKey:
+    """The live API key of the request's `Authorization: Bearer` header; 401 otherwise."""
+    found = await verify_key(bearer_token(request))
+    if found is None:
+        raise unauthorized("missing, unknown or revoked API key", realm)
+    return found

@@ -10,18 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
+from bot.clock import Clock, utc_now
 from bot.db.models import Customer, Order, OrderSource, OrderStatusChange
 from bot.inbox import outbound_row
 from bot.orders.notify import StatusNotifier
 from bot.orders.schemas import OrderIn, OrderPatch
-
-Clock = Callable[[], datetime]
 
 
 class UnknownStatus(ValueError):
@@ -42,7 +40,7 @@ class OrderService:
         statuses: Sequence[str],
         notifier: StatusNotifier,
         on_queued: Callable[[], None] = lambda: None,
-        clock: Clock = lambda: datetime.now(UTC),
+        clock: Clock = utc_now,
     ) -> None:
         if not statuses:
             raise ValueError("no order statuses configured")

@@ -13,8 +13,8 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
 from bot.api import normalize_phone
-from bot.db.models import Appointment, AppointmentStatus, Order, Technician
-from bot.handoff.tokens import verify_token
+from bot.db.models import Appointment, AppointmentStatus, Order
+from bot.handoff.api import authenticate
 
 MAX_ORDERS = 20
 
@@ -48,21 +48,8 @@ class CustomerOut(BaseModel):
     appointments: list[AppointmentSummary]
 
 
-async def _authenticate(request: web.Request) -> Technician:
-    header = request.headers.get("Authorization", "")
-    token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
-    technician = await verify_token(token)
-    if technician is None:
-        raise web.HTTPUnauthorized(
-            text='{"error": "missing, unknown or deactivated technician token"}',
-            content_type="application/json",
-            headers={"WWW-Authenticate": 'Bearer realm="technicians"'},
-        )
-    return technician
-
-
 async def customer(request: web.Request) -> web.Response:
-    await _authenticate(request)
+    await authenticate(request)
     phone = normalize_phone(request.match_info["phone"])
     orders = await Order.filter(customer_phone=phone).order_by("-updated_at").limit(MAX_ORDERS)
     appointments = (
