@@ -21,7 +21,7 @@ from bot.db.claims import claims_for
 from bot.db.models import Message
 from bot.engine import Engine
 from bot.handoff import api as handoff_api
-from bot.handoff.events import EventHub
+from bot.handoff.events import EventHub, status_event
 from bot.handoff.guards import HandoffGuards
 from bot.handoff.relay import Relay
 from bot.handoff.service import HandoffDesk, history_item
@@ -208,14 +208,9 @@ def _publish_sent(events: EventHub, rows: list[Message]) -> None:
         return
     for row in rows:
         events.publish(
-            {
-                "type": "status",
-                "phone": row.customer_phone,
-                "message_id": row.id,
-                "wamid": row.whatsapp_message_id,
-                "status": str(row.delivery_status),
-                "error": row.error_title,
-            }
+            status_event(
+                row.customer_phone, row.whatsapp_message_id, str(row.delivery_status), row.error_title, row.id
+            )
         )
 
 
@@ -223,16 +218,7 @@ def _publish_statuses(events: EventHub, changes: list[StatusChange]) -> None:
     if not events.listening:
         return
     for change in changes:
-        events.publish(
-            {
-                "type": "status",
-                "phone": change.phone,
-                "message_id": None,
-                "wamid": change.wamid,
-                "status": change.status,
-                "error": change.error_title,
-            }
-        )
+        events.publish(status_event(change.phone, change.wamid, change.status, change.error_title))
 
 
 def _announce_sandbox(settings: Settings) -> None:

@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict
 
 from bot.appointments.dates import day_label, time_label, when_label
 from bot.engine import ActionContext, ActionRegistry, ActionResult
+from bot.engine.actions import ListArgs
 from bot.engine.answers import read_time
-from bot.engine.languages import pick_text
 from bot.whatsapp import outbound as wa
 
 if TYPE_CHECKING:
@@ -30,13 +30,6 @@ Localized = str | dict[str, str]
 
 class _Args(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class ListArgs(_Args):
-    """The text above a list the action builds, and the label of the button that opens it."""
-
-    list_text: Localized = "Choose one:"
-    list_button: Localized = "Choose"
 
 
 class DaysArgs(ListArgs):
@@ -109,8 +102,8 @@ class AppointmentActions:
         if not days:
             return ActionResult(next="none")
         language = context.customer.language
-        rows = [(day.isoformat(), day_label(day, language)) for day in days]
-        return ActionResult(outbound=[_list(args, language, rows)], next="some")
+        rows = [(day.isoformat(), day_label(day, language), None) for day in days]
+        return ActionResult(outbound=[args.message(language, rows)], next="some")
 
     async def slots(self, context: ActionContext) -> ActionResult:
         args = SlotsArgs.model_validate(dict(context.args))
@@ -119,9 +112,9 @@ class AppointmentActions:
         if day is None or not slots:
             return ActionResult(next="none")
         language = context.customer.language
-        rows = [(slot.strftime("%H:%M"), time_label(slot, language)) for slot in slots]
+        rows = [(slot.strftime("%H:%M"), time_label(slot, language), None) for slot in slots]
         return ActionResult(
-            outbound=[_list(args, language, rows)],
+            outbound=[args.message(language, rows)],
             variables={"day_label": day_label(day, language)},
             next="some",
         )
@@ -162,10 +155,10 @@ class AppointmentActions:
         if len(upcoming) == 1:
             return ActionResult(variables=self.described(upcoming[0], language), next="one")
         rows = [
-            (str(appointment.id), when_label(appointment.starts_at.astimezone(self.timezone), language))
-            for appointment in upcoming[: wa.LIST_MAX_ROWS]
+            (str(appointment.id), when_label(appointment.starts_at.astimezone(self.timezone), language), None)
+            for appointment in upcoming
         ]
-        return ActionResult(outbound=[_list(args, language, rows)], next="several")
+        return ActionResult(outbound=[args.message(language, rows)], next="several")
 
     async def get(self, context: ActionContext) -> ActionResult:
         args = OwnArgs.model_validate(dict(context.args))
@@ -233,15 +226,3 @@ def _time(text: str) -> time | None:
 
 def _id(text: str) -> int:
     return int(text) if text.strip().isdigit() else -1
-
-
-def _list(args: ListArgs, language: str, rows: list[tuple[str, str]]) -> wa.ListMessage:
-    section = wa.ListSection(
-        title=None,
-        rows=tuple(wa.ListRow(id=row_id, title=title[: wa.LIST_ROW_TITLE_MAX]) for row_id, title in rows),
-    )
-    return wa.ListMessage(
-        body=pick_text(args.list_text, language),
-        button=pick_text(args.list_button, language)[: wa.LIST_BUTTON_MAX],
-        sections=(section,),
-    )

@@ -8,14 +8,26 @@ Actions read the world and return messages and variables; they never send anythi
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bot.engine.events import Customer
-from bot.whatsapp.outbound import OutboundMessage
+from bot.engine.languages import pick_text
+from bot.whatsapp.outbound import (
+    LIST_BUTTON_MAX,
+    LIST_MAX_ROWS,
+    LIST_ROW_DESCRIPTION_MAX,
+    LIST_ROW_ID_MAX,
+    LIST_ROW_TITLE_MAX,
+    ListMessage,
+    ListRow,
+    ListSection,
+    OutboundMessage,
+    clip,
+)
 
 ACTION_NAME = re.compile(r"^[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*$")
 
@@ -43,6 +55,36 @@ class ActionResult:
 
 
 Action = Callable[[ActionContext], Awaitable[ActionResult | None]]
+
+
+class ListArgs(BaseModel):
+    """Args of an action that sends a list it builds (orders, days, times): the text above the list
+    and the label of the button that opens it, each one text or one per language."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    list_text: str | dict[str, str] = "Choose one:"
+    list_button: str | dict[str, str] = "Choose"
+
+    def message(self, language: str, rows: Sequence[tuple[str, str, str | None]]) -> ListMessage:
+        """(id, title, description) rows as one untitled section, cut to WhatsApp's limits."""
+        return ListMessage(
+            body=pick_text(self.list_text, language),
+            button=clip(pick_text(self.list_button, language), LIST_BUTTON_MAX),
+            sections=(
+                ListSection(
+                    title=None,
+                    rows=tuple(
+                        ListRow(
+                            id=row_id[:LIST_ROW_ID_MAX],
+                            title=clip(title, LIST_ROW_TITLE_MAX),
+                            description=clip(description, LIST_ROW_DESCRIPTION_MAX) if description else None,
+                        )
+                        for row_id, title, description in rows[:LIST_MAX_ROWS]
+                    ),
+                ),
+            ),
+        )
 
 
 @dataclass(frozen=True)

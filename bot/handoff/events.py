@@ -70,3 +70,17 @@ class EventHub:
             yield queue
         finally:
             self.unsubscribe(queue)
+
+
+def status_event(
+    phone: str | None, wamid: str | None, status: str, error: str | None, message_id: int | None = None
+) -> dict[str, Any]:
+    """A delivery status change: from the outbox's send (`message_id` known) or a status webhook."""
+    return {
+        "type": "status",
+        "phone": phone,
+        "message_id": message_id,
+        "wamid": wamid,
+        "status": status,
+        "error": error,
+    }

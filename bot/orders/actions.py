@@ -17,9 +17,8 @@ from pydantic import BaseModel, ConfigDict
 
 from bot.db.models import Order
 from bot.engine import ActionContext, ActionRegistry, ActionResult
-from bot.engine.languages import pick_text
+from bot.engine.actions import ListArgs
 from bot.orders.notify import StatusNotifier
-from bot.whatsapp import outbound as wa
 
 CLOSED_STATUSES = frozenset({"picked_up", "cancelled"})
 """Orders in these statuses are history: `orders.mine` does not offer them (a lookup still finds them)."""
@@ -31,12 +30,11 @@ class _Args(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class MineArgs(_Args):
+class MineArgs(ListArgs):
     none: str
     one: str
     several: str
     list_text: Localized = "Which order?"
-    """The text above the list of orders, when there are several."""
     list_button: Localized = "Orders"
 
 
@@ -78,21 +76,11 @@ class OrderActions:
         if len(orders) == 1:
             return ActionResult(variables=self.described(orders[0], context.customer.language), next="one")
         language = context.customer.language
-        rows = tuple(
-            wa.ListRow(
-                id=order.order_number[: wa.LIST_ROW_ID_MAX],
-                title=order.order_number[: wa.LIST_ROW_TITLE_MAX],
-                description=wa.clip(
-                    f"{order.device_model} · {self._label(order, language)}", wa.LIST_ROW_DESCRIPTION_MAX
-                ),
-            )
-            for order in orders[: wa.LIST_MAX_ROWS]
-        )
-        choose = wa.ListMessage(
-            body=pick_text(args.list_text, language),
-            button=wa.clip(pick_text(args.list_button, language), wa.LIST_BUTTON_MAX),
-            sections=(wa.ListSection(title=None, rows=rows),),
-        )
+        rows = [
+            (order.order_number, order.order_number, f"{order.device_model} · {self._label(order, language)}")
+            for order in orders
+        ]
+        choose = args.message(language, rows)
         return ActionResult(outbound=[choose], next="several")
 
     async def lookup(self, context: ActionContext) -> ActionResult:

@@ -56,18 +56,23 @@ class SandboxTransport:
         return {"id": media_id}
 
     async def get_json(self, path: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
-        media_id = path.rsplit("/", 1)[-1]
-        return {
-            "messaging_product": "whatsapp",
-            "url": f"sandbox://media/{media_id}",
-            "mime_type": "application/octet-stream",
-            "sha256": "",
-            "file_size": "0",
-            "id": media_id,
-        }
+        return media_info(path, "sandbox")
 
     async def get_bytes(self, url: str) -> bytes:
         return b""
+
+
+def media_info(path: str, scheme: str) -> dict[str, Any]:
+    """What GET /{media-id} answers, for a transport that keeps no files: an empty file of unknown type."""
+    media_id = path.rsplit("/", 1)[-1]
+    return {
+        "messaging_product": "whatsapp",
+        "url": f"{scheme}://media/{media_id}",
+        "mime_type": "application/octet-stream",
+        "sha256": "",
+        "file_size": "0",
+        "id": media_id,
+    }
 
 
 def describe(body: dict[str, Any]) -> str:

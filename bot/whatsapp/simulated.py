@@ -18,6 +18,7 @@ from typing import Any
 
 from bot.whatsapp import outbound as limits
 from bot.whatsapp.errors import error_from_response
+from bot.whatsapp.sandbox import media_info
 
 WINDOW = timedelta(hours=24)
 HTTP_BAD_REQUEST = 400
@@ -120,15 +121,7 @@ class SimulatedCloudAPI:
         return {"id": f"sim-media-{next(self._ids)}"}
 
     async def get_json(self, path: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
-        media_id = path.rsplit("/", 1)[-1]
-        return {
-            "messaging_product": "whatsapp",
-            "url": f"sim://media/{media_id}",
-            "mime_type": "application/octet-stream",
-            "sha256": "",
-            "file_size": "0",
-            "id": media_id,
-        }
+        return media_info(path, "sim")
 
     async def get_bytes(self, url: str) -> bytes:
         return b""
