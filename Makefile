@@ -49,10 +49,10 @@ format: install-test
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# The load benchmark of ../shared/bench: this bot beside the lean reference bot, same rates, one run.
+# The load benchmark (bench/): this bot beside the lean reference bot, same rates, one run.
 bench: install-test
 	BOT_SETTINGS=$(CURDIR)/tests/bench-settings.yaml PYTHON=$(CURDIR)/$(BIN)/python \
-		bash ../shared/bench/compare.sh $(RATES)
+		bash bench/compare.sh $(RATES)
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -1,13 +1,15 @@
 """Shared fixtures: real databases, the real server, and a fake Graph API at the HTTP boundary only.
 
 Every test that asks for `database_url` runs twice: on a fresh SQLite file, and on the local PostgreSQL
-(127.0.0.1:5432, user postgres, database test) whenever it answers, so the PostgreSQL path never rots.
+(127.0.0.1:5432, user postgres) whenever it answers, so the PostgreSQL path never rots. Each run makes
+its own PostgreSQL database and drops it at the end, so two runs on one machine never meet.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +25,18 @@ from tests.helpers import (
     POSTGRES_AVAILABLE,
     POSTGRES_URL,
     BotFactory,
+    drop_postgres,
     graph_base,
     make_settings,
     reset_postgres,
 )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _own_postgres_database() -> Iterator[None]:
+    yield
+    if POSTGRES_AVAILABLE:
+        asyncio.run(drop_postgres())
 
 
 @pytest.fixture(
@@ -50,9 +60,7 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 async def fake_graph() -> AsyncIterator[TestServer]:
-    """../shared/bench/fake_graph.py served on a free port: records every send like the real API."""
-    if not (BENCH / "fake_graph.py").exists():
-        pytest.skip("../shared/bench/fake_graph.py is not here")
+    """bench/fake_graph.py served on a free port: records every send like the real API."""
     sys.path.insert(0, str(BENCH))
     try:
         import fake_graph

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -11,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -20,10 +21,13 @@ from bot.settings import Settings, load_settings
 from bot.whatsapp.signature import sign
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-PAYLOADS = SHARED / "payloads"
-BENCH = SHARED / "bench"
-POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/test"
+PAYLOADS = REPO / "tests" / "payloads"
+BENCH = REPO / "bench"
+POSTGRES_SERVER = "postgres://postgres@127.0.0.1:5432"
+POSTGRES_ADMIN_URL = f"{POSTGRES_SERVER}/test"
+"""The database the machine provides; only used to create and drop each run's own database."""
+POSTGRES_URL = f"{POSTGRES_SERVER}/bot_test_{os.getpid()}_{secrets.token_hex(3)}"
+"""This test run's own database (created on first use, dropped at the end), so runs never meet."""
 APP_SECRET = "test-app-secret"
 GRAPH_TOKEN = "bench-token"
 ADMIN_TOKEN = "test-admin-token"
@@ -49,9 +53,21 @@ def _postgres_answers() -> bool:
 POSTGRES_AVAILABLE = _postgres_answers()
 
 
+_postgres_created = False
+
+
 async def reset_postgres() -> None:
+    """An empty public schema in this run's own database (created the first time)."""
     import asyncpg
 
+    global _postgres_created
+    if not _postgres_created:
+        admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
+        try:
+            await admin.execute(f'CREATE DATABASE "{POSTGRES_URL.rsplit("/", 1)[1]}"')
+        finally:
+            await admin.close()
+        _postgres_created = True
     connection = await asyncpg.connect(POSTGRES_URL)
     try:
         await connection.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;")
@@ -59,12 +75,23 @@ async def reset_postgres() -> None:
         await connection.close()
 
 
+async def drop_postgres() -> None:
+    """At the end of the run: this run's database goes (its connections are closed first)."""
+    import asyncpg
+
+    if not _postgres_created:
+        return
+    name = POSTGRES_URL.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
 def payload(name: str) -> dict[str, Any]:
-    """A real-shaped Cloud API example from ../shared/payloads."""
-    path = PAYLOADS / name
-    if not path.exists():
-        pytest.skip(f"{path} is not here (../shared/payloads comes with the project's shared folder)")
-    loaded: dict[str, Any] = json.loads(path.read_text())
+    """A real-shaped Cloud API example from tests/payloads."""
+    loaded: dict[str, Any] = json.loads((PAYLOADS / name).read_text())
     return loaded
 
 

@@ -469,14 +469,12 @@ async def test_stopping_during_a_results_write_keeps_what_was_sent(outbox: Outbo
     assert stored.whatsapp_message_id == "wamid.X1"
 
 
-# --- end to end: the real server and the shared fake Graph API ----------------------------------------
+# --- end to end: the real server and the fake Graph API of bench/ ------------------------------------------
 
 
 @pytest.fixture
 async def throttling_graph() -> AsyncIterator[TestServer]:
-    """../shared/bench/fake_graph.py answering every 2nd send with 130429 (HTTP 429)."""
-    if not (BENCH / "fake_graph.py").exists():
-        pytest.skip("../shared/bench/fake_graph.py is not here")
+    """bench/fake_graph.py answering every 2nd send with 130429 (HTTP 429)."""
     sys.path.insert(0, str(BENCH))
     try:
         fake_graph = importlib.import_module("fake_graph")

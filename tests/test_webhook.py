@@ -247,7 +247,7 @@ async def test_sandbox_mode_records_and_never_calls_out(
 async def test_free_form_reply_outside_the_window_is_refused_before_any_call(
     bot_client: BotFactory, fake_graph: TestServer
 ) -> None:
-    """The shared example was written in June 2025: far outside the 24-hour window by now."""
+    """The example payload was written in June 2025: far outside the 24-hour window by now."""
     client = await bot_client()
     assert (await post_webhook(client, payload("inbound_text.json"))).status == 200
 

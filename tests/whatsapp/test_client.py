@@ -1,4 +1,4 @@
-"""WhatsAppClient over HTTP (aioresponses at the HTTP boundary, and the shared fake Graph API) and sandbox."""
+"""WhatsAppClient over HTTP (aioresponses at the HTTP boundary, and bench/fake_graph.py), and the sandbox."""
 
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ from bot.whatsapp.client import HttpTransport, SandboxTransport, SendResult, Wha
 from bot.whatsapp.outbound import ListRow, ListSection, Text
 from bot.whatsapp.pacing import Pacer
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
-PAYLOADS = SHARED / "payloads"
+REPO = Path(__file__).resolve().parents[2]
+PAYLOADS = REPO / "tests" / "payloads"
 BASE = "https://graph.example.test/v21.0"
 PNID = "100000000000001"
 MESSAGES_URL = f"{BASE}/{PNID}/messages"
@@ -36,16 +36,11 @@ TO = "+15550002222"
 
 
 def payload(name: str) -> Any:
-    path = PAYLOADS / name
-    if not path.exists():
-        pytest.skip(f"{path} not present")
-    return json.loads(path.read_text())
+    return json.loads((PAYLOADS / name).read_text())
 
 
 def fake_graph_app(**kwargs: Any) -> web.Application:
-    bench = SHARED / "bench"
-    if not (bench / "fake_graph.py").exists():
-        pytest.skip("shared/bench/fake_graph.py not present")
+    bench = REPO / "bench"
     if str(bench) not in sys.path:
         sys.path.insert(0, str(bench))
     app: web.Application = importlib.import_module("fake_graph").build_app(**kwargs)

@@ -12,7 +12,7 @@ import pytest
 
 from bot.whatsapp import errors as e
 
-PAYLOADS = Path(__file__).resolve().parents[3] / "shared" / "payloads"
+PAYLOADS = Path(__file__).resolve().parents[1] / "payloads"
 
 # file code -> (class, retryable, per_recipient, max_attempts)
 EXPECTED: dict[int, tuple[type[e.GraphError], bool, bool, int]] = {
@@ -30,15 +30,10 @@ EXPECTED: dict[int, tuple[type[e.GraphError], bool, bool, int]] = {
 
 
 def _payload(name: str) -> Any:
-    path = PAYLOADS / name
-    if not path.exists():
-        pytest.skip(f"{path} not present")
-    return json.loads(path.read_text())
+    return json.loads((PAYLOADS / name).read_text())
 
 
 def test_every_error_payload_file_is_expected() -> None:
-    if not PAYLOADS.exists():
-        pytest.skip("shared payloads not present")
     codes = {int(p.stem.removeprefix("error_")) for p in PAYLOADS.glob("error_*.json")}
     assert codes == set(EXPECTED)
 
