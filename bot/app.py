@@ -126,6 +126,7 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
         OutboxConfig(
             concurrency=settings.outbox.concurrency,
             max_attempts=settings.outbox.max_attempts,
+            retry_horizon=settings.outbox.retry_horizon,
             mark_read=settings.whatsapp.mark_read,
             quote_replies=settings.whatsapp.quote_replies,
         ),

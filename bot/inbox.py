@@ -34,6 +34,7 @@ from bot.engine import Customer as CustomerInfo
 from bot.engine import Engine, Event, Outcome
 from bot.engine.machine import TIMEOUT
 from bot.loops import Loop
+from bot.outbox import outbound_row
 from bot.whatsapp.outbound import OutboundMessage, Text
 from bot.whatsapp.types import InboundMessage
 
@@ -83,22 +84,6 @@ def event_for(row: Message) -> Event:
     except ValueError:
         return Event(type="unsupported", text=row.message_content)
     return Event(type=message.kind, text=message.text_content, reply_id=message.reply_id)
-
-
-def outbound_row(phone: str, message: OutboundMessage, *, reply_to: str | None, now: datetime) -> Message:
-    """A queued outbox row; the outbox worker sends it after the transaction that created it commits."""
-    return Message(
-        customer_phone=phone,
-        message_direction=Direction.OUTBOUND,
-        message_type=message.message_type,
-        message_content=message.log_content(),
-        file_url=getattr(message, "file_url", None),
-        file_name=getattr(message, "filename", None),
-        delivery_status=DeliveryStatus.QUEUED,
-        payload=message.model_dump(mode="json"),
-        reply_to=reply_to,
-        next_attempt_at=now,
-    )
 
 
 class InboxWorker:

@@ -189,7 +189,11 @@ class Simulator:
         self.outbox = OutboxWorker(
             client,
             claims,
-            OutboxConfig(mark_read=False, max_attempts=self.settings.outbox.max_attempts),
+            OutboxConfig(
+                mark_read=False,
+                max_attempts=self.settings.outbox.max_attempts,
+                retry_horizon=self.settings.outbox.retry_horizon,
+            ),
             self.clock,
         )
         self.inbox = InboxWorker(

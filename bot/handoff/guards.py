@@ -27,8 +27,8 @@ from bot.db.models import (
 from bot.handoff.events import EventHub
 from bot.handoff.service import HandoffDesk, queue_event
 from bot.handoff.texts import IDLE_NOTE, UNCLAIMED, pick
-from bot.inbox import outbound_row
 from bot.loops import Loop
+from bot.outbox import enqueue
 from bot.settings import Settings
 from bot.whatsapp.outbound import Text
 
@@ -83,7 +83,7 @@ class HandoffGuards:
                 text = pick(
                     UNCLAIMED, str(language[0] if language and language[0] else self._default_language)
                 )
-                await outbound_row(handoff.customer_phone, Text(body=text), reply_to=None, now=now).save()
+                await enqueue(handoff.customer_phone, Text(body=text), now=now)
                 await AuditEvent.create(
                     kind=AuditKind.GUARD_UNCLAIMED,
                     conversation_id=handoff.conversation_id,

@@ -35,7 +35,7 @@ from bot.db.models import (
     Technician,
 )
 from bot.handoff.service import OPEN, WINDOW, DeskError, HandoffDesk
-from bot.inbox import outbound_row
+from bot.outbox import outbound_row
 from bot.whatsapp.outbound import OutboundMessage, Template, Text
 
 TEMPLATE = "technician_relay"
@@ -312,9 +312,7 @@ class Relay:
         return Template(name=TEMPLATE, language=language, body_params=params)
 
     def _to_technician(self, technician: Technician, message: OutboundMessage, now: datetime) -> Message:
-        row = outbound_row(digits(technician.phone), message, reply_to=None, now=now)
-        row.technician_id = technician.id
-        return row
+        return outbound_row(digits(technician.phone), message, now=now, technician_id=technician.id)
 
 
 def _param(value: Any) -> str:

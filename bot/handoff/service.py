@@ -33,7 +33,7 @@ from bot.db.models import (
 from bot.engine import Engine
 from bot.handoff.events import EventHub
 from bot.handoff.texts import WorkingHours, wait_text
-from bot.inbox import outbound_row
+from bot.outbox import enqueue
 from bot.settings import Settings
 from bot.templates import TemplateCatalog, load_templates
 from bot.whatsapp.outbound import Media, OutboundMessage, Template, Text
@@ -413,9 +413,7 @@ class HandoffDesk:
             handoff = self._must_own(technician, chat)
             if not isinstance(message, Template):
                 self.check_window(chat.customer, now)
-            row = outbound_row(phone, message, reply_to=None, now=now)
-            row.technician_id = technician.id
-            await row.save()
+            row = await enqueue(phone, message, now=now, technician_id=technician.id)
             await Handoff.filter(id=handoff.id).update(last_activity_at=now)
         item = history_item(row)
         self.events.publish(
