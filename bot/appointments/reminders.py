@@ -35,7 +35,7 @@ from bot.clock import Clock, utc_now
 from bot.db import is_sqlite
 from bot.db.models import Appointment, AppointmentReminder, Customer, Message, ReminderStatus
 from bot.loops import Loop
-from bot.outbox import enqueue
+from bot.outbox import outbound_row
 from bot.settings import Settings
 from bot.templates import load_templates
 from bot.whatsapp.outbound import Template
@@ -241,7 +241,8 @@ class ReminderScheduler:
             return False
         if not await still_pending.update(status=ReminderStatus.SENT, sent_at=now, reason=decision.reason):
             return False  # someone else sent it: nothing is queued twice
-        row = await self._queue_message(appointment, language, now)
+        row = self._message_row(appointment, language, now)
+        await row.save()
         await AppointmentReminder.filter(id=reminder.id).update(message_id=row.id)
         log.info(
             "reminder %s (%s min) of appointment %s queued",
@@ -251,12 +252,12 @@ class ReminderScheduler:
         )
         return True
 
-    async def _queue_message(self, appointment: Appointment, language: str, now: datetime) -> Message:
+    def _message_row(self, appointment: Appointment, language: str, now: datetime) -> Message:
         template_language = language
         if self._template_languages and language not in self._template_languages:
             template_language = self._default_language
         message = reminder_message(appointment, template_language, self.zone)
-        return await enqueue(appointment.customer_phone, message, now=now, order_id=appointment.order_id)
+        return outbound_row(appointment.customer_phone, message, now=now, order_id=appointment.order_id)
 
 
 def superseded(reminder: AppointmentReminder, pending: Sequence[AppointmentReminder], at: datetime) -> bool:

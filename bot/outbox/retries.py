@@ -67,8 +67,10 @@ class RetryPolicy:
             wanted = paused_until
         elif not error.retryable:
             return GiveUp("a permanent error, not retried")
-        elif error.max_attempts is not None and attempts >= min(error.max_attempts, self._max_attempts):
-            return GiveUp(f"this error is tried at most {min(error.max_attempts, self._max_attempts)} times")
+        elif error.max_attempts is not None and attempts >= (
+            limit := min(error.max_attempts, self._max_attempts)
+        ):
+            return GiveUp(f"at most {limit} {'try' if limit == 1 else 'tries'} for this error")
         else:
             wanted = now + timedelta(seconds=error.retry_delay(attempts - 1))
         at = min(wanted, horizon.ends_at - LAST_TRY_MARGIN)
