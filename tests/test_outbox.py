@@ -725,6 +725,37 @@ async def test_a_refused_results_write_is_retried_and_the_row_is_not_sent_again_
     assert [r.to for r in outbox.graph.requests] == [ALICE]  # one send to Graph for one row
 
 
+async def test_a_stop_while_the_database_refuses_the_results_keeps_trying_within_its_grace(
+    outbox: Outbox, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bot.outbox")
+    await outbox.customer(ALICE)
+    row = await outbox.queue(ALICE, "Your phone is ready")
+    await refuse_status_changes(database_url, True)
+    outbox.worker.start()
+
+    def refusals() -> int:
+        return len([r for r in caplog.records if "results not stored" in r.getMessage()])
+
+    async def refused() -> bool:
+        return refusals() > 0
+
+    await eventually(refused)
+    before = refusals()
+    stopping = asyncio.create_task(outbox.worker.stop(grace=10))
+
+    async def refused_while_stopping() -> bool:
+        return refusals() > before
+
+    await eventually(refused_while_stopping)
+    await refuse_status_changes(database_url, False)
+    await stopping
+
+    stored = await reload(row)
+    assert stored.delivery_status == DeliveryStatus.SENT and stored.whatsapp_message_id == "wamid.X1"
+    assert len(outbox.graph.requests) == 1
+
+
 async def test_a_row_held_past_its_lease_is_not_taken_by_another_sender(outbox: Outbox) -> None:
     await outbox.customer(ALICE)
     row = await outbox.queue(ALICE, "Your phone is ready")
