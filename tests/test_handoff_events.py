@@ -164,4 +164,3 @@ async def test_a_claim_from_the_relay_is_published_once_its_batch_commits(
         ]
     finally:
         await close_db()
-
