@@ -26,6 +26,7 @@ from bot.handoff.guards import HandoffGuards
 from bot.handoff.policy import DeskPolicy
 from bot.handoff.relay import Relay
 from bot.handoff.service import HandoffDesk, history_item
+from bot.http_headers import add_security_headers
 from bot.inbox import InboxConfig, InboxWorker
 from bot.intake import IntakeWriter
 from bot.orders import api as orders_api
@@ -73,6 +74,7 @@ def create_app(settings: Settings) -> web.Application:
         settings.secrets.admin_token.get_secret_value() if settings.secrets.admin_token else ""
     )
     app.cleanup_ctx.extend([_database, _whatsapp_client, _workers, _flow_watcher])
+    add_security_headers(app)
     webhook.add_routes(app)
     api.add_routes(app)
     orders_api.add_routes(app, build_order_service(settings, on_queued=lambda: app[OUTBOX].wake()))

@@ -28,7 +28,14 @@ from typing import Any, TypeVar
 from aiohttp import BodyPartReader, WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bot.api_errors import bearer_token, error_response, field_errors, unauthorized, validated_body
+from bot.api_errors import (
+    RowId,
+    bearer_token,
+    error_response,
+    field_errors,
+    unauthorized,
+    validated_body,
+)
 from bot.db.models import Handoff, HandoffStatus, Technician
 from bot.handoff.service import OPEN, DeskError, HandoffDesk, is_admin
 from bot.handoff.tokens import verify_token
@@ -85,12 +92,12 @@ class NoteIn(_In):
 
 
 class TransferIn(_In):
-    technician_id: int
+    technician_id: RowId
 
 
 class ReleaseIn(_In):
-    flow: str | None = None
-    state: str | None = None
+    flow: str | None = Field(default=None, max_length=64)
+    state: str | None = Field(default=None, max_length=128)
 
 
 def technician_out(technician: Technician) -> dict[str, Any]:
