@@ -32,7 +32,7 @@ from bot.db.models import (
 from bot.engine import Conversation as ConversationState
 from bot.engine import Customer as CustomerInfo
 from bot.engine import Engine, Event, Outcome
-from bot.engine.machine import TIMEOUT
+from bot.engine.events import TIMEOUT
 from bot.loops import Loop
 from bot.whatsapp.outbound import OutboundMessage, Text
 from bot.whatsapp.types import InboundMessage

@@ -45,11 +45,11 @@ from bot.db.models import (
     OrderStatusChange,
 )
 from bot.engine import FlowSet
+from bot.engine.templates import TemplateCatalog
 from bot.inbox import InboxConfig, InboxWorker
 from bot.intake import inbound_row
 from bot.outbox import OutboxConfig, OutboxWorker
 from bot.settings import Settings
-from bot.templates import TemplateCatalog
 from bot.whatsapp.client import WhatsAppClient
 from bot.whatsapp.outbound import OUTBOUND_ADAPTER, Buttons, ListMessage, OutboundMessage, Template
 from bot.whatsapp.simulated import SimulatedCloudAPI

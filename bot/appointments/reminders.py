@@ -34,10 +34,10 @@ from bot.appointments.slots import next_wall_time
 from bot.clock import Clock, utc_now
 from bot.db import is_sqlite
 from bot.db.models import Appointment, AppointmentReminder, Customer, Message, ReminderStatus
+from bot.engine.templates import load_templates
 from bot.inbox import outbound_row
 from bot.loops import Loop
 from bot.settings import Settings
-from bot.templates import load_templates
 from bot.whatsapp.outbound import Template
 
 log = logging.getLogger(__name__)

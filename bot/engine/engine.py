@@ -20,10 +20,11 @@ from zoneinfo import ZoneInfo
 from bot.engine.actions import ActionContext, ActionRegistry
 from bot.engine.answers import DateOrder, read_answer
 from bot.engine.conditions import branch_holds
-from bot.engine.events import Customer, Event
+from bot.engine.edges import ANSWERED, FALLBACK, GOTO
+from bot.engine.events import QUIET_TYPES, TIMEOUT, Customer, Event
 from bot.engine.flows import FlowSet
 from bot.engine.languages import LanguageMenu
-from bot.engine.machine import ANSWERED, FALLBACK, GOTO, QUIET_TYPES, TIMEOUT, Match
+from bot.engine.machine import Match
 from bot.engine.schema import PLACEHOLDER, AskSpec, State, variants
 from bot.whatsapp import outbound as wa
 

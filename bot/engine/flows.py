@@ -3,7 +3,7 @@
 Loading collects *all* problems before refusing, so one run of `bot flows check` lists everything to
 fix. Each state is validated on its own, so a typo in one state does not hide the mistakes in the
 others. The schema is `schema.py`; one state's rules beyond it are `rules.py`; references across states
-and flows are `machine.check_graph`.
+and flows are `checks.py` and `reach.py`; the templates they may send are `templates.py`.
 """
 
 from __future__ import annotations
@@ -12,30 +12,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 
-if TYPE_CHECKING:
-    from bot.templates import TemplateCatalog
-
 from bot.engine.actions import ActionRegistry
-from bot.engine.machine import FlowMachine, GraphIssue, check_graph, split_target, suggest
+from bot.engine.checks import GraphIssue, check_graph, suggest
+from bot.engine.machine import FlowMachine
 from bot.engine.marked_yaml import FlowProblem, MarkedSource, YamlPath
 from bot.engine.reach import outside_window, unreachable
 from bot.engine.rules import StateRules
-from bot.engine.schema import NAME, FallbackSpec, FlowHeader, State
-
-
-@dataclass(frozen=True)
-class Flow:
-    name: str
-    start: str
-    states: Mapping[str, State]
-    fallback: FallbackSpec | None
-    file: Path
-    replies: Mapping[str, str] = field(default_factory=dict)
-    """Reply id pattern -> target: template buttons that lead here from anywhere (see FlowHeader)."""
+from bot.engine.schema import NAME, Flow, FlowHeader, State, split_target
+from bot.engine.templates import TemplateCatalog, load_templates
 
 
 class FlowSet:
@@ -68,8 +56,6 @@ class FlowLoadError(Exception):
 def _templates(directory: Path | None) -> tuple[TemplateCatalog | None, list[FlowProblem]]:
     if directory is None:
         return None, []
-    from bot.templates import load_templates  # bot.templates reads YAML with this package's tools
-
     return load_templates(directory)
 
 

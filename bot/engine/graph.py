@@ -1,6 +1,6 @@
 """Flows drawn as diagrams: Mermaid (`flowchart LR`) or Graphviz dot, for staff who read pictures.
 
-Edges come only from `machine.state_edges` plus the flow-wide fallback, exactly as the machine builds
+Edges come only from `edges.state_edges` plus the flow-wide fallback, exactly as the machine builds
 its table, so a new kind of transition shows up here without changes: its label is then the trigger
 text. Parallel edges between two states are merged into one with the labels joined, and everything is
 emitted in a fixed order, so the same flows always give the same text (diffable, cacheable).
@@ -12,9 +12,18 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from bot.engine.flows import Flow, FlowSet
-from bot.engine.machine import ANSWERED, FALLBACK, GOTO, TIMEOUT, Edge, split_target, state_edges
-from bot.engine.schema import BranchSpec, ConditionSpec, FallbackSpec, State, format_duration
+from bot.engine.edges import ANSWERED, FALLBACK, GOTO, Edge, state_edges
+from bot.engine.events import TIMEOUT
+from bot.engine.flows import FlowSet
+from bot.engine.schema import (
+    BranchSpec,
+    ConditionSpec,
+    FallbackSpec,
+    Flow,
+    State,
+    format_duration,
+    split_target,
+)
 
 KEYWORDS_SHOWN = 3
 """How many of a target's keywords an edge label shows before '…'."""

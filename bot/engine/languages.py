@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bot.engine.events import Event
-from bot.engine.machine import normalize
+from bot.engine.words import normalize
 from bot.whatsapp import outbound as wa
 
 LANGUAGE_REPLY_PREFIX = "_lang:"

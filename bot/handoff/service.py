@@ -31,11 +31,11 @@ from bot.db.models import (
     TechnicianRole,
 )
 from bot.engine import Engine
+from bot.engine.templates import TemplateCatalog, load_templates
 from bot.handoff.events import EventHub
 from bot.handoff.texts import WorkingHours, wait_text
 from bot.inbox import outbound_row
 from bot.settings import Settings
-from bot.templates import TemplateCatalog, load_templates
 from bot.whatsapp.outbound import Media, OutboundMessage, Template, Text
 
 WINDOW = timedelta(hours=24)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from bot.engine.templates import load_templates
 from bot.orders.notify import STATUS_TEMPLATE, StatusNotifier
 from bot.orders.service import OrderService
 from bot.orders.texts import load_order_texts
 from bot.settings import Settings
-from bot.templates import load_templates
 
 
 def build_order_service(settings: Settings, on_queued: Callable[[], None] = lambda: None) -> OrderService:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.engine import FlowProblem, check_flows
-from bot.templates import load_templates
+from bot.engine.templates import load_templates
 
 TEMPLATES = Path(__file__).parents[2] / "templates"
 
