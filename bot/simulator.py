@@ -46,6 +46,7 @@ from bot.db.models import (
 )
 from bot.engine import FlowSet
 from bot.engine.templates import TemplateCatalog
+from bot.engine.texts import pick_language
 from bot.inbox import InboxConfig, InboxWorker
 from bot.intake import inbound_row
 from bot.outbox import OutboxConfig, OutboxWorker
@@ -200,7 +201,10 @@ class Simulator:
             clock=self.clock,
         )
         self.reminders = ReminderScheduler(
-            self.settings, reminder_claims_for(self._database_url), clock=self.clock
+            self.settings,
+            reminder_claims_for(self._database_url),
+            clock=self.clock,
+            texts=lambda: engine.flows.texts,
         )
         self._templates = flows.templates
         for phone, last in await Customer.exclude(last_inbound_at=None).values_list(
@@ -449,8 +453,8 @@ def _reply(row: Message, templates: TemplateCatalog | None) -> Reply:
     buttons: tuple[str, ...] = ()
     found = templates.get(message.name) if templates is not None and isinstance(message, Template) else None
     if found is not None and isinstance(message, Template):
-        by_language = found.buttons.get(message.language) or next(iter(found.buttons.values()), [])
-        buttons = tuple(by_language)
+        language = pick_language(found.buttons, message.language)
+        buttons = tuple(found.buttons[language]) if language is not None else ()
     return Reply(
         phone=row.customer_phone,
         message=message,

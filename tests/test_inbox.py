@@ -10,10 +10,10 @@ from bot.db import close_db, init_db
 from bot.db.claims import claims_for
 from bot.db.models import Conversation, DeliveryStatus, Direction, Message
 from bot.engine import ActionContext, ActionRegistry, ActionResult, Engine, load_flows
-from bot.inbox import APOLOGIES, InboxConfig, InboxWorker
+from bot.inbox import InboxConfig, InboxWorker
 from bot.intake import inbound_row
 from bot.whatsapp.types import parse_notification
-from tests.helpers import text_notification
+from tests.helpers import REPO, text_notification
 
 FLOW = """
 flow: main
@@ -42,7 +42,7 @@ async def test_an_action_that_fails_gets_an_apology_and_keeps_the_state(
 
     (tmp_path / "flows").mkdir()
     (tmp_path / "flows" / "main.yaml").write_text(FLOW)
-    engine = Engine(load_flows(tmp_path / "flows", registry))
+    engine = Engine(load_flows(tmp_path / "flows", registry, REPO / "templates"))  # its texts: the apology
     queued: list[bool] = []
     worker = InboxWorker(
         engine, claims_for(database_url), InboxConfig("en"), on_queued=lambda: queued.append(True)
@@ -60,7 +60,9 @@ async def test_an_action_that_fails_gets_an_apology_and_keeps_the_state(
         assert failed.delivery_status == DeliveryStatus.DELIVERED
         assert failed.error_title is not None and "the shop's system is down" in failed.error_title
         [apology] = await Message.filter(reply_to="wamid.A2", message_direction=Direction.OUTBOUND)
-        assert apology.message_content == APOLOGIES["en"]
+        assert apology.message_content == (
+            "Sorry, something went wrong on our side. A member of our team will look into it."
+        )
         conversation = await Conversation.get()
         assert (conversation.flow, conversation.state) == ("main", "menu")  # where it was before the failure
         assert queued

@@ -24,6 +24,7 @@ from bot.engine.schema import (
     format_duration,
     split_target,
 )
+from bot.engine.texts import pick_text
 
 KEYWORDS_SHOWN = 3
 """How many of a target's keywords an edge label shows before '…'."""
@@ -251,14 +252,8 @@ def _reply_title(state: State, reply_id: str, language: str | None) -> str | Non
         offered += [row for section in state.choices.sections for row in section.rows]
     for option in offered:
         if option.id == reply_id:
-            return _pick(option.title, language)
+            return pick_text(option.title, language)
     return None
-
-
-def _pick(text: str | dict[str, str], language: str | None) -> str:
-    if isinstance(text, str):
-        return text
-    return text[language] if language in text else next(iter(text.values()))
 
 
 def _language(flow: Flow) -> str | None:

@@ -27,7 +27,7 @@ def build_status_notifier(settings: Settings) -> StatusNotifier:
         texts=texts,
         notify={status.name: status.notify for status in settings.orders.statuses},
         default_language=settings.shop.default_language,
-        template_languages=frozenset(template.languages) if template else frozenset(),
+        template_languages=tuple(template.languages) if template else (),
         address=settings.shop.address,
         opening_hours=settings.shop.opening_hours,
     )
