@@ -134,6 +134,7 @@ def load_texts(templates: Path) -> tuple[TextCatalog, list[FlowProblem]]:
             for name, by_language in _file_texts(source, document, specs).items():
                 texts[f"{file}.{name}"] = MappingProxyType(by_language)
         problems.extend(source.problems)
+    problems.sort(key=lambda p: (p.file, p.line, p.column))
     return TextCatalog(MappingProxyType(texts)), problems
 
 
@@ -182,10 +183,11 @@ def _by_language(
 
 
 def _placeholder_problem(text: str, placeholders: tuple[str, ...]) -> tuple[str, str] | None:
-    allowed = ", ".join(f"{{{name}}}" for name in placeholders) or "no placeholders"
+    allowed = ", ".join(f"{{{name}}}" for name in placeholders)
+    hint = f"it may use {allowed}" if allowed else "this text takes no {placeholders}"
     for found in _PLACEHOLDER.finditer(text):
         if found.group(1) not in placeholders:
-            return f"this text cannot use {found.group(0)}", f"it may use {allowed}"
+            return f"this text cannot use {found.group(0)}", hint
     if "{" in _PLACEHOLDER.sub("", text) or "}" in _PLACEHOLDER.sub("", text):
-        return "a { or } without its pair", f"braces are only for placeholders; this text may use {allowed}"
+        return "a { or } without its pair", f"braces are only for placeholders; {hint}"
     return None
