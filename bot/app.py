@@ -20,6 +20,7 @@ from bot.db import close_db, init_db, is_sqlite
 from bot.db.claims import claims_for
 from bot.db.models import Message
 from bot.engine import Engine
+from bot.engine.texts import TEXTS_DIR
 from bot.handoff import api as handoff_api
 from bot.handoff.events import EventHub, status_event
 from bot.handoff.guards import HandoffGuards
@@ -153,8 +154,9 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
     intake = IntakeWriter(
         on_committed=inbox.wake, on_statuses=lambda changes: _publish_statuses(events, changes)
     )
-    reminders = ReminderScheduler(settings, on_queued=outbox.wake)
-    guards = HandoffGuards(settings, events, on_queued=outbox.wake)
+    engine = app[ENGINE]
+    reminders = ReminderScheduler(settings, on_queued=outbox.wake, texts=lambda: engine.flows.texts)
+    guards = HandoffGuards(settings, events, on_queued=outbox.wake, texts=lambda: engine.flows.texts)
     app[HANDOFF_GUARDS] = guards
     app[OUTBOX], app[INBOX], app[webhook.INTAKE], app[REMINDERS] = outbox, inbox, intake, reminders
     if is_sqlite(settings.database_url):
@@ -173,13 +175,14 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _flow_watcher(app: web.Application) -> AsyncIterator[None]:
-    """Hot reload: saved flow files go live within seconds; a bad edit is refused and logged."""
+    """Hot reload: saved flow, template and text files go live within seconds; a bad edit is refused
+    and logged."""
     settings, engine = app[SETTINGS], app[ENGINE]
     if settings.flows.reload_seconds <= 0:
         yield
         return
     watcher = FlowWatcher(
-        [settings.flows_dir, settings.templates_dir],
+        [settings.flows_dir, settings.templates_dir, settings.templates_dir / TEXTS_DIR],
         load=lambda: load_flow_set(settings, engine.actions),
         on_loaded=engine.replace_flows,
         interval=settings.flows.reload_seconds,

@@ -268,7 +268,7 @@ def poison_flows(client: Client, directory: Path) -> None:
     cannot be written: the inbox parks that message after its attempts."""
     from datetime import UTC, datetime
 
-    from bot.app import ENGINE
+    from bot.app import ENGINE, SETTINGS
     from bot.engine import ActionContext, ActionResult, load_flows
 
     engine = client.app[ENGINE]
@@ -279,7 +279,7 @@ def poison_flows(client: Client, directory: Path) -> None:
     engine.actions.add("stamp", stamp)
     directory.mkdir()
     (directory / "main.yaml").write_text(POISON_FLOW)
-    engine.replace_flows(load_flows(directory, engine.actions))
+    engine.replace_flows(load_flows(directory, engine.actions, client.app[SETTINGS].templates_dir))
 
 
 async def test_a_message_the_bot_gave_up_on_is_in_the_log_and_listed_for_admins(

@@ -34,6 +34,7 @@ from bot.db.models import (
     Order,
     Technician,
 )
+from bot.engine.texts import pick_language
 from bot.handoff.service import OPEN, WINDOW, DeskError, HandoffDesk
 from bot.outbox import outbound_row
 from bot.whatsapp.outbound import OutboundMessage, Template, Text
@@ -304,10 +305,8 @@ class Relay:
     def _template(self, who: str, where: str, body: str) -> Template:
         spec = self.desk.catalog.get(TEMPLATE)
         settings = self.desk.settings
-        languages: list[str] = list(spec.languages) if spec else [settings.shop.default_language]
-        language = settings.shop.default_language
-        if language not in languages:
-            language = languages[0]
+        default = settings.shop.default_language
+        language = pick_language(spec.languages if spec else (), None, default) or default
         params = tuple(_param(value) for value in (who, where, body))
         return Template(name=TEMPLATE, language=language, body_params=params)
 
