@@ -16,7 +16,7 @@ from bot import api, webhook
 from bot.appointments import api as appointments_api
 from bot.appointments.reminders import ReminderScheduler
 from bot.appointments.service import AppointmentService
-from bot.db import close_db, init_db, is_sqlite
+from bot.db import close_db, init_db
 from bot.db.claims import claims_for
 from bot.db.models import Message
 from bot.engine import Engine
@@ -155,12 +155,12 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
         on_committed=inbox.wake, on_statuses=lambda changes: _publish_statuses(events, changes)
     )
     engine = app[ENGINE]
-    reminders = ReminderScheduler(settings, on_queued=outbox.wake, texts=lambda: engine.flows.texts)
+    reminders = ReminderScheduler(settings, claims, on_queued=outbox.wake, texts=lambda: engine.flows.texts)
     guards = HandoffGuards(settings, events, on_queued=outbox.wake, texts=lambda: engine.flows.texts)
     app[HANDOFF_GUARDS] = guards
     app[OUTBOX], app[INBOX], app[webhook.INTAKE], app[REMINDERS] = outbox, inbox, intake, reminders
-    if is_sqlite(settings.database_url):
-        await outbox.release_leases()  # one process per SQLite file: whatever was claimed is ours
+    if claims.one_process:
+        await outbox.release_leases()  # whatever was claimed before we started is ours
     intake.start()
     inbox.start()
     outbox.start()

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
-from bot.appointments.reminders import ReminderScheduler, reminder_claims_for
+from bot.appointments.reminders import ReminderScheduler
 from bot.db import close_db, init_db
 from bot.db.claims import claims_for
 from bot.db.models import (
@@ -206,7 +206,7 @@ class Simulator:
         )
         self.reminders = ReminderScheduler(
             self.settings,
-            reminder_claims_for(self._database_url),
+            claims,
             clock=self.clock,
             texts=lambda: engine.flows.texts,
         )
