@@ -133,7 +133,7 @@ class InboxWorker:
     ) -> None:
         self.engine = engine
         self._handoff = handoff
-        """The relay and auto handoff (bot/handoff/policy.py); None: neither (the simulator, replay)."""
+        """The relay and auto handoff (bot/handoff/policy.py, as bot/pipeline.py wires it); None: neither."""
         self._on_human_messages = on_human_messages
         self._on_parked = on_parked
         """Called after the commit that parked a row (the panel lists it)."""

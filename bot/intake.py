@@ -12,10 +12,11 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from tortoise.transactions import in_transaction
 
+from bot.clock import Clock, utc_now
 from bot.db.models import DeliveryStatus, Direction, Message
 from bot.loops import finish
 from bot.statuses import StatusChange, record_statuses
@@ -75,7 +76,9 @@ class IntakeWriter:
         self,
         on_committed: Callable[[], None],
         on_statuses: Callable[[list[StatusChange]], None] | None = None,
+        clock: Clock = utc_now,
     ) -> None:
+        self._clock = clock
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()  # None: stop
         self._on_committed = on_committed
         self._on_statuses = on_statuses
@@ -83,7 +86,7 @@ class IntakeWriter:
 
     async def write(self, notification: Notification) -> int:
         """Store what the notification carries; returns when it is committed (raises if it was not)."""
-        now = datetime.now(UTC)
+        now = self._clock()
         inbound = [inbound_row(item, now) for item in notification.inbound_messages()]
         statuses = status_changes(notification)
         if not inbound and not statuses:
