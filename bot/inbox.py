@@ -395,7 +395,7 @@ class InboxWorker:
                 customer = customers[row.customer_phone]
                 conversation = conversations[customer.id]
                 outcome = await self._handle_one(row, customer, conversation, batch)
-            row.delivery_status = DeliveryStatus.DELIVERED
+            row.delivery_status = DeliveryStatus.HANDLED
             row.processed_at = batch.now
             log.info(
                 "handled %s: %s in %.2f ms",

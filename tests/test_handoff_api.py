@@ -16,6 +16,7 @@ from bot.db.models import (
     AuditEvent,
     Conversation,
     ConversationMode,
+    DeliveryStatus,
     Direction,
     Handoff,
     HandoffStatus,
@@ -23,7 +24,14 @@ from bot.db.models import (
     TechnicianRole,
 )
 from bot.handoff.tokens import create_technician
-from tests.helpers import BotFactory, eventually, post_webhook, text_notification, write_settings
+from tests.helpers import (
+    ADMIN_TOKEN,
+    BotFactory,
+    eventually,
+    post_webhook,
+    text_notification,
+    write_settings,
+)
 from tests.test_commands import run_bot
 
 PHONE = "15550007777"
@@ -70,6 +78,29 @@ async def test_no_token_a_bad_token_or_an_inactive_one_gets_401(bot_client: BotF
     _, token = await create_technician("Ana")
     response = await client.get("/api/tech/me", headers=bearer(token))
     assert (await response.json())["name"] == "Ana"
+
+
+async def test_handled_messages_read_as_handled_and_so_do_those_stored_as_delivered(
+    bot_client: BotFactory,
+) -> None:
+    """An inbound message the bot has taken is `handled`, never `delivered` (Meta's word for what we
+    send). A database from before `handled` keeps such rows as `delivered`: the API and the panel read
+    those as handled too."""
+    client = await bot_client()
+    await waiting_chat(client)
+    legacy = Message.filter(whatsapp_message_id=f"wamid.{PHONE}.1")
+    await legacy.update(delivery_status=DeliveryStatus.DELIVERED)  # as the bot stored it before
+    _, boss = await create_technician("Boss", TechnicianRole.ADMIN)
+
+    log = await client.get(
+        f"/api/conversations/{PHONE}/messages", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
+    messages = (await log.json())["messages"]
+    assert [m["delivery_status"] for m in messages if m["message_direction"] == "inbound"] == ["handled"] * 2
+    history = await (await client.get(f"/api/tech/chats/{PHONE}/messages", headers=bearer(boss))).json()
+    assert [m["status"] for m in history["messages"] if m["direction"] == "inbound"] == ["handled"] * 2
+    assert [m["status"] for m in history["messages"] if m["direction"] == "outbound"] != []
+    assert await Message.filter(message_direction=Direction.INBOUND, delivery_status="handled").count() == 1
 
 
 async def test_the_engine_is_silent_while_a_person_has_the_chat(bot_client: BotFactory) -> None:
@@ -285,7 +316,6 @@ def poison_flows(client: Client, directory: Path) -> None:
 async def test_a_message_the_bot_gave_up_on_is_in_the_log_and_listed_for_admins(
     bot_client: BotFactory, tmp_path: Path
 ) -> None:
-    from tests.helpers import ADMIN_TOKEN
 
     client = await bot_client()
     poison_flows(client, tmp_path / "poison")

@@ -110,7 +110,7 @@ async def test_a_turn_takes_the_real_path_and_is_logged(tmp_path: Path) -> None:
         assert "técnico" in replies[0].message.log_content()
         inbound = await Message.filter(message_direction=Direction.INBOUND).order_by("id")
         assert [row.message_type for row in inbound] == ["text", "interactive"]
-        assert all(row.delivery_status == DeliveryStatus.DELIVERED for row in inbound)  # handled
+        assert all(row.delivery_status == DeliveryStatus.HANDLED for row in inbound)
         customer = await Customer.get(wa_id=PHONE)
         assert (customer.profile_name, customer.language) == ("Ana", "es")
         assert customer.last_inbound_at == START

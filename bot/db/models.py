@@ -20,14 +20,25 @@ class Direction(StrEnum):
 
 
 class DeliveryStatus(StrEnum):
-    """Outbound: queued → sent → delivered → read, or failed. Inbound: pending until the bot handled it."""
+    """Outbound (Meta's words): queued → sent → delivered → read, or failed. Inbound: pending → handled
+    once the bot has taken it, or failed when it gave up (parked). Databases from before `handled` keep
+    their handled inbound rows as `delivered`: read them with `status_of`."""
 
     PENDING = "pending"
+    HANDLED = "handled"
     QUEUED = "queued"
     SENT = "sent"
     DELIVERED = "delivered"
     READ = "read"
     FAILED = "failed"
+
+
+def status_of(row: Message) -> DeliveryStatus:
+    """A row's status as staff read it: an inbound row handled before `handled` existed is handled."""
+    status = DeliveryStatus(row.delivery_status)
+    if status is DeliveryStatus.DELIVERED and row.message_direction == Direction.INBOUND:
+        return DeliveryStatus.HANDLED
+    return status
 
 
 class ConversationMode(StrEnum):
