@@ -51,8 +51,8 @@ from bot.engine.events import TIMEOUT
 from bot.engine.texts import TextCatalog
 from bot.loops import Loop
 from bot.outbox import enqueue, outbound_row
+from bot.whatsapp.notifications import InboundMessage
 from bot.whatsapp.outbound import OutboundMessage, Text
-from bot.whatsapp.types import InboundMessage
 
 log = logging.getLogger(__name__)
 

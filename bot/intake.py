@@ -20,7 +20,7 @@ from bot.clock import Clock, utc_now
 from bot.db.models import DeliveryStatus, Direction, Message
 from bot.loops import finish
 from bot.statuses import StatusChange, record_statuses
-from bot.whatsapp.types import InboundItem, Notification
+from bot.whatsapp.notifications import InboundItem, Notification
 
 log = logging.getLogger(__name__)
 

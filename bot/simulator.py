@@ -51,9 +51,9 @@ from bot.engine.texts import pick_language
 from bot.pipeline import Pipeline, Workers
 from bot.settings import Settings
 from bot.whatsapp.client import WhatsAppClient
+from bot.whatsapp.notifications import parse_notification
 from bot.whatsapp.outbound import OUTBOUND_ADAPTER, Buttons, ListMessage, OutboundMessage, Template
 from bot.whatsapp.simulated import SimulatedCloudAPI
-from bot.whatsapp.types import parse_notification
 
 DEFAULT_PHONE = "15550009999"
 BUSINESS_PHONE = "15550001111"

@@ -15,7 +15,7 @@ from bot.db.models import Conversation, DeliveryStatus, Direction, Message
 from bot.engine import ActionContext, ActionRegistry, ActionResult, Engine, load_flows
 from bot.inbox import InboxConfig, InboxWorker
 from bot.intake import inbound_row
-from bot.whatsapp.types import parse_notification
+from bot.whatsapp.notifications import parse_notification
 from tests.helpers import REPO, text_notification
 
 APOLOGY = "Sorry, something went wrong on our side. A member of our team will look into it."
