@@ -1,8 +1,9 @@
-"""The whole bot with no WhatsApp and no server: `bot chat` and `bot flows test` both run on this.
+"""The simulator: the whole bot with no WhatsApp and no server; `bot chat` and `bot flows test` run on it.
+(Sandbox mode, bot/whatsapp/sandbox.py, is something else: the real server without credentials.)
 
 A customer's turn takes the real path of one message: webhook-shaped JSON -> `parse_notification` ->
 the intake writer -> the message log -> `InboxWorker.process_batch` (engine, state, outbox rows, the
-handoff policy) -> `OutboxWorker.dispatch`/`settle` -> `SimulatedCloudAPI`, which enforces Meta's
+handoff policy) -> `OutboxWorker.dispatch`/`settle` -> `FakeCloudAPI`, which enforces Meta's
 limits and the 24-hour window. Every part is the server's, assembled by bot/pipeline.py with the same
 settings; only the loops are not started: each step is driven here. The clock is ours: `advance()`
 moves it and runs what came due (`on: timeout` timers, reminders, the handoff guards), so a test can
@@ -51,9 +52,9 @@ from bot.engine.texts import pick_language
 from bot.pipeline import Pipeline, Workers
 from bot.settings import Settings
 from bot.whatsapp.client import WhatsAppClient
+from bot.whatsapp.fake_cloud_api import FakeCloudAPI
 from bot.whatsapp.notifications import parse_notification
 from bot.whatsapp.outbound import OUTBOUND_ADAPTER, Buttons, ListMessage, OutboundMessage, Template
-from bot.whatsapp.simulated import SimulatedCloudAPI
 
 DEFAULT_PHONE = "15550009999"
 BUSINESS_PHONE = "15550001111"
@@ -162,7 +163,7 @@ class Simulator:
     ) -> None:
         self.settings = settings
         self.clock = clock if clock is not None else SimClock()
-        self.api = SimulatedCloudAPI(self.clock)
+        self.api = FakeCloudAPI(self.clock)
         self._database_url = database_url
         self._flows = flows
         self._tempdir: str | None = None
