@@ -173,11 +173,6 @@ class Simulator:
         """The server's workers (bot/pipeline.py), set on enter."""
         self._run = secrets.token_hex(4)
 
-    @property
-    def database_url(self) -> str:
-        assert self._database_url is not None, "enter the simulator first"
-        return self._database_url
-
     async def __aenter__(self) -> Simulator:
         if self._database_url is None:
             self._tempdir = tempfile.mkdtemp(prefix="bot-sim-")

@@ -68,7 +68,6 @@ class FakeCloudAPI:
         self._clock = clock
         self._last_inbound: dict[str, datetime] = {}
         self._delivered: dict[str, list[dict[str, Any]]] = {}
-        self.refused: list[tuple[dict[str, Any], int]] = []
         self._ids = itertools.count(1)
         self._run = secrets.token_hex(4)
 
@@ -82,7 +81,6 @@ class FakeCloudAPI:
         """Forget every customer (a flow test starts from an empty world)."""
         self._last_inbound.clear()
         self._delivered.clear()
-        self.refused.clear()
 
     def forget(self, phone: str) -> None:
         phone = phone.lstrip("+")
@@ -103,7 +101,6 @@ class FakeCloudAPI:
             if body.get("type") != "template":
                 self._check_window(to)
         except Refusal as refusal:
-            self.refused.append((body, refusal.code))
             raise _error(refusal.code, refusal.details) from None
         self._delivered.setdefault(to, []).append(body)
         return {
