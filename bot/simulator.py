@@ -150,6 +150,7 @@ class Simulator:
     """Async context manager: the database is opened on enter and closed on exit.
 
     `database_url` None: a temporary SQLite file, removed on exit. `flows` None: settings' flows_dir.
+    The database is the simulator's own (never the shop's message log), so it is migrated on enter.
     """
 
     def __init__(
@@ -183,7 +184,7 @@ class Simulator:
         if self._database_url is None:
             self._tempdir = tempfile.mkdtemp(prefix="bot-sim-")
             self._database_url = f"sqlite://{Path(self._tempdir) / 'sim.db'}"
-        await init_db(self._database_url)
+        await init_db(self._database_url, migrate_schema=True)
         claims = claims_for(self._database_url)
         client = WhatsAppClient(self.api, self.settings.secrets.phone_number_id)  # no pacing: no real time
         self.outbox = OutboxWorker(
