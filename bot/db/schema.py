@@ -20,7 +20,6 @@ from a model's docstring; `_SqliteEditor` splits where SQLite's own tokenizer sa
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,10 +69,6 @@ class SchemaStatus:
     """Recorded as applied but not in bot/db/migrations/: a newer release migrated this database."""
     legacy: bool
     """Tables but no migration history: made by generate_schemas before migrations existed."""
-
-    @property
-    def current(self) -> bool:
-        return not self.pending and not self.unknown
 
 
 @dataclass(frozen=True)
@@ -142,9 +137,7 @@ async def schema_status(connection: BaseDBAsyncClient) -> SchemaStatus:
     )
 
 
-async def migrate(
-    connection: BaseDBAsyncClient, progress: Callable[[str], None] | None = None
-) -> MigrationReport:
+async def migrate(connection: BaseDBAsyncClient) -> MigrationReport:
     """Apply every pending migration, adopting a database made before migrations first."""
     if _is_memory(connection) and not await table_names(connection):
         return await _migrate_new_memory(connection)
@@ -156,12 +149,7 @@ async def migrate(
     if status.legacy:
         adopted, created = await _adopt(executor)
     pending = [key.name for key in _full_plan(executor) if key not in await _applied(executor)]
-
-    def report(event: str, app_label: str, name: str) -> None:
-        if progress is not None and event == "apply_done":
-            progress(name)
-
-    await executor.migrate(direction="forward", progress=report)
+    await executor.migrate(direction="forward")
     plan = _full_plan(executor)
     return MigrationReport(
         applied=tuple(pending),
