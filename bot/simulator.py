@@ -45,11 +45,12 @@ from bot.db.models import (
     OrderStatusChange,
 )
 from bot.engine import FlowSet
+from bot.engine.templates import TemplateCatalog
+from bot.engine.texts import pick_language
 from bot.inbox import InboxConfig, InboxWorker
 from bot.intake import inbound_row
 from bot.outbox import OutboxConfig, OutboxWorker
 from bot.settings import Settings
-from bot.templates import TemplateCatalog
 from bot.whatsapp.client import WhatsAppClient
 from bot.whatsapp.outbound import OUTBOUND_ADAPTER, Buttons, ListMessage, OutboundMessage, Template
 from bot.whatsapp.simulated import SimulatedCloudAPI
@@ -190,7 +191,11 @@ class Simulator:
         self.outbox = OutboxWorker(
             client,
             claims,
-            OutboxConfig(mark_read=False, max_attempts=self.settings.outbox.max_attempts),
+            OutboxConfig(
+                mark_read=False,
+                max_attempts=self.settings.outbox.max_attempts,
+                retry_horizon=self.settings.outbox.retry_horizon,
+            ),
             self.clock,
         )
         self.inbox = InboxWorker(
@@ -201,7 +206,10 @@ class Simulator:
             clock=self.clock,
         )
         self.reminders = ReminderScheduler(
-            self.settings, reminder_claims_for(self._database_url), clock=self.clock
+            self.settings,
+            reminder_claims_for(self._database_url),
+            clock=self.clock,
+            texts=lambda: engine.flows.texts,
         )
         self._templates = flows.templates
         for phone, last in await Customer.exclude(last_inbound_at=None).values_list(
@@ -450,8 +458,8 @@ def _reply(row: Message, templates: TemplateCatalog | None) -> Reply:
     buttons: tuple[str, ...] = ()
     found = templates.get(message.name) if templates is not None and isinstance(message, Template) else None
     if found is not None and isinstance(message, Template):
-        by_language = found.buttons.get(message.language) or next(iter(found.buttons.values()), [])
-        buttons = tuple(by_language)
+        language = pick_language(found.buttons, message.language)
+        buttons = tuple(found.buttons[language]) if language is not None else ()
     return Reply(
         phone=row.customer_phone,
         message=message,

@@ -120,7 +120,10 @@ def payload(name: str) -> dict[str, Any]:
 
 
 def write_settings(tmp_path: Path, extra: str = "") -> Path:
+    """The shipped flows, templates and texts (templates/texts/: the bot's own words), unless `extra`
+    names other templates."""
     path = tmp_path / "settings.yaml"
+    templates = "" if "templates:" in extra else f"templates:\n  directory: {REPO / 'templates'}\n"
     path.write_text(
         f"""
 shop:
@@ -129,7 +132,7 @@ shop:
   default_language: en
 flows:
   directory: {REPO / "flows"}
-whatsapp:
+{templates}whatsapp:
   messages_per_second: 1000
   pair_interval_seconds: 6
   pair_burst: 20
