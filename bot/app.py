@@ -41,12 +41,18 @@ ENGINE = web.AppKey("engine", Engine)
 CLIENT = web.AppKey("whatsapp_client", WhatsAppClient)
 WORKERS = web.AppKey("workers", Workers)
 FLOW_WATCHER = web.AppKey("flow_watcher", FlowWatcher)
+MIGRATE_AT_START = web.AppKey("migrate_at_start", bool)
 
 
-def create_app(settings: Settings) -> web.Application:
-    """Build the server. Flows are loaded here, so a bad flow stops start-up with its problems."""
+def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
+    """Build the server. Flows are loaded here, so a bad flow stops start-up with its problems.
+
+    At start-up the database schema must be current (else SchemaError stops it, naming the command);
+    `migrate` applies the pending migrations first (`bot serve --migrate`).
+    """
     app = web.Application(client_max_size=settings.server.max_body_bytes)
     app[SETTINGS] = settings
+    app[MIGRATE_AT_START] = migrate
     app[PIPELINE] = pipeline = Pipeline(settings)
     app[ENGINE] = pipeline.engine
     app[webhook.WEBHOOK_CONFIG] = webhook.WebhookConfig(
@@ -73,7 +79,9 @@ def create_app(settings: Settings) -> web.Application:
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
-    await init_db(app[SETTINGS].database_url)
+    report = await init_db(app[SETTINGS].database_url, migrate_schema=app[MIGRATE_AT_START])
+    for line in report.lines() if report else ():
+        log.info("database: %s", line)
     yield
     await close_db()
 

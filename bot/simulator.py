@@ -149,8 +149,9 @@ class ChoiceError(LookupError):
 class Simulator:
     """Async context manager: the database is opened on enter and closed on exit.
 
-    `database_url` None: a temporary SQLite file, removed on exit (never the shop's database: `settings`
-    are used with this one). `flows` None: settings' flows_dir.
+    `database_url` None: a temporary SQLite file, removed on exit. `flows` None: settings' flows_dir.
+    The database is the simulator's own (never the shop's message log: `settings` are used with this
+    one), so it is migrated on enter.
     """
 
     def __init__(
@@ -180,7 +181,7 @@ class Simulator:
         database = self.settings.database.model_copy(update={"url": self._database_url})
         self.settings = self.settings.model_copy(update={"database": database})  # the claims follow it
         pipeline = Pipeline(self.settings, clock=self.clock, flows=self._flows)  # may raise FlowLoadError
-        await init_db(self._database_url)
+        await init_db(self._database_url, migrate_schema=True)
         client = WhatsAppClient(self.api, self.settings.secrets.phone_number_id)  # no pacing: no real time
         self.workers = pipeline.workers(client)
         self.workers.intake.start()  # commits what `receive` hands it; the other loops never start

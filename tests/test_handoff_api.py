@@ -28,6 +28,7 @@ from tests.helpers import (
     ADMIN_TOKEN,
     BotFactory,
     eventually,
+    migrated_sqlite,
     post_webhook,
     text_notification,
     write_settings,
@@ -263,7 +264,7 @@ async def test_media_is_uploaded_then_sent_by_id_and_bad_types_are_refused(bot_c
 
 def test_technicians_add_prints_only_the_token_and_stores_its_hash(tmp_path: Path) -> None:
     database = tmp_path / "bot.db"
-    env = {"BOT_SETTINGS": str(write_settings(tmp_path)), "DATABASE_URL": f"sqlite://{database}"}
+    env = {"BOT_SETTINGS": str(write_settings(tmp_path)), "DATABASE_URL": migrated_sqlite(database)}
     result = run_bot("technicians", "add", "Tess", "--role", "admin", "--phone", "15550001234", env=env)
     assert result.returncode == 0, result.stderr
     assert re.fullmatch(r"rt_[A-Za-z0-9_-]{43}\n", result.stdout), result.stdout

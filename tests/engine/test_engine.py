@@ -132,7 +132,7 @@ async def test_buttons_and_keywords_reach_a_technician(event: Event, state: str)
 async def test_the_appointment_button_and_words_start_a_booking(
     shipped: FlowSet, event: Event, tmp_path: Path
 ) -> None:
-    await init_db(f"sqlite://{tmp_path / 'appointments.db'}")  # the flow reads the customer's bookings
+    await init_db("sqlite://:memory:", migrate_schema=True)  # the flow reads the customer's bookings
     try:
         engine = Engine(shipped)
         start = await send(engine, None, Event.of_text("hi"))
@@ -157,7 +157,7 @@ async def test_the_appointment_button_and_words_start_a_booking(
 async def test_the_repair_status_button_and_words_lead_to_the_order_lookup(
     shipped: FlowSet, event: Event, tmp_path: Path
 ) -> None:
-    await init_db(f"sqlite://{tmp_path / 'orders.db'}")  # the lookup reads the customer's orders
+    await init_db("sqlite://:memory:", migrate_schema=True)  # the lookup reads the customer's orders
     try:
         engine = Engine(shipped)
         start = await send(engine, None, Event.of_text("hi"))
