@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 
 from bot.api_errors import bearer_token
 from bot.db import ping
-from bot.db.models import Message, status_of
+from bot.db.models import Message
 
 ADMIN_TOKEN = web.AppKey("admin_token", str)
 
@@ -40,11 +40,6 @@ class MessageOut(BaseModel):
     created_at: datetime
     updated_at: datetime
 
-    @classmethod
-    def of(cls, row: Message) -> MessageOut:
-        """An inbound row handled before `handled` existed shows as handled (bot/db/models.status_of)."""
-        return cls.model_validate(row).model_copy(update={"delivery_status": str(status_of(row))})
-
 
 class ConversationLog(BaseModel):
     customer_phone: str
@@ -71,7 +66,7 @@ async def conversation_messages(request: web.Request) -> web.Response:
     if not phone:
         return web.json_response({"error": "phone must contain digits"}, status=400)
     rows = await Message.filter(customer_phone=phone).order_by("id")
-    body = ConversationLog(customer_phone=phone, messages=[MessageOut.of(row) for row in rows])
+    body = ConversationLog(customer_phone=phone, messages=[MessageOut.model_validate(row) for row in rows])
     return web.Response(text=body.model_dump_json(), content_type="application/json")
 
 

@@ -21,8 +21,8 @@ class Direction(StrEnum):
 
 class DeliveryStatus(StrEnum):
     """Outbound (Meta's words): queued → sent → delivered → read, or failed. Inbound: pending → handled
-    once the bot has taken it, or failed when it gave up (parked). Databases from before `handled` keep
-    their handled inbound rows as `delivered`: read them with `status_of`."""
+    once the bot has taken it, or failed when it gave up (parked). Earlier releases marked handled
+    inbound rows `delivered`; migration 0002_inbound_handled made them `handled`."""
 
     PENDING = "pending"
     HANDLED = "handled"
@@ -31,14 +31,6 @@ class DeliveryStatus(StrEnum):
     DELIVERED = "delivered"
     READ = "read"
     FAILED = "failed"
-
-
-def status_of(row: Message) -> DeliveryStatus:
-    """A row's status as staff read it: an inbound row handled before `handled` existed is handled."""
-    status = DeliveryStatus(row.delivery_status)
-    if status is DeliveryStatus.DELIVERED and row.message_direction == Direction.INBOUND:
-        return DeliveryStatus.HANDLED
-    return status
 
 
 class ConversationMode(StrEnum):

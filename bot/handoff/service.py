@@ -32,7 +32,6 @@ from bot.db.models import (
     Message,
     Technician,
     TechnicianRole,
-    status_of,
 )
 from bot.db.transactions import atomic, on_commit
 from bot.engine import Engine
@@ -119,7 +118,7 @@ def history_item(row: Message) -> dict[str, Any]:
         "content": row.message_content,
         "file_url": row.file_url,
         "file_name": row.file_name,
-        "status": str(status_of(row)),
+        "status": str(row.delivery_status),
         "error": row.error_title,
         "error_code": row.error_code,
         "attempts": row.attempts,
