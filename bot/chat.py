@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TextIO, cast
 
-from bot.db.urls import sqlite_file, sqlite_url
+from bot.db.config import sqlite_file, sqlite_url
 from bot.engine.schema import parse_duration
 from bot.settings import Settings
 from bot.simulator import MEDIA_KINDS, ChoiceError, MediaKind, Reply, SimCustomer, Simulator

@@ -23,8 +23,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from bot.appointments.service import AppointmentService
 from bot.chat import bot_lines
+from bot.db.config import MEMORY, sqlite_url
 from bot.db.models import AppointmentStatus, Order
-from bot.db.urls import MEMORY, sqlite_url
 from bot.engine import FlowLoadError, FlowProblem, FlowSet
 from bot.engine.marked_yaml import MarkedSource, YamlPath
 from bot.engine.schema import Duration, flow_error, format_duration

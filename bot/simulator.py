@@ -27,6 +27,7 @@ from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from bot.db import close_db, init_db
+from bot.db.config import sqlite_url
 from bot.db.models import (
     Appointment,
     AppointmentChange,
@@ -45,7 +46,6 @@ from bot.db.models import (
     Order,
     OrderStatusChange,
 )
-from bot.db.urls import sqlite_url
 from bot.engine import FlowSet
 from bot.engine.templates import TemplateCatalog
 from bot.engine.texts import pick_language
