@@ -149,6 +149,8 @@ def _timestamp(text: str) -> datetime:
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from bot.app import create_app
     from bot.engine import FlowLoadError
+    from bot.orders.texts import OrderTextsError
+    from bot.shop_texts import ShopSettingsMissing
 
     try:
         app = create_app(settings)
@@ -156,6 +158,14 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         print("The flows have problems; the server did not start:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
+        return 2
+    except ShopSettingsMissing as exc:
+        print("settings.yaml lacks what the texts need; the server did not start:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    except OrderTextsError as exc:
+        print(f"{exc}\nThe server did not start.", file=sys.stderr)
         return 2
     web.run_app(
         app,
@@ -168,10 +178,15 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _flows_check(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.orders.texts import OrderTextsError
     from bot.wiring import flow_problems
 
     directory = args.directory or settings.flows_dir
-    problems = flow_problems(settings, directory)
+    try:
+        problems = flow_problems(settings, directory)
+    except OrderTextsError as exc:
+        print(exc)
+        return 1
     for problem in problems:
         print(problem)
     if problems:

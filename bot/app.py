@@ -34,6 +34,7 @@ from bot.outbox import OutboxConfig, OutboxWorker
 from bot.panel import add_routes as add_panel_routes
 from bot.reload import FlowWatcher
 from bot.settings import SANDBOX_APP_SECRET, Settings
+from bot.shop_texts import require_shop_settings
 from bot.statuses import StatusChange
 from bot.whatsapp.client import HttpTransport, Transport, WhatsAppClient
 from bot.whatsapp.pacing import Pacer
@@ -55,7 +56,9 @@ HANDOFF_GUARDS = web.AppKey("handoff_guards", HandoffGuards)
 
 
 def create_app(settings: Settings) -> web.Application:
-    """Build the server. Flows are loaded here, so a bad flow stops start-up with its problems."""
+    """Build the server. Flows are loaded here, so a bad flow stops start-up with its problems, and so
+    does a `shop:` setting the texts need (ShopSettingsMissing)."""
+    require_shop_settings(settings.shop, settings.templates_dir)
     app = web.Application(client_max_size=settings.server.max_body_bytes)
     app[SETTINGS] = settings
     app[EVENTS] = events = EventHub()

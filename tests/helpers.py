@@ -103,6 +103,8 @@ shop:
   name: Test Repairs
   timezone: Europe/Madrid
   default_language: en
+  address: 1 Test Street          # the shipped status texts use both
+  opening_hours: Mon-Fri 9-5
 flows:
   directory: {REPO / "flows"}
 whatsapp:
