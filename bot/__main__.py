@@ -1,4 +1,4 @@
-"""The `bot` command: serve, flows check, flows graph, db init, replay."""
+"""The `bot` command: serve, doctor, flows check, flows graph, db init, replay, whatsapp ..."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("transitions").setLevel(logging.WARNING)  # it logs every state change at INFO
+    if args.command == "doctor":  # reading the settings is its first check
+        return _doctor(args)
     try:
         settings = load_settings(args.settings)
     except SettingsError as exc:
@@ -43,6 +45,33 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="default: server.host in settings.yaml")
     serve.add_argument("--port", type=int, help="default: server.port in settings.yaml")
     serve.set_defaults(handler=_serve)
+
+    commands.add_parser(
+        "doctor",
+        help="check, in order, whether this installation is ready for real customers; exit 0 when it is",
+        description="Settings, database, flows and templates, then (with credentials) the access token "
+        "and phone number, the webhook subscription and the templates' approval at Meta: one line each, "
+        "with what to do when it fails. Changes nothing.",
+    )
+
+    whatsapp = commands.add_parser("whatsapp", help="set up the WhatsApp Business account")
+    whatsapp_commands = whatsapp.add_subparsers(dest="whatsapp_command", required=True)
+    subscribe = whatsapp_commands.add_parser(
+        "subscribe", help="subscribe the app to the WhatsApp Business Account's webhooks"
+    )
+    subscribe.add_argument(
+        "--callback-url", help="send the account's webhooks here instead of the app's callback URL (https)"
+    )
+    subscribe.add_argument(
+        "--verify-token",
+        help="the token Meta sends to --callback-url to check it (default: $WHATSAPP_WEBHOOK_VERIFY_TOKEN)",
+    )
+    subscribe.set_defaults(handler=_whatsapp_subscribe)
+    profile = whatsapp_commands.add_parser(
+        "profile", help="show the business profile at Meta; --set sends the one shop: in settings.yaml sets"
+    )
+    profile.add_argument("--set", action="store_true", help="set about, address, description, email, ...")
+    profile.set_defaults(handler=_whatsapp_profile)
 
     flows = commands.add_parser("flows", help="work with the YAML flows")
     flow_commands = flows.add_subparsers(dest="flows_command", required=True)
@@ -175,6 +204,25 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         print=lambda text: logging.getLogger("bot").info("%s", text.strip()),
     )
     return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from bot.doctor import run_doctor
+
+    logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.ERROR)  # the check lines only
+    return asyncio.run(run_doctor(args.settings))
+
+
+def _whatsapp_subscribe(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.whatsapp.commands import subscribe
+
+    return asyncio.run(subscribe(settings, args.callback_url, args.verify_token))
+
+
+def _whatsapp_profile(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.whatsapp.commands import profile
+
+    return asyncio.run(profile(settings, args.set))
 
 
 def _flows_check(settings: Settings, args: argparse.Namespace) -> int:

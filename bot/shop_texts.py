@@ -58,7 +58,8 @@ def missing_shop_settings(shop: ShopSettings, templates_dir: Path) -> list[FlowP
                         str(path),
                         *where,
                         f"this text uses {{{placeholder}}}, but shop.{setting} is not set in settings.yaml",
-                        f"add `{setting}: {_EXAMPLES[placeholder]}` under shop: (one text, or one per language)",
+                        f"add `{setting}: {_EXAMPLES[placeholder]}` under shop: "
+                        "(one text, or one per language)",
                     )
                 )
                 del missing[placeholder]

@@ -26,6 +26,7 @@ from bot.engine.marked_yaml import FlowProblem
 from bot.settings import Settings
 from bot.templates import TemplateCatalog, TemplateFile, load_templates
 from bot.whatsapp.account import graph_transport
+from bot.whatsapp.client import Transport
 from bot.whatsapp.errors import (
     AccessTokenExpired,
     AuthError,
@@ -132,19 +133,25 @@ async def fetch_meta_templates(settings: Settings) -> list[MetaTemplate]:
     if secrets.access_token is None or not secrets.business_account_id:
         raise ValueError("fetching templates needs an access token and a business account id")
     async with graph_transport(settings) as transport:
-        first = await transport.get_json(
-            f"{secrets.business_account_id}/message_templates",
-            {"fields": GRAPH_FIELDS, "limit": PAGE_SIZE},
-        )
-        page = _page(first)
-        templates = list(page.data)
-        for _ in range(MAX_PAGES):
-            next_url = page.paging.next if page.paging else None
-            if not next_url:
-                return templates
-            _check_origin(next_url, secrets.api_base_url)
-            page = _page(await transport.get_bytes(next_url))
-            templates.extend(page.data)
+        return await list_meta_templates(transport, settings)
+
+
+async def list_meta_templates(transport: Transport, settings: Settings) -> list[MetaTemplate]:
+    """`GET /{waba-id}/message_templates` over `transport`, page after page."""
+    base_url = settings.secrets.api_base_url
+    first = await transport.get_json(
+        f"{settings.secrets.business_account_id}/message_templates",
+        {"fields": GRAPH_FIELDS, "limit": PAGE_SIZE},
+    )
+    page = _page(first)
+    templates = list(page.data)
+    for _ in range(MAX_PAGES):
+        next_url = page.paging.next if page.paging else None
+        if not next_url:
+            return templates
+        _check_origin(next_url, base_url)
+        page = _page(await transport.get_bytes(next_url))
+        templates.extend(page.data)
     raise UnexpectedResponse.about(f"more than {MAX_PAGES} pages of templates (paging.next loops?)", {})
 
 
