@@ -178,8 +178,8 @@ def _timestamp(text: str) -> datetime:
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from bot.app import create_app
     from bot.engine import FlowLoadError
-    from bot.orders.texts import OrderTextsError
     from bot.shop_texts import ShopSettingsMissing
+    from bot.texts import TextsError
 
     try:
         app = create_app(settings)
@@ -193,7 +193,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
-    except OrderTextsError as exc:
+    except TextsError as exc:
         print(f"{exc}\nThe server did not start.", file=sys.stderr)
         return 2
     web.run_app(
@@ -226,13 +226,13 @@ def _whatsapp_profile(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _flows_check(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.orders.texts import OrderTextsError
+    from bot.texts import TextsError
     from bot.wiring import flow_problems
 
     directory = args.directory or settings.flows_dir
     try:
         problems = flow_problems(settings, directory)
-    except OrderTextsError as exc:
+    except TextsError as exc:
         print(exc)
         return 1
     for problem in problems:

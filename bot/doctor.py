@@ -136,16 +136,16 @@ async def database_reachable(run: DoctorRun) -> Outcome:
 
 
 async def flows_and_templates_valid(run: DoctorRun) -> Outcome:
-    from bot.orders.texts import OrderTextsError
     from bot.templates import load_templates
+    from bot.texts import TextsError
     from bot.wiring import flow_problems
 
     settings = run.ready_settings
     try:
         problems = flow_problems(settings)
-    except OrderTextsError as exc:
+    except TextsError as exc:
         first = str(exc).splitlines()
-        return Outcome.fail(" ".join(line.strip() for line in first[:2]), "correct the status texts file")
+        return Outcome.fail(" ".join(line.strip() for line in first[:2]), "correct the texts file named")
     if problems:
         return Outcome.fail(
             f"{len(problems)} problem(s), the first: {problems[0]}",

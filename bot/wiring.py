@@ -53,7 +53,7 @@ def load_flow_set(settings: Settings, actions: ActionRegistry | None = None) -> 
 
 def flow_problems(settings: Settings, directory: Path | None = None) -> list[FlowProblem]:
     """`bot flows check`: every problem in `directory` (default: settings' flows), templates included,
-    and the `shop:` settings the texts need. Raises OrderTextsError when the status texts are invalid."""
+    and the `shop:` settings the texts need. Raises TextsError when a texts file is invalid."""
     from bot.shop_texts import missing_shop_settings
 
     flows_dir = directory if directory is not None else settings.flows_dir

@@ -14,6 +14,7 @@ from tests.helpers import REPO
 from tests.test_commands import run_bot
 
 TEXTS = REPO / "templates" / "texts" / "order_statuses.yaml"
+APPOINTMENT_TEXTS = REPO / "templates" / "texts" / "appointment_changes.yaml"
 
 
 def _settings_file(tmp_path: Path, shop: str) -> Path:
@@ -28,9 +29,9 @@ def _settings_file(tmp_path: Path, shop: str) -> Path:
     return path
 
 
-def _line_of(text: str) -> int:
-    """The line of the first status text in the shipped file that uses `text`."""
-    lines = TEXTS.read_text(encoding="utf-8").splitlines()
+def _line_of(text: str, path: Path = TEXTS) -> int:
+    """The line of the first text in a shipped texts file that uses `text`."""
+    lines = path.read_text(encoding="utf-8").splitlines()
     return next(
         number for number, line in enumerate(lines, 1) if text in line and not line.lstrip().startswith("#")
     )
@@ -40,7 +41,7 @@ def test_each_missing_setting_is_named_at_the_first_text_that_uses_it(tmp_path: 
     settings = load_settings(_settings_file(tmp_path, ""), {})
     problems = missing_shop_settings(settings.shop, settings.templates_dir)
     assert [(Path(p.file), p.line) for p in problems] == [
-        (TEXTS, _line_of("{address}")),
+        (APPOINTMENT_TEXTS, _line_of("{address}", APPOINTMENT_TEXTS)),  # files in name order
         (TEXTS, _line_of("{opening_hours}")),
     ]
     assert "uses {address}, but shop.address is not set in settings.yaml" in problems[0].reason
@@ -67,7 +68,7 @@ def test_the_server_does_not_start_without_them(tmp_path: Path) -> None:
     result = run_bot("serve", env={"BOT_SETTINGS": str(tmp_path / "settings.yaml")})
     assert result.returncode == 2, result.stdout + result.stderr
     assert "the server did not start" in result.stderr
-    assert f"{TEXTS}:{_line_of('{address}')}:" in result.stderr
+    assert f"{APPOINTMENT_TEXTS}:{_line_of('{address}', APPOINTMENT_TEXTS)}:" in result.stderr
     assert "shop.address is not set" in result.stderr and "opening_hours" not in result.stderr
 
 
@@ -76,7 +77,8 @@ def test_flows_check_names_them_too(tmp_path: Path) -> None:
     result = run_bot("flows", "check", env={"BOT_SETTINGS": str(tmp_path / "settings.yaml")})
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stdout.splitlines() == [
-        f"{TEXTS}:{_line_of('{address}')}:9: this text uses {{address}}, but shop.address is not set in "
+        f"{APPOINTMENT_TEXTS}:{_line_of('{address}', APPOINTMENT_TEXTS)}:9: this text uses {{address}}, "
+        "but shop.address is not set in "
         'settings.yaml (hint: add `address: "123 Main Street, Springfield"` under shop: (one text, or one '
         "per language))",
         f"{TEXTS}:{_line_of('{opening_hours}')}:9: this text uses {{opening_hours}}, but shop.opening_hours "

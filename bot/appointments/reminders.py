@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 from tortoise.transactions import in_transaction
 
 from bot.appointments.dates import day_label, time_label
+from bot.appointments.notify import device_name
 from bot.appointments.service import ACTIVE
 from bot.appointments.slots import next_wall_time
 from bot.clock import Clock, utc_now
@@ -45,8 +46,6 @@ log = logging.getLogger(__name__)
 REMINDER_TEMPLATE = "appointment_reminder"
 BATCH_SIZE = 100
 BUTTONS = ("confirm", "reschedule", "cancel")
-YOUR_DEVICE = {"en": "your device", "es": "tu dispositivo", "zh": "您的设备"}
-"""{{3}} when the appointment names no device (a template parameter may not be empty)."""
 
 QuietHours = tuple[time, time] | None
 
@@ -95,8 +94,7 @@ def reminder_message(appointment: Appointment, language: str, zone: ZoneInfo) ->
     """`appointment_reminder`: {{1}} the date, {{2}} the time (both in the customer's language and the
     shop's zone), {{3}} the device; quick replies Confirm, Reschedule, Cancel carry `appt:<verb>:<id>`."""
     local = appointment.starts_at.astimezone(zone)
-    base = language.split("_")[0].split("-")[0].lower()
-    device = appointment.device_model or YOUR_DEVICE.get(base, YOUR_DEVICE["en"])
+    device = device_name(appointment.device_model, language)  # {{3}} may not be empty
     return Template(
         name=REMINDER_TEMPLATE,
         language=language,
