@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TextIO
 
+from tortoise import connections
 from yarl import URL
 
-from bot.db import close_db, init_db, is_sqlite, ping
+from bot.db import close_db, init_db, is_sqlite
 from bot.settings import Settings, SettingsError, load_settings, settings_file
 from bot.whatsapp.account import BusinessAccount, graph_transport
 from bot.whatsapp.client import HttpTransport
@@ -35,6 +36,8 @@ from bot.whatsapp.errors import (
     TransportError,
 )
 
+DATABASE_TIMEOUT = 10.0
+"""Seconds to wait for the database's first answer."""
 Status = Literal["ok", "fail", "skip"]
 MARKS: dict[Status, str] = {"ok": "ok", "fail": "FAIL", "skip": "skip"}
 
@@ -127,11 +130,11 @@ async def database_reachable(run: DoctorRun) -> Outcome:
             return Outcome.fail(f"no database at {path}", "run `bot db init` (make run does it too)")
     try:
         await run.open_database()
-        answers = await ping()
+        await asyncio.wait_for(connections.get("default").execute_query("SELECT 1"), DATABASE_TIMEOUT)
+    except TimeoutError:
+        return Outcome.fail(f"{shown} does not answer", "start the database, or correct DATABASE_URL")
     except Exception as exc:  # the driver's own errors: connection refused, unknown database ...
         return Outcome.fail(f"{shown}: {exc}", "start the database, or correct DATABASE_URL / database.url")
-    if not answers:
-        return Outcome.fail(f"{shown} does not answer", "start the database, or correct DATABASE_URL")
     return Outcome.ok(f"{shown} answers")
 
 

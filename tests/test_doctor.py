@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -88,7 +89,7 @@ async def test_a_ready_installation_passes_every_check_in_order_and_exits_0(
         "messaging limit TIER_2K"
     )
     assert checks["webhooks"] == "ok subscribed: Fix-It Bot"
-    assert checks["templates at Meta"].startswith("ok 12 language version(s) of 4 template(s) approved")
+    assert checks["templates at Meta"].startswith("ok 15 language version(s) of 5 template(s) approved")
     assert lines[-1] == "ready: every check passed"
     fields = fake.requests[0][2]["fields"].split(",")
     assert fields == [
@@ -174,7 +175,7 @@ async def test_a_template_not_approved_as_written_is_named(
 
     assert code == 1
     assert by_name(lines)["templates at Meta"] == (
-        "FAIL 2 of 12 not ready: appointment_reminder (es) pending, follow_up (es) missing → run `bot "
+        "FAIL 2 of 15 not ready: appointment_reminder (es) pending, follow_up (es) missing → run `bot "
         "templates sync` for the details; submit or correct them in WhatsApp Manager"
     )
 
@@ -251,3 +252,18 @@ async def test_the_command_prints_the_lines_and_exits_0_when_ready(
     lines = stdout.decode().splitlines()
     assert [line.split()[0] for line in lines] == ["ok"] * 6 + ["ready:"]
     assert stderr.decode() == ""
+
+
+async def test_a_database_that_does_not_answer_is_named_with_the_reason(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"postgres://postgres@127.0.0.1:{port}/shop"
+
+    code, lines = await doctor(shop_settings(tmp_path), live_environ(url, None))
+
+    assert code == 1
+    database = by_name(lines)["database"]
+    assert database.startswith(f"FAIL {url}: ") and "Connect call failed" in database
+    assert database.endswith("→ start the database, or correct DATABASE_URL / database.url")
+    assert by_name(lines)["flows and templates"].startswith("ok ")  # the checks after it still ran
