@@ -7,7 +7,7 @@ open and close in `cleanup_ctx` (database, HTTP session, workers), in that order
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
@@ -23,6 +23,7 @@ from bot.engine import Engine
 from bot.handoff import api as handoff_api
 from bot.handoff.events import EventHub, status_event
 from bot.handoff.guards import HandoffGuards
+from bot.handoff.policy import DeskPolicy
 from bot.handoff.relay import Relay
 from bot.handoff.service import HandoffDesk, history_item
 from bot.http_headers import add_security_headers
@@ -136,18 +137,20 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
         ),
         on_recorded=lambda rows: _publish_sent(events, rows),
     )
+    desk = app[handoff_api.DESK]
     inbox = InboxWorker(
         app[ENGINE],
         claims,
-        InboxConfig(
-            default_language=settings.shop.default_language,
-            handoff_after_misses=settings.handoff.after_misses,
-        ),
+        InboxConfig(default_language=settings.shop.default_language),
         on_queued=outbox.wake,
-        on_handled=lambda wamids: _after_batch(outbox, events, wamids),
+        on_handled=outbox.mark_read,
         on_human_messages=lambda rows: _publish_inbound(events, rows),
-        auto_handoff=app[handoff_api.DESK].auto_handoff,
-        relay=Relay(app[handoff_api.DESK]) if settings.handoff.relay_to_whatsapp else None,
+        handoff=DeskPolicy(
+            desk,
+            Relay(desk) if settings.handoff.relay_to_whatsapp else None,
+            settings.handoff.after_misses,
+        ),
+        on_parked=lambda row: _publish_parked(events, row),
     )
     intake = IntakeWriter(
         on_committed=inbox.wake, on_statuses=lambda changes: _publish_statuses(events, changes)
@@ -189,12 +192,6 @@ async def _flow_watcher(app: web.Application) -> AsyncIterator[None]:
     await watcher.stop()
 
 
-def _after_batch(outbox: OutboxWorker, events: EventHub, wamids: Sequence[str]) -> None:
-    """After an inbox batch has committed: read receipts, and the handoffs it opened go live."""
-    outbox.mark_read(wamids)
-    events.flush()
-
-
 def _publish_inbound(events: EventHub, rows: list[Message]) -> None:
     """Inbound messages of chats a person has, live to the panel."""
     for row in rows:
@@ -206,6 +203,13 @@ def _publish_inbound(events: EventHub, rows: list[Message]) -> None:
                 "message": history_item(row),
             }
         )
+
+
+def _publish_parked(events: EventHub, row: Message) -> None:
+    """An inbound message the inbox gave up on: admins see it in the panel's list at once."""
+    events.publish(
+        {"type": "failed", "phone": row.customer_phone, "conversation_id": None, "message": history_item(row)}
+    )
 
 
 def _publish_sent(events: EventHub, rows: list[Message]) -> None:

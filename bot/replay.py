@@ -81,8 +81,12 @@ async def _dry_run(engine: Engine, settings: Settings, rows: list[Message]) -> N
 
 
 async def _resend(engine: Engine, settings: Settings, rows: list[Message]) -> int:
-    await Message.filter(id__in=[row.id for row in rows]).update(
-        delivery_status=DeliveryStatus.PENDING, processed_at=None
+    await Message.filter(id__in=[row.id for row in rows]).update(  # parked ones get their tries back
+        delivery_status=DeliveryStatus.PENDING,
+        processed_at=None,
+        failed_at=None,
+        attempts=0,
+        error_title=None,
     )
     worker = InboxWorker(
         engine,

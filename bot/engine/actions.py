@@ -52,6 +52,8 @@ class ActionResult:
     """Conversation variables to set (JSON-serializable); the state's texts can use them."""
     next: str | None = None
     """Name of one of the action's target args: the conversation goes to that arg's state."""
+    hand_off: bool = False
+    """The action handed the chat to a person (the `handoff` action): the engine's Outcome says so."""
 
 
 Action = Callable[[ActionContext], Awaitable[ActionResult | None]]

@@ -104,6 +104,8 @@ class Outcome:
     """The customer chose this language: the caller remembers it on the customer."""
     missed: bool = False
     """The event was not understood (a fallback answered it): the inbox counts these in a row."""
+    hand_off: bool = False
+    """An action handed the chat to a person (ActionResult.hand_off): from now on the engine is silent."""
 
 
 class ActionError(Exception):
@@ -202,6 +204,8 @@ class _Run:
         """A silent timeout: the states it enters say nothing."""
         self.missed = False
         """A fallback answered: the event was not understood."""
+        self.hand_off = False
+        """An action handed the chat to a person."""
         self.languages: tuple[str, ...] = ()
         self.set_language(customer.language, chosen=False)
 
@@ -217,7 +221,9 @@ class _Run:
     def outcome(self, flow: str, state: str) -> Outcome:
         timeout = self.flows.flows[flow].states[state].on
         wait = timeout.timeout.after if timeout is not None and timeout.timeout is not None else None
-        return Outcome(flow, state, self.variables, self.outbound, wait, self.new_language, self.missed)
+        return Outcome(
+            flow, state, self.variables, self.outbound, wait, self.new_language, self.missed, self.hand_off
+        )
 
     async def first(self, event: Event) -> tuple[str, str]:
         """A new customer's first message: answered when the start state understands it ("what are
@@ -370,6 +376,7 @@ class _Run:
             return None
         self.outbound.extend(result.outbound)
         self.variables.update(result.variables)
+        self.hand_off = self.hand_off or result.hand_off
         if result.next is None:
             return None
         if result.next not in action.targets:

@@ -12,6 +12,7 @@ Routes (JSON in and out; errors are `{"error": "..."}` with 401, 403, 404, 409 o
   POST /api/tech/chats/{phone}/notes         {"text"}: internal, never sent
   POST /api/tech/chats/{phone}/transfer      {"technician_id"}
   POST /api/tech/chats/{phone}/release       {"flow"?, "state"?}: back to the bot
+  GET  /api/tech/failed                      admin: inbound messages the bot gave up on, newest first
   GET  /api/tech/ws?token=...                live events (bot/handoff/events.py)
 
 Thin on purpose: authenticate, validate, hand over to the HandoffDesk.
@@ -226,6 +227,10 @@ async def release(request: web.Request, technician: Technician) -> dict[str, Any
     return await request.app[DESK].release(technician, request.match_info["phone"], body.flow, body.state)
 
 
+async def failed(request: web.Request, technician: Technician) -> list[dict[str, Any]]:
+    return await request.app[DESK].failed(technician)
+
+
 async def visible(technician: Technician, event: dict[str, Any]) -> bool:
     """Admins see every event; technicians the queue, and the messages of waiting chats and their own."""
     if is_admin(technician) or event.get("type") == "queue":
@@ -297,4 +302,5 @@ def add_routes(app: web.Application, desk: HandoffDesk, client: Callable[[], Wha
     add.add_post("/api/tech/chats/{phone}/notes", route(note))
     add.add_post("/api/tech/chats/{phone}/transfer", route(transfer))
     add.add_post("/api/tech/chats/{phone}/release", route(release))
+    add.add_get("/api/tech/failed", route(failed))
     add.add_get("/api/tech/ws", websocket)

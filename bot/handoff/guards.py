@@ -1,7 +1,8 @@
 """The handoff guards: nobody claims a waiting chat → the customer gets an apology and the offer to leave
 a message (once per handoff); a claimed chat silent both ways too long → back to the bot, with a note
 to the technician. Runs inside `bot serve` every `handoff.check_seconds`; `run_once()` with a clock in
-tests. Each change is one transaction with a conditional update, so two processes never do it twice.
+tests. Each change is one transaction with a conditional update, so two processes never do it twice;
+its event goes out after that transaction commits.
 """
 
 from __future__ import annotations
@@ -9,8 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
-
-from tortoise.transactions import in_transaction
 
 from bot.clock import Clock, utc_now
 from bot.db.models import (
@@ -24,6 +23,7 @@ from bot.db.models import (
     HandoffStatus,
     Message,
 )
+from bot.db.transactions import atomic
 from bot.handoff.events import EventHub
 from bot.handoff.service import HandoffDesk, queue_event
 from bot.handoff.texts import IDLE_NOTE, UNCLAIMED, pick
@@ -71,7 +71,7 @@ class HandoffGuards:
         done = 0
         due = await Handoff.filter(status=HandoffStatus.WAITING, apologized_at=None, requested_at__lte=limit)
         for handoff in due:
-            async with in_transaction():
+            async with atomic():
                 marked = await Handoff.filter(
                     id=handoff.id, status=HandoffStatus.WAITING, apologized_at=None
                 ).update(apologized_at=now)
@@ -90,8 +90,8 @@ class HandoffGuards:
                     details={"handoff_id": handoff.id, "minutes": self.rules.unclaimed_minutes},
                     at=now,
                 )
+                self.events.publish(queue_event("apologized", handoff))
             done += 1
-            self.events.publish(queue_event("apologized", handoff))
         return done
 
     async def _idle(self, now: datetime) -> int:
@@ -111,7 +111,7 @@ class HandoffGuards:
             )
             if activity > limit:
                 continue
-            async with in_transaction():
+            async with atomic():
                 conversation = await Conversation.get_or_none(id=handoff.conversation_id)
                 still = await Handoff.filter(
                     id=handoff.id, status=HandoffStatus.CLAIMED, technician_id=handoff.technician_id
@@ -133,6 +133,6 @@ class HandoffGuards:
                     details={"handoff_id": handoff.id, "minutes": self.rules.idle_minutes},
                     at=now,
                 )
+                self.events.publish(queue_event("released", handoff, by="guard_idle"))
             done += 1
-            self.events.publish(queue_event("released", handoff, by="guard_idle"))
         return done
