@@ -95,32 +95,32 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _whatsapp_client(app: web.Application) -> AsyncIterator[None]:
+    """The Graph API client over one shared session, closed on the way out whatever happens before."""
     settings = app[SETTINGS]
-    session = aiohttp.ClientSession(
+    async with aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=settings.whatsapp.request_timeout_seconds),
         connector=aiohttp.TCPConnector(limit=settings.outbox.concurrency * 2),
-    )
-    app[HTTP_SESSION] = session
-    transport: Transport
-    if settings.sandbox:
-        _announce_sandbox(settings)
-        transport = SandboxTransport()
-    else:
-        assert settings.secrets.access_token is not None
-        transport = HttpTransport(
-            session,
-            settings.secrets.api_base_url,
-            settings.secrets.access_token.get_secret_value(),
-            timeout=settings.whatsapp.request_timeout_seconds,
+    ) as session:
+        app[HTTP_SESSION] = session
+        transport: Transport
+        if settings.sandbox:
+            _announce_sandbox(settings)
+            transport = SandboxTransport()
+        else:
+            assert settings.secrets.access_token is not None
+            transport = HttpTransport(
+                session,
+                settings.secrets.api_base_url,
+                settings.secrets.access_token.get_secret_value(),
+                timeout=settings.whatsapp.request_timeout_seconds,
+            )
+        pacer = Pacer(
+            messages_per_second=settings.whatsapp.messages_per_second,
+            pair_interval=settings.whatsapp.pair_interval_seconds,
+            pair_burst=settings.whatsapp.pair_burst,
         )
-    pacer = Pacer(
-        messages_per_second=settings.whatsapp.messages_per_second,
-        pair_interval=settings.whatsapp.pair_interval_seconds,
-        pair_burst=settings.whatsapp.pair_burst,
-    )
-    app[CLIENT] = WhatsAppClient(transport, settings.secrets.phone_number_id, pacer)
-    yield
-    await session.close()
+        app[CLIENT] = WhatsAppClient(transport, settings.secrets.phone_number_id, pacer)
+        yield
 
 
 async def _workers(app: web.Application) -> AsyncIterator[None]:

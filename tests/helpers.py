@@ -203,3 +203,5 @@ def text_notification(phone: str, wamid: str, body: str, name: str = "Alex Examp
 
 
 BotFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
+AppFactory = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]
+"""The `serve_app` fixture: serve an app, get a client for it."""

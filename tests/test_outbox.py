@@ -39,6 +39,7 @@ from tests.helpers import (
     GRAPH_TOKEN,
     PHONE_NUMBER_ID,
     POSTGRES_URL,
+    AppFactory,
     eventually,
     graph_base,
     graph_sends,
@@ -487,13 +488,13 @@ async def throttling_graph() -> AsyncIterator[TestServer]:
 
 
 async def test_end_to_end_a_throttled_reply_is_retried_and_sent(
-    aiohttp_client: Any, tmp_path: Path, database_url: str, throttling_graph: TestServer
+    serve_app: AppFactory, tmp_path: Path, database_url: str, throttling_graph: TestServer
 ) -> None:
     """RateLimitHit's first retry waits 2-3 s of real time, more than a test may sleep: once the server
     has stored the retry time, the test moves that time to now (as if it had passed) and wakes the
     outbox, instead of waiting."""
     settings = make_settings(tmp_path, database_url, graph_base(throttling_graph))
-    client: TestClient[web.Request, web.Application] = await aiohttp_client(create_app(settings))
+    client: TestClient[web.Request, web.Application] = await serve_app(create_app(settings))
     for number, phone in enumerate((ALICE, BOB)):
         response = await post_webhook(client, text_notification(phone, f"wamid.IN{number}", "hi"))
         assert response.status == 200
