@@ -89,7 +89,11 @@ def create_app(settings: Settings) -> web.Application:
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
-    await init_db(app[SETTINGS].database_url)
+    try:
+        await init_db(app[SETTINGS].database_url)
+    except BaseException:
+        await close_db()  # connected but the schema failed: the half-open ORM must not outlive the app
+        raise
     yield
     await close_db()
 

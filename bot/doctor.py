@@ -81,9 +81,9 @@ class DoctorRun:
         return self.settings
 
     async def open_database(self) -> None:
+        self.exits.push_async_callback(close_db)  # a failed init is closed too
         await init_db(self.ready_settings.database_url, create_schema=False)
         self.database_open = True
-        self.exits.push_async_callback(close_db)
 
     async def transport(self) -> HttpTransport:
         """The Graph API with the access token (ValueError in sandbox mode)."""
