@@ -20,6 +20,7 @@ from bot.db import close_db, init_db, is_sqlite
 from bot.db.claims import claims_for
 from bot.db.models import Message
 from bot.engine import Engine
+from bot.engine.texts import TEXTS_DIR
 from bot.handoff import api as handoff_api
 from bot.handoff.events import EventHub, status_event
 from bot.handoff.guards import HandoffGuards
@@ -54,14 +55,20 @@ FLOW_WATCHER = web.AppKey("flow_watcher", FlowWatcher)
 REMINDERS = web.AppKey("reminders", ReminderScheduler)
 EVENTS = web.AppKey("events", EventHub)
 HANDOFF_GUARDS = web.AppKey("handoff_guards", HandoffGuards)
+MIGRATE_AT_START = web.AppKey("migrate_at_start", bool)
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
     """Build the server. Flows are loaded here, so a bad flow stops start-up with its problems, and so
-    does a `shop:` setting the texts need (ShopSettingsMissing)."""
+    does a `shop:` setting the texts need (ShopSettingsMissing).
+
+    At start-up the database schema must be current (else SchemaError stops it, naming the command);
+    `migrate` applies the pending migrations first (`bot serve --migrate`).
+    """
     require_shop_settings(settings.shop, settings.templates_dir)
     app = web.Application(client_max_size=settings.server.max_body_bytes)
     app[SETTINGS] = settings
+    app[MIGRATE_AT_START] = migrate
     app[EVENTS] = events = EventHub()
     app[ENGINE] = build_engine(settings, load_flow_set(settings, registered_actions(settings, events=events)))
     app[webhook.WEBHOOK_CONFIG] = webhook.WebhookConfig(
@@ -81,7 +88,10 @@ def create_app(settings: Settings) -> web.Application:
     webhook.add_routes(app)
     api.add_routes(app)
     orders_api.add_routes(app, build_order_service(settings, on_queued=lambda: app[OUTBOX].wake()))
-    appointments_api.add_routes(app, AppointmentService(settings, on_queued=lambda: app[OUTBOX].wake()))
+    appointments = AppointmentService(
+        settings, on_queued=lambda: app[OUTBOX].wake(), texts=lambda: app[ENGINE].flows.texts
+    )
+    appointments_api.add_routes(app, appointments)
     desk = HandoffDesk(settings, events, app[ENGINE], on_queued=lambda: app[OUTBOX].wake())
     handoff_api.add_routes(app, desk, client=lambda: app[CLIENT])
     add_panel_routes(app)
@@ -89,11 +99,9 @@ def create_app(settings: Settings) -> web.Application:
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
-    try:
-        await init_db(app[SETTINGS].database_url)
-    except BaseException:
-        await close_db()  # connected but the schema failed: the half-open ORM must not outlive the app
-        raise
+    report = await init_db(app[SETTINGS].database_url, migrate_schema=app[MIGRATE_AT_START])
+    for line in report.lines() if report else ():
+        log.info("database: %s", line)  # init_db closes what it opened when it fails
     yield
     await close_db()
 
@@ -136,6 +144,7 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
         OutboxConfig(
             concurrency=settings.outbox.concurrency,
             max_attempts=settings.outbox.max_attempts,
+            retry_horizon=settings.outbox.retry_horizon,
             mark_read=settings.whatsapp.mark_read,
             quote_replies=settings.whatsapp.quote_replies,
         ),
@@ -159,8 +168,9 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
     intake = IntakeWriter(
         on_committed=inbox.wake, on_statuses=lambda changes: _publish_statuses(events, changes)
     )
-    reminders = ReminderScheduler(settings, on_queued=outbox.wake)
-    guards = HandoffGuards(settings, events, on_queued=outbox.wake)
+    engine = app[ENGINE]
+    reminders = ReminderScheduler(settings, on_queued=outbox.wake, texts=lambda: engine.flows.texts)
+    guards = HandoffGuards(settings, events, on_queued=outbox.wake, texts=lambda: engine.flows.texts)
     app[HANDOFF_GUARDS] = guards
     app[OUTBOX], app[INBOX], app[webhook.INTAKE], app[REMINDERS] = outbox, inbox, intake, reminders
     if is_sqlite(settings.database_url):
@@ -179,13 +189,14 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _flow_watcher(app: web.Application) -> AsyncIterator[None]:
-    """Hot reload: saved flow files go live within seconds; a bad edit is refused and logged."""
+    """Hot reload: saved flow, template and text files go live within seconds; a bad edit is refused
+    and logged."""
     settings, engine = app[SETTINGS], app[ENGINE]
     if settings.flows.reload_seconds <= 0:
         yield
         return
     watcher = FlowWatcher(
-        [settings.flows_dir, settings.templates_dir],
+        [settings.flows_dir, settings.templates_dir, settings.templates_dir / TEXTS_DIR],
         load=lambda: load_flow_set(settings, engine.actions),
         on_loaded=engine.replace_flows,
         interval=settings.flows.reload_seconds,

@@ -3,11 +3,9 @@ saying what to do when it fails; exit 0 only when every check passed.
 
 The checks are small functions in `CHECKS`, run in that order; a check whose `needs` did not pass is
 skipped with the reason (no access token: nothing at Meta can be asked). Adding a check is one function
-and one line in `CHECKS`:
-- "database migrated" (`bot db migrate`) goes right after "database", with needs=("database",): the
-  connection is open by then (`run.database_open`);
-- "encryption key present" goes after "flows and templates", with needs=("settings",).
-Nothing here changes anything: no tables are created, nothing is written, nothing is sent.
+and one line in `CHECKS`: "encryption key present" goes after "flows and templates", with
+needs=("settings",). Nothing here changes anything: no table is created, no migration applied, nothing
+written, nothing sent.
 """
 
 from __future__ import annotations
@@ -20,10 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TextIO
 
-from tortoise import connections
+from tortoise import Tortoise, connections
 from yarl import URL
 
-from bot.db import close_db, init_db, is_sqlite
+from bot.db import close_db, is_sqlite
+from bot.db.config import tortoise_config
+from bot.db.schema import MIGRATE_HINT, SchemaError, check
 from bot.settings import Settings, SettingsError, load_settings, settings_file
 from bot.whatsapp.account import BusinessAccount, graph_transport
 from bot.whatsapp.client import HttpTransport
@@ -81,8 +81,11 @@ class DoctorRun:
         return self.settings
 
     async def open_database(self) -> None:
-        self.exits.push_async_callback(close_db)  # a failed init is closed too
-        await init_db(self.ready_settings.database_url, create_schema=False)
+        """Connected, schema unchecked (the migrations check reads it); closed at the end, failed too."""
+        self.exits.push_async_callback(close_db)
+        await Tortoise.init(
+            config=tortoise_config(self.ready_settings.database_url), _enable_global_fallback=True
+        )
         self.database_open = True
 
     async def transport(self) -> HttpTransport:
@@ -138,9 +141,19 @@ async def database_reachable(run: DoctorRun) -> Outcome:
     return Outcome.ok(f"{shown} answers")
 
 
+async def database_migrated(run: DoctorRun) -> Outcome:
+    """Every migration of this version applied, and none it does not know (`bot db migrate`)."""
+    try:
+        status = await check(connections.get("default"))
+    except SchemaError as exc:  # its message ends with what to run
+        summary, _, fix = str(exc).partition(": run ")
+        return Outcome.fail(summary, f"run {fix}" if fix else MIGRATE_HINT)
+    return Outcome.ok(f"the schema is current ({status.applied[-1] if status.applied else 'no migrations'})")
+
+
 async def flows_and_templates_valid(run: DoctorRun) -> Outcome:
-    from bot.templates import load_templates
-    from bot.texts import TextsError
+    from bot.engine.templates import load_templates
+    from bot.notice_texts import TextsError
     from bot.wiring import flow_problems
 
     settings = run.ready_settings
@@ -212,8 +225,8 @@ async def webhooks_subscribed(run: DoctorRun) -> Outcome:
 
 async def templates_approved(run: DoctorRun) -> Outcome:
     """Every template in templates/, in every language, approved at Meta as written (the sync's report)."""
+    from bot.engine.templates import load_templates
     from bot.template_sync import PROBLEMS, compare, explain, list_meta_templates
-    from bot.templates import load_templates
 
     settings = run.ready_settings
     if not settings.secrets.business_account_id:
@@ -239,7 +252,7 @@ async def templates_approved(run: DoctorRun) -> Outcome:
 CHECKS: tuple[Check, ...] = (
     Check("settings", settings_valid),
     Check("database", database_reachable, needs=("settings",)),
-    # "database migrated" goes here once `bot db migrate` has landed: needs=("database",)
+    Check("migrations", database_migrated, needs=("database",)),
     Check("flows and templates", flows_and_templates_valid, needs=("settings",)),
     # "encryption key present" goes here once the privacy work has landed: needs=("settings",)
     Check("phone number", phone_number_reachable, needs=("settings",)),

@@ -47,8 +47,10 @@ from bot.db.transactions import atomic, on_commit
 from bot.engine import Conversation as ConversationState
 from bot.engine import Customer as CustomerInfo
 from bot.engine import Engine, Event, Outcome
-from bot.engine.machine import TIMEOUT
+from bot.engine.events import TIMEOUT
+from bot.engine.texts import TextCatalog
 from bot.loops import Loop
+from bot.outbox import enqueue, outbound_row
 from bot.whatsapp.outbound import OutboundMessage, Text
 from bot.whatsapp.types import InboundMessage
 
@@ -60,17 +62,11 @@ TIMER_CHECK_SECONDS = 1.0
 MAX_ATTEMPTS = 3
 """Times a row that fails on its own is tried before it is parked as failed."""
 REASON_MAX = 500
-APOLOGIES: dict[str, str] = {
-    "en": "Sorry, something went wrong on our side. A member of our team will look into it.",
-    "es": "Perdona, algo ha fallado por nuestra parte. Alguien del equipo lo revisará.",
-    "zh": "抱歉，我们这边出了点问题。我们的工作人员会尽快处理。",
-}
 
 
-def apology(language: str | None) -> Text:
-    """What a customer is told when the engine fails on their message, in their language."""
-    base = (language or "en").split("_")[0].split("-")[0].lower()
-    return Text(body=APOLOGIES.get(base, APOLOGIES["en"]))
+def apology(texts: TextCatalog, language: str | None, default: str) -> Text:
+    """What a customer is told when the engine fails on their message (templates/texts/engine.yaml)."""
+    return Text(body=texts.say("engine.apology", language, default) or "…")
 
 
 @dataclass(frozen=True)
@@ -118,22 +114,6 @@ def event_for(row: Message) -> Event:
     except ValueError:
         return Event(type="unsupported", text=row.message_content)
     return Event(type=message.kind, text=message.text_content, reply_id=message.reply_id)
-
-
-def outbound_row(phone: str, message: OutboundMessage, *, reply_to: str | None, now: datetime) -> Message:
-    """A queued outbox row; the outbox worker sends it after the transaction that created it commits."""
-    return Message(
-        customer_phone=phone,
-        message_direction=Direction.OUTBOUND,
-        message_type=message.message_type,
-        message_content=message.log_content(),
-        file_url=getattr(message, "file_url", None),
-        file_name=getattr(message, "filename", None),
-        delivery_status=DeliveryStatus.QUEUED,
-        payload=message.model_dump(mode="json"),
-        reply_to=reply_to,
-        next_attempt_at=now,
-    )
 
 
 class InboxWorker:
@@ -290,10 +270,9 @@ class InboxWorker:
             customer_id=customer.id, mode=ConversationMode.HUMAN
         ):
             return
-        language = (customer.language if customer else None) or self._config.default_language
-        await outbound_row(
-            row.customer_phone, apology(language), reply_to=row.whatsapp_message_id, now=now
-        ).save()
+        language = customer.language if customer else None
+        told = apology(self.engine.flows.texts, language, self._config.default_language)
+        await enqueue(row.customer_phone, told, reply_to=row.whatsapp_message_id, now=now)
         on_commit(self._on_queued)
 
     @staticmethod
@@ -472,7 +451,7 @@ class InboxWorker:
             batch.outbound.append(
                 outbound_row(
                     row.customer_phone,
-                    apology(customer.language or self._config.default_language),
+                    apology(self.engine.flows.texts, customer.language, self._config.default_language),
                     reply_to=row.whatsapp_message_id,
                     now=batch.now,
                 )

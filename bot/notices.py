@@ -2,9 +2,10 @@
 goes, a free text or an approved template.
 
 Inside the customer's 24-hour service window it is a text in their language; outside it WhatsApp
-delivers only approved templates, so it is the template, in their language when it is approved in it,
-else in the shop's. The window is judged a little short of 24 hours: the message is sent moments after it
-is queued, and a free text that crosses the edge on the way is refused (131047).
+delivers only approved templates, so it is the template, in the language of it that `pick_language`
+chooses for the customer (theirs, its base, the shop's, English, the first approved). The window is
+judged a little short of 24 hours: the message is sent moments after it is queued, and a free text that
+crosses the edge on the way is refused (131047).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.db.models import Customer
+from bot.engine.texts import pick_language
 from bot.outbox import CUSTOMER_SERVICE_WINDOW
 from bot.whatsapp.outbound import OutboundMessage, Template, Text
 
@@ -24,18 +26,11 @@ WINDOW = CUSTOMER_SERVICE_WINDOW - SEND_MARGIN
 PerLanguage = str | Mapping[str, str]
 
 
-def pick(value: PerLanguage, language: str, default: str) -> str:
-    """One text, or the `language` one of several, else the shop's `default`, else any."""
-    if isinstance(value, str):
-        return value
-    return value.get(language) or value.get(default) or next(iter(value.values()), "")
-
-
 @dataclass(frozen=True)
 class WindowRule:
     default_language: str
-    template_languages: frozenset[str]
-    """The languages the template is approved in; empty when its file is not in templates/."""
+    template_languages: tuple[str, ...]
+    """The languages the template is approved in, as written; empty when its file is not in templates/."""
     window: timedelta = WINDOW
 
     def language(self, customer: Customer | None) -> str:
@@ -46,9 +41,7 @@ class WindowRule:
         return last_inbound is not None and now - last_inbound <= self.window
 
     def template_language(self, language: str) -> str:
-        if self.template_languages and language not in self.template_languages:
-            return self.default_language
-        return language
+        return pick_language(self.template_languages, language, self.default_language) or language
 
     def message(
         self,

@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bot.templates import TemplateCatalog
+from bot.engine.templates import TemplateCatalog
 from tests.helpers import GRAPH_TOKEN, PHONE_NUMBER_ID
 
 GRAPH_VERSION = "v25.0"

@@ -7,6 +7,7 @@ import asyncio
 import io
 import os
 import socket
+import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,15 +15,30 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 
-from bot.db import close_db, init_db
 from bot.doctor import run_doctor
+from bot.engine.templates import load_templates
 from bot.settings import load_settings
-from bot.templates import load_templates
 from bot.whatsapp.commands import subscribe
 from tests.fake_account import WABA_ID, FakeAccount, approved_templates, base_url, graph_error, serve
-from tests.helpers import APP_SECRET, GRAPH_TOKEN, PHONE_NUMBER_ID, REPO, VERIFY_TOKEN, write_settings
+from tests.helpers import (
+    APP_SECRET,
+    GRAPH_TOKEN,
+    PHONE_NUMBER_ID,
+    REPO,
+    VERIFY_TOKEN,
+    create_schema,
+    write_settings,
+)
 
-CHECK_NAMES = ["settings", "database", "flows and templates", "phone number", "webhooks", "templates at Meta"]
+CHECK_NAMES = [
+    "settings",
+    "database",
+    "migrations",
+    "flows and templates",
+    "phone number",
+    "webhooks",
+    "templates at Meta",
+]
 
 
 @pytest.fixture
@@ -52,8 +68,8 @@ def shop_settings(tmp_path: Path) -> Path:
 
 
 async def ready_database(url: str) -> None:
-    await init_db(url)
-    await close_db()
+    """The database as `bot db migrate` leaves it (the `database_url` fixture's already are)."""
+    await create_schema(url)
 
 
 async def doctor(settings: Path, environ: dict[str, str]) -> tuple[int, list[str]]:
@@ -76,7 +92,6 @@ async def test_a_ready_installation_passes_every_check_in_order_and_exits_0(
     tmp_path: Path, database_url: str, meta: tuple[FakeAccount, TestServer]
 ) -> None:
     fake, server = meta
-    await ready_database(database_url)
 
     code, lines = await doctor(shop_settings(tmp_path), live_environ(database_url, server))
 
@@ -107,7 +122,6 @@ async def test_an_app_not_subscribed_is_named_and_bot_whatsapp_subscribe_fixes_i
 ) -> None:
     fake, server = meta
     fake.subscribed = []
-    await ready_database(database_url)
     settings_path, environ = shop_settings(tmp_path), live_environ(database_url, server)
 
     code, lines = await doctor(settings_path, environ)
@@ -133,7 +147,6 @@ async def test_an_expired_token_fails_the_phone_number_and_skips_what_needs_it(
 ) -> None:
     fake, server = meta
     fake.token_error = graph_error(190, "Error validating access token: Session has expired")
-    await ready_database(database_url)
 
     code, lines = await doctor(shop_settings(tmp_path), live_environ(database_url, server))
 
@@ -150,7 +163,6 @@ async def test_a_wrong_phone_number_id_is_named(
     tmp_path: Path, database_url: str, meta: tuple[FakeAccount, TestServer]
 ) -> None:
     _, server = meta
-    await ready_database(database_url)
     environ = live_environ(database_url, server, WHATSAPP_PHONE_NUMBER_ID="123")
 
     code, lines = await doctor(shop_settings(tmp_path), environ)
@@ -169,7 +181,6 @@ async def test_a_template_not_approved_as_written_is_named(
     )
     reminder_es["status"] = "PENDING"
     fake.templates = [t for t in fake.templates if (t["name"], t["language"]) != ("follow_up", "es")]
-    await ready_database(database_url)
 
     code, lines = await doctor(shop_settings(tmp_path), live_environ(database_url, server))
 
@@ -190,6 +201,7 @@ async def test_sandbox_mode_is_not_ready_and_says_what_to_set(tmp_path: Path) ->
     checks = by_name(lines)
     assert checks["settings"].endswith("is valid; sandbox mode (no WHATSAPP_ACCESS_TOKEN)")
     assert checks["database"] == f"ok {url} answers"
+    assert checks["migrations"].startswith("ok the schema is current (0001_")
     assert checks["phone number"].startswith("skip sandbox mode: no WHATSAPP_ACCESS_TOKEN")
     assert "→ set WHATSAPP_ACCESS_TOKEN (a system-user token)" in checks["phone number"]
     assert lines[-1] == "not ready: phone number, webhooks, templates at Meta"
@@ -209,6 +221,7 @@ async def test_a_missing_database_and_bad_flows_are_each_explained(tmp_path: Pat
     checks = by_name(lines)
     assert checks["database"] == f"FAIL no database at {database} → run `bot db init` (make run does it too)"
     assert not database.exists()  # looked at, not created
+    assert checks["migrations"] == "skip needs database first → fix database above"
     assert checks["flows and templates"].startswith(f"FAIL 1 problem(s), the first: {flows / 'main.yaml'}:5:")
     assert checks["flows and templates"].endswith(
         "→ run `bot flows check` and fix each file:line:column it prints"
@@ -223,14 +236,13 @@ async def test_invalid_settings_are_the_first_line_and_nothing_else_runs(tmp_pat
     assert code == 1
     assert lines[0].startswith(f"FAIL  settings: {settings}: invalid settings; server.port: ")
     assert lines[0].endswith("→ correct the key or environment variable named above")
-    assert [line.split()[0] for line in lines[1:-1]] == ["skip"] * 5
+    assert [line.split()[0] for line in lines[1:-1]] == ["skip"] * 6
 
 
 async def test_the_command_prints_the_lines_and_exits_0_when_ready(
     tmp_path: Path, database_url: str, meta: tuple[FakeAccount, TestServer]
 ) -> None:
     _, server = meta
-    await ready_database(database_url)
     environ = {
         **os.environ,
         **live_environ(database_url, server),
@@ -250,7 +262,7 @@ async def test_the_command_prints_the_lines_and_exits_0_when_ready(
 
     assert process.returncode == 0, stdout.decode() + stderr.decode()
     lines = stdout.decode().splitlines()
-    assert [line.split()[0] for line in lines] == ["ok"] * 6 + ["ready:"]
+    assert [line.split()[0] for line in lines] == ["ok"] * 7 + ["ready:"]
     assert stderr.decode() == ""
 
 
@@ -267,3 +279,19 @@ async def test_a_database_that_does_not_answer_is_named_with_the_reason(tmp_path
     assert database.startswith(f"FAIL {url}: ") and "Connect call failed" in database
     assert database.endswith("→ start the database, or correct DATABASE_URL / database.url")
     assert by_name(lines)["flows and templates"].startswith("ok ")  # the checks after it still ran
+
+
+async def test_a_database_behind_the_code_is_named_with_the_command_that_migrates_it(tmp_path: Path) -> None:
+    database = tmp_path / "old.db"
+    sqlite3.connect(database).close()  # there, but no table and no migration yet
+
+    code, lines = await doctor(shop_settings(tmp_path), live_environ(f"sqlite://{database}", None))
+
+    assert code == 1
+    checks = by_name(lines)
+    assert checks["database"].startswith("ok ")
+    assert checks["migrations"] == (
+        "FAIL the database schema is behind this version of the bot (it has no tables yet) → run "
+        "`bot db migrate`, or start the server with `bot serve --migrate`"
+    )
+    assert sqlite3.connect(database).execute("SELECT name FROM sqlite_master").fetchall() == []  # unchanged

@@ -23,7 +23,14 @@ from bot.db.models import (
     TechnicianRole,
 )
 from bot.handoff.tokens import create_technician
-from tests.helpers import BotFactory, eventually, post_webhook, text_notification, write_settings
+from tests.helpers import (
+    BotFactory,
+    eventually,
+    migrated_sqlite,
+    post_webhook,
+    text_notification,
+    write_settings,
+)
 from tests.test_commands import run_bot
 
 PHONE = "15550007777"
@@ -232,7 +239,7 @@ async def test_media_is_uploaded_then_sent_by_id_and_bad_types_are_refused(bot_c
 
 def test_technicians_add_prints_only_the_token_and_stores_its_hash(tmp_path: Path) -> None:
     database = tmp_path / "bot.db"
-    env = {"BOT_SETTINGS": str(write_settings(tmp_path)), "DATABASE_URL": f"sqlite://{database}"}
+    env = {"BOT_SETTINGS": str(write_settings(tmp_path)), "DATABASE_URL": migrated_sqlite(database)}
     result = run_bot("technicians", "add", "Tess", "--role", "admin", "--phone", "15550001234", env=env)
     assert result.returncode == 0, result.stderr
     assert re.fullmatch(r"rt_[A-Za-z0-9_-]{43}\n", result.stdout), result.stdout
@@ -268,7 +275,7 @@ def poison_flows(client: Client, directory: Path) -> None:
     cannot be written: the inbox parks that message after its attempts."""
     from datetime import UTC, datetime
 
-    from bot.app import ENGINE
+    from bot.app import ENGINE, SETTINGS
     from bot.engine import ActionContext, ActionResult, load_flows
 
     engine = client.app[ENGINE]
@@ -279,7 +286,7 @@ def poison_flows(client: Client, directory: Path) -> None:
     engine.actions.add("stamp", stamp)
     directory.mkdir()
     (directory / "main.yaml").write_text(POISON_FLOW)
-    engine.replace_flows(load_flows(directory, engine.actions))
+    engine.replace_flows(load_flows(directory, engine.actions, client.app[SETTINGS].templates_dir))
 
 
 async def test_a_message_the_bot_gave_up_on_is_in_the_log_and_listed_for_admins(

@@ -13,10 +13,14 @@ from bot.db import close_db, init_db
 from bot.db.claims import claims_for
 from bot.db.models import Conversation, DeliveryStatus, Direction, Message
 from bot.engine import ActionContext, ActionRegistry, ActionResult, Engine, load_flows
-from bot.inbox import APOLOGIES, InboxConfig, InboxWorker
+from bot.inbox import InboxConfig, InboxWorker
 from bot.intake import inbound_row
 from bot.whatsapp.types import parse_notification
-from tests.helpers import text_notification
+from tests.helpers import REPO, text_notification
+
+APOLOGY = "Sorry, something went wrong on our side. A member of our team will look into it."
+"""templates/texts/engine.yaml's `apology` in English."""
+TEMPLATES = REPO / "templates"
 
 FLOW = """
 flow: main
@@ -45,7 +49,7 @@ async def test_an_action_that_fails_gets_an_apology_and_keeps_the_state(
 
     (tmp_path / "flows").mkdir()
     (tmp_path / "flows" / "main.yaml").write_text(FLOW)
-    engine = Engine(load_flows(tmp_path / "flows", registry))
+    engine = Engine(load_flows(tmp_path / "flows", registry, TEMPLATES))  # its texts: the apology
     queued: list[bool] = []
     worker = InboxWorker(
         engine, claims_for(database_url), InboxConfig("en"), on_queued=lambda: queued.append(True)
@@ -63,7 +67,7 @@ async def test_an_action_that_fails_gets_an_apology_and_keeps_the_state(
         assert failed.delivery_status == DeliveryStatus.DELIVERED
         assert failed.error_title is not None and "the shop's system is down" in failed.error_title
         [apology] = await Message.filter(reply_to="wamid.A2", message_direction=Direction.OUTBOUND)
-        assert apology.message_content == APOLOGIES["en"]
+        assert apology.message_content == APOLOGY
         conversation = await Conversation.get()
         assert (conversation.flow, conversation.state) == ("main", "menu")  # where it was before the failure
         assert queued
@@ -119,7 +123,7 @@ def poison_registry() -> ActionRegistry:
 async def poison_worker(tmp_path: Path, database_url: str, flow: str = POISON_FLOW) -> InboxWorker:
     (tmp_path / "flows").mkdir(exist_ok=True)
     (tmp_path / "flows" / "main.yaml").write_text(flow)
-    engine = Engine(load_flows(tmp_path / "flows", poison_registry()))
+    engine = Engine(load_flows(tmp_path / "flows", poison_registry(), TEMPLATES))
     await init_db(database_url)
     return InboxWorker(engine, claims_for(database_url), InboxConfig("en"), on_queued=lambda: None)
 
@@ -168,7 +172,7 @@ async def test_a_row_that_cannot_be_written_is_parked_and_holds_up_no_one(
         assert (parked.delivery_status, parked.attempts) == (DeliveryStatus.FAILED, 3)
         assert parked.error_title and "not JSON serializable" in parked.error_title
         assert parked.processed_at is not None and parked.failed_at is not None
-        assert await replies_to("wamid.P1") == [APOLOGIES["en"]]  # told once, not per attempt
+        assert await replies_to("wamid.P1") == [APOLOGY]  # told once, not per attempt
         assert await status("wamid.P2") == (DeliveryStatus.DELIVERED, 0)
         assert await replies_to("wamid.P2") == ["Hi! Type 'when' or 'grab'."]
         assert await worker.process_batch() == 0  # parked: never tried again
@@ -201,7 +205,7 @@ async def test_an_action_that_breaks_a_constraint_costs_its_customer_an_apology_
         grabbed = await Message.get(whatsapp_message_id="wamid.G1")
         assert grabbed.delivery_status == DeliveryStatus.DELIVERED  # handled: the engine error is its answer
         assert grabbed.error_title and "engine error" in grabbed.error_title
-        assert await replies_to("wamid.G1") == [APOLOGIES["en"]]
+        assert await replies_to("wamid.G1") == [APOLOGY]
         assert await status("wamid.B1") == (DeliveryStatus.DELIVERED, 0)
         assert await replies_to("wamid.B1") == ["Hi! Type 'when' or 'grab'."]
     finally:
@@ -231,7 +235,7 @@ states:
         parked = await Message.get(whatsapp_message_id="wamid.D1")
         assert (parked.delivery_status, parked.attempts) == (DeliveryStatus.FAILED, 3)
         assert parked.error_title and "129 > 128" in parked.error_title
-        assert await replies_to("wamid.D1") == [APOLOGIES["en"]]
+        assert await replies_to("wamid.D1") == [APOLOGY]
         assert await status("wamid.B1") == (DeliveryStatus.DELIVERED, 0)
     finally:
         await close_db()

@@ -15,7 +15,7 @@ import pytest
 from bot.app import create_app
 from bot.db import close_db, init_db
 from bot.db.models import Customer
-from tests.helpers import POSTGRES_SERVER, AppFactory, make_settings
+from tests.helpers import POSTGRES_SERVER, AppFactory, create_schema, make_settings
 
 
 def _unclosed(caught: list[warnings.WarningMessage]) -> list[str]:
@@ -36,7 +36,9 @@ async def test_a_server_whose_start_up_fails_leaves_no_session_open(
     # and the database it had half opened is closed: the next test's server (a task of its own,
     # with none of this one's context) starts cleanly
     async def next_start() -> int:
-        await init_db(f"sqlite://{tmp_path / 'next.db'}")
+        url = f"sqlite://{tmp_path / 'next.db'}"
+        await create_schema(url)
+        await init_db(url)
         try:
             return await Customer.all().count()
         finally:

@@ -18,17 +18,24 @@ from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from bot.appointments.dates import when_label
 from bot.db.models import Appointment, Customer
-from bot.notices import PerLanguage, WindowRule, pick
+from bot.engine.templates import load_templates
+from bot.engine.texts import TextCatalog, TextSource, pick_text, read_once
+from bot.notice_texts import (
+    TEXTS_DIR,
+    Texts,
+    TextsError,
+    format_text,
+    placeholders,
+    read_texts,
+    template_safe,
+)
+from bot.notices import PerLanguage, WindowRule
 from bot.settings import Settings
-from bot.templates import load_templates
-from bot.texts import TEXTS_DIR, Texts, TextsError, format_text, placeholders, read_texts, template_safe
 from bot.whatsapp.outbound import OutboundMessage, Template
 
 UPDATE_TEMPLATE = "appointment_update"
 TEXTS_FILE = TEXTS_DIR / "appointment_changes.yaml"
 PLACEHOLDERS = ("when", "device", "customer_name", "address")
-YOUR_DEVICE = {"en": "your device", "es": "tu dispositivo", "zh": "您的设备"}
-"""What stands for the device when the appointment names none (a template parameter may not be empty)."""
 
 Change = Literal["moved", "cancelled"]
 
@@ -49,9 +56,10 @@ class AppointmentTextsFile(BaseModel):
     cancelled: ChangeTexts
 
 
-def device_name(device_model: str | None, language: str) -> str:
-    base = language.split("_")[0].split("-")[0].lower()
-    return device_model or YOUR_DEVICE.get(base, YOUR_DEVICE["en"])
+def device_text(device_model: str | None, texts: TextCatalog, language: str, default: str) -> str:
+    """The device, else "your device" (templates/texts/appointments.yaml): a template parameter may
+    not be empty. The reminders' {{3}} and the notices' {device}."""
+    return device_model or texts.say("appointments.your_device", language, default) or "-"
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,8 @@ class AppointmentNotifier:
     """None: no texts file; every notification is the template."""
     rule: WindowRule
     zone: ZoneInfo
+    phrases: TextSource
+    """The bot's own texts (its "your device"): the engine's current ones in the server."""
     address: PerLanguage = ""
 
     def message_for(
@@ -72,7 +82,7 @@ class AppointmentNotifier:
 
         def template(language: str) -> Template:
             label = self._fill(texts.label, language, appointment) if texts else change
-            device = device_name(appointment.device_model, language)
+            device = self._device(appointment, language)
             return Template(name=UPDATE_TEMPLATE, language=language, body_params=(device, label))
 
         return self.rule.message(customer, now, text, template)
@@ -81,11 +91,14 @@ class AppointmentNotifier:
         default = self.rule.default_language
         values = {
             "when": when_label(appointment.starts_at.astimezone(self.zone), language),
-            "device": device_name(appointment.device_model, language),
+            "device": self._device(appointment, language),
             "customer_name": appointment.customer_name or "",
-            "address": pick(self.address, language, default),
+            "address": pick_text(self.address, language, default),
         }
-        return format_text(pick(by_language, language, default), PLACEHOLDERS, values)
+        return format_text(pick_text(by_language, language, default), PLACEHOLDERS, values)
+
+    def _device(self, appointment: Appointment, language: str) -> str:
+        return device_text(appointment.device_model, self.phrases(), language, self.rule.default_language)
 
 
 class AppointmentTextsError(TextsError):
@@ -103,14 +116,15 @@ def load_appointment_texts(templates_dir: Path) -> AppointmentTextsFile | None:
         raise AppointmentTextsError(str(exc)) from None
 
 
-def build_appointment_notifier(settings: Settings) -> AppointmentNotifier:
-    """Reads the texts file (AppointmentTextsError when it is invalid) and the template's languages."""
+def build_appointment_notifier(settings: Settings, phrases: TextSource | None = None) -> AppointmentNotifier:
+    """Reads the texts file (AppointmentTextsError when it is invalid) and the template's languages;
+    `phrases`: the engine's texts (the server's), else templates/texts/ read once."""
     catalog, _ = load_templates(settings.templates_dir)  # template problems are reported with the flows'
     template = catalog.get(UPDATE_TEMPLATE)
-    languages = frozenset(template.languages) if template else frozenset()
     return AppointmentNotifier(
         texts=load_appointment_texts(settings.templates_dir),
-        rule=WindowRule(settings.shop.default_language, languages),
+        rule=WindowRule(settings.shop.default_language, tuple(template.languages) if template else ()),
         zone=ZoneInfo(settings.shop.timezone),
+        phrases=phrases if phrases is not None else read_once(settings.templates_dir),
         address=settings.shop.address,
     )

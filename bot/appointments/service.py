@@ -40,7 +40,8 @@ from bot.db.models import (
     Order,
     ReminderStatus,
 )
-from bot.inbox import outbound_row
+from bot.engine.texts import TextSource
+from bot.outbox import enqueue
 from bot.settings import Settings
 
 ACTIVE = frozenset({AppointmentStatus.BOOKED, AppointmentStatus.CONFIRMED, AppointmentStatus.RESCHEDULED})
@@ -79,11 +80,16 @@ class StaffResult:
 
 class AppointmentService:
     def __init__(
-        self, settings: Settings, on_queued: Callable[[], None] = lambda: None, clock: Clock = utc_now
+        self,
+        settings: Settings,
+        on_queued: Callable[[], None] = lambda: None,
+        clock: Clock = utc_now,
+        texts: TextSource | None = None,
     ) -> None:
+        """`texts`: the bot's own texts for the notices (the engine's current ones in the server)."""
         self.rules = settings.appointments
         self.zone = ZoneInfo(settings.shop.timezone)
-        self._notifier = build_appointment_notifier(settings)  # AppointmentTextsError: start-up stops
+        self._notifier = build_appointment_notifier(settings, texts)  # AppointmentTextsError stops start-up
         self._on_queued = on_queued  # staff changes queue the customer's notification; the chat speaks itself
         self._clock: Clock = lambda: clock().astimezone(UTC)  # stored and compared in UTC, always
 
@@ -278,9 +284,7 @@ class AppointmentService:
         now = self._clock()
         customer = await Customer.get_or_none(wa_id=appointment.customer_phone)
         message = self._notifier.message_for(appointment, change, customer, now)
-        row = outbound_row(appointment.customer_phone, message, reply_to=None, now=now)
-        row.order_id = appointment.order_id
-        await row.save()
+        await enqueue(appointment.customer_phone, message, now=now, order_id=appointment.order_id)
         return message.message_type
 
     async def get(self, appointment_id: int) -> Appointment | None:

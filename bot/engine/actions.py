@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bot.engine.events import Customer
-from bot.engine.languages import pick_text
+from bot.engine.texts import TextCatalog, pick_text
 from bot.whatsapp.outbound import (
     LIST_BUTTON_MAX,
     LIST_MAX_ROWS,
@@ -42,6 +42,8 @@ class ActionContext:
     variables: Mapping[str, Any]
     args: Mapping[str, Any]
     """The state's `args`, with `{variables}` in their text already filled in."""
+    texts: TextCatalog
+    """The bot's own texts (templates/texts/), loaded with the flows this run uses."""
 
 
 @dataclass

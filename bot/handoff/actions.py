@@ -40,5 +40,6 @@ class HandoffActions:
         if conversation is None:
             raise ActionError(f"no conversation for {phone}")
         now = self._clock() if self._clock is not None else utc_now()
-        text = await self.desk.request(conversation.id, phone, context.customer.language, args.reason, now)
+        language = context.customer.language
+        text = await self.desk.request(conversation.id, phone, language, args.reason, now, context.texts)
         return ActionResult(variables={"wait_text": text}, hand_off=True)

@@ -24,11 +24,12 @@ from bot.db.models import (
     Message,
 )
 from bot.db.transactions import atomic
+from bot.engine.texts import TextSource, read_once
 from bot.handoff.events import EventHub
 from bot.handoff.service import HandoffDesk, queue_event
-from bot.handoff.texts import IDLE_NOTE, UNCLAIMED, pick
-from bot.inbox import outbound_row
+from bot.handoff.texts import IDLE_NOTE
 from bot.loops import Loop
+from bot.outbox import enqueue
 from bot.settings import Settings
 from bot.whatsapp.outbound import Text
 
@@ -42,9 +43,12 @@ class HandoffGuards:
         events: EventHub | None = None,
         clock: Clock = utc_now,
         on_queued: Callable[[], None] = lambda: None,
+        texts: TextSource | None = None,
     ) -> None:
+        """`texts`: the engine's current texts (the server's); else templates/texts/ read once."""
         self.rules = settings.handoff
         self._default_language = settings.shop.default_language
+        self._texts = texts if texts is not None else read_once(settings.templates_dir)
         self.events = events if events is not None else EventHub()
         self._clock = clock
         self._on_queued = on_queued
@@ -80,10 +84,12 @@ class HandoffGuards:
                 language = await Customer.filter(wa_id=handoff.customer_phone).values_list(
                     "language", flat=True
                 )
-                text = pick(
-                    UNCLAIMED, str(language[0] if language and language[0] else self._default_language)
+                text = self._texts().say(
+                    "handoff.unclaimed",
+                    str(language[0]) if language and language[0] else None,
+                    self._default_language,
                 )
-                await outbound_row(handoff.customer_phone, Text(body=text), reply_to=None, now=now).save()
+                await enqueue(handoff.customer_phone, Text(body=text), now=now)
                 await AuditEvent.create(
                     kind=AuditKind.GUARD_UNCLAIMED,
                     conversation_id=handoff.conversation_id,

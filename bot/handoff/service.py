@@ -35,11 +35,12 @@ from bot.db.models import (
 )
 from bot.db.transactions import atomic, on_commit
 from bot.engine import Engine
+from bot.engine.templates import TemplateCatalog, load_templates
+from bot.engine.texts import TextCatalog, load_texts, pick_language
 from bot.handoff.events import EventHub
 from bot.handoff.texts import WorkingHours, wait_text
-from bot.inbox import outbound_row
+from bot.outbox import enqueue
 from bot.settings import Settings
-from bot.templates import TemplateCatalog, load_templates
 from bot.whatsapp.outbound import Media, OutboundMessage, Template, Text
 
 WINDOW = timedelta(hours=24)
@@ -163,6 +164,7 @@ class HandoffDesk:
         self._clock = clock
         self._on_queued = on_queued
         self._catalog: TemplateCatalog | None = None
+        self._texts: TextCatalog | None = None
 
     @property
     def catalog(self) -> TemplateCatalog:
@@ -170,20 +172,45 @@ class HandoffDesk:
             self._catalog, _ = load_templates(self.settings.templates_dir)
         return self._catalog
 
+    @property
+    def texts(self) -> TextCatalog:
+        """The bot's texts: the engine's (reloaded with the flows), else templates/texts/ read once."""
+        if self.engine is not None:
+            return self.engine.flows.texts
+        if self._texts is None:
+            self._texts, _ = load_texts(self.settings.templates_dir)  # problems: reported with the flows'
+        return self._texts
+
     def approved_templates(self) -> list[str]:
         return [name for name in self.catalog if self.catalog.templates[name].status == "approved"]
 
     # --- entering
 
     async def request(
-        self, conversation_id: int, phone: str, language: str | None, reason: str, now: datetime
+        self,
+        conversation_id: int,
+        phone: str,
+        language: str | None,
+        reason: str,
+        now: datetime,
+        texts: TextCatalog | None = None,
     ) -> str:
-        """Inside the caller's transaction: hand the chat to a person; returns the wait text."""
+        """Inside the caller's transaction: hand the chat to a person; returns the wait text (`texts`:
+        those of the engine run that asked, else the desk's)."""
         handoff, new = await open_handoff(conversation_id, phone, reason, now)
         waiting = await Handoff.filter(status=HandoffStatus.WAITING).count()
         if new:  # goes out once the caller's transaction (the inbox's batch) commits
             self.events.publish(queue_event("waiting", handoff))
-        return wait_text(self.hours, now, waiting, self.settings.handoff.minutes_per_chat, language)
+        settings = self.settings
+        return wait_text(
+            texts if texts is not None else self.texts,
+            self.hours,
+            now,
+            waiting,
+            settings.handoff.minutes_per_chat,
+            language,
+            settings.shop.default_language,
+        )
 
     async def auto_handoff(
         self, conversation_id: int, phone: str, language: str, now: datetime
@@ -436,9 +463,7 @@ class HandoffDesk:
             handoff = self._must_own(technician, chat)
             if not isinstance(message, Template):
                 self.check_window(chat.customer, now)
-            row = outbound_row(phone, message, reply_to=None, now=now)
-            row.technician_id = technician.id
-            await row.save()
+            row = await enqueue(phone, message, now=now, technician_id=technician.id)
             await Handoff.filter(id=handoff.id).update(last_activity_at=now)
             item = history_item(row)
             self.events.publish(
@@ -468,11 +493,8 @@ class HandoffDesk:
             )
         if len(params) != spec.parameters:
             raise DeskError(422, f"template '{name}' takes {spec.parameters} parameter(s), not {len(params)}")
-        default = self.settings.shop.default_language
-        language = next(
-            (code for code in (customer.language, default) if code and code in spec.languages),
-            next(iter(spec.languages)),
-        )
+        language = pick_language(spec.languages, customer.language, self.settings.shop.default_language)
+        assert language is not None  # a template file has at least one language
         return Template(name=name, language=language, body_params=tuple(params))
 
     @staticmethod

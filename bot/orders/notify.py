@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.db.models import Customer, Order
-from bot.notices import WINDOW, PerLanguage, WindowRule, pick
+from bot.engine.texts import pick_text
+from bot.notices import WINDOW, PerLanguage, WindowRule
 from bot.orders.texts import OrderTexts
 from bot.whatsapp.outbound import OutboundMessage, Template
 
@@ -26,7 +27,7 @@ class StatusNotifier:
     notify: Mapping[str, bool]
     """Status name -> whether entering it tells the customer."""
     default_language: str
-    template_languages: frozenset[str]
+    template_languages: tuple[str, ...]
     """The languages `order_status_update` is approved in; empty when the template file is not here."""
     address: PerLanguage = ""
     opening_hours: PerLanguage = ""
@@ -56,6 +57,6 @@ class StatusNotifier:
             "order_number": order.order_number,
             "device_model": order.device_model,
             "customer_name": order.customer_name,
-            "address": pick(self.address, language, self.default_language),
-            "opening_hours": pick(self.opening_hours, language, self.default_language),
+            "address": pick_text(self.address, language, self.default_language),
+            "opening_hours": pick_text(self.opening_hours, language, self.default_language),
         }

@@ -19,9 +19,9 @@ from tortoise.transactions import in_transaction
 
 from bot.clock import Clock, utc_now
 from bot.db.models import Customer, Message, Order, OrderSource, OrderStatusChange
-from bot.inbox import outbound_row
 from bot.orders.notify import StatusNotifier
 from bot.orders.schemas import OrderIn, OrderPatch
+from bot.outbox import enqueue, outbound_row
 
 
 class UnknownStatus(ValueError):
@@ -162,16 +162,14 @@ class OrderService:
         else:
             customer = await Customer.get_or_none(wa_id=order.customer_phone)
         message = self._notifier.message_for(order, customer, now)
-        row = outbound_row(order.customer_phone, message, reply_to=None, now=now) if message else None
-        if row is not None:
-            row.order_id = order.id
         if batch is not None:
             batch.history.append(history)
-            batch.messages.extend([row] if row is not None else [])
+            if message is not None:
+                batch.messages.append(outbound_row(order.customer_phone, message, now=now, order_id=order.id))
         else:
             await history.save()
-            if row is not None:
-                await row.save()
+            if message is not None:
+                await enqueue(order.customer_phone, message, now=now, order_id=order.id)
         return OrderChange(order, created, message.message_type if message else None)
 
     def _queued(self, change: OrderChange) -> OrderChange:

@@ -13,8 +13,16 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, RootModel
 
-from bot.notices import pick
-from bot.texts import TEXTS_DIR, Texts, TextsError, format_text, placeholders, read_texts, template_safe
+from bot.engine.texts import pick_text
+from bot.notice_texts import (
+    TEXTS_DIR,
+    Texts,
+    TextsError,
+    format_text,
+    placeholders,
+    read_texts,
+    template_safe,
+)
 
 TEXTS_FILE = TEXTS_DIR / "order_statuses.yaml"
 PLACEHOLDERS = ("order_number", "device_model", "customer_name", "address", "opening_hours")
@@ -48,13 +56,13 @@ class OrderTexts:
         texts = self._statuses.get(status)
         if texts is None:
             return status.replace("_", " ").capitalize()
-        return pick(texts.label, language, self._default)
+        return pick_text(texts.label, language, self._default)
 
     def text(self, status: str, language: str, values: Mapping[str, str]) -> str | None:
         texts = self._statuses.get(status)
         if texts is None:
             return None
-        return format_text(pick(texts.text, language, self._default), PLACEHOLDERS, dict(values))
+        return format_text(pick_text(texts.text, language, self._default), PLACEHOLDERS, dict(values))
 
 
 def load_order_texts(
