@@ -28,6 +28,7 @@ from bot.panel import add_routes as add_panel_routes
 from bot.pipeline import Pipeline, Workers
 from bot.reload import FlowWatcher
 from bot.settings import SANDBOX_APP_SECRET, Settings
+from bot.shop_texts import require_shop_settings
 from bot.whatsapp.client import HttpTransport, Transport, WhatsAppClient
 from bot.whatsapp.pacing import Pacer
 from bot.whatsapp.sandbox import SandboxTransport
@@ -45,11 +46,13 @@ MIGRATE_AT_START = web.AppKey("migrate_at_start", bool)
 
 
 def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
-    """Build the server. Flows are loaded here, so a bad flow stops start-up with its problems.
+    """Build the server. Flows are loaded here, so a bad flow stops start-up with its problems, and so
+    does a `shop:` setting the texts need (ShopSettingsMissing).
 
     At start-up the database schema must be current (else SchemaError stops it, naming the command);
     `migrate` applies the pending migrations first (`bot serve --migrate`).
     """
+    require_shop_settings(settings.shop, settings.templates_dir)
     app = web.Application(client_max_size=settings.server.max_body_bytes)
     app[SETTINGS] = settings
     app[MIGRATE_AT_START] = migrate
@@ -72,7 +75,10 @@ def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
     webhook.add_routes(app)
     api.add_routes(app)
     orders_api.add_routes(app, build_order_service(settings, on_queued=pipeline.wake_outbox))
-    appointments_api.add_routes(app, AppointmentService(settings, on_queued=pipeline.wake_outbox))
+    appointments = AppointmentService(
+        settings, on_queued=pipeline.wake_outbox, texts=lambda: pipeline.engine.flows.texts
+    )
+    appointments_api.add_routes(app, appointments)
     handoff_api.add_routes(app, pipeline.desk, client=lambda: app[CLIENT])
     add_panel_routes(app)
     return app
@@ -81,37 +87,37 @@ def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
 async def _database(app: web.Application) -> AsyncIterator[None]:
     report = await init_db(app[SETTINGS].database_url, migrate_schema=app[MIGRATE_AT_START])
     for line in report.lines() if report else ():
-        log.info("database: %s", line)
+        log.info("database: %s", line)  # init_db closes what it opened when it fails
     yield
     await close_db()
 
 
 async def _whatsapp_client(app: web.Application) -> AsyncIterator[None]:
+    """The Graph API client over one shared session, closed on the way out whatever happens before."""
     settings = app[SETTINGS]
-    session = aiohttp.ClientSession(
+    async with aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=settings.whatsapp.request_timeout_seconds),
         connector=aiohttp.TCPConnector(limit=settings.outbox.concurrency * 2),
-    )
-    transport: Transport
-    if settings.sandbox:
-        _announce_sandbox(settings)
-        transport = SandboxTransport()
-    else:
-        assert settings.secrets.access_token is not None
-        transport = HttpTransport(
-            session,
-            settings.secrets.api_base_url,
-            settings.secrets.access_token.get_secret_value(),
-            timeout=settings.whatsapp.request_timeout_seconds,
+    ) as session:
+        transport: Transport
+        if settings.sandbox:
+            _announce_sandbox(settings)
+            transport = SandboxTransport()
+        else:
+            assert settings.secrets.access_token is not None
+            transport = HttpTransport(
+                session,
+                settings.secrets.api_base_url,
+                settings.secrets.access_token.get_secret_value(),
+                timeout=settings.whatsapp.request_timeout_seconds,
+            )
+        pacer = Pacer(
+            messages_per_second=settings.whatsapp.messages_per_second,
+            pair_interval=settings.whatsapp.pair_interval_seconds,
+            pair_burst=settings.whatsapp.pair_burst,
         )
-    pacer = Pacer(
-        messages_per_second=settings.whatsapp.messages_per_second,
-        pair_interval=settings.whatsapp.pair_interval_seconds,
-        pair_burst=settings.whatsapp.pair_burst,
-    )
-    app[CLIENT] = WhatsAppClient(transport, settings.secrets.phone_number_id, pacer)
-    yield
-    await session.close()
+        app[CLIENT] = WhatsAppClient(transport, settings.secrets.phone_number_id, pacer)
+        yield
 
 
 async def _workers(app: web.Application) -> AsyncIterator[None]:

@@ -58,9 +58,13 @@ def load_flow_set(settings: Settings, actions: ActionRegistry | None = None) -> 
 
 
 def flow_problems(settings: Settings, directory: Path | None = None) -> list[FlowProblem]:
-    """`bot flows check`: every problem in `directory` (default: settings' flows), templates included."""
+    """`bot flows check`: every problem in `directory` (default: settings' flows), templates included,
+    and the `shop:` settings the texts need. Raises TextsError when a texts file is invalid."""
+    from bot.shop_texts import missing_shop_settings
+
     flows_dir = directory if directory is not None else settings.flows_dir
-    return check_flows(flows_dir, registered_actions(settings), settings.templates_dir)
+    problems = check_flows(flows_dir, registered_actions(settings), settings.templates_dir)
+    return problems + missing_shop_settings(settings.shop, settings.templates_dir)
 
 
 def build_engine(settings: Settings, flows: FlowSet) -> Engine:

@@ -12,6 +12,7 @@ from bot.db.models import DeliveryStatus, Direction, EarlyStatus, Message
 from tests.helpers import (
     ADMIN_TOKEN,
     VERIFY_TOKEN,
+    AppFactory,
     BotFactory,
     eventually,
     graph_sends,
@@ -218,7 +219,7 @@ async def test_healthz(bot_client: BotFactory) -> None:
 
 
 async def test_sandbox_mode_records_and_never_calls_out(
-    aiohttp_client: Any, tmp_path: Path, database_url: str, fake_graph: TestServer
+    serve_app: AppFactory, tmp_path: Path, database_url: str, fake_graph: TestServer
 ) -> None:
     from bot.app import CLIENT, create_app
     from bot.whatsapp.sandbox import SandboxTransport
@@ -226,7 +227,7 @@ async def test_sandbox_mode_records_and_never_calls_out(
 
     settings = make_settings(tmp_path, database_url)  # no access token: sandbox
     assert settings.sandbox
-    client = await aiohttp_client(create_app(settings))
+    client = await serve_app(create_app(settings))
     assert (await post_webhook(client, text_notification("15550002222", "wamid.SB_1", "hi"))).status == 200
 
     async def sent() -> bool:

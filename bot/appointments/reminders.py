@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 from tortoise.transactions import in_transaction
 
 from bot.appointments.dates import day_label, time_label
+from bot.appointments.notify import device_text
 from bot.appointments.service import ACTIVE
 from bot.appointments.slots import next_wall_time
 from bot.clock import Clock, utc_now
@@ -97,7 +98,7 @@ def reminder_message(
     shop's zone), {{3}} the device (else "your device": a template parameter may not be empty); quick
     replies Confirm, Reschedule, Cancel carry `appt:<verb>:<id>`."""
     local = appointment.starts_at.astimezone(zone)
-    device = appointment.device_model or texts.say("appointments.your_device", language, default) or "-"
+    device = device_text(appointment.device_model, texts, language, default)
     return Template(
         name=REMINDER_TEMPLATE,
         language=language,
