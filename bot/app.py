@@ -14,21 +14,22 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from bot import api, webhook
-from bot.appointments import api as appointments_api
 from bot.appointments.service import AppointmentService
 from bot.db import close_db, init_db
 from bot.engine import Engine
 from bot.engine.texts import TEXTS_DIR
-from bot.handoff import api as handoff_api
-from bot.http_headers import add_security_headers
-from bot.orders import api as orders_api
+from bot.http import appointments as appointments_api
+from bot.http import messages as api
+from bot.http import orders as orders_api
+from bot.http import technicians as handoff_api
+from bot.http.headers import add_security_headers
 from bot.orders.setup import build_order_service
 from bot.panel import add_routes as add_panel_routes
 from bot.pipeline import Pipeline, Workers
 from bot.reload import FlowWatcher
 from bot.settings import SANDBOX_APP_SECRET, Settings
 from bot.shop_texts import require_shop_settings
+from bot.spine import webhook
 from bot.whatsapp.client import HttpTransport, Transport, WhatsAppClient
 from bot.whatsapp.pacing import Pacer
 from bot.whatsapp.sandbox import SandboxTransport

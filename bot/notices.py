@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from bot.db.models import Customer
 from bot.engine.texts import pick_language
-from bot.outbox import CUSTOMER_SERVICE_WINDOW
+from bot.spine.outbox import CUSTOMER_SERVICE_WINDOW
 from bot.whatsapp.outbound import OutboundMessage, Template, Text
 
 SEND_MARGIN = timedelta(seconds=30)

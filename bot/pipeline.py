@@ -28,11 +28,11 @@ from bot.handoff.guards import HandoffGuards
 from bot.handoff.policy import DeskPolicy
 from bot.handoff.relay import Relay
 from bot.handoff.service import HandoffDesk, history_item
-from bot.inbox import InboxConfig, InboxWorker
-from bot.intake import IntakeWriter
-from bot.outbox import OutboxConfig, OutboxWorker
 from bot.settings import Settings
-from bot.statuses import StatusChange
+from bot.spine.inbox import InboxConfig, InboxWorker
+from bot.spine.intake import IntakeWriter
+from bot.spine.outbox import OutboxConfig, OutboxWorker
+from bot.spine.statuses import StatusChange
 from bot.whatsapp.client import WhatsAppClient
 from bot.wiring import build_engine, load_flow_set, registered_actions
 

@@ -8,8 +8,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from bot.appointments.api import APPOINTMENTS
 from bot.db.models import Appointment, AppointmentSeat
+from bot.http.appointments import APPOINTMENTS
 from bot.orders.keys import create_key, revoke_key
 from tests.helpers import BotFactory
 

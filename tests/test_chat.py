@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 
-from bot.__main__ import main
-from bot.chat import default_chat_database
+from bot.cli.chat import default_chat_database
+from bot.cli.main import main
 from tests.helpers import make_settings, write_settings
 
 

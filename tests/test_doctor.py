@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 
-from bot.doctor import run_doctor
+from bot.cli.doctor import run_doctor
+from bot.cli.whatsapp import subscribe
 from bot.engine.templates import load_templates
 from bot.settings import load_settings
-from bot.whatsapp.commands import subscribe
 from tests.fake_account import WABA_ID, FakeAccount, approved_templates, base_url, graph_error, serve
 from tests.helpers import (
     APP_SECRET,

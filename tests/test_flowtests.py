@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 
-from bot.__main__ import main
+from bot.cli.main import main
 from tests.helpers import REPO, write_settings
 
 

@@ -19,8 +19,8 @@ from bot.handoff.policy import DeskPolicy
 from bot.handoff.relay import Relay
 from bot.handoff.service import HandoffDesk
 from bot.handoff.tokens import create_technician
-from bot.inbox import InboxConfig, InboxWorker
-from bot.intake import inbound_row
+from bot.spine.inbox import InboxConfig, InboxWorker
+from bot.spine.intake import inbound_row
 from bot.whatsapp.notifications import parse_notification
 from tests.helpers import make_settings, text_notification
 

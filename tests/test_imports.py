@@ -1,6 +1,6 @@
 """No import circle in bot/: every import (those under TYPE_CHECKING and inside functions too, and a
 package's __init__ re-exports) goes one way, so each module can be read, tested and moved on its own.
-In particular bot/handoff implements the policy bot/inbox.py declares, and the inbox imports nothing
+In particular bot/handoff implements the policy bot/spine/inbox.py declares, and the inbox imports nothing
 from bot/handoff."""
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def describe(component: frozenset[str], graph: Mapping[str, Set[str]]) -> str:
 
 def test_bot_has_no_import_cycle() -> None:
     graph = import_graph()
-    assert "bot.engine.machine" in graph and "bot.inbox" in graph  # the walk saw the whole package
+    assert "bot.engine.machine" in graph and "bot.spine.inbox" in graph  # the walk saw the whole package
     found = cycles(graph)
     assert not found, "import cycles in bot/ (make the imports go one way):\n" + "\n".join(
         describe(component, graph) for component in found
@@ -93,7 +93,7 @@ def test_bot_has_no_import_cycle() -> None:
 
 
 def test_the_inbox_imports_nothing_from_the_handoff_package() -> None:
-    assert not {module for module in import_graph()["bot.inbox"] if module.startswith("bot.handoff")}
+    assert not {module for module in import_graph()["bot.spine.inbox"] if module.startswith("bot.handoff")}
 
 
 def test_a_cycle_is_a_strongly_connected_component() -> None:

@@ -13,8 +13,8 @@ from bot.db import close_db, init_db
 from bot.db.claims import claims_for
 from bot.db.models import Conversation, DeliveryStatus, Direction, Message
 from bot.engine import ActionContext, ActionRegistry, ActionResult, Engine, load_flows
-from bot.inbox import InboxConfig, InboxWorker
-from bot.intake import inbound_row
+from bot.spine.inbox import InboxConfig, InboxWorker
+from bot.spine.intake import inbound_row
 from bot.whatsapp.notifications import parse_notification
 from tests.helpers import REPO, text_notification
 
@@ -153,7 +153,7 @@ async def test_a_row_that_cannot_be_written_is_parked_and_holds_up_no_one(
         await store("15550000001", "wamid.P2", "hello")  # the same customer, after it
         await store("15550000002", "wamid.B1", "hello")
         await store("15550000003", "wamid.C1", "hello")
-        caplog.set_level(logging.INFO, logger="bot.inbox")
+        caplog.set_level(logging.INFO, logger="bot.spine.inbox")
 
         assert await worker.process_batch() == 2  # the batch failed; one by one the others went through
         assert await status("wamid.B1") == (DeliveryStatus.HANDLED, 0)

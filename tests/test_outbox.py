@@ -31,8 +31,8 @@ from bot.app import create_app
 from bot.db import close_db, init_db
 from bot.db.claims import Claims, claims_for
 from bot.db.models import Customer, DeliveryStatus, Direction, EarlyStatus, Message
-from bot.outbox import OutboxConfig, OutboxWorker, outbound_row
-from bot.statuses import StatusChange, record_statuses
+from bot.spine.outbox import OutboxConfig, OutboxWorker, outbound_row
+from bot.spine.statuses import StatusChange, record_statuses
 from bot.whatsapp.client import HttpTransport, WhatsAppClient
 from bot.whatsapp.errors import CODE_UNSENDABLE
 from bot.whatsapp.outbound import OutboundMessage, Template, Text
@@ -185,7 +185,11 @@ async def outbox(database_url: str, graph: ScriptedGraph) -> AsyncIterator[Outbo
 
 def failures_logged(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     """The outbox's ERROR lines about rows that failed for good."""
-    return [r for r in caplog.records if r.name.startswith("bot.outbox") and "failed after" in r.getMessage()]
+    return [
+        r
+        for r in caplog.records
+        if r.name.startswith("bot.spine.outbox") and "failed after" in r.getMessage()
+    ]
 
 
 # --- retries are decided by the Graph error code ------------------------------------------------------
@@ -247,7 +251,7 @@ async def test_131000_is_retried_with_growing_capped_waits_until_the_window_clos
     outbox: Outbox, caplog: pytest.LogCaptureFixture
 ) -> None:
     """131000 is transient: no attempt limit, only the customer's window (here an hour left) ends it."""
-    caplog.set_level(logging.INFO, logger="bot.outbox")
+    caplog.set_level(logging.INFO, logger="bot.spine.outbox")
     await outbox.customer(ALICE, last_inbound_ago=timedelta(hours=23))
     window_closes = START + timedelta(hours=1)
     outbox.graph.script(ALICE, *[(500, error_body(131000))] * 200)
@@ -357,7 +361,7 @@ async def test_transient_faults_on_40_percent_of_sends_lose_no_reply(outbox: Out
 async def test_a_template_stops_when_the_configured_horizon_runs_out(
     outbox: Outbox, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="bot.outbox")
+    caplog.set_level(logging.INFO, logger="bot.spine.outbox")
     worker = outbox.another_worker(retry_horizon=timedelta(hours=2))
     await outbox.customer(ALICE, last_inbound_ago=timedelta(days=3))  # templates need no window
     outbox.graph.script(ALICE, *[(503, GARBAGE)] * 500)
@@ -401,7 +405,7 @@ async def test_a_row_that_is_not_a_valid_message_fails_with_its_reason_and_holds
 async def test_an_expired_token_pauses_the_whole_outbox_until_a_probe_succeeds(
     outbox: Outbox, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="bot.outbox")
+    caplog.set_level(logging.INFO, logger="bot.spine.outbox")
     for phone in (ALICE, BOB, CAROL):
         await outbox.customer(phone)
     rows = [
@@ -704,7 +708,7 @@ async def refuse_status_changes(database_url: str, refuse: bool) -> None:
 async def test_a_refused_results_write_is_retried_and_the_row_is_not_sent_again_after_its_lease(
     outbox: Outbox, database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="bot.outbox")
+    caplog.set_level(logging.INFO, logger="bot.spine.outbox")
     await outbox.customer(ALICE)
     row = await outbox.queue(ALICE, "Your phone is ready")
     await refuse_status_changes(database_url, True)
@@ -729,7 +733,7 @@ async def test_a_refused_results_write_is_retried_and_the_row_is_not_sent_again_
 async def test_a_stop_while_the_database_refuses_the_results_keeps_trying_within_its_grace(
     outbox: Outbox, database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="bot.outbox")
+    caplog.set_level(logging.INFO, logger="bot.spine.outbox")
     await outbox.customer(ALICE)
     row = await outbox.queue(ALICE, "Your phone is ready")
     await refuse_status_changes(database_url, True)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.outbox.retries import LAST_TRY_MARGIN, TEMPLATE_HORIZON, GiveUp, Horizon, Retry, RetryPolicy
+from bot.spine.outbox.retries import LAST_TRY_MARGIN, TEMPLATE_HORIZON, GiveUp, Horizon, Retry, RetryPolicy
 from bot.whatsapp import errors as e
 
 QUEUED = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)

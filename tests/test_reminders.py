@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.__main__ import main
-from bot.appointments.commands import due_report
 from bot.appointments.reminders import ReminderScheduler
 from bot.appointments.service import AppointmentService
+from bot.cli.appointments import due_report
+from bot.cli.main import main
 from bot.db.models import (
     Appointment,
     AppointmentReminder,

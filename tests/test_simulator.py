@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 
+from bot.cli.simulator import ChoiceError, SimClock, Simulator
 from bot.db.models import Customer, DeliveryStatus, Direction, Message
-from bot.outbox import outbound_row
-from bot.simulator import ChoiceError, SimClock, Simulator
+from bot.spine.outbox import outbound_row
 from bot.whatsapp.client import WhatsAppClient
 from bot.whatsapp.errors import InvalidParameter, ReEngagement
 from bot.whatsapp.fake_cloud_api import FakeCloudAPI, check_message

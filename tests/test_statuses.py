@@ -8,7 +8,7 @@ from tortoise.transactions import in_transaction
 
 from bot.db import close_db, init_db
 from bot.db.models import DeliveryStatus, Direction, EarlyStatus, Message
-from bot.statuses import StatusChange, apply_status, claim_early_statuses, record_statuses
+from bot.spine.statuses import StatusChange, apply_status, claim_early_statuses, record_statuses
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 

@@ -13,10 +13,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from bot.cli.template_sync import SyncState, sync_templates
 from bot.db import close_db, init_db
 from bot.db.models import Template, TemplateText
 from bot.settings import Settings
-from bot.template_sync import SyncState, sync_templates
 from tests.helpers import GRAPH_TOKEN, make_settings, migrated_sqlite
 from tests.test_commands import run_bot
 

@@ -14,8 +14,8 @@ from bot.db import close_db, init_db
 from bot.db.claims import claims_for
 from bot.db.models import Conversation, ConversationMode, ConversationTimer, Customer, Direction, Message
 from bot.engine import ActionContext, ActionRegistry, ActionResult, Engine, load_flows
-from bot.inbox import InboxConfig, InboxWorker
-from bot.intake import inbound_row
+from bot.spine.inbox import InboxConfig, InboxWorker
+from bot.spine.intake import inbound_row
 from bot.whatsapp.notifications import parse_notification
 from tests.helpers import text_notification
 
@@ -187,7 +187,7 @@ async def test_a_timer_that_cannot_be_written_is_dropped_and_the_others_fire(
         assert await worker.process_batch() == 4
         assert await ConversationTimer.all().count() == 2
         clock.now += timedelta(minutes=31)
-        caplog.set_level(logging.INFO, logger="bot.inbox")
+        caplog.set_level(logging.INFO, logger="bot.spine.inbox")
         assert await worker.fire_timers() == 1  # the good one moved; the bad one is dropped
         fine = await Conversation.get(customer__wa_id="15550000002")
         assert (fine.flow, fine.state) == ("main", "menu")

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 
+from bot.cli.whatsapp import profile, subscribe
 from bot.settings import Settings, SettingsError, load_settings
-from bot.whatsapp.commands import profile, subscribe
 from tests.fake_account import WABA_ID, FakeAccount, base_url, serve
 from tests.helpers import APP_SECRET, GRAPH_TOKEN, PHONE_NUMBER_ID, REPO, VERIFY_TOKEN, write_settings
 

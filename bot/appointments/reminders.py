@@ -38,8 +38,8 @@ from bot.db.models import Appointment, AppointmentReminder, Customer, Message, R
 from bot.engine.templates import load_templates
 from bot.engine.texts import TextCatalog, TextSource, pick_language, read_once
 from bot.loops import Loop
-from bot.outbox import outbound_row
 from bot.settings import Settings
+from bot.spine.outbox import outbound_row
 from bot.whatsapp.outbound import Template
 
 log = logging.getLogger(__name__)

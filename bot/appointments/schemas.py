@@ -21,9 +21,9 @@ from pydantic import (
     field_validator,
 )
 
-from bot import api_errors
-from bot.api_errors import FieldError
 from bot.db.models import AppointmentStatus
+from bot.http import errors as api_errors
+from bot.http.errors import FieldError
 from bot.orders.schemas import Name, OrderNumber, Phone
 
 FIELDS = (

@@ -41,8 +41,8 @@ from bot.db.models import (
     ReminderStatus,
 )
 from bot.engine.texts import TextSource
-from bot.outbox import enqueue
 from bot.settings import Settings
+from bot.spine.outbox import enqueue
 
 ACTIVE = frozenset({AppointmentStatus.BOOKED, AppointmentStatus.CONFIRMED, AppointmentStatus.RESCHEDULED})
 """Appointments that still lie ahead as far as the customer is concerned: they get reminders."""

@@ -2,7 +2,7 @@
 
 It runs inside the inbox's transaction, like every action: the conversation's mode, the open handoff
 and its audit event commit together with the inbound message that asked for it. Its result says
-`hand_off`, so the inbox knows the chat is a person's from now on (bot/inbox.py).
+`hand_off`, so the inbox knows the chat is a person's from now on (bot/spine/inbox.py).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ Event shapes (JSON objects, one per WebSocket text frame):
   an inbound message the bot gave up on after its attempts (parked: status "failed", `error` says why);
   admins list them with `GET /api/tech/failed`.
 
-HistoryItem is what `GET /api/tech/chats/{phone}/messages` lists (see bot/handoff/api.py).
+HistoryItem is what `GET /api/tech/chats/{phone}/messages` lists (see bot/http/technicians.py).
 An event says what a commit made true: published inside a transaction (an `atomic()` block, see
 bot/db/transactions.py), it goes out once that transaction commits, and never if it rolls back.
 Events are best effort: a slow subscriber loses its oldest events rather than holding up the bot, and

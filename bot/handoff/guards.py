@@ -29,8 +29,8 @@ from bot.handoff.events import EventHub
 from bot.handoff.service import HandoffDesk, queue_event
 from bot.handoff.texts import IDLE_NOTE
 from bot.loops import Loop
-from bot.outbox import enqueue
 from bot.settings import Settings
+from bot.spine.outbox import enqueue
 from bot.whatsapp.outbound import Text
 
 log = logging.getLogger(__name__)

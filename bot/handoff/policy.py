@@ -1,4 +1,4 @@
-"""The inbox's HandoffPolicy (bot/inbox.py) on the desk: auto handoff after misunderstandings, and the
+"""The inbox's HandoffPolicy (bot/spine/inbox.py) on the desk: auto handoff after misunderstandings, and the
 relay to technicians' own WhatsApp when `handoff.relay_to_whatsapp` is on (else its hooks do nothing)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from datetime import datetime
 from bot.db.models import Customer, Message, Technician
 from bot.handoff.relay import Relay
 from bot.handoff.service import HandoffDesk
-from bot.inbox import HandoffPolicy
+from bot.spine.inbox import HandoffPolicy
 from bot.whatsapp.outbound import OutboundMessage
 
 

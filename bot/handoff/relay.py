@@ -36,7 +36,7 @@ from bot.db.models import (
 )
 from bot.engine.texts import pick_language
 from bot.handoff.service import OPEN, WINDOW, DeskError, HandoffDesk
-from bot.outbox import outbound_row
+from bot.spine.outbox import outbound_row
 from bot.whatsapp.outbound import OutboundMessage, Template, Text
 
 TEMPLATE = "technician_relay"

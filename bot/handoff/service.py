@@ -39,8 +39,8 @@ from bot.engine.templates import TemplateCatalog, load_templates
 from bot.engine.texts import TextCatalog, load_texts, pick_language
 from bot.handoff.events import EventHub
 from bot.handoff.texts import WorkingHours, wait_text
-from bot.outbox import enqueue
 from bot.settings import Settings
+from bot.spine.outbox import enqueue
 from bot.whatsapp.outbound import Media, OutboundMessage, Template, Text
 
 WINDOW = timedelta(hours=24)

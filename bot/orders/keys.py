@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from aiohttp import web
 from tortoise.exceptions import IntegrityError
 
-from bot.api_errors import bearer_token, unauthorized
 from bot.db.models import ApiKey
+from bot.http.errors import bearer_token, unauthorized
 
 KEY_PREFIX = "rb_"
 

@@ -22,8 +22,8 @@ from pydantic import (
     field_validator,
 )
 
-from bot import api_errors
-from bot.api_errors import FieldError
+from bot.http import errors as api_errors
+from bot.http.errors import FieldError
 
 ORDER_NUMBER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 PHONE_CHARACTERS = re.compile(r"^[\d\s+().-]+$")

@@ -21,7 +21,7 @@ from bot.clock import Clock, utc_now
 from bot.db.models import Customer, Message, Order, OrderSource, OrderStatusChange
 from bot.orders.notify import StatusNotifier
 from bot.orders.schemas import OrderIn, OrderPatch
-from bot.outbox import enqueue, outbound_row
+from bot.spine.outbox import enqueue, outbound_row
 
 
 class UnknownStatus(ValueError):

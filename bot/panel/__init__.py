@@ -10,7 +10,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bot.panel import api
+from bot.http import panel as api
 
 STATIC = Path(__file__).resolve().parent / "static"
 

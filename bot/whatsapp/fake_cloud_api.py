@@ -1,4 +1,4 @@
-"""A strict fake of Meta's Cloud API: the transport of the simulator (bot/simulator.py: `bot chat`, flow
+"""A strict fake of Meta's Cloud API: the transport of the simulator (bot/cli/simulator.py: `bot chat`, flow
 tests), which answers like the Cloud API and refuses what Meta refuses.
 
 The sandbox (sandbox.py: `bot serve` without an access token) accepts anything; this one checks each

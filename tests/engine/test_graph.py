@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from bot.__main__ import main
+from bot.cli.main import main
 from bot.engine import ActionRegistry, ActionResult, FlowSet, load_flows
 from bot.engine import graph as graph_module
 from bot.engine.edges import Edge, state_edges

@@ -1,7 +1,7 @@
 """The outbox sender: queued rows → the Cloud API, with the window rule, pacing, retries and pauses.
 
 Messages are written as `queued` rows in the same transaction as the change that caused them
-(bot/outbox/queue.py); this worker sends them. Rows are claimed with a short lease (their
+(bot/spine/outbox/queue.py); this worker sends them. Rows are claimed with a short lease (their
 `next_attempt_at` moves into the future), so a crashed sender's rows come back by themselves. A live
 sender keeps the leases of the rows it holds alive (leases.py) and never claims a customer whose
 results it has not written yet, so a row whose result waits in memory is never sent again. Each
@@ -30,11 +30,11 @@ from bot.clock import Clock, utc_now
 from bot.db.claims import Claims
 from bot.db.models import Customer, DeliveryStatus, Direction, Message
 from bot.loops import finish
-from bot.outbox.leases import Leases
-from bot.outbox.pause import AccountPause
-from bot.outbox.retries import GiveUp, Horizon, RetryPolicy
-from bot.outbox.window import WINDOW_ERROR_CODE, WINDOW_ERROR_TITLE, window_open
-from bot.statuses import claim_early_statuses
+from bot.spine.outbox.leases import Leases
+from bot.spine.outbox.pause import AccountPause
+from bot.spine.outbox.retries import GiveUp, Horizon, RetryPolicy
+from bot.spine.outbox.window import WINDOW_ERROR_CODE, WINDOW_ERROR_TITLE, window_open
+from bot.spine.statuses import claim_early_statuses
 from bot.whatsapp.client import WhatsAppClient
 from bot.whatsapp.errors import CODE_UNSENDABLE, GraphError
 from bot.whatsapp.outbound import OUTBOUND_ADAPTER, is_free_form

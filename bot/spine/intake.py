@@ -19,7 +19,7 @@ from tortoise.transactions import in_transaction
 from bot.clock import Clock, utc_now
 from bot.db.models import DeliveryStatus, Direction, Message
 from bot.loops import finish
-from bot.statuses import StatusChange, record_statuses
+from bot.spine.statuses import StatusChange, record_statuses
 from bot.whatsapp.notifications import InboundItem, Notification
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from bot.intake import IntakeWriter
+from bot.spine.intake import IntakeWriter
 from bot.whatsapp import signature
 from bot.whatsapp.notifications import NotificationError, parse_notification
 

@@ -12,9 +12,9 @@ from decimal import Decimal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
-from bot.api import normalize_phone
 from bot.db.models import Appointment, AppointmentStatus, Order
-from bot.handoff.api import authenticate
+from bot.http.messages import normalize_phone
+from bot.http.technicians import authenticate
 
 MAX_ORDERS = 20
 

@@ -50,7 +50,7 @@ from bot.engine import Engine, Event, Outcome
 from bot.engine.events import TIMEOUT
 from bot.engine.texts import TextCatalog
 from bot.loops import Loop
-from bot.outbox import enqueue, outbound_row
+from bot.spine.outbox import enqueue, outbound_row
 from bot.whatsapp.notifications import InboundMessage
 from bot.whatsapp.outbound import OutboundMessage, Text
 

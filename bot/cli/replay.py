@@ -20,9 +20,9 @@ from bot.db.models import Customer, DeliveryStatus, Direction, Message
 from bot.engine import Conversation as ConversationState
 from bot.engine import Customer as CustomerInfo
 from bot.engine import Engine
-from bot.inbox import event_for
 from bot.pipeline import Pipeline
 from bot.settings import Settings
+from bot.spine.inbox import event_for
 
 
 async def replay(settings: Settings, *, since: datetime, phone: str | None, resend: bool) -> int:

@@ -14,7 +14,6 @@ from typing import TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from bot.api_errors import FieldError, dumps, error_response, invalid, path_id, validated_body
 from bot.appointments.schemas import (
     FIELDS,
     PATCH_FIELDS,
@@ -26,6 +25,7 @@ from bot.appointments.schemas import (
 )
 from bot.appointments.service import AppointmentService, NotBookable, SlotTaken, StaffChange, ends_at
 from bot.db.models import Appointment
+from bot.http.errors import FieldError, dumps, error_response, invalid, path_id, validated_body
 from bot.orders.keys import require_api_key
 
 log = logging.getLogger(__name__)

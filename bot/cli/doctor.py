@@ -224,8 +224,8 @@ async def webhooks_subscribed(run: DoctorRun) -> Outcome:
 
 async def templates_approved(run: DoctorRun) -> Outcome:
     """Every template in templates/, in every language, approved at Meta as written (the sync's report)."""
+    from bot.cli.template_sync import PROBLEMS, compare, explain, list_meta_templates
     from bot.engine.templates import load_templates
-    from bot.template_sync import PROBLEMS, compare, explain, list_meta_templates
 
     settings = run.ready_settings
     if not settings.secrets.business_account_id:

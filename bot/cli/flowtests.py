@@ -22,14 +22,8 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from bot.appointments.service import AppointmentService
-from bot.chat import bot_lines
-from bot.db.config import MEMORY, sqlite_url
-from bot.db.models import AppointmentStatus, Order
-from bot.engine import FlowLoadError, FlowProblem, FlowSet
-from bot.engine.marked_yaml import MarkedSource, YamlPath
-from bot.engine.schema import Duration, flow_error, format_duration
-from bot.settings import Settings
-from bot.simulator import (
+from bot.cli.chat import bot_lines
+from bot.cli.simulator import (
     DEFAULT_PHONE,
     ChoiceError,
     MediaKind,
@@ -39,6 +33,12 @@ from bot.simulator import (
     Simulator,
     choices_of,
 )
+from bot.db.config import MEMORY, sqlite_url
+from bot.db.models import AppointmentStatus, Order
+from bot.engine import FlowLoadError, FlowProblem, FlowSet
+from bot.engine.marked_yaml import MarkedSource, YamlPath
+from bot.engine.schema import Duration, flow_error, format_duration
+from bot.settings import Settings
 from bot.whatsapp.outbound import Buttons, ListMessage, Media, OutboundMessage, Template, Text
 from bot.wiring import load_flow_set, registered_actions
 

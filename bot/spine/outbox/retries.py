@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from bot.outbox.window import window_closes_at
+from bot.spine.outbox.window import window_closes_at
 from bot.whatsapp.errors import GraphError
 
 TEMPLATE_HORIZON = timedelta(hours=24)

@@ -28,7 +28,10 @@ from typing import Any, TypeVar
 from aiohttp import BodyPartReader, WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bot.api_errors import (
+from bot.db.models import Handoff, HandoffStatus, Technician
+from bot.handoff.service import OPEN, DeskError, HandoffDesk, is_admin
+from bot.handoff.tokens import verify_token
+from bot.http.errors import (
     RowId,
     bearer_token,
     error_response,
@@ -36,9 +39,6 @@ from bot.api_errors import (
     unauthorized,
     validated_body,
 )
-from bot.db.models import Handoff, HandoffStatus, Technician
-from bot.handoff.service import OPEN, DeskError, HandoffDesk, is_admin
-from bot.handoff.tokens import verify_token
 from bot.whatsapp.client import WhatsAppClient
 from bot.whatsapp.errors import GraphError
 from bot.whatsapp.outbound import OutboundMessage, Text

@@ -12,8 +12,8 @@ from typing import TypeVar
 from aiohttp import web
 from pydantic import BaseModel
 
-from bot.api_errors import error_response, validated_body
 from bot.db.models import Order, OrderSource
+from bot.http.errors import error_response, validated_body
 from bot.orders.keys import require_api_key
 from bot.orders.schemas import OrderIn, OrderOut, OrderPatch, field_errors
 from bot.orders.service import OrderChange, OrderService

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TextIO, cast
 
+from bot.cli.simulator import MEDIA_KINDS, ChoiceError, MediaKind, Reply, SimCustomer, Simulator
 from bot.db.config import sqlite_file, sqlite_url
 from bot.engine.schema import parse_duration
 from bot.settings import Settings
-from bot.simulator import MEDIA_KINDS, ChoiceError, MediaKind, Reply, SimCustomer, Simulator
 from bot.whatsapp.outbound import Buttons, ListMessage, Media, Reaction, Template, Text
 
 # Short names of the errors a staff member is likely to meet here (the row's title can be a paragraph).

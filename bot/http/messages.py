@@ -8,9 +8,9 @@ from datetime import datetime
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
-from bot.api_errors import bearer_token
 from bot.db import ping
 from bot.db.models import Message
+from bot.http.errors import bearer_token
 
 ADMIN_TOKEN = web.AppKey("admin_token", str)
 

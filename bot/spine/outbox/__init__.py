@@ -6,9 +6,9 @@ within a horizon (retries.py), a pause on account-wide errors (pause.py) and lea
 rows it holds (leases.py).
 """
 
-from bot.outbox.queue import enqueue, outbound_row
-from bot.outbox.window import CUSTOMER_SERVICE_WINDOW, WINDOW_ERROR_CODE, WINDOW_ERROR_TITLE
-from bot.outbox.worker import OutboxConfig, OutboxWorker
+from bot.spine.outbox.queue import enqueue, outbound_row
+from bot.spine.outbox.window import CUSTOMER_SERVICE_WINDOW, WINDOW_ERROR_CODE, WINDOW_ERROR_TITLE
+from bot.spine.outbox.worker import OutboxConfig, OutboxWorker
 
 __all__ = [
     "CUSTOMER_SERVICE_WINDOW",

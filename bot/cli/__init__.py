@@ -1,0 +1,1 @@
+"""The `bot` command's tools: serve, chat, flow tests, replay, doctor and the maintenance commands."""

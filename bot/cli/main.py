@@ -1,0 +1,411 @@
+"""The `bot` command: argument parsing, and each command handed to its module in bot/cli/ (or the server)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiohttp import web
+
+from bot.settings import Settings, SettingsError, load_settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("transitions").setLevel(logging.WARNING)  # it logs every state change at INFO
+    if not getattr(args, "verbose", False):  # "Tortoise-ORM startup/shutdown" around every command
+        logging.getLogger("tortoise").setLevel(logging.WARNING)
+    if args.command == "doctor":  # reading the settings is its first check
+        return _doctor(args)
+    try:
+        settings = load_settings(args.settings)
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    handler = args.handler
+    try:
+        result: int = handler(settings, args)
+    except Exception as exc:
+        from bot.db.schema import SchemaError  # loaded here: commands without a database stay quick
+
+        if not isinstance(exc, SchemaError):
+            raise
+        print(exc, file=sys.stderr)  # behind (or ahead of) the code: one line naming the command
+        return 2
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bot", description="WhatsApp Business conversation engine")
+    parser.add_argument("--settings", help="settings file (default: $BOT_SETTINGS or ./settings.yaml)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG (phone numbers, texts)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the webhook server and its workers")
+    serve.add_argument("--host", help="default: server.host in settings.yaml")
+    serve.add_argument("--port", type=int, help="default: server.port in settings.yaml")
+    serve.add_argument(
+        "--migrate",
+        action="store_true",
+        help="apply pending database migrations at start-up (without it, a schema that is behind stops "
+        "start-up with the command to run)",
+    )
+    serve.set_defaults(handler=_serve)
+
+    commands.add_parser(
+        "doctor",
+        help="check, in order, whether this installation is ready for real customers; exit 0 when it is",
+        description="Settings, database, flows and templates, then (with credentials) the access token "
+        "and phone number, the webhook subscription and the templates' approval at Meta: one line each, "
+        "with what to do when it fails. Changes nothing.",
+    )
+
+    whatsapp = commands.add_parser("whatsapp", help="set up the WhatsApp Business account")
+    whatsapp_commands = whatsapp.add_subparsers(dest="whatsapp_command", required=True)
+    subscribe = whatsapp_commands.add_parser(
+        "subscribe", help="subscribe the app to the WhatsApp Business Account's webhooks"
+    )
+    subscribe.add_argument(
+        "--callback-url", help="send the account's webhooks here instead of the app's callback URL (https)"
+    )
+    subscribe.add_argument(
+        "--verify-token",
+        help="the token Meta sends to --callback-url to check it (default: $WHATSAPP_WEBHOOK_VERIFY_TOKEN)",
+    )
+    subscribe.set_defaults(handler=_whatsapp_subscribe)
+    profile = whatsapp_commands.add_parser(
+        "profile", help="show the business profile at Meta; --set sends the one shop: in settings.yaml sets"
+    )
+    profile.add_argument("--set", action="store_true", help="set about, address, description, email, ...")
+    profile.set_defaults(handler=_whatsapp_profile)
+
+    flows = commands.add_parser("flows", help="work with the YAML flows")
+    flow_commands = flows.add_subparsers(dest="flows_command", required=True)
+    check = flow_commands.add_parser("check", help="validate every flow; print file:line:column: reason")
+    check.add_argument("directory", nargs="?", type=Path, help="default: flows.directory in settings")
+    check.set_defaults(handler=_flows_check)
+    flows_test = flow_commands.add_parser(
+        "test", help="run the conversation tests in DIR/tests/*.yaml against DIR's flows"
+    )
+    flows_test.add_argument("directory", nargs="?", type=Path, help="default: flows.directory in settings")
+    flows_test.set_defaults(handler=_flows_test)
+    graph = flow_commands.add_parser(
+        "graph", help="draw the flows' states and transitions as a Mermaid (or Graphviz dot) diagram"
+    )
+    graph.add_argument(
+        "flow", nargs="?", help="a flow name, or a flows directory or .yaml file (default: every flow)"
+    )
+    graph.add_argument("--dir", dest="directory", type=Path, help="default: flows.directory in settings")
+    graph.add_argument("--format", choices=("mermaid", "dot"), default="mermaid", help="default: mermaid")
+    graph.set_defaults(handler=_flows_graph)
+
+    chat = commands.add_parser(
+        "chat",
+        help="be a customer in the terminal: the real engine, no WhatsApp, no server",
+        description="Type as a customer and see the bot's replies; a number picks a choice. When stdin "
+        "is not a terminal, each line is one customer turn (scriptable). /help lists the commands.",
+    )
+    chat.add_argument("--phone", default="15550009999", help="the customer's number (default: 15550009999)")
+    chat.add_argument("--name", help="the customer's WhatsApp profile name")
+    chat.add_argument("--lang", help="the customer's language (en, es, zh ...), as if they had chosen it")
+    chat.add_argument(
+        "--database",
+        help="where the simulated conversation is kept (default: chat.db beside the shop's SQLite "
+        "database, e.g. data/chat.db; never the shop's real message log)",
+    )
+    chat.set_defaults(handler=_chat)
+
+    templates = commands.add_parser("templates", help="the WhatsApp message templates in templates/")
+    template_commands = templates.add_subparsers(dest="templates_command", required=True)
+    template_commands.add_parser(
+        "sync", help="load templates/ into the database and compare it with Meta's approved templates"
+    ).set_defaults(handler=_templates_sync)
+
+    db = commands.add_parser("db", help="database maintenance")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    db_commands.add_parser(
+        "migrate",
+        aliases=["init"],
+        help="create the database or bring its schema up to date: apply the pending migrations "
+        "(a database made before migrations is adopted in place); prints what it did",
+    ).set_defaults(handler=_db_migrate)
+    makemigrations = db_commands.add_parser(
+        "makemigrations",
+        help="for developers: write bot/db/migrations/NNNN_NAME.py for the models' changes since the "
+        "last migration",
+    )
+    makemigrations.add_argument("--name", help="what the migration does, e.g. add_technician_email")
+    makemigrations.add_argument(
+        "--check", action="store_true", help="write nothing; list the unmigrated changes, exit 1 if any"
+    )
+    makemigrations.set_defaults(handler=_db_makemigrations)
+
+    replay = commands.add_parser("replay", help="re-run stored inbound messages through the engine")
+    replay.add_argument(
+        "--since", required=True, type=_timestamp, help="ISO 8601 time, e.g. 2026-11-25T09:00"
+    )
+    replay.add_argument("--phone", help="only this customer")
+    replay.add_argument(
+        "--resend",
+        action="store_true",
+        help="hand the messages to the inbox again: the conversation moves on and the replies are sent",
+    )
+    replay.set_defaults(handler=_replay)
+
+    apikeys = commands.add_parser("apikeys", help="API keys for the orders API")
+    apikey_commands = apikeys.add_subparsers(dest="apikeys_command", required=True)
+    apikeys_add = apikey_commands.add_parser("add", help="create a key; prints only the key, once")
+    apikeys_add.add_argument("name", help="who uses it, e.g. shop-pos")
+    apikeys_add.set_defaults(handler=_apikeys_add)
+    apikeys_revoke = apikey_commands.add_parser("revoke", help="revoke a key: it stops working at once")
+    apikeys_revoke.add_argument("name")
+    apikeys_revoke.set_defaults(handler=_apikeys_revoke)
+
+    technicians = commands.add_parser("technicians", help="the people who answer handed-off chats")
+    technician_commands = technicians.add_subparsers(dest="technicians_command", required=True)
+    technicians_add = technician_commands.add_parser(
+        "add", help="create a technician; prints only their login token, once"
+    )
+    technicians_add.add_argument("name")
+    technicians_add.add_argument("--role", choices=["technician", "admin"], default="technician")
+    technicians_add.add_argument("--phone", help="their phone number (optional)")
+    technicians_add.set_defaults(handler=_technicians_add)
+
+    orders = commands.add_parser("orders", help="repair orders")
+    order_commands = orders.add_subparsers(dest="orders_command", required=True)
+    orders_import = order_commands.add_parser(
+        "import", help="import a CSV export (header row: the API's field names); notifies like the API"
+    )
+    orders_import.add_argument("file", type=Path)
+    orders_import.set_defaults(handler=_orders_import)
+
+    reminders = commands.add_parser("reminders", help="appointment reminders")
+    reminder_commands = reminders.add_subparsers(dest="reminders_command", required=True)
+    reminders_due = reminder_commands.add_parser(
+        "due", help="list the reminders due in the next HOURS and what would happen to each; sends nothing"
+    )
+    reminders_due.add_argument("--hours", type=float, default=48, help="how far ahead to look (default: 48)")
+    reminders_due.set_defaults(handler=_reminders_due)
+    return parser
+
+
+def _timestamp(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.app import create_app
+    from bot.engine import FlowLoadError
+    from bot.notice_texts import TextsError
+    from bot.shop_texts import ShopSettingsMissing
+
+    try:
+        app = create_app(settings, migrate=args.migrate)
+    except FlowLoadError as exc:
+        print("The flows have problems; the server did not start:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    except ShopSettingsMissing as exc:
+        print("settings.yaml lacks what the texts need; the server did not start:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    except TextsError as exc:
+        print(f"{exc}\nThe server did not start.", file=sys.stderr)
+        return 2
+    web.run_app(
+        app,
+        host=args.host or settings.server.host,
+        port=args.port or settings.server.port,
+        access_log=None,
+        print=lambda text: logging.getLogger("bot").info("%s", text.strip()),
+    )
+    return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from bot.cli.doctor import run_doctor
+
+    logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.ERROR)  # the check lines only
+    return asyncio.run(run_doctor(args.settings))
+
+
+def _whatsapp_subscribe(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.cli.whatsapp import subscribe
+
+    return asyncio.run(subscribe(settings, args.callback_url, args.verify_token))
+
+
+def _whatsapp_profile(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.cli.whatsapp import profile
+
+    return asyncio.run(profile(settings, args.set))
+
+
+def _flows_check(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.notice_texts import TextsError
+    from bot.wiring import flow_problems
+
+    directory = args.directory or settings.flows_dir
+    try:
+        problems = flow_problems(settings, directory)
+    except TextsError as exc:
+        print(exc)
+        return 1
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"{len(problems)} problem(s) in {directory}", file=sys.stderr)
+        return 1
+    print(f"{directory}: all flows are valid")
+    return 0
+
+
+def _flows_test(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.cli.flowtests import run_flow_tests
+
+    logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.ERROR)  # results only
+    return run_flow_tests(settings, args.directory or settings.flows_dir)
+
+
+def _chat(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.cli.chat import run_chat
+
+    logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.ERROR)  # replies only
+    return asyncio.run(
+        run_chat(settings, phone=args.phone, name=args.name, language=args.lang, database_url=args.database)
+    )
+
+
+def _flows_graph(settings: Settings, args: argparse.Namespace) -> int:
+    """Print the diagram; exit 1 with the problems when the flows do not load, 2 for an unknown flow."""
+    from bot.engine import FlowLoadError, load_flows
+    from bot.engine.graph import dot, mermaid
+    from bot.wiring import registered_actions
+
+    directory, file, name = _graph_source(args.flow, args.directory or settings.flows_dir)
+    try:
+        flows = load_flows(directory, registered_actions(settings), settings.templates_dir)
+    except FlowLoadError as exc:
+        for problem in exc.problems:
+            print(problem)
+        print(f"{len(exc.problems)} problem(s) in {directory}; fix them to draw the flows", file=sys.stderr)
+        return 1
+    names = [name] if name else None
+    if file is not None:
+        names = [flow.name for flow in flows.flows.values() if flow.file.resolve() == file.resolve()]
+    if name is not None and name not in flows.flows:
+        known = ", ".join(sorted(flows.flows))
+        print(f"there is no flow '{name}' in {directory}; the flows are: {known}", file=sys.stderr)
+        return 2
+    print(dot(flows, names) if args.format == "dot" else mermaid(flows, names), end="")
+    return 0
+
+
+def _graph_source(flow: str | None, default: Path) -> tuple[Path, Path | None, str | None]:
+    """FLOW as (directory to load, .yaml file to draw, flow name): a path wins over a flow name."""
+    path = Path(flow) if flow else None
+    if path is not None and path.is_file() and path.suffix in (".yaml", ".yml"):
+        return path.parent, path, None
+    if path is not None and path.is_dir():
+        return path, None, None
+    return default, None, flow
+
+
+def _templates_sync(settings: Settings, args: argparse.Namespace) -> int:
+    """Exit 0: all approved and matching (or sandbox); 1: something is not; 2: bad template files."""
+    from bot.cli.template_sync import print_report, sync_templates
+
+    logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.WARNING)  # the report only
+    report = asyncio.run(sync_templates(settings))
+    print_report(report)
+    return report.exit_code
+
+
+def _db_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.db import close_db, init_db
+
+    async def run() -> list[str]:
+        report = await init_db(settings.database_url, migrate_schema=True)
+        await close_db()
+        assert report is not None
+        return report.lines()
+
+    for line in asyncio.run(run()):
+        print(line)
+    print(f"database ready: {settings.database.url}")
+    return 0
+
+
+def _db_makemigrations(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.db.schema import make_migrations, model_changes
+
+    if args.check:
+        changes = asyncio.run(model_changes())
+        for change in changes:
+            print(change)
+        if changes:
+            print(
+                f"{len(changes)} model change(s) without a migration: run `bot db makemigrations --name ...`",
+                file=sys.stderr,
+            )
+            return 1
+        print("the migrations make exactly the models")
+        return 0
+    paths = asyncio.run(make_migrations(args.name))
+    for path in paths:
+        print(f"wrote {path}")
+    if not paths:
+        print("no changes: the migrations already make exactly the models")
+    return 0
+
+
+def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.cli.replay import replay
+
+    return asyncio.run(replay(settings, since=args.since, phone=args.phone, resend=args.resend))
+
+
+def _apikeys_add(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.cli.orders import apikeys_add
+
+    logging.getLogger().setLevel(logging.WARNING)  # stdout carries the key only
+    return asyncio.run(apikeys_add(settings, args.name))
+
+
+def _apikeys_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.cli.orders import apikeys_revoke
+
+    return asyncio.run(apikeys_revoke(settings, args.name))
+
+
+def _technicians_add(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.cli.technicians import technicians_add
+
+    logging.getLogger().setLevel(logging.WARNING)  # stdout carries the token only
+    return asyncio.run(technicians_add(settings, args.name, args.role, args.phone))
+
+
+def _orders_import(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.cli.orders import orders_import
+
+    return asyncio.run(orders_import(settings, args.file))
+
+
+def _reminders_due(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.cli.appointments import reminders_due
+
+    logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.WARNING)  # the report only
+    return asyncio.run(reminders_due(settings, args.hours))
