@@ -265,7 +265,7 @@ class NfmReply(_Model):
     def response(self) -> dict[str, Any] | None:
         """Checked as the notification is (_decode): these answers may end up in the database."""
         try:
-            data = _decode((self.response_json or "").encode(errors="surrogatepass"))
+            data = _decode(self.response_json or "")
         except (ValueError, RecursionError):  # NotificationError is a ValueError
             return None
         return data if isinstance(data, dict) else None
@@ -637,29 +637,33 @@ def _not_json(name: str) -> Any:
 
 
 _JSON = json.JSONDecoder(parse_float=_finite, parse_constant=_not_json)
-# How a NUL or a lone surrogate can reach the decoded text: as an escape (\u0000, a \ud800 that is not
-# half of a pair), or as a surrogate's own UTF-8 bytes (json decodes those with surrogatepass).
-_UNSTORABLE_BYTES = re.compile(
-    rb"\\u0000"
-    rb"|\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])"
-    rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
-    rb"|\xed[\xa0-\xbf]"
+# How a NUL or a lone surrogate can reach the decoded strings: as an escape (\u0000, or a \ud800 that
+# is not half of a pair), or as a surrogate itself (json decodes a surrogate's UTF-8 bytes with
+# surrogatepass). The escape pattern starts with a literal, which re searches for fast.
+_UNSTORABLE_ESCAPE = re.compile(
+    r"\\u(?:0000"
+    r"|[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])"  # a high surrogate without its low half
+    r"|[dD][c-fC-F][0-9a-fA-F]{2}(?<![dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}))"  # a lone low
 )
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 """NUL (PostgreSQL refuses it in text and jsonb) and lone surrogates (no UTF-8 encoder takes them)."""
 
 
-def _decode(raw: bytes) -> Any:
+def _decode(raw: bytes | str) -> Any:
     """json.loads, refusing what no database stores and replacing the characters none encodes.
 
-    The walk over the decoded tree costs; it runs only when the bytes can hold such a character, or
-    hold enough brackets to nest deeper than MAX_DEPTH (a batch of many messages)."""
+    The walk over the decoded tree costs; it runs only when the text can hold such a character, or
+    holds enough brackets to nest deeper than MAX_DEPTH (a batch of many messages)."""
     try:
-        data = _JSON.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+        text = raw.decode(json.detect_encoding(raw), "surrogatepass") if isinstance(raw, bytes) else raw
+        data = _JSON.decode(text)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise NotificationError(f"invalid JSON: {exc}") from None
-    clean = (b"\\u" in raw or b"\xed" in raw) and _UNSTORABLE_BYTES.search(raw) is not None
-    if clean or raw.count(b"{") + raw.count(b"[") > MAX_DEPTH:
+    clean = ("\\u" in text and _UNSTORABLE_ESCAPE.search(text) is not None) or (
+        not text.isascii() and _SURROGATE.search(text) is not None  # isascii: a flag, no scan
+    )
+    if clean or text.count("{") + text.count("[") > MAX_DEPTH:
         data = _checked(data, clean=clean)
     return data
 

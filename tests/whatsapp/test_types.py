@@ -700,11 +700,14 @@ def test_nuls_and_lone_surrogates_become_replacement_characters_everywhere() -> 
     json.dumps(item.raw, ensure_ascii=False).encode()  # encodes: nothing left that UTF-8 refuses
 
 
-def test_a_surrogate_sent_as_raw_utf8_bytes_is_replaced() -> None:
+def test_a_surrogate_sent_as_its_own_bytes_is_replaced() -> None:
     raw = _raw(_with_messages(_message("w", "text", text={"body": "SURROGATE"})))
     raw = raw.replace(b"SURROGATE", b"a\xed\xa0\x80b")  # U+D800 encoded as UTF-8 would encode it
     assert _first_message(json.loads(raw))["text"]["body"] == "a\ud800b"  # json alone lets it through
     [item] = parse_notification(raw).inbound_messages()
+    assert item.message.text_content == "a\ufffdb"
+    utf16 = json.dumps(_with_messages(_message("w", "text", text={"body": "a\ud800b"})), ensure_ascii=False)
+    [item] = parse_notification(utf16.encode("utf-16-le", "surrogatepass")).inbound_messages()
     assert item.message.text_content == "a\ufffdb"
 
 
