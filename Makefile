@@ -30,7 +30,7 @@ browser:
 		 $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null)
 
 run: install
-	$(BIN)/bot db init
+	$(BIN)/bot db migrate
 	$(BIN)/bot serve
 
 test: install-test browser

@@ -1,4 +1,4 @@
-"""The `bot` command: serve, flows check, flows graph, db init, replay."""
+"""The `bot` command: serve, flows check, flows graph, db migrate, replay."""
 
 from __future__ import annotations
 
@@ -23,13 +23,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("transitions").setLevel(logging.WARNING)  # it logs every state change at INFO
+    if not getattr(args, "verbose", False):  # "Tortoise-ORM startup/shutdown" around every command
+        logging.getLogger("tortoise").setLevel(logging.WARNING)
     try:
         settings = load_settings(args.settings)
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 2
     handler = args.handler
-    result: int = handler(settings, args)
+    try:
+        result: int = handler(settings, args)
+    except Exception as exc:
+        from bot.db.schema import SchemaError  # loaded here: commands without a database stay quick
+
+        if not isinstance(exc, SchemaError):
+            raise
+        print(exc, file=sys.stderr)  # behind (or ahead of) the code: one line naming the command
+        return 2
     return result
 
 
@@ -42,6 +52,12 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the webhook server and its workers")
     serve.add_argument("--host", help="default: server.host in settings.yaml")
     serve.add_argument("--port", type=int, help="default: server.port in settings.yaml")
+    serve.add_argument(
+        "--migrate",
+        action="store_true",
+        help="apply pending database migrations at start-up (without it, a schema that is behind stops "
+        "start-up with the command to run)",
+    )
     serve.set_defaults(handler=_serve)
 
     flows = commands.add_parser("flows", help="work with the YAML flows")
@@ -88,9 +104,22 @@ def _parser() -> argparse.ArgumentParser:
 
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True)
-    db_commands.add_parser("init", help="create the database and any missing tables").set_defaults(
-        handler=_db_init
+    db_commands.add_parser(
+        "migrate",
+        aliases=["init"],
+        help="create the database or bring its schema up to date: apply the pending migrations "
+        "(a database made before migrations is adopted in place); prints what it did",
+    ).set_defaults(handler=_db_migrate)
+    makemigrations = db_commands.add_parser(
+        "makemigrations",
+        help="for developers: write bot/db/migrations/NNNN_NAME.py for the models' changes since the "
+        "last migration",
     )
+    makemigrations.add_argument("--name", help="what the migration does, e.g. add_technician_email")
+    makemigrations.add_argument(
+        "--check", action="store_true", help="write nothing; list the unmigrated changes, exit 1 if any"
+    )
+    makemigrations.set_defaults(handler=_db_makemigrations)
 
     replay = commands.add_parser("replay", help="re-run stored inbound messages through the engine")
     replay.add_argument(
@@ -151,7 +180,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from bot.engine import FlowLoadError
 
     try:
-        app = create_app(settings)
+        app = create_app(settings, migrate=args.migrate)
     except FlowLoadError as exc:
         print("The flows have problems; the server did not start:", file=sys.stderr)
         for problem in exc.problems:
@@ -242,15 +271,41 @@ def _templates_sync(settings: Settings, args: argparse.Namespace) -> int:
     return report.exit_code
 
 
-def _db_init(settings: Settings, args: argparse.Namespace) -> int:
+def _db_migrate(settings: Settings, args: argparse.Namespace) -> int:
     from bot.db import close_db, init_db
 
-    async def run() -> None:
-        await init_db(settings.database_url)
+    async def run() -> list[str]:
+        report = await init_db(settings.database_url, migrate_schema=True)
         await close_db()
+        assert report is not None
+        return report.lines()
 
-    asyncio.run(run())
+    for line in asyncio.run(run()):
+        print(line)
     print(f"database ready: {settings.database.url}")
+    return 0
+
+
+def _db_makemigrations(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.db.schema import make_migrations, model_changes
+
+    if args.check:
+        changes = asyncio.run(model_changes())
+        for change in changes:
+            print(change)
+        if changes:
+            print(
+                f"{len(changes)} model change(s) without a migration: run `bot db makemigrations --name ...`",
+                file=sys.stderr,
+            )
+            return 1
+        print("the migrations make exactly the models")
+        return 0
+    paths = asyncio.run(make_migrations(args.name))
+    for path in paths:
+        print(f"wrote {path}")
+    if not paths:
+        print("no changes: the migrations already make exactly the models")
     return 0
 
 

@@ -6,10 +6,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+MAX_ROW_ID = 2**31 - 1
+"""The largest id an integer primary key holds on both databases: an id from outside above it names
+no row (and would overflow the query), so it is refused at the boundary."""
+RowId = Annotated[int, Field(ge=1, le=MAX_ROW_ID)]
 
 
 class FieldError(BaseModel):
@@ -48,6 +53,14 @@ def invalid(what: str, errors: Sequence[FieldError]) -> web.Response:
 
 def error_response(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
+
+
+def path_id(request: web.Request, key: str, not_found: str) -> int:
+    """A row id from the URL: 404 (never 500) for anything that cannot be one, however long."""
+    text = request.match_info[key]
+    if not (text.isascii() and text.isdigit()) or len(text) > 10 or not 0 < int(text) <= MAX_ROW_ID:
+        raise web.HTTPNotFound(text=dumps({"error": not_found}), content_type="application/json")
+    return int(text)
 
 
 def bearer_token(request: web.Request) -> str:

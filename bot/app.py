@@ -7,7 +7,7 @@ open and close in `cleanup_ctx` (database, HTTP session, workers), in that order
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
@@ -20,11 +20,14 @@ from bot.db import close_db, init_db, is_sqlite
 from bot.db.claims import claims_for
 from bot.db.models import Message
 from bot.engine import Engine
+from bot.engine.texts import TEXTS_DIR
 from bot.handoff import api as handoff_api
 from bot.handoff.events import EventHub, status_event
 from bot.handoff.guards import HandoffGuards
+from bot.handoff.policy import DeskPolicy
 from bot.handoff.relay import Relay
 from bot.handoff.service import HandoffDesk, history_item
+from bot.http_headers import add_security_headers
 from bot.inbox import InboxConfig, InboxWorker
 from bot.intake import IntakeWriter
 from bot.orders import api as orders_api
@@ -51,12 +54,18 @@ FLOW_WATCHER = web.AppKey("flow_watcher", FlowWatcher)
 REMINDERS = web.AppKey("reminders", ReminderScheduler)
 EVENTS = web.AppKey("events", EventHub)
 HANDOFF_GUARDS = web.AppKey("handoff_guards", HandoffGuards)
+MIGRATE_AT_START = web.AppKey("migrate_at_start", bool)
 
 
-def create_app(settings: Settings) -> web.Application:
-    """Build the server. Flows are loaded here, so a bad flow stops start-up with its problems."""
+def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
+    """Build the server. Flows are loaded here, so a bad flow stops start-up with its problems.
+
+    At start-up the database schema must be current (else SchemaError stops it, naming the command);
+    `migrate` applies the pending migrations first (`bot serve --migrate`).
+    """
     app = web.Application(client_max_size=settings.server.max_body_bytes)
     app[SETTINGS] = settings
+    app[MIGRATE_AT_START] = migrate
     app[EVENTS] = events = EventHub()
     app[ENGINE] = build_engine(settings, load_flow_set(settings, registered_actions(settings, events=events)))
     app[webhook.WEBHOOK_CONFIG] = webhook.WebhookConfig(
@@ -72,6 +81,7 @@ def create_app(settings: Settings) -> web.Application:
         settings.secrets.admin_token.get_secret_value() if settings.secrets.admin_token else ""
     )
     app.cleanup_ctx.extend([_database, _whatsapp_client, _workers, _flow_watcher])
+    add_security_headers(app)
     webhook.add_routes(app)
     api.add_routes(app)
     orders_api.add_routes(app, build_order_service(settings, on_queued=lambda: app[OUTBOX].wake()))
@@ -83,7 +93,9 @@ def create_app(settings: Settings) -> web.Application:
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
-    await init_db(app[SETTINGS].database_url)
+    report = await init_db(app[SETTINGS].database_url, migrate_schema=app[MIGRATE_AT_START])
+    for line in report.lines() if report else ():
+        log.info("database: %s", line)
     yield
     await close_db()
 
@@ -126,29 +138,33 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
         OutboxConfig(
             concurrency=settings.outbox.concurrency,
             max_attempts=settings.outbox.max_attempts,
+            retry_horizon=settings.outbox.retry_horizon,
             mark_read=settings.whatsapp.mark_read,
             quote_replies=settings.whatsapp.quote_replies,
         ),
         on_recorded=lambda rows: _publish_sent(events, rows),
     )
+    desk = app[handoff_api.DESK]
     inbox = InboxWorker(
         app[ENGINE],
         claims,
-        InboxConfig(
-            default_language=settings.shop.default_language,
-            handoff_after_misses=settings.handoff.after_misses,
-        ),
+        InboxConfig(default_language=settings.shop.default_language),
         on_queued=outbox.wake,
-        on_handled=lambda wamids: _after_batch(outbox, events, wamids),
+        on_handled=outbox.mark_read,
         on_human_messages=lambda rows: _publish_inbound(events, rows),
-        auto_handoff=app[handoff_api.DESK].auto_handoff,
-        relay=Relay(app[handoff_api.DESK]) if settings.handoff.relay_to_whatsapp else None,
+        handoff=DeskPolicy(
+            desk,
+            Relay(desk) if settings.handoff.relay_to_whatsapp else None,
+            settings.handoff.after_misses,
+        ),
+        on_parked=lambda row: _publish_parked(events, row),
     )
     intake = IntakeWriter(
         on_committed=inbox.wake, on_statuses=lambda changes: _publish_statuses(events, changes)
     )
-    reminders = ReminderScheduler(settings, on_queued=outbox.wake)
-    guards = HandoffGuards(settings, events, on_queued=outbox.wake)
+    engine = app[ENGINE]
+    reminders = ReminderScheduler(settings, on_queued=outbox.wake, texts=lambda: engine.flows.texts)
+    guards = HandoffGuards(settings, events, on_queued=outbox.wake, texts=lambda: engine.flows.texts)
     app[HANDOFF_GUARDS] = guards
     app[OUTBOX], app[INBOX], app[webhook.INTAKE], app[REMINDERS] = outbox, inbox, intake, reminders
     if is_sqlite(settings.database_url):
@@ -167,13 +183,14 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _flow_watcher(app: web.Application) -> AsyncIterator[None]:
-    """Hot reload: saved flow files go live within seconds; a bad edit is refused and logged."""
+    """Hot reload: saved flow, template and text files go live within seconds; a bad edit is refused
+    and logged."""
     settings, engine = app[SETTINGS], app[ENGINE]
     if settings.flows.reload_seconds <= 0:
         yield
         return
     watcher = FlowWatcher(
-        [settings.flows_dir, settings.templates_dir],
+        [settings.flows_dir, settings.templates_dir, settings.templates_dir / TEXTS_DIR],
         load=lambda: load_flow_set(settings, engine.actions),
         on_loaded=engine.replace_flows,
         interval=settings.flows.reload_seconds,
@@ -182,12 +199,6 @@ async def _flow_watcher(app: web.Application) -> AsyncIterator[None]:
     watcher.start()
     yield
     await watcher.stop()
-
-
-def _after_batch(outbox: OutboxWorker, events: EventHub, wamids: Sequence[str]) -> None:
-    """After an inbox batch has committed: read receipts, and the handoffs it opened go live."""
-    outbox.mark_read(wamids)
-    events.flush()
 
 
 def _publish_inbound(events: EventHub, rows: list[Message]) -> None:
@@ -201,6 +212,13 @@ def _publish_inbound(events: EventHub, rows: list[Message]) -> None:
                 "message": history_item(row),
             }
         )
+
+
+def _publish_parked(events: EventHub, row: Message) -> None:
+    """An inbound message the inbox gave up on: admins see it in the panel's list at once."""
+    events.publish(
+        {"type": "failed", "phone": row.customer_phone, "conversation_id": None, "message": history_item(row)}
+    )
 
 
 def _publish_sent(events: EventHub, rows: list[Message]) -> None:

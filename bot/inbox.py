@@ -5,18 +5,31 @@ batches, handles each conversation's messages one at a time and in order, and co
 transaction per batch, every conversation's new state, the inbound rows marked handled, and the replies
 as queued outbox rows. A crash anywhere leaves either nothing or all of it, and a restarted worker
 simply finds the same pending rows again: every acknowledged message is handled exactly once.
+
+A batch that fails (an action's variables that are not JSON, a constraint at write time, a statement
+that aborts a PostgreSQL transaction) is rolled back whole and its rows are handled again one by one,
+each in its own transaction, so one bad row cannot hold up the other customers. A row that fails on its
+own has the failure counted on it (`attempts`, the reason in `error_title`) in a transaction of its own;
+while it is pending, its customer's rows are handled alone. After `max_attempts` it is parked: `failed`,
+logged at ERROR, the customer told once, and their later messages go on as usual. The normal path costs
+what it did: no savepoints, no extra statements.
+
+Handoff policy (the relay, auto handoff after misses) is behind `HandoffPolicy`, which bot/handoff
+implements; this module imports nothing from there.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import Any, Protocol
 
-from tortoise.transactions import in_transaction
+from tortoise.exceptions import DBConnectionError
 
 from bot.clock import Clock, utc_now
 from bot.db.claims import Claims
@@ -28,51 +41,69 @@ from bot.db.models import (
     DeliveryStatus,
     Direction,
     Message,
+    Technician,
 )
+from bot.db.transactions import atomic, on_commit
 from bot.engine import Conversation as ConversationState
 from bot.engine import Customer as CustomerInfo
 from bot.engine import Engine, Event, Outcome
-from bot.engine.machine import TIMEOUT
+from bot.engine.events import TIMEOUT
+from bot.engine.texts import TextCatalog
 from bot.loops import Loop
+from bot.outbox import enqueue, outbound_row
 from bot.whatsapp.outbound import OutboundMessage, Text
 from bot.whatsapp.types import InboundMessage
-
-if TYPE_CHECKING:
-    from bot.db.models import Technician
-    from bot.handoff.relay import Relay
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 200
 POLL_SECONDS = 1.0
 TIMER_CHECK_SECONDS = 1.0
-APOLOGIES: dict[str, str] = {
-    "en": "Sorry, something went wrong on our side. A member of our team will look into it.",
-    "es": "Perdona, algo ha fallado por nuestra parte. Alguien del equipo lo revisará.",
-    "zh": "抱歉，我们这边出了点问题。我们的工作人员会尽快处理。",
-}
+MAX_ATTEMPTS = 3
+"""Times a row that fails on its own is tried before it is parked as failed."""
+REASON_MAX = 500
 
 
-def apology(language: str | None) -> Text:
-    """What a customer is told when the engine fails on their message, in their language."""
-    base = (language or "en").split("_")[0].split("-")[0].lower()
-    return Text(body=APOLOGIES.get(base, APOLOGIES["en"]))
+def apology(texts: TextCatalog, language: str | None, default: str) -> Text:
+    """What a customer is told when the engine fails on their message (templates/texts/engine.yaml)."""
+    return Text(body=texts.say("engine.apology", language, default) or "…")
 
 
 @dataclass(frozen=True)
 class InboxConfig:
     default_language: str
     batch_size: int = BATCH_SIZE
-    handoff_after_misses: int = 0
-    """Misunderstandings in a row after which `auto_handoff` hands the chat to a person (0: never)."""
+    max_attempts: int = MAX_ATTEMPTS
 
 
-HANDOFF_OPENED = "_handoff_opened"
-"""Set by the `handoff` action: the conversation is a person's from now on (its mode was updated)."""
 MISUNDERSTOOD = "_misunderstood"
 """Misunderstandings in a row (Outcome.missed), kept across the fallback's goto to the help state."""
-AutoHandoff = Callable[[int, str, str, datetime], Awaitable[list[OutboundMessage]]]
-"""(conversation id, phone, language, now) -> what to tell the customer; runs inside the batch."""
+
+
+class HandoffPolicy(Protocol):
+    """What the inbox asks of the handoff side (bot/handoff/policy.py implements it). Every call runs
+    inside the inbox's transaction; the rows it returns are queued with the batch."""
+
+    @property
+    def after_misses(self) -> int:
+        """Misunderstandings in a row after which `auto_handoff` is called (0: never)."""
+
+    async def technicians(self, phones: Collection[str]) -> Mapping[str, Technician]:
+        """The senders among `phones` who are technicians (the relay): no customer, never the engine."""
+
+    async def technician_message(self, technician: Technician, row: Message, now: datetime) -> list[Message]:
+        """A technician wrote to the business number: a command or a reply to their customer."""
+
+    async def customer_message(self, customer: Customer, row: Message, now: datetime) -> list[Message]:
+        """A customer wrote in a chat a person has."""
+
+    async def handed_off(self, customer: Customer, row: Message, now: datetime) -> list[Message]:
+        """The chat has just become a person's (Outcome.hand_off, or `auto_handoff`)."""
+
+    async def auto_handoff(
+        self, conversation_id: int, phone: str, language: str, now: datetime
+    ) -> list[OutboundMessage]:
+        """Hand the chat to a person after too many misunderstandings; what to tell the customer."""
 
 
 def event_for(row: Message) -> Event:
@@ -83,22 +114,6 @@ def event_for(row: Message) -> Event:
     except ValueError:
         return Event(type="unsupported", text=row.message_content)
     return Event(type=message.kind, text=message.text_content, reply_id=message.reply_id)
-
-
-def outbound_row(phone: str, message: OutboundMessage, *, reply_to: str | None, now: datetime) -> Message:
-    """A queued outbox row; the outbox worker sends it after the transaction that created it commits."""
-    return Message(
-        customer_phone=phone,
-        message_direction=Direction.OUTBOUND,
-        message_type=message.message_type,
-        message_content=message.log_content(),
-        file_url=getattr(message, "file_url", None),
-        file_name=getattr(message, "filename", None),
-        delivery_status=DeliveryStatus.QUEUED,
-        payload=message.model_dump(mode="json"),
-        reply_to=reply_to,
-        next_attempt_at=now,
-    )
 
 
 class InboxWorker:
@@ -113,14 +128,15 @@ class InboxWorker:
         on_handled: Callable[[Sequence[str]], None] | None = None,
         clock: Clock = utc_now,
         on_human_messages: Callable[[list[Message]], None] | None = None,
-        auto_handoff: AutoHandoff | None = None,
-        relay: Relay | None = None,
+        handoff: HandoffPolicy | None = None,
+        on_parked: Callable[[Message], None] | None = None,
     ) -> None:
         self.engine = engine
-        self._relay = relay
-        """handoff.relay_to_whatsapp: technicians' messages go to it, never to the engine."""
+        self._handoff = handoff
+        """The relay and auto handoff (bot/handoff/policy.py); None: neither (the simulator, replay)."""
         self._on_human_messages = on_human_messages
-        self._auto_handoff = auto_handoff
+        self._on_parked = on_parked
+        """Called after the commit that parked a row (the panel lists it)."""
         self._claims = claims
         self._config = config
         self._on_queued = on_queued
@@ -149,73 +165,225 @@ class InboxWorker:
         return handled
 
     async def process_batch(self) -> int:
-        """Handle one batch of pending inbound rows; returns how many were handled."""
-        async with in_transaction():
-            rows = await self._claims.pending_inbound(self._config.batch_size)
-            if not rows:
-                return 0
-            batch = await self._handle_rows(rows)
-        outbound = batch.outbound
+        """Handle one batch of pending inbound rows; returns how many were handled or parked.
+
+        Rows of customers with a row that failed before go one by one (`_alone`), the rest together. A
+        failing batch is rolled back whole and all its rows go one by one.
+        """
+        claimed: list[Message] = []
+        suspect: set[str] = set()
+        batch: _Batch | None = None
+        try:
+            async with atomic():
+                claimed.extend(await self._claims.pending_inbound(self._config.batch_size))
+                suspect = {row.customer_phone for row in claimed if row.attempts}
+                together = [row for row in claimed if row.customer_phone not in suspect]
+                if together:
+                    batch = await self._handle_rows(together)
+        except (DBConnectionError, ConnectionError):
+            raise  # the database, not a row: the loop tries again later
+        except Exception:
+            if not claimed:
+                raise
+            log.warning(
+                "a batch of %d messages failed; handling them one by one", len(claimed), exc_info=True
+            )
+            batch, suspect = None, {row.customer_phone for row in claimed}
+        if batch is not None:
+            self._committed(batch)
+        alone = [row for row in claimed if row.customer_phone in suspect]
+        return (len(batch.rows) if batch else 0) + (await self._alone(alone) if alone else 0)
+
+    async def _alone(self, rows: list[Message]) -> int:
+        """Each row in its own transaction, in order; a row that fails holds back only its customer's
+        later rows (until it is parked). Returns how many were handled or parked."""
+        done = 0
+        held: set[str] = set()
+        for row in rows:
+            if row.customer_phone in held:
+                continue
+            try:
+                async with atomic():
+                    claimed = await self._claims.inbound_row(row.id)
+                    batch = await self._handle_rows([claimed], isolated=True) if claimed else None
+            except (DBConnectionError, ConnectionError):
+                raise
+            except Exception as exc:
+                log.warning("%s failed on its own", row.whatsapp_message_id, exc_info=True)
+                if await self._count_failure(row.id, exc):
+                    done += 1
+                else:
+                    held.add(row.customer_phone)
+                continue
+            if batch is None:  # handled elsewhere meanwhile, or an earlier one of theirs is pending
+                held.add(row.customer_phone)
+                continue
+            self._committed(batch)
+            done += 1
+        return done
+
+    async def _count_failure(self, row_id: int, exc: Exception) -> bool:
+        """In a transaction of its own (the failed one is gone): one more attempt on the row, and after
+        the last one the row is parked. Returns whether it was parked."""
+        reason = f"{exc.__class__.__name__}: {exc}"[:REASON_MAX]
+        async with atomic():
+            row = await self._claims.inbound_row(row_id)
+            if row is None:
+                return False
+            row.attempts += 1
+            row.error_title = reason
+            if row.attempts < self._config.max_attempts:
+                await row.save(update_fields=["attempts", "error_title", "updated_at"])
+                return False
+            await self._park(row)
+        log.error("gave up on %s after %d attempts: %s", row.whatsapp_message_id, row.attempts, reason)
+        return True
+
+    async def _park(self, row: Message) -> None:
+        """Inside the failure's transaction: the row has failed for good, and its sender hears of it
+        once, unless a technician wrote (the relay) or a person has the chat (they see it in the panel).
+        """
+        now = self._clock()
+        row.delivery_status = DeliveryStatus.FAILED
+        row.processed_at = row.failed_at = now
+        await row.save(
+            update_fields=[
+                "attempts",
+                "error_title",
+                "delivery_status",
+                "processed_at",
+                "failed_at",
+                "updated_at",
+            ]
+        )
+        if self._on_parked is not None:
+            on_commit(partial(self._on_parked, row))
+        if self._handoff is not None and await self._handoff.technicians([row.customer_phone]):
+            return
+        try:
+            async with atomic():  # a savepoint: the row is parked even if its customer cannot be written
+                customer = await self._known_customer(row)
+        except Exception:
+            log.warning("could not record the customer of %s", row.whatsapp_message_id, exc_info=True)
+            customer = None
+        if customer is not None and await Conversation.exists(
+            customer_id=customer.id, mode=ConversationMode.HUMAN
+        ):
+            return
+        language = customer.language if customer else None
+        told = apology(self.engine.flows.texts, language, self._config.default_language)
+        await enqueue(row.customer_phone, told, reply_to=row.whatsapp_message_id, now=now)
+        on_commit(self._on_queued)
+
+    @staticmethod
+    async def _known_customer(row: Message) -> Customer:
+        """The sender as a customer with a conversation, their name and 24-hour window noted, so staff
+        can open the chat and answer the message the bot could not."""
+        customer = (await _customers_for([row]))[row.customer_phone]
+        await _conversations_for([customer])
+        _note_sender(customer, row)
+        await customer.save(update_fields=["profile_name", "last_inbound_at", "updated_at"])
+        return customer
+
+    def _committed(self, batch: _Batch) -> None:
+        """After the batch's commit: who is told what."""
         if batch.human and self._on_human_messages:
             self._on_human_messages(batch.human)
-        if outbound or batch.relayed:
+        if batch.outbound or batch.relayed:
             self._on_queued()
         if self._on_handled:
-            self._on_handled([row.whatsapp_message_id for row in rows if row.whatsapp_message_id])
-        return len(rows)
+            self._on_handled([row.whatsapp_message_id for row in batch.rows if row.whatsapp_message_id])
 
     async def fire_timers(self) -> int:
         """Move conversations whose `on: timeout` is due (as of the clock); returns how many moved.
 
         A timer is stale, and only deleted, when its conversation has moved on or a person has it. One
         whose customer has written meanwhile waits: their message is handled first and sets it anew.
+        The timers fire inside a savepoint: when that fails, they fire again one by one, and one that
+        fails alone is dropped (logged at ERROR), so it cannot hold up the others for ever.
         """
         now = self._clock()
-        async with in_transaction():
+        async with atomic():
             timers = await self._claims.due_timers(now, self._config.batch_size)
             if not timers:
                 return 0
-            conversations = {
-                c.id: c
-                for c in await Conversation.filter(
-                    id__in=[timer.conversation_id for timer in timers]
-                ).prefetch_related("customer")
-            }
-            writing: set[Any] = set(
-                await Message.filter(
-                    message_direction=Direction.INBOUND,
-                    delivery_status=DeliveryStatus.PENDING,
-                    customer_phone__in=[c.customer.wa_id for c in conversations.values()],
-                ).values_list("customer_phone", flat=True)
-            )
-            batch = _Batch(now)
-            for timer in timers:
-                conversation = conversations.get(timer.conversation_id)
-                if conversation is None or conversation.customer.wa_id in writing:
-                    continue
-                batch.timers[conversation.id] = None
-                if conversation.mode == ConversationMode.HUMAN or (conversation.flow, conversation.state) != (
-                    timer.flow,
-                    timer.state,
-                ):
-                    continue
-                try:
+            try:
+                async with atomic():
+                    batches = [await self._fire(timers, now)]
+            except (DBConnectionError, ConnectionError):
+                raise
+            except Exception:
+                log.warning("%d timers failed together; firing them one by one", len(timers), exc_info=True)
+                batches = []
+                for timer in timers:
+                    try:
+                        async with atomic():
+                            batches.append(await self._fire([timer], now, isolated=True))
+                    except (DBConnectionError, ConnectionError):
+                        raise
+                    except Exception:
+                        log.error(
+                            "dropped the timer of conversation %d at %s.%s: it fails on its own",
+                            timer.conversation_id,
+                            timer.flow,
+                            timer.state,
+                            exc_info=True,
+                        )
+                        await ConversationTimer.filter(id=timer.id).delete()
+        if any(batch.outbound for batch in batches):
+            self._on_queued()
+        return sum(len(batch.conversations) for batch in batches)
+
+    async def _fire(
+        self, timers: list[ConversationTimer], now: datetime, *, isolated: bool = False
+    ) -> _Batch:
+        conversations = {
+            c.id: c
+            for c in await Conversation.filter(
+                id__in=[timer.conversation_id for timer in timers]
+            ).prefetch_related("customer")
+        }
+        writing: set[Any] = set(
+            await Message.filter(
+                message_direction=Direction.INBOUND,
+                delivery_status=DeliveryStatus.PENDING,
+                customer_phone__in=[c.customer.wa_id for c in conversations.values()],
+            ).values_list("customer_phone", flat=True)
+        )
+        batch = _Batch(now, isolated=isolated)
+        for timer in timers:
+            conversation = conversations.get(timer.conversation_id)
+            if conversation is None or conversation.customer.wa_id in writing:
+                continue
+            batch.timers[conversation.id] = None
+            if conversation.mode == ConversationMode.HUMAN or (conversation.flow, conversation.state) != (
+                timer.flow,
+                timer.state,
+            ):
+                continue
+            try:
+                async with self._guarded(batch):
                     result = await self._run_engine(
                         conversation, conversation.customer, Event(type=TIMEOUT), now
                     )
-                except Exception:
-                    log.exception("timeout of %s.%s failed", timer.flow, timer.state)
-                    continue
-                batch.apply(conversation, conversation.customer, result, reply_to=None)
-            await batch.write()
-        if batch.outbound:
-            self._on_queued()
-        return len(batch.conversations)
+            except Exception:
+                log.exception("timeout of %s.%s failed", timer.flow, timer.state)
+                continue
+            batch.apply(conversation, conversation.customer, result, reply_to=None)
+        await batch.write()
+        return batch
 
-    async def _handle_rows(self, rows: list[Message]) -> _Batch:
-        batch = _Batch(self._clock())
+    @staticmethod
+    def _guarded(batch: _Batch) -> AbstractAsyncContextManager[None]:
+        """Around one step that may fail on its own (the engine, the relay): a savepoint when the row is
+        handled alone, so the step is undone alone (and a failed statement cannot abort PostgreSQL's
+        whole transaction); nothing on the normal path, which retries alone when anything fails."""
+        return atomic() if batch.isolated else nullcontext()
+
+    async def _handle_rows(self, rows: list[Message], *, isolated: bool = False) -> _Batch:
+        batch = _Batch(self._clock(), rows=rows, isolated=isolated)
         phones = {row.customer_phone for row in rows}
-        technicians = await self._relay.technicians(phones) if self._relay else {}
+        technicians = await self._handoff.technicians(phones) if self._handoff else {}
         customers = await _customers_for([row for row in rows if row.customer_phone not in technicians])
         conversations = await _conversations_for(customers.values())
         batch.customers.extend(customers.values())  # profile name and window, even when not moved
@@ -243,60 +411,59 @@ class InboxWorker:
 
     async def _technician_row(self, technician: Technician, row: Message, batch: _Batch) -> str:
         """A technician writing to the business number (the relay): a command or a reply, no customer."""
-        assert self._relay is not None
+        assert self._handoff is not None
         batch.relayed = True
         try:
-            batch.outbound.extend(await self._relay.technician_message(technician, row, batch.now))
+            async with self._guarded(batch):
+                batch.outbound.extend(await self._handoff.technician_message(technician, row, batch.now))
         except Exception as exc:
             log.exception("relay failed on %s", row.whatsapp_message_id)
-            row.error_title = f"relay error: {exc!r}"[:500]
+            row.error_title = f"relay error: {exc!r}"[:REASON_MAX]
             return "relay error"
         return f"technician {technician.id}'s message (relay)"
 
     async def _relayed(self, customer: Customer, row: Message, batch: _Batch, *, opened: bool) -> None:
         """Relay on: a customer's message in a person's chat to its owner, or a new waiting chat to all."""
-        if self._relay is None:
+        if self._handoff is None:
             return
-        relay = self._relay.handed_off if opened else self._relay.customer_message
+        relay = self._handoff.handed_off if opened else self._handoff.customer_message
         try:
-            batch.outbound.extend(await relay(customer, row, batch.now))
+            async with self._guarded(batch):
+                batch.outbound.extend(await relay(customer, row, batch.now))
         except Exception:
             log.exception("relay to technicians failed on %s", row.whatsapp_message_id)
 
     async def _handle_one(
         self, row: Message, customer: Customer, conversation: Conversation, batch: _Batch
     ) -> str:
-        payload: dict[str, Any] = row.payload or {}
-        if name := payload.get("profile_name"):
-            customer.profile_name = name
-        if row.sent_at and (customer.last_inbound_at is None or row.sent_at > customer.last_inbound_at):
-            customer.last_inbound_at = row.sent_at
+        _note_sender(customer, row)
         if conversation.mode == ConversationMode.HUMAN:
             batch.timers[conversation.id] = None  # a person has it: no bot timeout
             batch.human.append(row)
             await self._relayed(customer, row, batch, opened=False)
             return "logged (a person has this conversation)"
         try:
-            result = await self._run_engine(conversation, customer, event_for(row), batch.now)
+            async with self._guarded(batch):
+                result = await self._run_engine(conversation, customer, event_for(row), batch.now)
         except Exception as exc:
             log.exception("engine failed on %s", row.whatsapp_message_id)
-            row.error_title = f"engine error: {exc!r}"[:500]
+            row.error_title = f"engine error: {exc!r}"[:REASON_MAX]
             batch.outbound.append(
                 outbound_row(
                     row.customer_phone,
-                    apology(customer.language or self._config.default_language),
+                    apology(self.engine.flows.texts, customer.language, self._config.default_language),
                     reply_to=row.whatsapp_message_id,
                     now=batch.now,
                 )
             )
             return "engine error, apology queued"
         batch.apply(conversation, customer, result, reply_to=row.whatsapp_message_id)
-        if result.variables.pop(HANDOFF_OPENED, None):
+        if result.hand_off:
             conversation.mode = ConversationMode.HUMAN  # the action updated the row; later rows see it
             await self._relayed(customer, row, batch, opened=True)
             return f"{result.flow}.{result.state}, handed to a person"
-        after = self._config.handoff_after_misses
-        if not (self._auto_handoff and after):
+        after = self._handoff.after_misses if self._handoff else 0
+        if not (self._handoff and after):
             pass
         elif not result.missed:
             result.variables.pop(MISUNDERSTOOD, None)
@@ -305,7 +472,7 @@ class InboxWorker:
         else:
             result.variables.pop(MISUNDERSTOOD, None)
             language = customer.language or self._config.default_language
-            told = await self._auto_handoff(conversation.id, customer.wa_id, language, batch.now)
+            told = await self._handoff.auto_handoff(conversation.id, customer.wa_id, language, batch.now)
             batch.outbound.extend(
                 outbound_row(customer.wa_id, message, reply_to=row.whatsapp_message_id, now=batch.now)
                 for message in told
@@ -334,6 +501,10 @@ class _Batch:
     """What one transaction writes: conversations moved, their customers, timers and queued replies."""
 
     now: datetime
+    rows: list[Message] = field(default_factory=list)
+    """The inbound rows handled (none for timers)."""
+    isolated: bool = False
+    """Handled alone after a failure: each step that may fail runs in its own savepoint."""
     conversations: list[Conversation] = field(default_factory=list)
     customers: list[Customer] = field(default_factory=list)
     timers: dict[int, ConversationTimer | None] = field(default_factory=dict)
@@ -388,6 +559,15 @@ class _Batch:
                 await ConversationTimer.bulk_create(timers)
         if self.outbound:
             await Message.bulk_create(self.outbound)
+
+
+def _note_sender(customer: Customer, row: Message) -> None:
+    """What a message tells about its sender: their profile name, and when their 24-hour window opened."""
+    payload: dict[str, Any] = row.payload or {}
+    if name := payload.get("profile_name"):
+        customer.profile_name = name
+    if row.sent_at and (customer.last_inbound_at is None or row.sent_at > customer.last_inbound_at):
+        customer.last_inbound_at = row.sent_at
 
 
 async def _customers_for(rows: Sequence[Message]) -> dict[str, Customer]:

@@ -2,13 +2,17 @@
 
 By default nothing is written and nothing is sent: each customer's messages since the given time are
 run through the current flows from a fresh conversation, and what the engine would answer is printed
-beside what was actually sent. With `resend`, the messages go back to the inbox as if just received:
-the conversation moves on from where it is, and the replies are queued for the outbox.
+beside what was actually sent. The actions run for real (a handoff opens, a booking takes a seat), so
+the whole dry run happens inside one transaction that is always rolled back: the database afterwards is
+exactly what it was. With `resend`, the messages go back to the inbox as if just received: the
+conversation moves on from where it is, and the replies are queued for the outbox.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+
+from tortoise.transactions import in_transaction
 
 from bot.db import close_db, init_db
 from bot.db.claims import claims_for
@@ -34,10 +38,19 @@ async def replay(settings: Settings, *, since: datetime, phone: str | None, rese
             return 0
         if resend:
             return await _resend(engine, settings, rows)
-        await _dry_run(engine, settings, rows)
+        try:
+            async with in_transaction():
+                await _dry_run(engine, settings, rows)
+                raise _RolledBack
+        except _RolledBack:
+            pass
         return 0
     finally:
         await close_db()
+
+
+class _RolledBack(Exception):
+    """Raised at the end of a dry run so that its transaction rolls back whatever the actions wrote."""
 
 
 async def _dry_run(engine: Engine, settings: Settings, rows: list[Message]) -> None:
@@ -68,8 +81,12 @@ async def _dry_run(engine: Engine, settings: Settings, rows: list[Message]) -> N
 
 
 async def _resend(engine: Engine, settings: Settings, rows: list[Message]) -> int:
-    await Message.filter(id__in=[row.id for row in rows]).update(
-        delivery_status=DeliveryStatus.PENDING, processed_at=None
+    await Message.filter(id__in=[row.id for row in rows]).update(  # parked ones get their tries back
+        delivery_status=DeliveryStatus.PENDING,
+        processed_at=None,
+        failed_at=None,
+        attempts=0,
+        error_title=None,
     )
     worker = InboxWorker(
         engine,

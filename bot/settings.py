@@ -103,6 +103,15 @@ class WhatsAppSettings(_Section):
 class OutboxSettings(_Section):
     concurrency: int = Field(default=64, ge=1, le=1024)
     max_attempts: int = Field(default=8, ge=1, le=50)
+    """The most tries for errors retried only a few times (code 1 on a 4xx, an answer without a message
+    id); transient errors (5xx, timeouts, throttling) are retried until the horizon instead."""
+    retry_horizon_hours: float | None = Field(default=None, gt=0, le=720)
+    """How long after queueing a transient error is retried. Unset: free-form messages for as long as
+    the customer's 24-hour window allows, templates for 24 hours."""
+
+    @property
+    def retry_horizon(self) -> timedelta | None:
+        return None if self.retry_horizon_hours is None else timedelta(hours=self.retry_horizon_hours)
 
 
 ORDER_STATUS_NAME = r"^[a-z][a-z0-9_]{0,63}$"

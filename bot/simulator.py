@@ -45,11 +45,12 @@ from bot.db.models import (
     OrderStatusChange,
 )
 from bot.engine import FlowSet
+from bot.engine.templates import TemplateCatalog
+from bot.engine.texts import pick_language
 from bot.inbox import InboxConfig, InboxWorker
 from bot.intake import inbound_row
 from bot.outbox import OutboxConfig, OutboxWorker
 from bot.settings import Settings
-from bot.templates import TemplateCatalog
 from bot.whatsapp.client import WhatsAppClient
 from bot.whatsapp.outbound import OUTBOUND_ADAPTER, Buttons, ListMessage, OutboundMessage, Template
 from bot.whatsapp.simulated import SimulatedCloudAPI
@@ -150,6 +151,7 @@ class Simulator:
     """Async context manager: the database is opened on enter and closed on exit.
 
     `database_url` None: a temporary SQLite file, removed on exit. `flows` None: settings' flows_dir.
+    The database is the simulator's own (never the shop's message log), so it is migrated on enter.
     """
 
     def __init__(
@@ -183,13 +185,17 @@ class Simulator:
         if self._database_url is None:
             self._tempdir = tempfile.mkdtemp(prefix="bot-sim-")
             self._database_url = f"sqlite://{Path(self._tempdir) / 'sim.db'}"
-        await init_db(self._database_url)
+        await init_db(self._database_url, migrate_schema=True)
         claims = claims_for(self._database_url)
         client = WhatsAppClient(self.api, self.settings.secrets.phone_number_id)  # no pacing: no real time
         self.outbox = OutboxWorker(
             client,
             claims,
-            OutboxConfig(mark_read=False, max_attempts=self.settings.outbox.max_attempts),
+            OutboxConfig(
+                mark_read=False,
+                max_attempts=self.settings.outbox.max_attempts,
+                retry_horizon=self.settings.outbox.retry_horizon,
+            ),
             self.clock,
         )
         self.inbox = InboxWorker(
@@ -200,7 +206,10 @@ class Simulator:
             clock=self.clock,
         )
         self.reminders = ReminderScheduler(
-            self.settings, reminder_claims_for(self._database_url), clock=self.clock
+            self.settings,
+            reminder_claims_for(self._database_url),
+            clock=self.clock,
+            texts=lambda: engine.flows.texts,
         )
         self._templates = flows.templates
         for phone, last in await Customer.exclude(last_inbound_at=None).values_list(
@@ -449,8 +458,8 @@ def _reply(row: Message, templates: TemplateCatalog | None) -> Reply:
     buttons: tuple[str, ...] = ()
     found = templates.get(message.name) if templates is not None and isinstance(message, Template) else None
     if found is not None and isinstance(message, Template):
-        by_language = found.buttons.get(message.language) or next(iter(found.buttons.values()), [])
-        buttons = tuple(by_language)
+        language = pick_language(found.buttons, message.language)
+        buttons = tuple(found.buttons[language]) if language is not None else ()
     return Reply(
         phone=row.customer_phone,
         message=message,

@@ -24,8 +24,8 @@ from yarl import URL
 from bot.db import close_db, init_db
 from bot.db.models import Template, TemplateText
 from bot.engine.marked_yaml import FlowProblem
+from bot.engine.templates import TemplateCatalog, TemplateFile, load_templates
 from bot.settings import Settings
-from bot.templates import TemplateCatalog, TemplateFile, load_templates
 from bot.whatsapp.client import HttpTransport
 from bot.whatsapp.errors import (
     AccessTokenExpired,

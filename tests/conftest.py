@@ -1,7 +1,8 @@
 """Shared fixtures: real databases, the real server, and a fake Graph API at the HTTP boundary only.
 
 Every test that asks for `database_url` runs twice: on a fresh SQLite file, and on the local PostgreSQL
-(127.0.0.1:5432, user postgres) whenever it answers, so the PostgreSQL path never rots. Each run makes
+(127.0.0.1:5432, user postgres) whenever it answers, so the PostgreSQL path never rots. The database has
+the current schema already (tests/helpers.create_schema), as `bot db migrate` leaves it. Each run makes
 its own PostgreSQL database and drops it at the end, so two runs on one machine never meet.
 """
 
@@ -25,6 +26,7 @@ from tests.helpers import (
     POSTGRES_AVAILABLE,
     POSTGRES_URL,
     BotFactory,
+    create_schema,
     drop_postgres,
     graph_base,
     make_settings,
@@ -53,9 +55,12 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     # SQLite and PostgreSQL (only the tests do) must start from an empty cache
     EXECUTOR_CACHE.clear()
     if request.param == "sqlite":
-        return f"sqlite://{tmp_path / 'bot.db'}"
-    await reset_postgres()
-    return POSTGRES_URL
+        url = f"sqlite://{tmp_path / 'bot.db'}"
+    else:
+        await reset_postgres()
+        url = POSTGRES_URL
+    await create_schema(url)
+    return url
 
 
 @pytest.fixture

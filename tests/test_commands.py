@@ -9,8 +9,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bot.db.models import DeliveryStatus, Message
-from tests.helpers import REPO, BotFactory, eventually, post_webhook, text_notification, write_settings
+from bot.db.models import DeliveryStatus, Handoff, Message
+from tests.helpers import (
+    REPO,
+    BotFactory,
+    eventually,
+    make_settings,
+    post_webhook,
+    text_notification,
+    write_settings,
+)
 
 
 def run_bot(
@@ -105,6 +113,76 @@ async def test_replay_shows_answers_without_sending_unless_asked(
     assert again.returncode == 0, again.stderr
     assert "2 message(s) handled again" in again.stdout
     assert await _outbound_count(database_url) > outbound_before
+
+
+async def test_a_dry_run_replay_leaves_the_database_exactly_as_it_was(
+    bot_client: BotFactory, tmp_path: Path, database_url: str
+) -> None:
+    """The replayed "technician" runs the real handoff action (it would open a handoff and put the chat
+    in a person's hands), but the dry run rolls it all back: every table is unchanged afterwards."""
+    client = await bot_client()
+    for wamid, text in (("wamid.D1", "hello"), ("wamid.D2", "technician")):
+        await post_webhook(client, text_notification("15550008888", wamid, text))
+
+    async def handed_off() -> bool:
+        return await Handoff.filter(customer_phone="15550008888").exists()
+
+    await eventually(handed_off)
+    await client.close()
+    await _release_every_chat(database_url, tmp_path)
+    before = await _every_table(database_url)
+    env = {"BOT_SETTINGS": str(write_settings(tmp_path)), "DATABASE_URL": database_url}
+
+    dry = await asyncio.to_thread(run_bot, "replay", "--since", "2000-01-01T00:00", env=env)
+
+    assert dry.returncode == 0, dry.stderr
+    assert "main.technician" in dry.stdout  # the handoff did run, inside the rolled-back transaction
+    assert await _every_table(database_url) == before
+
+
+async def _release_every_chat(database_url: str, tmp_path: Path) -> None:
+    """As a technician giving the chat back: the conversation is the bot's again, the handoff closed."""
+    from bot.db import close_db, init_db
+    from bot.handoff.service import HandoffDesk
+
+    await init_db(database_url)
+    try:
+        desk = HandoffDesk(make_settings(tmp_path, database_url))
+        for handoff in await Handoff.filter(status__in=["waiting", "claimed"]):
+            await desk.release(None, handoff.customer_phone)
+    finally:
+        await close_db()
+
+
+async def _every_table(database_url: str) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table, in a stable order: what "the database is unchanged" compares."""
+    if database_url.startswith("sqlite://"):
+        with sqlite3.connect(database_url.removeprefix("sqlite://")) as connection:
+            tables = [
+                name
+                for (name,) in connection.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+                )
+            ]
+            return {
+                t: sorted(connection.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr) for t in tables
+            }
+    import asyncpg
+
+    connection = await asyncpg.connect(database_url)
+    try:
+        tables = [
+            record["table_name"]
+            for record in await connection.fetch(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+            )
+        ]
+        return {
+            t: sorted((tuple(r) for r in await connection.fetch(f'SELECT * FROM "{t}"')), key=repr)
+            for t in sorted(tables)
+        }
+    finally:
+        await connection.close()
 
 
 async def _outbound_count(database_url: str) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.engine import Engine, check_flows, load_flows
-from bot.templates import load_templates
+from bot.engine.templates import load_templates
 from tests.helpers import shop_actions
 
 REPO = Path(__file__).resolve().parents[1]

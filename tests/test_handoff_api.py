@@ -23,7 +23,14 @@ from bot.db.models import (
     TechnicianRole,
 )
 from bot.handoff.tokens import create_technician
-from tests.helpers import BotFactory, eventually, post_webhook, text_notification, write_settings
+from tests.helpers import (
+    BotFactory,
+    eventually,
+    migrated_sqlite,
+    post_webhook,
+    text_notification,
+    write_settings,
+)
 from tests.test_commands import run_bot
 
 PHONE = "15550007777"
@@ -232,7 +239,7 @@ async def test_media_is_uploaded_then_sent_by_id_and_bad_types_are_refused(bot_c
 
 def test_technicians_add_prints_only_the_token_and_stores_its_hash(tmp_path: Path) -> None:
     database = tmp_path / "bot.db"
-    env = {"BOT_SETTINGS": str(write_settings(tmp_path)), "DATABASE_URL": f"sqlite://{database}"}
+    env = {"BOT_SETTINGS": str(write_settings(tmp_path)), "DATABASE_URL": migrated_sqlite(database)}
     result = run_bot("technicians", "add", "Tess", "--role", "admin", "--phone", "15550001234", env=env)
     assert result.returncode == 0, result.stderr
     assert re.fullmatch(r"rt_[A-Za-z0-9_-]{43}\n", result.stdout), result.stdout
@@ -245,3 +252,82 @@ def test_technicians_add_prints_only_the_token_and_stores_its_hash(tmp_path: Pat
     again = run_bot("technicians", "add", "Tess", env=env)
     assert (again.returncode, again.stdout) == (2, "")
     assert "exists already" in again.stderr
+
+
+POISON_FLOW = """
+flow: main
+start: menu
+states:
+  menu:
+    say: "Hi!"
+    on:
+      keywords:
+        when: [when]
+  when:
+    call: stamp
+    say: "Noted."
+    goto: menu
+"""
+
+
+def poison_flows(client: Client, directory: Path) -> None:
+    """The running server's flows become one whose `when` sets a variable that is no JSON, so its batch
+    cannot be written: the inbox parks that message after its attempts."""
+    from datetime import UTC, datetime
+
+    from bot.app import ENGINE, SETTINGS
+    from bot.engine import ActionContext, ActionResult, load_flows
+
+    engine = client.app[ENGINE]
+
+    async def stamp(context: ActionContext) -> ActionResult:
+        return ActionResult(variables={"when": datetime.now(UTC)})
+
+    engine.actions.add("stamp", stamp)
+    directory.mkdir()
+    (directory / "main.yaml").write_text(POISON_FLOW)
+    engine.replace_flows(load_flows(directory, engine.actions, client.app[SETTINGS].templates_dir))
+
+
+async def test_a_message_the_bot_gave_up_on_is_in_the_log_and_listed_for_admins(
+    bot_client: BotFactory, tmp_path: Path
+) -> None:
+    from tests.helpers import ADMIN_TOKEN
+
+    client = await bot_client()
+    poison_flows(client, tmp_path / "poison")
+    _, boss = await create_technician("Boss", TechnicianRole.ADMIN)
+    _, ana = await create_technician("Ana")
+    async with client.ws_connect(f"/api/tech/ws?token={boss}") as ws:
+        assert (await ws.receive_json(timeout=5))["type"] == "hello"
+        await say(client, "when", f"wamid.{PHONE}.1")
+        await say(client, "hi", "wamid.other.1", "15550004444")
+        event = await ws.receive_json(timeout=15)
+        while event["type"] != "failed":  # parked after its attempts: the panel hears of it
+            event = await ws.receive_json(timeout=15)
+    assert (event["type"], event["phone"], event["message"]["wamid"]) == ("failed", PHONE, f"wamid.{PHONE}.1")
+    assert event["message"]["status"] == "failed" and "not JSON serializable" in event["message"]["error"]
+    await eventually(lambda: handled("wamid.other.1"))  # the other customer was never held up
+
+    log = await client.get(
+        f"/api/conversations/{PHONE}/messages", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
+    [inbound] = [m for m in (await log.json())["messages"] if m["message_direction"] == "inbound"]
+    assert (inbound["delivery_status"], inbound["attempts"]) == ("failed", 3)
+    assert "not JSON serializable" in inbound["error_title"]
+    assert "something went wrong" in ((await outbound_texts())[-1] or "")  # one apology
+
+    response = await client.get("/api/tech/failed", headers=bearer(boss))
+    assert response.status == 200
+    [item] = await response.json()
+    assert (item["phone"], item["name"], item["wamid"], item["status"], item["attempts"]) == (
+        PHONE,
+        "Alex Example",
+        f"wamid.{PHONE}.1",
+        "failed",
+        3,
+    )
+    assert (await client.get("/api/tech/failed", headers=bearer(ana))).status == 403
+    history = await (await client.get(f"/api/tech/chats/{PHONE}/messages", headers=bearer(boss))).json()
+    [shown] = [m for m in history["messages"] if m["wamid"] == f"wamid.{PHONE}.1"]
+    assert shown["status"] == "failed" and "not JSON serializable" in shown["error"]

@@ -150,8 +150,9 @@ async def test_status_changes_reach_the_customer_in_order_once_each(
         response = await client.patch("/api/orders/R-1001", json={"status": status}, headers=auth)
         assert response.status == 200
 
-    async def all_sent() -> bool:
-        return len(await graph_sends(fake_graph)) >= 4
+    async def all_sent() -> bool:  # by the fake API, and recorded by the outbox (a moment later)
+        recorded = Message.filter(message_direction=Direction.OUTBOUND, whatsapp_message_id__isnull=False)
+        return len(await graph_sends(fake_graph)) >= 4 and await recorded.count() >= 4
 
     await eventually(all_sent)
     rows = await Message.filter(message_direction=Direction.OUTBOUND).order_by("id")

@@ -12,7 +12,7 @@ import pytest
 
 from bot.db.models import Message, Order, OrderSource, OrderStatusChange
 from bot.orders.importer import ImportFileError, import_orders
-from tests.helpers import write_settings
+from tests.helpers import migrated_sqlite, write_settings
 from tests.orders_helpers import TEMPLATES, order_settings, started_service
 from tests.test_commands import run_bot
 
@@ -65,7 +65,7 @@ async def test_a_header_that_is_not_the_apis_field_names_is_refused(
 def test_orders_import_command_prints_the_summary_and_each_bad_row(tmp_path: Path) -> None:
     database = tmp_path / "bot.db"
     settings = write_settings(tmp_path, TEMPLATES)
-    env = {"BOT_SETTINGS": str(settings), "DATABASE_URL": f"sqlite://{database}"}
+    env = {"BOT_SETTINGS": str(settings), "DATABASE_URL": migrated_sqlite(database)}
     export = tmp_path / "orders.csv"
     export.write_text(GOOD_AND_BAD, encoding="utf-8-sig")
     result = run_bot("orders", "import", str(export), env=env)
@@ -86,7 +86,7 @@ def test_orders_import_command_prints_the_summary_and_each_bad_row(tmp_path: Pat
 
 def test_apikeys_add_prints_only_the_key_and_stores_its_hash(tmp_path: Path) -> None:
     database = tmp_path / "bot.db"
-    env = {"BOT_SETTINGS": str(write_settings(tmp_path)), "DATABASE_URL": f"sqlite://{database}"}
+    env = {"BOT_SETTINGS": str(write_settings(tmp_path)), "DATABASE_URL": migrated_sqlite(database)}
     result = run_bot("apikeys", "add", "shop-pos", env=env)
     assert result.returncode == 0, result.stderr
     assert re.fullmatch(r"rb_[A-Za-z0-9_-]{43}\n", result.stdout), result.stdout

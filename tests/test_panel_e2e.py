@@ -122,6 +122,16 @@ async def _sends_to(fake_graph: TestServer) -> list[list[Any]]:
     return [send for send in await graph_sends(fake_graph) if send[1].lstrip("+") == CUSTOMER]
 
 
+async def _log_in(browser: Browser, client: Any, token: str) -> None:
+    """Open the panel, log in with the token, and wait for the WebSocket to come up."""
+    await browser.call(browser.driver.get, str(client.server.make_url("/panel")))
+    await browser.wait_js("return !document.querySelector('#login-view').hidden")
+    element = await browser.call(browser.driver.find_element, "css selector", "#token")
+    await browser.call(element.send_keys, token)
+    await browser.click("#login")
+    await browser.wait_js("return document.querySelector('#conn').dataset.state === 'online'")
+
+
 async def test_a_technician_takes_a_chat_in_the_panel_and_gives_it_back(
     bot_client: BotFactory, database_url: str, fake_graph: TestServer, tmp_path: Path
 ) -> None:
@@ -134,12 +144,7 @@ async def test_a_technician_takes_a_chat_in_the_panel_and_gives_it_back(
     browser = Browser(tmp_path)
     try:
         # log in with the token; the WebSocket comes up
-        await browser.call(browser.driver.get, str(client.server.make_url("/panel")))
-        await browser.wait_js("return !document.querySelector('#login-view').hidden")
-        element = await browser.call(browser.driver.find_element, "css selector", "#token")
-        await browser.call(element.send_keys, token)
-        await browser.click("#login")
-        await browser.wait_js("return document.querySelector('#conn').dataset.state === 'online'")
+        await _log_in(browser, client, token)
         assert "Tess" in await browser.js("return document.querySelector('#me').textContent")
 
         # a customer asks for a person: the chat appears in the queue live
@@ -208,5 +213,40 @@ async def test_a_technician_takes_a_chat_in_the_panel_and_gives_it_back(
             return any(a.technician_id is None and a.whatsapp_message_id in sent for a in answers)
 
         await eventually(bot_answered)
+    finally:
+        await asyncio.to_thread(browser.quit)
+
+
+async def test_an_admin_finds_a_message_the_bot_gave_up_on_and_opens_its_chat(
+    bot_client: BotFactory, database_url: str, tmp_path: Path
+) -> None:
+    if not database_url.startswith("sqlite"):
+        pytest.skip("the browser test runs on SQLite; the technician API's tests cover PostgreSQL")
+    from bot.db.models import TechnicianRole
+    from bot.handoff.tokens import create_technician
+    from tests.test_handoff_api import poison_flows
+
+    client = await bot_client()
+    poison_flows(client, tmp_path / "poison")  # `when` cannot be written: parked after its tries
+    _, token = await create_technician("Boss", TechnicianRole.ADMIN)
+    browser = Browser(tmp_path)
+    try:
+        await _log_in(browser, client, token)
+        await browser.wait_js("return document.querySelector('#failed-box').offsetParent")
+        assert await browser.js("return document.querySelector('#failed-count').textContent") == "0"
+
+        assert (await post_webhook(client, text_notification(CUSTOMER, "wamid.E2E_P", "when"))).status == 200
+        item = f"[data-test=failed-item][data-phone='{CUSTOMER}']"
+        await browser.wait_js("return document.querySelector(arguments[0])", item)  # live, no reload
+        assert "not JSON serializable" in await browser.js(
+            "return document.querySelector(arguments[0]).textContent", item
+        )
+        await browser.click(item)
+        why = "[data-test=bubble][data-wamid='wamid.E2E_P'] [data-test=not-handled]"
+        await browser.wait_js("return document.querySelector(arguments[0])", why)
+        assert "not JSON serializable" in await browser.js(
+            "return document.querySelector(arguments[0]).textContent", why
+        )
+        await browser.screenshot("panel-failed.png")
     finally:
         await asyncio.to_thread(browser.quit)

@@ -251,3 +251,26 @@ async def test_saved_flows_go_live_in_the_running_server(
     assert menu.message_content is not None and NEW_MENU in menu.message_content
     other = await Conversation.get(customer_id=(await Customer.get(wa_id=OTHER_PHONE)).id)
     assert (other.flow, other.state) == ("main", "menu")
+
+
+async def test_saved_texts_go_live_in_the_running_server(bot_client: BotFactory, tmp_path: Path) -> None:
+    templates = tmp_path / "live-templates"
+    shutil.copytree(REPO / "templates", templates)
+    client = await bot_client(extra=_flows_section(0.1, None) + f"templates:\n  directory: {templates}\n")
+    engine = client.app[ENGINE]
+    await post_webhook(client, text_notification(PHONE, "wamid.T1", "language"))
+    (menu,) = await _replies("wamid.T1")
+    assert (
+        menu.message_content is not None and "Choose your language / Elige tu idioma" in menu.message_content
+    )
+
+    started_with = engine.flows
+    texts = templates / "texts" / "engine.yaml"
+    texts.write_text(
+        texts.read_text(encoding="utf-8").replace('"Choose your language"', '"Pick a language"'),
+        encoding="utf-8",
+    )
+    await eventually(_async(lambda: engine.flows is not started_with), within=10)
+    await post_webhook(client, text_notification(PHONE, "wamid.T2", "language"))
+    (menu,) = await _replies("wamid.T2")
+    assert menu.message_content is not None and "Pick a language / Elige tu idioma" in menu.message_content

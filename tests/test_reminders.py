@@ -267,6 +267,7 @@ async def test_reminders_due_lists_without_sending(database_url: str) -> None:
 def test_the_reminders_due_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     settings_file = tmp_path / "settings.yaml"
     settings_file.write_text(f"database:\n  url: sqlite://{tmp_path / 'bot.db'}\n")
+    assert main(["--settings", str(settings_file), "db", "migrate"]) == 0
     assert main(["--settings", str(settings_file), "reminders", "due", "--hours", "48"]) == 0
     assert "no reminders due in the next 48 hours" in capsys.readouterr().out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,17 @@ def test_unknown_time_zone_is_refused(tmp_path: Path) -> None:
     bad.write_text("shop:\n  timezone: Mars/Olympus\n")
     with pytest.raises(SettingsError, match=r"shop\.timezone.*Mars/Olympus"):
         load_settings(bad, environ={})
+
+
+def test_the_outbox_retry_horizon_is_optional_and_bounded(tmp_path: Path) -> None:
+    assert load_settings(REPO / "settings.yaml", environ={}).outbox.retry_horizon is None  # the window's
+    custom = tmp_path / "settings.yaml"
+    custom.write_text("outbox:\n  retry_horizon_hours: 1.5\n")
+    assert load_settings(custom, environ={}).outbox.retry_horizon == timedelta(minutes=90)
+    for bad in ("0", "-1", "721", "soon"):
+        custom.write_text(f"outbox:\n  retry_horizon_hours: {bad}\n")
+        with pytest.raises(SettingsError, match=r"outbox\.retry_horizon_hours"):
+            load_settings(custom, environ={})
 
 
 def test_token_without_app_secret_refuses_to_start() -> None:

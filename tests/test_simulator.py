@@ -11,7 +11,7 @@ import pytest
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 
 from bot.db.models import Customer, DeliveryStatus, Direction, Message
-from bot.inbox import outbound_row
+from bot.outbox import outbound_row
 from bot.simulator import ChoiceError, SimClock, Simulator
 from bot.whatsapp.client import WhatsAppClient
 from bot.whatsapp.errors import InvalidParameter, ReEngagement

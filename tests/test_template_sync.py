@@ -17,7 +17,7 @@ from bot.db import close_db, init_db
 from bot.db.models import Template, TemplateText
 from bot.settings import Settings
 from bot.template_sync import SyncState, sync_templates
-from tests.helpers import GRAPH_TOKEN, make_settings
+from tests.helpers import GRAPH_TOKEN, make_settings, migrated_sqlite
 from tests.test_commands import run_bot
 
 WABA = "300000000000001"
@@ -327,7 +327,10 @@ async def test_the_command_prints_each_state_and_a_summary(
 def test_the_command_in_sandbox_says_the_comparison_was_skipped(tmp_path: Path) -> None:
     write_templates(tmp_path / "templates", REPAIR_READY)
     (tmp_path / "settings.yaml").write_text(f"templates:\n  directory: {tmp_path / 'templates'}\n")
-    env = {"BOT_SETTINGS": str(tmp_path / "settings.yaml"), "DATABASE_URL": f"sqlite://{tmp_path / 'b.db'}"}
+    env = {
+        "BOT_SETTINGS": str(tmp_path / "settings.yaml"),
+        "DATABASE_URL": migrated_sqlite(tmp_path / "b.db"),
+    }
     env["WHATSAPP_ACCESS_TOKEN"] = ""
     result = run_bot("templates", "sync", env=env)
     assert result.returncode == 0, result.stdout + result.stderr

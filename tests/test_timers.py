@@ -4,13 +4,16 @@ due, is replaced when the customer writes, and never fires for a conversation th
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from bot.db import close_db, init_db
 from bot.db.claims import claims_for
 from bot.db.models import Conversation, ConversationMode, ConversationTimer, Customer, Direction, Message
-from bot.engine import Engine, load_flows
+from bot.engine import ActionContext, ActionRegistry, ActionResult, Engine, load_flows
 from bot.inbox import InboxConfig, InboxWorker
 from bot.intake import inbound_row
 from bot.whatsapp.types import parse_notification
@@ -121,5 +124,79 @@ async def test_a_timer_is_dropped_when_a_person_has_the_conversation(
         assert len(await bot_said()) == said
         assert await ConversationTimer.all().count() == 0
         assert (await Customer.get(wa_id=PHONE)).last_inbound_at is not None
+    finally:
+        await close_db()
+
+
+POISON_FLOW = """
+flow: main
+start: menu
+states:
+  menu:
+    say: "Hi! Type help or later."
+    on:
+      keywords:
+        helping: [help]
+        later: [later]
+  helping:
+    say: "What's wrong with the phone?"
+    on:
+      text: menu
+      timeout: {after: 30m, goto: gave_up}
+  gave_up:
+    say: "No rush: type help whenever you're ready."
+    goto: menu
+  later:
+    say: "We'll check on you."
+    on:
+      text: menu
+      timeout: {after: 30m, goto: stamped}
+  stamped:
+    call: stamp
+    say: "Checked."
+    goto: menu
+"""
+
+
+async def test_a_timer_that_cannot_be_written_is_dropped_and_the_others_fire(
+    tmp_path: Path, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = ActionRegistry()
+
+    @registry.register("stamp")
+    async def stamp(context: ActionContext) -> ActionResult:
+        return ActionResult(variables={"when": datetime.now(UTC)})  # not JSON: the write fails
+
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "main.yaml").write_text(POISON_FLOW)
+    await init_db(database_url)
+    clock = Clock()
+    worker = InboxWorker(
+        Engine(load_flows(tmp_path / "flows", registry)),
+        claims_for(database_url),
+        InboxConfig("en"),
+        on_queued=lambda: None,
+        clock=clock,
+    )
+    try:
+        for phone, text in (("15550000001", "later"), ("15550000002", "help")):
+            for n, said in enumerate(("hi", text)):
+                raw = json.dumps(text_notification(phone, f"wamid.{phone}.{n}", said)).encode()
+                [item] = parse_notification(raw).inbound_messages()
+                await inbound_row(item, clock.now).save()
+        assert await worker.process_batch() == 4
+        assert await ConversationTimer.all().count() == 2
+        clock.now += timedelta(minutes=31)
+        caplog.set_level(logging.INFO, logger="bot.inbox")
+        assert await worker.fire_timers() == 1  # the good one moved; the bad one is dropped
+        fine = await Conversation.get(customer__wa_id="15550000002")
+        assert (fine.flow, fine.state) == ("main", "menu")
+        stuck = await Conversation.get(customer__wa_id="15550000001")
+        assert (stuck.flow, stuck.state) == ("main", "later")  # as it was
+        assert await ConversationTimer.all().count() == 0
+        assert "No rush: type help whenever you're ready." in await bot_said()
+        [dropped] = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert "dropped the timer" in dropped.getMessage()
+        assert await worker.fire_timers() == 0
     finally:
         await close_db()

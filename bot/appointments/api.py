@@ -14,7 +14,7 @@ from typing import TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from bot.api_errors import FieldError, dumps, error_response, invalid, validated_body
+from bot.api_errors import FieldError, dumps, error_response, invalid, path_id, validated_body
 from bot.appointments.schemas import (
     FIELDS,
     PATCH_FIELDS,
@@ -138,12 +138,7 @@ def _moment(value: datetime | date | None, service: AppointmentService) -> datet
 
 
 def _id(request: web.Request) -> int:
-    text = request.match_info["id"]
-    if not text.isdigit():
-        raise web.HTTPNotFound(
-            text='{"error": "no appointment with this id"}', content_type="application/json"
-        )
-    return int(text)
+    return path_id(request, "id", "no appointment with this id")
 
 
 async def _validated(request: web.Request, model: type[Body], fields: tuple[str, ...]) -> Body:

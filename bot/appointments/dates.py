@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+from bot.engine.texts import pick_language
+
 _WEEKDAYS = {
     "en": ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"),
     "es": ("lun", "mar", "mié", "jue", "vie", "sáb", "dom"),
@@ -20,8 +22,7 @@ _MONTHS = {
 
 
 def _base(language: str | None) -> str:
-    base = (language or "en").split("_")[0].split("-")[0].lower()
-    return base if base in _WEEKDAYS else "en"
+    return pick_language(_WEEKDAYS, language) or "en"
 
 
 def day_label(day: date, language: str | None) -> str:

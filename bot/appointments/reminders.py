@@ -34,10 +34,11 @@ from bot.appointments.slots import next_wall_time
 from bot.clock import Clock, utc_now
 from bot.db import is_sqlite
 from bot.db.models import Appointment, AppointmentReminder, Customer, Message, ReminderStatus
-from bot.inbox import outbound_row
+from bot.engine.templates import load_templates
+from bot.engine.texts import TextCatalog, TextSource, pick_language, read_once
 from bot.loops import Loop
+from bot.outbox import outbound_row
 from bot.settings import Settings
-from bot.templates import load_templates
 from bot.whatsapp.outbound import Template
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,6 @@ log = logging.getLogger(__name__)
 REMINDER_TEMPLATE = "appointment_reminder"
 BATCH_SIZE = 100
 BUTTONS = ("confirm", "reschedule", "cancel")
-YOUR_DEVICE = {"en": "your device", "es": "tu dispositivo", "zh": "您的设备"}
-"""{{3}} when the appointment names no device (a template parameter may not be empty)."""
 
 QuietHours = tuple[time, time] | None
 
@@ -91,12 +90,14 @@ def in_quiet_hours(wall: time, quiet: tuple[time, time]) -> bool:
     return wall >= start or wall < end  # wraps midnight: 21:00-08:00
 
 
-def reminder_message(appointment: Appointment, language: str, zone: ZoneInfo) -> Template:
+def reminder_message(
+    appointment: Appointment, language: str, zone: ZoneInfo, texts: TextCatalog, default: str
+) -> Template:
     """`appointment_reminder`: {{1}} the date, {{2}} the time (both in the customer's language and the
-    shop's zone), {{3}} the device; quick replies Confirm, Reschedule, Cancel carry `appt:<verb>:<id>`."""
+    shop's zone), {{3}} the device (else "your device": a template parameter may not be empty); quick
+    replies Confirm, Reschedule, Cancel carry `appt:<verb>:<id>`."""
     local = appointment.starts_at.astimezone(zone)
-    base = language.split("_")[0].split("-")[0].lower()
-    device = appointment.device_model or YOUR_DEVICE.get(base, YOUR_DEVICE["en"])
+    device = appointment.device_model or texts.say("appointments.your_device", language, default) or "-"
     return Template(
         name=REMINDER_TEMPLATE,
         language=language,
@@ -161,13 +162,16 @@ class ReminderScheduler:
         clock: Clock = utc_now,
         on_queued: Callable[[], None] = lambda: None,
         batch_size: int = BATCH_SIZE,
+        texts: TextSource | None = None,
     ) -> None:
+        """`texts`: the engine's current texts (the server's); else templates/texts/ read once."""
         self.rules = settings.appointments
         self.zone = ZoneInfo(settings.shop.timezone)
         self._default_language = settings.shop.default_language
         catalog, _ = load_templates(settings.templates_dir)  # problems are reported with the flows'
         template = catalog.get(REMINDER_TEMPLATE)
-        self._template_languages = frozenset(template.languages) if template else frozenset()
+        self._template_languages: tuple[str, ...] = tuple(template.languages) if template else ()
+        self._texts = texts if texts is not None else read_once(settings.templates_dir)
         self._claims = claims or reminder_claims_for(settings.database_url)
         self._clock = clock
         self._on_queued = on_queued
@@ -253,13 +257,10 @@ class ReminderScheduler:
         return True
 
     def _message_row(self, appointment: Appointment, language: str, now: datetime) -> Message:
-        template_language = language
-        if self._template_languages and language not in self._template_languages:
-            template_language = self._default_language
-        message = reminder_message(appointment, template_language, self.zone)
-        row = outbound_row(appointment.customer_phone, message, reply_to=None, now=now)
-        row.order_id = appointment.order_id
-        return row
+        default = self._default_language
+        template_language = pick_language(self._template_languages, language, default) or language
+        message = reminder_message(appointment, template_language, self.zone, self._texts(), default)
+        return outbound_row(appointment.customer_phone, message, now=now, order_id=appointment.order_id)
 
 
 def superseded(reminder: AppointmentReminder, pending: Sequence[AppointmentReminder], at: datetime) -> bool:

@@ -1,39 +1,43 @@
-"""Database start-up and shut-down for sqlite:// and postgres:// URLs."""
+"""Database start-up and shut-down for sqlite:// and postgres:// URLs.
+
+Every schema change is a Tortoise migration in bot/db/migrations/ (bot/db/schema.py applies and checks
+them); generate_schemas is for tests only. `init_db` connects and either migrates (`bot db migrate`,
+`bot serve --migrate`, the simulator's own databases) or checks that nothing is pending, so a command
+never runs on a schema older or newer than its code.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from tortoise import Tortoise, connections
 
-MODELS_MODULE = "bot.db.models"
-# WAL lets readers run beside the one writer; synchronous=FULL keeps every commit on disk before the
-# webhook answers 200 (group commit amortises the fsync over many messages).
-_SQLITE_PRAGMAS = "journal_mode=WAL&synchronous=FULL&busy_timeout=5000"
+from bot.db.config import MODELS_MODULE, is_sqlite, tortoise_config, tortoise_url
+from bot.db.schema import MigrationReport, SchemaError, check, migrate
+
+__all__ = [
+    "MODELS_MODULE",
+    "MigrationReport",
+    "SchemaError",
+    "close_db",
+    "init_db",
+    "is_sqlite",
+    "ping",
+    "tortoise_url",
+]
 
 
-def is_sqlite(url: str) -> bool:
-    return url.startswith("sqlite://")
-
-
-def tortoise_url(url: str) -> str:
-    """Add the SQLite pragmas and create the file's folder; other URLs pass through."""
-    if not is_sqlite(url):
-        return url.replace("postgresql://", "postgres://", 1)
-    path = url.removeprefix("sqlite://").split("?", 1)[0]
-    if path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-    separator = "&" if "?" in url else "?"
-    return f"{url}{separator}{_SQLITE_PRAGMAS}"
-
-
-async def init_db(url: str, *, create_schema: bool = True) -> None:
-    """Connect and create any missing tables (safe to run on every start)."""
-    await Tortoise.init(
-        db_url=tortoise_url(url), modules={"models": [MODELS_MODULE]}, _enable_global_fallback=True
-    )
-    if create_schema:
-        await Tortoise.generate_schemas(safe=True)
+async def init_db(url: str, *, migrate_schema: bool = False) -> MigrationReport | None:
+    """Connect; then apply pending migrations (`migrate_schema`), or raise SchemaError when the schema is
+    not this code's (nothing is changed then, and the connection is closed again)."""
+    await Tortoise.init(config=tortoise_config(url), _enable_global_fallback=True)
+    connection = connections.get("default")
+    try:
+        if migrate_schema:
+            return await migrate(connection)
+        await check(connection)
+    except BaseException:
+        await close_db()
+        raise
+    return None
 
 
 async def close_db() -> None:

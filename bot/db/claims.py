@@ -26,6 +26,11 @@ class Claims(ABC):
         """Unhandled inbound rows this worker may process now, oldest first. Call inside a transaction."""
 
     @abstractmethod
+    async def inbound_row(self, row_id: int) -> Message | None:
+        """This inbound row, if it is pending, the earliest pending one of its customer, and this worker
+        may process it now (else None). For one row handled alone. Call inside a transaction."""
+
+    @abstractmethod
     async def due_outbound(self, now: datetime, limit: int, skip_phones: Sequence[str]) -> list[Message]:
         """Queued outbound rows due by `now`, oldest first. Call inside a transaction."""
 
@@ -53,9 +58,19 @@ def _due_outbound(now: datetime, skip_phones: Sequence[str]) -> QuerySet[Message
     return query.order_by("id")
 
 
+async def _earliest_pending(row: Message | None) -> Message | None:
+    if row is None:
+        return None
+    earlier = _pending_inbound().filter(customer_phone=row.customer_phone, id__lt=row.id)
+    return None if await earlier.exists() else row
+
+
 class SqliteClaims(Claims):
     async def pending_inbound(self, limit: int) -> list[Message]:
         return await _pending_inbound().limit(limit)
+
+    async def inbound_row(self, row_id: int) -> Message | None:
+        return await _earliest_pending(await _pending_inbound().filter(id=row_id).first())
 
     async def due_outbound(self, now: datetime, limit: int, skip_phones: Sequence[str]) -> list[Message]:
         return await _due_outbound(now, skip_phones).limit(limit)
@@ -85,6 +100,13 @@ class PostgresClaims(Claims):
         ready = [phone for phone, first_id in first_by_phone.items() if earliest.get(phone) == first_id]
         held = await _hold_conversations(ready)  # the others: an earlier message is with another worker
         return [row for row in rows if row.customer_phone in held]
+
+    async def inbound_row(self, row_id: int) -> Message | None:
+        row = await _pending_inbound().filter(id=row_id).select_for_update(skip_locked=True).first()
+        row = await _earliest_pending(row)
+        if row is None or not await _hold_conversations([row.customer_phone]):
+            return None
+        return row
 
     async def due_outbound(self, now: datetime, limit: int, skip_phones: Sequence[str]) -> list[Message]:
         return await _due_outbound(now, skip_phones).limit(limit).select_for_update(skip_locked=True)

@@ -3,9 +3,9 @@
 from bot.engine.actions import Action, ActionContext, ActionRegistry, ActionResult, ActionSpec, ArgsIssue
 from bot.engine.engine import ActionError, Conversation, Engine, Outcome
 from bot.engine.events import Customer, Event
-from bot.engine.flows import Flow, FlowLoadError, FlowSet, check_flows, load_flows
+from bot.engine.flows import FlowLoadError, FlowSet, check_flows, load_flows
 from bot.engine.marked_yaml import FlowProblem
-from bot.engine.schema import State
+from bot.engine.schema import Flow, State
 
 __all__ = [
     "Action",

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bot.engine.events import Customer
-from bot.engine.languages import pick_text
+from bot.engine.texts import TextCatalog, pick_text
 from bot.whatsapp.outbound import (
     LIST_BUTTON_MAX,
     LIST_MAX_ROWS,
@@ -42,6 +42,8 @@ class ActionContext:
     variables: Mapping[str, Any]
     args: Mapping[str, Any]
     """The state's `args`, with `{variables}` in their text already filled in."""
+    texts: TextCatalog
+    """The bot's own texts (templates/texts/), loaded with the flows this run uses."""
 
 
 @dataclass
@@ -52,6 +54,8 @@ class ActionResult:
     """Conversation variables to set (JSON-serializable); the state's texts can use them."""
     next: str | None = None
     """Name of one of the action's target args: the conversation goes to that arg's state."""
+    hand_off: bool = False
+    """The action handed the chat to a person (the `handoff` action): the engine's Outcome says so."""
 
 
 Action = Callable[[ActionContext], Awaitable[ActionResult | None]]

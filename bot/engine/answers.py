@@ -15,8 +15,8 @@ from datetime import date, timedelta
 from typing import Any, Literal
 
 from bot.engine.events import Event
-from bot.engine.machine import keyword_regex, normalize
 from bot.engine.schema import AskSpec
+from bot.engine.words import keyword_regex, normalize
 
 DateOrder = Literal["DMY", "MDY", "YMD"]
 

@@ -9,8 +9,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from bot.engine.machine import normalize
 from bot.engine.schema import BranchSpec, ConditionSpec
+from bot.engine.words import normalize
 
 
 def branch_holds(branch: BranchSpec, variables: Mapping[str, Any]) -> bool:

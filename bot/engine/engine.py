@@ -20,11 +20,13 @@ from zoneinfo import ZoneInfo
 from bot.engine.actions import ActionContext, ActionRegistry
 from bot.engine.answers import DateOrder, read_answer
 from bot.engine.conditions import branch_holds
-from bot.engine.events import Customer, Event
+from bot.engine.edges import ANSWERED, FALLBACK, GOTO
+from bot.engine.events import QUIET_TYPES, TIMEOUT, Customer, Event
 from bot.engine.flows import FlowSet
 from bot.engine.languages import LanguageMenu
-from bot.engine.machine import ANSWERED, FALLBACK, GOTO, QUIET_TYPES, TIMEOUT, Match
-from bot.engine.schema import PLACEHOLDER, AskSpec, State, variants
+from bot.engine.machine import Match
+from bot.engine.schema import PLACEHOLDER, AskSpec, State
+from bot.engine.texts import pick_language, pick_text
 from bot.whatsapp import outbound as wa
 
 __all__ = ["ActionError", "Conversation", "Customer", "Engine", "Outcome"]
@@ -35,49 +37,6 @@ MAX_HOPS = 10
 """States entered for one event at most; actions could route in a circle that loading cannot see."""
 MISSES = "_misses"
 
-# The engine's own words, for when no flow text applies.
-SYSTEM_TEXTS: dict[str, dict[str, str]] = {
-    "restart": {
-        "en": "Sorry, our menu has changed since your last message, so let's start again.",
-        "es": "Perdona, nuestro menú ha cambiado desde tu último mensaje, así que empecemos de nuevo.",
-        "zh": "抱歉，自您上次留言后我们的菜单有所更新，让我们重新开始吧。",
-    },
-    "not_understood": {
-        "en": "Sorry, I didn't understand that.",
-        "es": "Perdona, no lo he entendido.",
-        "zh": "抱歉，我没有理解您的意思。",
-    },
-    "ask_text": {
-        "en": "Sorry, that doesn't look right. Please try again.",
-        "es": "Perdona, eso no parece correcto. Inténtalo de nuevo.",
-        "zh": "抱歉，格式似乎不对，请再试一次。",
-    },
-    "ask_number": {
-        "en": "Please answer with a number, like 2.",
-        "es": "Responde con un número, por ejemplo 2.",
-        "zh": "请用数字回答，例如 2。",
-    },
-    "ask_number_range": {
-        "en": "Please answer with a number from {_min} to {_max}.",
-        "es": "Responde con un número del {_min} al {_max}.",
-        "zh": "请回答 {_min} 到 {_max} 之间的数字。",
-    },
-    "ask_date": {
-        "en": 'Please send a date, like {_example} or "tomorrow".',
-        "es": 'Envía una fecha, por ejemplo {_example} o "mañana".',
-        "zh": "请发送日期，例如 {_example} 或“明天”。",
-    },
-    "ask_time": {
-        "en": "Please send a time, like 14:30 or 2:30pm.",
-        "es": "Envía una hora, por ejemplo 14:30.",
-        "zh": "请发送时间，例如 14:30 或 下午2点半。",
-    },
-    "ask_choice": {
-        "en": "Please choose one of: {_choices}.",
-        "es": "Elige una de estas opciones: {_choices}.",
-        "zh": "请从以下选项中选择：{_choices}。",
-    },
-}
 _DATE_EXAMPLES: dict[str, str] = {"DMY": "25/12", "MDY": "12/25", "YMD": "2026-12-25"}
 # {name} with the space before it, so that "Hi {customer.name}!" becomes "Hi!" when the name is unknown.
 _RENDER = re.compile(r"( ?)" + PLACEHOLDER.pattern)
@@ -104,6 +63,8 @@ class Outcome:
     """The customer chose this language: the caller remembers it on the customer."""
     missed: bool = False
     """The event was not understood (a fallback answered it): the inbox counts these in a row."""
+    hand_off: bool = False
+    """An action handed the chat to a person (ActionResult.hand_off): from now on the engine is silent."""
 
 
 class ActionError(Exception):
@@ -155,13 +116,13 @@ class Engine:
         language = menu.chosen(event)
         if language is not None:
             run.set_language(language)
-            run.send_text(menu.confirmation(language))
+            run.send_text(menu.confirmation(language, flows.texts, self.default_language))
             if waiting:  # ask what the conversation waits on again, now in the chosen language
                 assert conversation.flow is not None and conversation.state is not None
                 run.send_state(flows.flows[conversation.flow].states[conversation.state])
                 return run.outcome(conversation.flow, conversation.state)
         elif menu.asked(event):
-            run.outbound.append(menu.message())
+            run.outbound.append(menu.message(flows.texts, self.default_language))
             if waiting:
                 assert conversation.flow is not None and conversation.state is not None
                 return run.outcome(conversation.flow, conversation.state)
@@ -202,22 +163,24 @@ class _Run:
         """A silent timeout: the states it enters say nothing."""
         self.missed = False
         """A fallback answered: the event was not understood."""
-        self.languages: tuple[str, ...] = ()
+        self.hand_off = False
+        """An action handed the chat to a person."""
+        self.language = ""
         self.set_language(customer.language, chosen=False)
 
     def set_language(self, language: str | None, *, chosen: bool = True) -> None:
         """Texts from here on are in this language; `chosen`: the customer picked it, remember it."""
-        language = (language or "").strip()
+        self.language = (language or "").strip()
         if chosen:
-            self.new_language = language
-            self.customer = Customer(self.customer.wa_id, self.customer.name, language)
-        base = re.split(r"[-_]", language, maxsplit=1)[0].lower()
-        self.languages = (language, base, self.engine.default_language, "en")
+            self.new_language = self.language
+            self.customer = Customer(self.customer.wa_id, self.customer.name, self.language)
 
     def outcome(self, flow: str, state: str) -> Outcome:
         timeout = self.flows.flows[flow].states[state].on
         wait = timeout.timeout.after if timeout is not None and timeout.timeout is not None else None
-        return Outcome(flow, state, self.variables, self.outbound, wait, self.new_language, self.missed)
+        return Outcome(
+            flow, state, self.variables, self.outbound, wait, self.new_language, self.missed, self.hand_off
+        )
 
     async def first(self, event: Event) -> tuple[str, str]:
         """A new customer's first message: answered when the start state understands it ("what are
@@ -318,21 +281,16 @@ class _Run:
     def retry_text(self, ask: AskSpec) -> str:
         if ask.retry is not None:
             return self.render(ask.retry)
-        hints: dict[str, Any] = {}
+        hints: dict[str, str] = {}
         if ask.choices is not None:
-            key, hints["_choices"] = "ask_choice", ", ".join(ask.choices)
+            key, hints["choices"] = "ask_choice", ", ".join(ask.choices)
         elif ask.expect == "number" and ask.min is not None and ask.max is not None:
-            key, hints["_min"], hints["_max"] = "ask_number_range", f"{ask.min:g}", f"{ask.max:g}"
+            key, hints["min"], hints["max"] = "ask_number_range", f"{ask.min:g}", f"{ask.max:g}"
         elif ask.expect == "date":
-            key, hints["_example"] = "ask_date", _DATE_EXAMPLES[self.engine.date_order]
+            key, hints["example"] = "ask_date", _DATE_EXAMPLES[self.engine.date_order]
         else:
             key = f"ask_{ask.expect}"
-        saved = self.variables
-        self.variables = {**saved, **hints}
-        try:
-            return self.render(SYSTEM_TEXTS[key])
-        finally:
-            self.variables = saved
+        return self.system_text(key, **hints)
 
     async def enter(self, flow: str, state: str) -> tuple[str, str]:
         """Send each entered state's messages and follow `goto`s until a state waits for the customer."""
@@ -360,7 +318,12 @@ class _Run:
         if action is None:
             raise ActionError(f"flow {flow}.{state} calls unknown action '{spec.call}'")
         context = ActionContext(
-            self.customer, flow, state, MappingProxyType(dict(self.variables)), self.render_args(spec.args)
+            self.customer,
+            flow,
+            state,
+            MappingProxyType(dict(self.variables)),
+            self.render_args(spec.args),
+            self.flows.texts,
         )
         try:
             result = await action.func(context)
@@ -370,6 +333,7 @@ class _Run:
             return None
         self.outbound.extend(result.outbound)
         self.variables.update(result.variables)
+        self.hand_off = self.hand_off or result.hand_off
         if result.next is None:
             return None
         if result.next not in action.targets:
@@ -420,7 +384,7 @@ class _Run:
             self.outbound.append(
                 wa.Template(
                     name=template.name,
-                    language=template.language or self.customer.language or self.engine.default_language,
+                    language=template.language or self.template_language(template.name),
                     body_params=tuple(self.fill(p) for p in template.params),
                     button_payloads=tuple(template.payloads),
                 )
@@ -430,21 +394,26 @@ class _Run:
         if text:
             self.outbound.append(wa.Text(body=wa.clip(text, wa.TEXT_MAX)))
 
+    def template_language(self, name: str) -> str:
+        """The customer's language when the template is approved in it, else as `pick_language` says."""
+        found = self.flows.templates.get(name) if self.flows.templates is not None else None
+        written = found.languages if found is not None else ()
+        return pick_language(written, self.language, self.engine.default_language) or (
+            self.language or self.engine.default_language
+        )
+
+    def system_text(self, key: str, **hints: str) -> str:
+        """One of the engine's own texts (templates/texts/engine.yaml) in the customer's language."""
+        return self.flows.texts.say(f"engine.{key}", self.language, self.engine.default_language, **hints)
+
     def say_system(self, key: str) -> None:
-        self.send_text(self.render(SYSTEM_TEXTS[key]))
+        self.send_text(self.system_text(key))
 
     def render(self, text: str | dict[str, str] | None) -> str:
-        """The customer's language version (else its base language, the default, English, the first)."""
+        """A flow's text in the customer's language (see `pick_language`), its variables filled in."""
         if text is None:
             return ""
-        if isinstance(text, dict):
-            for language in self.languages:
-                if language in text:
-                    text = text[language]
-                    break
-            else:
-                text = next(text for _, text in variants(text))
-        return self.fill(text)
+        return self.fill(pick_text(text, self.language, self.engine.default_language))
 
     def fill(self, text: str) -> str:
         """Put variables into {placeholders}.

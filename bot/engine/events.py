@@ -10,6 +10,10 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 TEXT_LIKE_TYPES: frozenset[str] = frozenset({"text", "interactive", "button"})
+TIMEOUT = "timeout"
+"""The event type and trigger of a conversation's silence timer (the customer never sends it)."""
+QUIET_TYPES: frozenset[str] = frozenset({"reaction", "system", TIMEOUT})
+"""Events a flow ignores unless it names them: answering a reaction or a system notice is noise."""
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@
 Loading collects *all* problems before refusing, so one run of `bot flows check` lists everything to
 fix. Each state is validated on its own, so a typo in one state does not hide the mistakes in the
 others. The schema is `schema.py`; one state's rules beyond it are `rules.py`; references across states
-and flows are `machine.check_graph`.
+and flows are `checks.py` and `reach.py`; the templates they may send are `templates.py`. The bot's
+own texts (templates/texts/, `texts.py`) are read and checked in the same pass, so they go live with
+the flows and a mistake in them is refused with the flows' problems.
 """
 
 from __future__ import annotations
@@ -12,44 +14,37 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 
-if TYPE_CHECKING:
-    from bot.templates import TemplateCatalog
-
 from bot.engine.actions import ActionRegistry
-from bot.engine.machine import FlowMachine, GraphIssue, check_graph, split_target, suggest
+from bot.engine.checks import GraphIssue, check_graph, suggest
+from bot.engine.machine import FlowMachine
 from bot.engine.marked_yaml import FlowProblem, MarkedSource, YamlPath
 from bot.engine.reach import outside_window, unreachable
 from bot.engine.rules import StateRules
-from bot.engine.schema import NAME, FallbackSpec, FlowHeader, State
-
-
-@dataclass(frozen=True)
-class Flow:
-    name: str
-    start: str
-    states: Mapping[str, State]
-    fallback: FallbackSpec | None
-    file: Path
-    replies: Mapping[str, str] = field(default_factory=dict)
-    """Reply id pattern -> target: template buttons that lead here from anywhere (see FlowHeader)."""
+from bot.engine.schema import NAME, Flow, FlowHeader, State, split_target
+from bot.engine.templates import TemplateCatalog, load_templates
+from bot.engine.texts import TextCatalog, load_texts
 
 
 class FlowSet:
-    """The loaded flows and their machines, built once; the engine swaps whole sets on reload."""
+    """The loaded flows and their machines, built once, with the templates and texts read beside them;
+    the engine swaps whole sets on reload."""
 
     def __init__(
         self,
         flows: Mapping[str, Flow],
         actions: ActionRegistry | None = None,
         templates: TemplateCatalog | None = None,
+        texts: TextCatalog | None = None,
     ) -> None:
         self.flows: Mapping[str, Flow] = MappingProxyType(dict(flows))
         self.actions = actions if actions is not None else ActionRegistry()
         self.templates = templates
+        self.texts = texts if texts is not None else TextCatalog()
+        """The bot's own texts; empty when the flows were loaded without a templates folder."""
         self.machines: Mapping[str, FlowMachine] = MappingProxyType(
             {name: FlowMachine(flow, self.actions) for name, flow in self.flows.items()}
         )
@@ -65,31 +60,34 @@ class FlowLoadError(Exception):
         super().__init__("\n".join(str(p) for p in problems))
 
 
-def _templates(directory: Path | None) -> tuple[TemplateCatalog | None, list[FlowProblem]]:
+def _templates(
+    directory: Path | None,
+) -> tuple[TemplateCatalog | None, TextCatalog | None, list[FlowProblem]]:
     if directory is None:
-        return None, []
-    from bot.templates import load_templates  # bot.templates reads YAML with this package's tools
-
-    return load_templates(directory)
+        return None, None, []
+    catalog, template_problems = load_templates(directory)
+    texts, text_problems = load_texts(directory)
+    return catalog, texts, template_problems + text_problems
 
 
 def load_flows(
     directory: Path, actions: ActionRegistry | None = None, templates: Path | None = None
 ) -> FlowSet:
-    """Every *.yaml / *.yml in `directory`, checked against the templates in `templates` (a folder);
-    raises FlowLoadError listing all problems."""
-    catalog, template_problems = _templates(templates)
+    """Every *.yaml / *.yml in `directory`, checked against the templates in `templates` (a folder),
+    with the texts in its texts/; raises FlowLoadError listing all problems."""
+    catalog, texts, template_problems = _templates(templates)
     flows, problems = _load(Path(directory), actions, catalog)
     if problems or template_problems:
         raise FlowLoadError(template_problems + problems)
-    return FlowSet(flows, actions, catalog)
+    return FlowSet(flows, actions, catalog, texts)
 
 
 def check_flows(
     directory: Path, actions: ActionRegistry | None = None, templates: Path | None = None
 ) -> list[FlowProblem]:
-    """All problems in `directory`'s flows (and the templates they use); [] when they would load."""
-    catalog, template_problems = _templates(templates)
+    """All problems in `directory`'s flows (and the templates and texts beside them); [] when they
+    would load."""
+    catalog, _, template_problems = _templates(templates)
     return template_problems + _load(Path(directory), actions, catalog)[1]
 
 

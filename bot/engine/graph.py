@@ -1,6 +1,6 @@
 """Flows drawn as diagrams: Mermaid (`flowchart LR`) or Graphviz dot, for staff who read pictures.
 
-Edges come only from `machine.state_edges` plus the flow-wide fallback, exactly as the machine builds
+Edges come only from `edges.state_edges` plus the flow-wide fallback, exactly as the machine builds
 its table, so a new kind of transition shows up here without changes: its label is then the trigger
 text. Parallel edges between two states are merged into one with the labels joined, and everything is
 emitted in a fixed order, so the same flows always give the same text (diffable, cacheable).
@@ -12,9 +12,19 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from bot.engine.flows import Flow, FlowSet
-from bot.engine.machine import ANSWERED, FALLBACK, GOTO, TIMEOUT, Edge, split_target, state_edges
-from bot.engine.schema import BranchSpec, ConditionSpec, FallbackSpec, State, format_duration
+from bot.engine.edges import ANSWERED, FALLBACK, GOTO, Edge, state_edges
+from bot.engine.events import TIMEOUT
+from bot.engine.flows import FlowSet
+from bot.engine.schema import (
+    BranchSpec,
+    ConditionSpec,
+    FallbackSpec,
+    Flow,
+    State,
+    format_duration,
+    split_target,
+)
+from bot.engine.texts import pick_text
 
 KEYWORDS_SHOWN = 3
 """How many of a target's keywords an edge label shows before '…'."""
@@ -242,14 +252,8 @@ def _reply_title(state: State, reply_id: str, language: str | None) -> str | Non
         offered += [row for section in state.choices.sections for row in section.rows]
     for option in offered:
         if option.id == reply_id:
-            return _pick(option.title, language)
+            return pick_text(option.title, language)
     return None
-
-
-def _pick(text: str | dict[str, str], language: str | None) -> str:
-    if isinstance(text, str):
-        return text
-    return text[language] if language in text else next(iter(text.values()))
 
 
 def _language(flow: Flow) -> str | None:

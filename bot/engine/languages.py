@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bot.engine.events import Event
-from bot.engine.machine import normalize
+from bot.engine.texts import TextCatalog
+from bot.engine.words import normalize
 from bot.whatsapp import outbound as wa
 
 LANGUAGE_REPLY_PREFIX = "_lang:"
@@ -18,7 +19,8 @@ COMMAND_WORDS = frozenset(
     normalize(word)
     for word in ("language", "languages", "lang", "idioma", "idiomas", "lengua", "语言", "語言", "语种")
 )
-# name shown on the button, then the words that name the language when typed
+# name shown on the button, then the words that name the language when typed (the prompt and the
+# confirmation are texts: templates/texts/engine.yaml)
 LANGUAGES: dict[str, tuple[str, ...]] = {
     "en": ("English", "english", "ingles", "英语", "英文"),
     "es": ("Español", "espanol", "spanish", "castellano", "西班牙语"),
@@ -26,33 +28,6 @@ LANGUAGES: dict[str, tuple[str, ...]] = {
     "pt": ("Português", "portugues", "portuguese"),
     "fr": ("Français", "francais", "french", "frances"),
 }
-PROMPTS: dict[str, str] = {
-    "en": "Choose your language",
-    "es": "Elige tu idioma",
-    "zh": "请选择语言",
-    "pt": "Escolha o seu idioma",
-    "fr": "Choisissez votre langue",
-}
-CONFIRMATIONS: dict[str, str] = {
-    "en": "OK, I'll write in English from now on.",
-    "es": "Perfecto, a partir de ahora te escribo en español.",
-    "zh": "好的，接下来我会用中文与您交流。",
-    "pt": "Combinado, a partir de agora escrevo em português.",
-    "fr": "D'accord, je vous écris en français désormais.",
-}
-
-
-def pick_text(text: str | dict[str, str], language: str | None, default: str = "en") -> str:
-    """One text per language (from a flow or settings): the customer's, its base language, the
-    default, else the first written."""
-    if isinstance(text, str):
-        return text
-    language = language or default
-    base = language.split("_")[0].split("-")[0].lower()
-    for code in (language, base, default):
-        if code in text:
-            return text[code]
-    return next(iter(text.values()), "")
 
 
 class LanguageMenu:
@@ -81,8 +56,10 @@ class LanguageMenu:
             return None
         return self._typed.get(normalize(event.text or "").strip(".!?¿¡"))
 
-    def message(self) -> wa.OutboundMessage:
-        body = " / ".join(dict.fromkeys(PROMPTS.get(code, PROMPTS["en"]) for code in self.languages))
+    def message(self, texts: TextCatalog, default: str) -> wa.OutboundMessage:
+        """The prompt in each of the shop's languages, then one button (or list row) per language."""
+        prompts = (texts.say("engine.language_prompt", code, default) for code in self.languages)
+        body = " / ".join(dict.fromkeys(prompt for prompt in prompts if prompt)) or "🌐"
         titles = [(code, LANGUAGES.get(code, (code,))[0]) for code in self.languages]
         if len(titles) <= wa.MAX_BUTTONS:
             buttons = tuple(
@@ -98,5 +75,5 @@ class LanguageMenu:
             body=body[: wa.LIST_BODY_MAX], button="🌐", sections=(wa.ListSection(title=None, rows=rows),)
         )
 
-    def confirmation(self, code: str) -> str:
-        return CONFIRMATIONS.get(code, CONFIRMATIONS["en"])
+    def confirmation(self, code: str, texts: TextCatalog, default: str) -> str:
+        return texts.say("engine.language_chosen", code, default)

@@ -8,82 +8,17 @@ engine follows into that flow's machine.
 
 from __future__ import annotations
 
-import difflib
 import re
-import unicodedata
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from transitions import Machine
 
-from bot.engine.events import Event
-
-if TYPE_CHECKING:
-    from bot.engine.actions import ActionRegistry
-    from bot.engine.flows import Flow
-    from bot.engine.schema import State
-
-# Keys of `on:` that are not reply ids. Each event type listed in KIND_TRIGGERS reacts to that type only.
-KIND_TRIGGERS: tuple[str, ...] = (
-    "text",
-    "image",
-    "document",
-    "audio",
-    "video",
-    "sticker",
-    "location",
-    "contacts",
-    "reaction",
-)
-ON_KEYS: tuple[str, ...] = ("keywords", "pattern", *KIND_TRIGGERS, "media", "other", "timeout")
-GOTO = "goto"
-FALLBACK = "fallback"
-TIMEOUT = "timeout"
-"""The event type and trigger of a conversation's silence timer (the customer never sends it)."""
-ANSWERED = "answered"
-"""The trigger of an `ask` whose answer fits."""
-# Events a flow ignores unless it names them: answering a reaction or a system notice is noise.
-QUIET_TYPES: frozenset[str] = frozenset({"reaction", "system", TIMEOUT})
-
-_UNSPACED = re.compile(r"[\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_SPACES = re.compile(r"\s+")
-
-
-def normalize(text: str) -> str:
-    """Case- and accent-insensitive form: 'TÉCNICO ' -> 'tecnico'. Keywords and messages both pass here."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return _SPACES.sub(" ", stripped.casefold()).strip()
-
-
-def keyword_regex(words: list[str]) -> re.Pattern[str]:
-    """One regex for a target's keywords: whole words, or anywhere for scripts written without spaces."""
-    parts = []
-    for word in words:
-        escaped = re.escape(normalize(word))
-        parts.append(escaped if _UNSPACED.search(word) else rf"(?<!\w){escaped}(?!\w)")
-    return re.compile("|".join(parts))
-
-
-REPLY_PLACEHOLDER = re.compile(r"\{([A-Za-z][A-Za-z0-9_]*)\}")
-
-
-def reply_regex(key: str) -> re.Pattern[str]:
-    """'appt:confirm:{appointment}' -> a regex whose named groups become conversation variables."""
-    parts, last = [], 0
-    for found in REPLY_PLACEHOLDER.finditer(key):
-        parts.append(re.escape(key[last : found.start()]))
-        parts.append(f"(?P<{found.group(1)}>[^:\\s]+)")
-        last = found.end()
-    parts.append(re.escape(key[last:]))
-    return re.compile("".join(parts))
-
-
-def split_target(flow_name: str, target: str) -> tuple[str, str]:
-    """'menu' -> (this flow, 'menu'); 'orders.ask_number' -> ('orders', 'ask_number')."""
-    other, dot, state = target.partition(".")
-    return (other, state) if dot else (flow_name, target)
+from bot.engine.actions import ActionRegistry
+from bot.engine.edges import FALLBACK, KIND_TRIGGERS, state_edges
+from bot.engine.events import QUIET_TYPES, TIMEOUT, Event
+from bot.engine.schema import Flow, State, split_target
+from bot.engine.words import keyword_regex, normalize, reply_regex
 
 
 @dataclass(frozen=True)
@@ -150,110 +85,6 @@ class _Cursor:
 
     def __init__(self, state: str) -> None:
         self.state = state
-
-
-@dataclass(frozen=True)
-class Edge:
-    """One way out of a state, and where it is written (for error marks)."""
-
-    trigger: str
-    target: str
-    path: tuple[str | int, ...]
-    key: bool = False
-    """The target is written as the key (`keywords: {menu: [...]}`), not as the value."""
-
-
-def state_edges(state: State, actions: ActionRegistry | None) -> Iterator[Edge]:
-    """Every way out of a state as written in the flow (the flow-wide fallback is added by the caller)."""
-    on = state.on
-    if on is not None:
-        for reply_id, target in (on.model_extra or {}).items():
-            yield Edge(f"reply:{reply_id}", target, ("on", reply_id))
-        for target in on.keywords:
-            yield Edge(f"keyword:{target}", target, ("on", "keywords", target), key=True)
-        for regex, target in on.pattern.items():
-            yield Edge(f"pattern:{regex}", target, ("on", "pattern", regex))
-        for kind in (*KIND_TRIGGERS, "media", "other"):
-            target = getattr(on, kind)
-            if target is not None:
-                yield Edge(kind, target, ("on", kind))
-        if on.timeout is not None:
-            yield Edge(TIMEOUT, on.timeout.goto, ("on", "timeout", "goto"))
-    if state.ask is not None:
-        yield Edge(ANSWERED, state.ask.then, ("ask", "then"))
-    for index, branch in enumerate(state.choose or ()):
-        yield Edge(f"choose:{index}", branch.goto, ("choose", index, "goto"))
-    if state.fallback is not None and state.fallback.goto is not None:
-        yield Edge(FALLBACK, state.fallback.goto, ("fallback", "goto"))
-    if state.goto is not None:
-        yield Edge(GOTO, state.goto, ("goto",))
-    spec = actions.get(state.call) if actions is not None and state.call else None
-    for name in spec.targets if spec is not None else ():
-        target = state.args.get(name)
-        if isinstance(target, str):
-            yield Edge(f"call:{name}", target, ("args", name))
-
-
-@dataclass(frozen=True)
-class GraphIssue:
-    flow: str
-    path: tuple[str | int, ...]
-    reason: str
-    hint: str | None = None
-    key: bool = False
-
-
-def suggest(word: str, choices: Iterable[str]) -> str | None:
-    close = difflib.get_close_matches(word, list(choices), 1, 0.6)
-    return f"did you mean '{close[0]}'?" if close else None
-
-
-def check_graph(
-    flows: Mapping[str, Mapping[str, State]],
-    flow_fallbacks: Mapping[str, str | None],
-    known: Mapping[str, Collection[str]],
-    unreadable: Collection[str],
-    actions: ActionRegistry,
-) -> Iterator[GraphIssue]:
-    """Targets that lead nowhere, and goto loops, across all flows (`known`: every state name, even
-    of states whose schema failed; flows in `unreadable` failed to parse, so targets into them pass)."""
-
-    def check(flow: str, path: tuple[str | int, ...], target: str, key: bool) -> Iterator[GraphIssue]:
-        other, state = split_target(flow, target)
-        if other in unreadable:
-            return
-        if other not in known:
-            yield GraphIssue(flow, path, f"there is no flow '{other}'", suggest(other, known), key)
-        elif state not in known[other]:
-            hint = suggest(state, known[other]) or f"flow '{other}' has: {', '.join(sorted(known[other]))}"
-            yield GraphIssue(flow, path, f"there is no state '{state}' in flow '{other}'", hint, key)
-
-    gotos: dict[tuple[str, str], tuple[str, str]] = {}
-    for flow, states in flows.items():
-        fallback = flow_fallbacks.get(flow)
-        if fallback is not None:
-            yield from check(flow, ("fallback", "goto"), fallback, False)
-        for name, state in states.items():
-            for edge in state_edges(state, actions):
-                yield from check(flow, ("states", name, *edge.path), edge.target, edge.key)
-            if state.goto is not None:
-                gotos[(flow, name)] = split_target(flow, state.goto)
-    # A cycle of states that all `goto` on would never wait for the customer.
-    reported: set[tuple[str, str]] = set()
-    for first in sorted(gotos):
-        chain = [first]
-        node = gotos[first]
-        while node in gotos and node not in chain:
-            chain.append(node)
-            node = gotos[node]
-        if node in chain and node not in reported:
-            loop = chain[chain.index(node) :]
-            reported.update(loop)
-            names = " → ".join(f"{f}.{s}" for f, s in [*loop, node])
-            reason = f"goto loop: {names} never waits for the customer"
-            yield GraphIssue(
-                node[0], ("states", node[1], "goto"), reason, "end the loop with a state without goto"
-            )
 
 
 def _offered_ids(state: State | None) -> Iterator[str]:
@@ -326,7 +157,3 @@ class FlowMachine:
         cursor = _Cursor(state)
         self.machine.events[trigger].trigger(cursor)
         return split_target(self.flow.name, cursor.state)
-
-    def can_fire(self, state: str, trigger: str) -> bool:
-        event = self.machine.events.get(trigger)
-        return event is not None and state in event.transitions

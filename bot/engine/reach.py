@@ -13,8 +13,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import timedelta
 
 from bot.engine.actions import ActionRegistry
-from bot.engine.machine import FALLBACK, TIMEOUT, GraphIssue, split_target, state_edges
-from bot.engine.schema import State
+from bot.engine.checks import GraphIssue
+from bot.engine.edges import FALLBACK, state_edges
+from bot.engine.events import TIMEOUT
+from bot.engine.schema import State, split_target
 
 CUSTOMER_SERVICE_WINDOW = timedelta(hours=24)
 # Ways out of a state that run without the customer writing: the time since their last message carries

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import TYPE_CHECKING
 
 from bot.engine.actions import ActionRegistry
-from bot.engine.machine import ON_KEYS, normalize, suggest
+from bot.engine.checks import suggest
+from bot.engine.edges import ON_KEYS
 from bot.engine.schema import State, variants
+from bot.engine.templates import TemplateCatalog
+from bot.engine.words import normalize
 from bot.whatsapp import outbound as wa
-
-if TYPE_CHECKING:
-    from bot.templates import TemplateCatalog
 
 YamlPath = tuple[str | int, ...]
 

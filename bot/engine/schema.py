@@ -2,20 +2,23 @@
 
 What a single field cannot show (buttons answered in `on:`, text lengths that depend on the message
 kind, actions and their args) is checked by `rules.py`; references across states and flows by
-`machine.check_graph`; the loading that ties these together and names every mistake is `flows.py`.
+`checks.py` and `reach.py`; the loading that ties these together and names every mistake is `flows.py`.
+A loaded flow is a `Flow` (below): its header and its validated states.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator
 from pydantic_core import PydanticCustomError
 
-from bot.engine.machine import REPLY_PLACEHOLDER, normalize
+from bot.engine.words import REPLY_PLACEHOLDER, normalize
 from bot.whatsapp import outbound as wa
 
 NAME = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -34,8 +37,8 @@ def flow_error(reason: str, hint: str | None = None) -> PydanticCustomError:
 
 def _check_placeholders(text: str) -> None:
     for found in PLACEHOLDER.finditer(text):
-        scope, _, field = found.group(1).partition(".")
-        if scope == "customer" and field not in CUSTOMER_FIELDS:
+        scope, _, attribute = found.group(1).partition(".")
+        if scope == "customer" and attribute not in CUSTOMER_FIELDS:
             raise flow_error(
                 f"unknown customer field '{found.group(1)}'",
                 "use {customer.name}, {customer.phone}, {customer.wa_id} or {customer.language}",
@@ -99,6 +102,12 @@ def _target(value: str) -> str:
             f"'{value}' is not a state", "write a state of this flow (menu) or flow.state (orders.ask)"
         )
     return value
+
+
+def split_target(flow_name: str, target: str) -> tuple[str, str]:
+    """'menu' -> (this flow, 'menu'); 'orders.ask_number' -> ('orders', 'ask_number')."""
+    other, dot, state = target.partition(".")
+    return (other, state) if dot else (flow_name, target)
 
 
 def _name(value: str) -> str:
@@ -400,6 +409,19 @@ class FlowHeader(_Spec):
     replies: dict[Annotated[str, AfterValidator(_reply_key)], Target] = {}
     """Reply ids that lead into this flow from any state, any time later: the quick-reply buttons of a
     template the shop sent (`appt:confirm:{appointment}: confirm`)."""
+
+
+@dataclass(frozen=True)
+class Flow:
+    """One loaded flow file: its header and its states, every one of them validated."""
+
+    name: str
+    start: str
+    states: Mapping[str, State]
+    fallback: FallbackSpec | None
+    file: Path
+    replies: Mapping[str, str] = field(default_factory=dict)
+    """Reply id pattern -> target: template buttons that lead here from anywhere (see FlowHeader)."""
 
 
 _MODELS: tuple[type[_Spec], ...] = (State, FlowHeader, ButtonSpec, ListSpec, ListSectionSpec, ListRowSpec)

@@ -1,7 +1,8 @@
 """The `handoff` action flows call: the chat goes to a person, and `{wait_text}` says how long it takes.
 
 It runs inside the inbox's transaction, like every action: the conversation's mode, the open handoff
-and its audit event commit together with the inbound message that asked for it.
+and its audit event commit together with the inbound message that asked for it. Its result says
+`hand_off`, so the inbox knows the chat is a person's from now on (bot/inbox.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from bot.clock import utc_now
 from bot.db.models import Conversation
 from bot.engine import ActionContext, ActionError, ActionRegistry, ActionResult
 from bot.handoff.service import HandoffDesk
-from bot.inbox import HANDOFF_OPENED
 
 
 class HandoffArgs(BaseModel):
@@ -40,5 +40,6 @@ class HandoffActions:
         if conversation is None:
             raise ActionError(f"no conversation for {phone}")
         now = self._clock() if self._clock is not None else utc_now()
-        text = await self.desk.request(conversation.id, phone, context.customer.language, args.reason, now)
-        return ActionResult(variables={"wait_text": text, HANDOFF_OPENED: True})
+        language = context.customer.language
+        text = await self.desk.request(conversation.id, phone, language, args.reason, now, context.texts)
+        return ActionResult(variables={"wait_text": text}, hand_off=True)

@@ -12,6 +12,7 @@ Routes (JSON in and out; errors are `{"error": "..."}` with 401, 403, 404, 409 o
   POST /api/tech/chats/{phone}/notes         {"text"}: internal, never sent
   POST /api/tech/chats/{phone}/transfer      {"technician_id"}
   POST /api/tech/chats/{phone}/release       {"flow"?, "state"?}: back to the bot
+  GET  /api/tech/failed                      admin: inbound messages the bot gave up on, newest first
   GET  /api/tech/ws?token=...                live events (bot/handoff/events.py)
 
 Thin on purpose: authenticate, validate, hand over to the HandoffDesk.
@@ -27,7 +28,14 @@ from typing import Any, TypeVar
 from aiohttp import BodyPartReader, WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bot.api_errors import bearer_token, error_response, field_errors, unauthorized, validated_body
+from bot.api_errors import (
+    RowId,
+    bearer_token,
+    error_response,
+    field_errors,
+    unauthorized,
+    validated_body,
+)
 from bot.db.models import Handoff, HandoffStatus, Technician
 from bot.handoff.service import OPEN, DeskError, HandoffDesk, is_admin
 from bot.handoff.tokens import verify_token
@@ -84,12 +92,12 @@ class NoteIn(_In):
 
 
 class TransferIn(_In):
-    technician_id: int
+    technician_id: RowId
 
 
 class ReleaseIn(_In):
-    flow: str | None = None
-    state: str | None = None
+    flow: str | None = Field(default=None, max_length=64)
+    state: str | None = Field(default=None, max_length=128)
 
 
 def technician_out(technician: Technician) -> dict[str, Any]:
@@ -219,6 +227,10 @@ async def release(request: web.Request, technician: Technician) -> dict[str, Any
     return await request.app[DESK].release(technician, request.match_info["phone"], body.flow, body.state)
 
 
+async def failed(request: web.Request, technician: Technician) -> list[dict[str, Any]]:
+    return await request.app[DESK].failed(technician)
+
+
 async def visible(technician: Technician, event: dict[str, Any]) -> bool:
     """Admins see every event; technicians the queue, and the messages of waiting chats and their own."""
     if is_admin(technician) or event.get("type") == "queue":
@@ -290,4 +302,5 @@ def add_routes(app: web.Application, desk: HandoffDesk, client: Callable[[], Wha
     add.add_post("/api/tech/chats/{phone}/notes", route(note))
     add.add_post("/api/tech/chats/{phone}/transfer", route(transfer))
     add.add_post("/api/tech/chats/{phone}/release", route(release))
+    add.add_get("/api/tech/failed", route(failed))
     add.add_get("/api/tech/ws", websocket)

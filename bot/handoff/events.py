@@ -12,7 +12,13 @@ Event shapes (JSON objects, one per WebSocket text frame):
     "reason": str | null}`
   the queue or a chat's owner changed; refetch `GET /api/tech/queue` and `/api/tech/chats`.
 
+- `{"type": "failed", "phone": str, "conversation_id": null, "message": HistoryItem}`
+  an inbound message the bot gave up on after its attempts (parked: status "failed", `error` says why);
+  admins list them with `GET /api/tech/failed`.
+
 HistoryItem is what `GET /api/tech/chats/{phone}/messages` lists (see bot/handoff/api.py).
+An event says what a commit made true: published inside a transaction (an `atomic()` block, see
+bot/db/transactions.py), it goes out once that transaction commits, and never if it rolls back.
 Events are best effort: a slow subscriber loses its oldest events rather than holding up the bot, and
 the panel reloads the lists from the API when it (re)connects.
 """
@@ -22,7 +28,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
+
+from bot.db.transactions import on_commit
 
 QUEUE_SIZE = 1000
 
@@ -32,28 +41,22 @@ class EventHub:
 
     def __init__(self) -> None:
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
-        self._deferred: list[dict[str, Any]] = []
 
     @property
     def listening(self) -> bool:
         return bool(self._subscribers)
 
     def publish(self, event: dict[str, Any]) -> None:
+        """Now, or inside an `atomic()` block once it commits (dropped if it rolls back): a panel that
+        refetches at once finds what the event announces, and never hears of what did not happen."""
+        on_commit(partial(self._deliver, event))
+
+    def _deliver(self, event: dict[str, Any]) -> None:
         for queue in list(self._subscribers):
             if queue.full():
                 with contextlib.suppress(asyncio.QueueEmpty):
                     queue.get_nowait()
             queue.put_nowait(event)
-
-    def defer(self, event: dict[str, Any]) -> None:
-        """For an event written inside a transaction that has not committed yet: `flush()` publishes
-        it once it has, so a panel refetching at once finds what the event announces."""
-        self._deferred.append(event)
-
-    def flush(self) -> None:
-        events, self._deferred = self._deferred, []
-        for event in events:
-            self.publish(event)
 
     def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)

@@ -1,7 +1,8 @@
 """The handoff guards: nobody claims a waiting chat → the customer gets an apology and the offer to leave
 a message (once per handoff); a claimed chat silent both ways too long → back to the bot, with a note
 to the technician. Runs inside `bot serve` every `handoff.check_seconds`; `run_once()` with a clock in
-tests. Each change is one transaction with a conditional update, so two processes never do it twice.
+tests. Each change is one transaction with a conditional update, so two processes never do it twice;
+its event goes out after that transaction commits.
 """
 
 from __future__ import annotations
@@ -9,8 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
-
-from tortoise.transactions import in_transaction
 
 from bot.clock import Clock, utc_now
 from bot.db.models import (
@@ -24,11 +23,13 @@ from bot.db.models import (
     HandoffStatus,
     Message,
 )
+from bot.db.transactions import atomic
+from bot.engine.texts import TextSource, read_once
 from bot.handoff.events import EventHub
 from bot.handoff.service import HandoffDesk, queue_event
-from bot.handoff.texts import IDLE_NOTE, UNCLAIMED, pick
-from bot.inbox import outbound_row
+from bot.handoff.texts import IDLE_NOTE
 from bot.loops import Loop
+from bot.outbox import enqueue
 from bot.settings import Settings
 from bot.whatsapp.outbound import Text
 
@@ -42,9 +43,12 @@ class HandoffGuards:
         events: EventHub | None = None,
         clock: Clock = utc_now,
         on_queued: Callable[[], None] = lambda: None,
+        texts: TextSource | None = None,
     ) -> None:
+        """`texts`: the engine's current texts (the server's); else templates/texts/ read once."""
         self.rules = settings.handoff
         self._default_language = settings.shop.default_language
+        self._texts = texts if texts is not None else read_once(settings.templates_dir)
         self.events = events if events is not None else EventHub()
         self._clock = clock
         self._on_queued = on_queued
@@ -71,7 +75,7 @@ class HandoffGuards:
         done = 0
         due = await Handoff.filter(status=HandoffStatus.WAITING, apologized_at=None, requested_at__lte=limit)
         for handoff in due:
-            async with in_transaction():
+            async with atomic():
                 marked = await Handoff.filter(
                     id=handoff.id, status=HandoffStatus.WAITING, apologized_at=None
                 ).update(apologized_at=now)
@@ -80,18 +84,20 @@ class HandoffGuards:
                 language = await Customer.filter(wa_id=handoff.customer_phone).values_list(
                     "language", flat=True
                 )
-                text = pick(
-                    UNCLAIMED, str(language[0] if language and language[0] else self._default_language)
+                text = self._texts().say(
+                    "handoff.unclaimed",
+                    str(language[0]) if language and language[0] else None,
+                    self._default_language,
                 )
-                await outbound_row(handoff.customer_phone, Text(body=text), reply_to=None, now=now).save()
+                await enqueue(handoff.customer_phone, Text(body=text), now=now)
                 await AuditEvent.create(
                     kind=AuditKind.GUARD_UNCLAIMED,
                     conversation_id=handoff.conversation_id,
                     details={"handoff_id": handoff.id, "minutes": self.rules.unclaimed_minutes},
                     at=now,
                 )
+                self.events.publish(queue_event("apologized", handoff))
             done += 1
-            self.events.publish(queue_event("apologized", handoff))
         return done
 
     async def _idle(self, now: datetime) -> int:
@@ -111,7 +117,7 @@ class HandoffGuards:
             )
             if activity > limit:
                 continue
-            async with in_transaction():
+            async with atomic():
                 conversation = await Conversation.get_or_none(id=handoff.conversation_id)
                 still = await Handoff.filter(
                     id=handoff.id, status=HandoffStatus.CLAIMED, technician_id=handoff.technician_id
@@ -133,6 +139,6 @@ class HandoffGuards:
                     details={"handoff_id": handoff.id, "minutes": self.rules.idle_minutes},
                     at=now,
                 )
+                self.events.publish(queue_event("released", handoff, by="guard_idle"))
             done += 1
-            self.events.publish(queue_event("released", handoff, by="guard_idle"))
         return done

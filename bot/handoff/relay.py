@@ -34,8 +34,9 @@ from bot.db.models import (
     Order,
     Technician,
 )
+from bot.engine.texts import pick_language
 from bot.handoff.service import OPEN, WINDOW, DeskError, HandoffDesk
-from bot.inbox import outbound_row
+from bot.outbox import outbound_row
 from bot.whatsapp.outbound import OutboundMessage, Template, Text
 
 TEMPLATE = "technician_relay"
@@ -304,17 +305,13 @@ class Relay:
     def _template(self, who: str, where: str, body: str) -> Template:
         spec = self.desk.catalog.get(TEMPLATE)
         settings = self.desk.settings
-        languages: list[str] = list(spec.languages) if spec else [settings.shop.default_language]
-        language = settings.shop.default_language
-        if language not in languages:
-            language = languages[0]
+        default = settings.shop.default_language
+        language = pick_language(spec.languages if spec else (), None, default) or default
         params = tuple(_param(value) for value in (who, where, body))
         return Template(name=TEMPLATE, language=language, body_params=params)
 
     def _to_technician(self, technician: Technician, message: OutboundMessage, now: datetime) -> Message:
-        row = outbound_row(digits(technician.phone), message, reply_to=None, now=now)
-        row.technician_id = technician.id
-        return row
+        return outbound_row(digits(technician.phone), message, now=now, technician_id=technician.id)
 
 
 def _param(value: Any) -> str:

@@ -1,9 +1,11 @@
 """The handoff desk: opening, claiming, answering, passing on and releasing chats a person has.
 
-Every change is one transaction. At most one handoff per conversation is open (waiting or claimed):
-opening one locks the conversation row first (PostgreSQL; SQLite's write transactions are exclusive)
-and reuses an open one. A claim is a single conditional UPDATE ... WHERE status='waiting', so of two
-technicians racing for a chat exactly one wins and the other gets a 409.
+Every change is one transaction (an `atomic()` block: called inside the inbox's batch, by the relay, it
+is a savepoint of the batch), and its live events go out after that transaction commits. At most one
+handoff per conversation is open (waiting or claimed): opening one locks the conversation row first
+(PostgreSQL; SQLite's write transactions are exclusive) and reuses an open one. A claim is a single
+conditional UPDATE ... WHERE status='waiting', so of two technicians racing for a chat exactly one wins
+and the other gets a 409.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from tortoise import connections
-from tortoise.transactions import in_transaction
 
 from bot.clock import Clock, utc_now
 from bot.db.models import (
@@ -23,6 +24,8 @@ from bot.db.models import (
     Conversation,
     ConversationMode,
     Customer,
+    DeliveryStatus,
+    Direction,
     Handoff,
     HandoffNote,
     HandoffStatus,
@@ -30,17 +33,21 @@ from bot.db.models import (
     Technician,
     TechnicianRole,
 )
+from bot.db.transactions import atomic, on_commit
 from bot.engine import Engine
+from bot.engine.templates import TemplateCatalog, load_templates
+from bot.engine.texts import TextCatalog, load_texts, pick_language
 from bot.handoff.events import EventHub
 from bot.handoff.texts import WorkingHours, wait_text
-from bot.inbox import outbound_row
+from bot.outbox import enqueue
 from bot.settings import Settings
-from bot.templates import TemplateCatalog, load_templates
 from bot.whatsapp.outbound import Media, OutboundMessage, Template, Text
 
 WINDOW = timedelta(hours=24)
 OPEN = (HandoffStatus.WAITING, HandoffStatus.CLAIMED)
 OUTSIDE_WINDOW = "outside the 24-hour window: only a template can be sent"
+FAILED_LIMIT = 100
+"""The most parked inbound messages `failed()` lists (the newest)."""
 
 
 @dataclass
@@ -115,6 +122,7 @@ def history_item(row: Message) -> dict[str, Any]:
         "status": str(row.delivery_status),
         "error": row.error_title,
         "error_code": row.error_code,
+        "attempts": row.attempts,
         "technician_id": row.technician_id,
         "wamid": row.whatsapp_message_id,
         "at": (row.created_at or row.received_at or utc_now()).isoformat(),
@@ -156,6 +164,7 @@ class HandoffDesk:
         self._clock = clock
         self._on_queued = on_queued
         self._catalog: TemplateCatalog | None = None
+        self._texts: TextCatalog | None = None
 
     @property
     def catalog(self) -> TemplateCatalog:
@@ -163,20 +172,45 @@ class HandoffDesk:
             self._catalog, _ = load_templates(self.settings.templates_dir)
         return self._catalog
 
+    @property
+    def texts(self) -> TextCatalog:
+        """The bot's texts: the engine's (reloaded with the flows), else templates/texts/ read once."""
+        if self.engine is not None:
+            return self.engine.flows.texts
+        if self._texts is None:
+            self._texts, _ = load_texts(self.settings.templates_dir)  # problems: reported with the flows'
+        return self._texts
+
     def approved_templates(self) -> list[str]:
         return [name for name in self.catalog if self.catalog.templates[name].status == "approved"]
 
     # --- entering
 
     async def request(
-        self, conversation_id: int, phone: str, language: str | None, reason: str, now: datetime
+        self,
+        conversation_id: int,
+        phone: str,
+        language: str | None,
+        reason: str,
+        now: datetime,
+        texts: TextCatalog | None = None,
     ) -> str:
-        """Inside the caller's transaction: hand the chat to a person; returns the wait text."""
+        """Inside the caller's transaction: hand the chat to a person; returns the wait text (`texts`:
+        those of the engine run that asked, else the desk's)."""
         handoff, new = await open_handoff(conversation_id, phone, reason, now)
         waiting = await Handoff.filter(status=HandoffStatus.WAITING).count()
-        if new:  # the inbox's transaction is still open: announce it once it commits
-            self.events.defer(queue_event("waiting", handoff))
-        return wait_text(self.hours, now, waiting, self.settings.handoff.minutes_per_chat, language)
+        if new:  # goes out once the caller's transaction (the inbox's batch) commits
+            self.events.publish(queue_event("waiting", handoff))
+        settings = self.settings
+        return wait_text(
+            texts if texts is not None else self.texts,
+            self.hours,
+            now,
+            waiting,
+            settings.handoff.minutes_per_chat,
+            language,
+            settings.shop.default_language,
+        )
 
     async def auto_handoff(
         self, conversation_id: int, phone: str, language: str, now: datetime
@@ -211,6 +245,22 @@ class HandoffDesk:
         claimed = await query.order_by("claimed_at", "id")
         customers = {c.wa_id: c for c in await Customer.filter(wa_id__in=[h.customer_phone for h in claimed])}
         return [self._chat_info(h, customers.get(h.customer_phone)) for h in claimed]
+
+    async def failed(self, technician: Technician) -> list[dict[str, Any]]:
+        """Inbound messages the bot gave up on (parked by the inbox after their attempts, with the
+        reason in `error`), newest first: for admins, who can open any chat."""
+        if not is_admin(technician):
+            raise DeskError(403, "only an admin can see the messages the bot could not handle")
+        rows = (
+            await Message.filter(message_direction=Direction.INBOUND, delivery_status=DeliveryStatus.FAILED)
+            .order_by("-id")
+            .limit(FAILED_LIMIT)
+        )
+        names = await _names(list({row.customer_phone for row in rows}))
+        return [
+            {**history_item(row), "phone": row.customer_phone, "name": names.get(row.customer_phone)}
+            for row in rows
+        ]
 
     def _chat_info(self, handoff: Handoff | None, customer: Customer | None) -> dict[str, Any]:
         now = self._clock()
@@ -273,7 +323,7 @@ class HandoffDesk:
 
     async def claim(self, technician: Technician, phone: str) -> dict[str, Any]:
         now = self._clock()
-        async with in_transaction():
+        async with atomic():
             chat = await self.chat(phone)
             handoff = chat.handoff
             if handoff is None:  # a technician takes over a chat the bot has
@@ -300,7 +350,7 @@ class HandoffDesk:
                 details={"handoff_id": handoff.id},
                 at=now,
             )
-        self.events.publish(queue_event("claimed", handoff))
+            self.events.publish(queue_event("claimed", handoff))
         return self._chat_info(handoff, chat.customer)
 
     async def transfer(self, technician: Technician, phone: str, to_id: int) -> dict[str, Any]:
@@ -308,7 +358,7 @@ class HandoffDesk:
         target = await Technician.get_or_none(id=to_id, active=True)
         if target is None:
             raise DeskError(422, "no active technician with this id")
-        async with in_transaction():
+        async with atomic():
             chat = await self.chat(phone)
             handoff = self._must_own(technician, chat, admin_too=True)
             moved = await Handoff.filter(
@@ -324,7 +374,7 @@ class HandoffDesk:
                 at=now,
             )
             handoff = await Handoff.get(id=handoff.id)
-        self.events.publish(queue_event("transferred", handoff, from_technician_id=technician.id))
+            self.events.publish(queue_event("transferred", handoff, from_technician_id=technician.id))
         return self._chat_info(handoff, chat.customer)
 
     def _target(
@@ -353,7 +403,7 @@ class HandoffDesk:
     ) -> dict[str, Any]:
         """Back to the bot (the owner, or an admin); the bot answers the customer's next message."""
         now = self._clock()
-        async with in_transaction():
+        async with atomic():
             chat = await self.chat(phone)
             if technician is not None:
                 handoff = self._must_own(technician, chat, admin_too=True)
@@ -375,7 +425,7 @@ class HandoffDesk:
                 at=now,
             )
             handoff = await Handoff.get(id=handoff.id)
-        self.events.publish(queue_event("released", handoff))
+            self.events.publish(queue_event("released", handoff))
         return self._chat_info(None, chat.customer)
 
     @staticmethod
@@ -408,20 +458,18 @@ class HandoffDesk:
     async def send(self, technician: Technician, phone: str, message: OutboundMessage) -> dict[str, Any]:
         """Queue a technician's message (free-form only inside the 24-hour window)."""
         now = self._clock()
-        async with in_transaction():
+        async with atomic():
             chat = await self.chat(phone)
             handoff = self._must_own(technician, chat)
             if not isinstance(message, Template):
                 self.check_window(chat.customer, now)
-            row = outbound_row(phone, message, reply_to=None, now=now)
-            row.technician_id = technician.id
-            await row.save()
+            row = await enqueue(phone, message, now=now, technician_id=technician.id)
             await Handoff.filter(id=handoff.id).update(last_activity_at=now)
-        item = history_item(row)
-        self.events.publish(
-            {"type": "message", "phone": phone, "conversation_id": chat.conversation.id, "message": item}
-        )
-        self._on_queued()
+            item = history_item(row)
+            self.events.publish(
+                {"type": "message", "phone": phone, "conversation_id": chat.conversation.id, "message": item}
+            )
+            on_commit(self._on_queued)
         return item
 
     def check_window(self, customer: Customer, now: datetime) -> None:
@@ -445,11 +493,8 @@ class HandoffDesk:
             )
         if len(params) != spec.parameters:
             raise DeskError(422, f"template '{name}' takes {spec.parameters} parameter(s), not {len(params)}")
-        default = self.settings.shop.default_language
-        language = next(
-            (code for code in (customer.language, default) if code and code in spec.languages),
-            next(iter(spec.languages)),
-        )
+        language = pick_language(spec.languages, customer.language, self.settings.shop.default_language)
+        assert language is not None  # a template file has at least one language
         return Template(name=name, language=language, body_params=tuple(params))
 
     @staticmethod

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.db.models import Customer, Order
+from bot.engine.texts import pick_language, pick_text
 from bot.orders.texts import OrderTexts
 from bot.outbox import CUSTOMER_SERVICE_WINDOW
 from bot.whatsapp.outbound import OutboundMessage, Template, Text
@@ -31,7 +32,7 @@ class StatusNotifier:
     notify: Mapping[str, bool]
     """Status name -> whether entering it tells the customer."""
     default_language: str
-    template_languages: frozenset[str]
+    template_languages: tuple[str, ...]
     """The languages `order_status_update` is approved in; empty when the template file is not here."""
     address: PerLanguage = ""
     opening_hours: PerLanguage = ""
@@ -47,9 +48,9 @@ class StatusNotifier:
             body = self.texts.text(order.status, language, self.values(order, language))
             if body:
                 return Text(body=body)
-        template_language = language
-        if self.template_languages and language not in self.template_languages:
-            template_language = self.default_language
+        template_language = (
+            pick_language(self.template_languages, language, self.default_language) or language
+        )
         label = self.texts.label(order.status, template_language) if self.texts else order.status
         return Template(
             name=STATUS_TEMPLATE,
@@ -62,12 +63,6 @@ class StatusNotifier:
             "order_number": order.order_number,
             "device_model": order.device_model,
             "customer_name": order.customer_name,
-            "address": _in_language(self.address, language, self.default_language),
-            "opening_hours": _in_language(self.opening_hours, language, self.default_language),
+            "address": pick_text(self.address, language, self.default_language),
+            "opening_hours": pick_text(self.opening_hours, language, self.default_language),
         }
-
-
-def _in_language(value: PerLanguage, language: str, default: str) -> str:
-    if isinstance(value, str):
-        return value
-    return value.get(language) or value.get(default) or next(iter(value.values()), "")

@@ -17,9 +17,9 @@ from tortoise.transactions import in_transaction
 
 from bot.clock import Clock, utc_now
 from bot.db.models import Customer, Order, OrderSource, OrderStatusChange
-from bot.inbox import outbound_row
 from bot.orders.notify import StatusNotifier
 from bot.orders.schemas import OrderIn, OrderPatch
+from bot.outbox import enqueue
 
 
 class UnknownStatus(ValueError):
@@ -114,9 +114,7 @@ class OrderService:
         message = self._notifier.message_for(order, customer, now)
         if message is None:
             return OrderChange(order, created, None)
-        row = outbound_row(order.customer_phone, message, reply_to=None, now=now)
-        row.order_id = order.id
-        await row.save()
+        await enqueue(order.customer_phone, message, now=now, order_id=order.id)
         return OrderChange(order, created, message.message_type)
 
     def _queued(self, change: OrderChange) -> OrderChange:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from bot.engine.templates import load_templates
 from bot.orders.notify import STATUS_TEMPLATE, StatusNotifier
 from bot.orders.service import OrderService
 from bot.orders.texts import load_order_texts
 from bot.settings import Settings
-from bot.templates import load_templates
 
 
 def build_order_service(settings: Settings, on_queued: Callable[[], None] = lambda: None) -> OrderService:
@@ -27,7 +27,7 @@ def build_status_notifier(settings: Settings) -> StatusNotifier:
         texts=texts,
         notify={status.name: status.notify for status in settings.orders.statuses},
         default_language=settings.shop.default_language,
-        template_languages=frozenset(template.languages) if template else frozenset(),
+        template_languages=tuple(template.languages) if template else (),
         address=settings.shop.address,
         opening_hours=settings.shop.opening_hours,
     )

@@ -16,6 +16,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, ValidationError
 
 from bot.engine.schema import LANGUAGE
+from bot.engine.texts import pick_text
 
 TEXTS_FILE = Path("texts") / "order_statuses.yaml"
 PLACEHOLDERS = ("order_number", "device_model", "customer_name", "address", "opening_hours")
@@ -83,19 +84,15 @@ class OrderTexts:
         texts = self._statuses.get(status)
         if texts is None:
             return status.replace("_", " ").capitalize()
-        return _pick(texts.label, language, self._default)
+        return pick_text(texts.label, language, self._default)
 
     def text(self, status: str, language: str, values: Mapping[str, str]) -> str | None:
         texts = self._statuses.get(status)
         if texts is None:
             return None
-        return _pick(texts.text, language, self._default).format_map(
+        return pick_text(texts.text, language, self._default).format_map(
             {name: values.get(name, "") for name in PLACEHOLDERS}
         )
-
-
-def _pick(by_language: Mapping[str, str], language: str, default: str) -> str:
-    return by_language.get(language) or by_language.get(default) or next(iter(by_language.values()))
 
 
 def load_order_texts(

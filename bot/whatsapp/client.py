@@ -1,45 +1,29 @@
-"""WhatsAppClient: typed sends, mark-read and media over a small Transport (real HTTP or the sandbox).
+"""WhatsAppClient: sends of `outbound` values, mark-read and media over a small Transport (HTTP or sandbox).
 
 The client makes exactly one attempt per call and raises a `GraphError` subclass on failure: retries
 belong to the outbox, which keeps them durable across restarts. The client only paces (so 130429 and
-131056 are avoided rather than retried) and, after a 131056, tells the pacer to hold that recipient.
-Typed helpers build the `outbound` values first, so Cloud API limits are refused before any request.
+131056 are avoided rather than retried) and, after an error about one recipient (131056), tells the
+pacer to hold that recipient. Callers pass an `outbound` value, built and checked against the Cloud
+API's limits before any request is made.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
 
-from bot.whatsapp.errors import PairRateLimit, TransportError, UnexpectedResponse, error_from_response
-from bot.whatsapp.outbound import (
-    Buttons,
-    ListMessage,
-    ListRow,
-    ListSection,
-    Media,
-    MediaKind,
-    OutboundMessage,
-    Reaction,
-    ReplyButton,
-    Template,
-    Text,
-    to_request_body,
-)
+from bot.whatsapp.errors import GraphError, TransportError, UnexpectedResponse, error_from_response
+from bot.whatsapp.outbound import OutboundMessage, to_request_body
 from bot.whatsapp.pacing import Pacer
 from bot.whatsapp.sandbox import SandboxTransport
 
 __all__ = ["HttpTransport", "SandboxTransport", "SendResult", "Transport", "WhatsAppClient"]
 
 DEFAULT_TIMEOUT = 15.0
-
-RowSpec = ListRow | tuple[str, str] | tuple[str, str, str | None]  # (id, title[, description])
-SectionSpec = ListSection | tuple[str | None, Sequence[RowSpec]]  # (title, rows)
-ButtonSpec = ReplyButton | tuple[str, str]  # (id, title)
 
 
 @dataclass(frozen=True)
@@ -148,127 +132,18 @@ class WhatsAppClient:
     async def send(
         self, to: str, message: OutboundMessage, *, reply_to: str | None = None, pace: bool = True
     ) -> SendResult:
-        """Send one message, paced first; after a 131056 the pacer holds this recipient, then it raises."""
+        """Send one message, paced first. After an error about this recipient only (131056, the pair
+        rate limit) the pacer holds the recipient, then it raises."""
         body = to_request_body(to, message, reply_to)
         if pace and self.pacer is not None:
             await self.pacer.acquire(to)
         try:
             response = await self.transport.post_json(self._messages_path, body)
-        except PairRateLimit as err:
-            if self.pacer is not None:
+        except GraphError as err:
+            if err.per_recipient and self.pacer is not None:
                 self.pacer.hold(to, err.retry_delay(0))
             raise
         return _send_result(response)
-
-    async def send_text(
-        self, to: str, body: str, *, preview_url: bool = False, reply_to: str | None = None
-    ) -> SendResult:
-        return await self.send(to, Text(body=body, preview_url=preview_url), reply_to=reply_to)
-
-    async def send_image(
-        self,
-        to: str,
-        *,
-        link: str | None = None,
-        media_id: str | None = None,
-        caption: str | None = None,
-        reply_to: str | None = None,
-    ) -> SendResult:
-        return await self._send_media(to, "image", link, media_id, reply_to, caption=caption)
-
-    async def send_document(
-        self,
-        to: str,
-        *,
-        link: str | None = None,
-        media_id: str | None = None,
-        caption: str | None = None,
-        filename: str | None = None,
-        reply_to: str | None = None,
-    ) -> SendResult:
-        return await self._send_media(
-            to, "document", link, media_id, reply_to, caption=caption, filename=filename
-        )
-
-    async def send_audio(
-        self,
-        to: str,
-        *,
-        link: str | None = None,
-        media_id: str | None = None,
-        voice: bool = False,
-        reply_to: str | None = None,
-    ) -> SendResult:
-        return await self._send_media(to, "audio", link, media_id, reply_to, voice=voice)
-
-    async def send_video(
-        self,
-        to: str,
-        *,
-        link: str | None = None,
-        media_id: str | None = None,
-        caption: str | None = None,
-        reply_to: str | None = None,
-    ) -> SendResult:
-        return await self._send_media(to, "video", link, media_id, reply_to, caption=caption)
-
-    async def send_template(
-        self,
-        to: str,
-        name: str,
-        language: str,
-        body_params: Sequence[str] = (),
-        button_payloads: Sequence[str] = (),
-        *,
-        reply_to: str | None = None,
-    ) -> SendResult:
-        template = Template(
-            name=name,
-            language=language,
-            body_params=tuple(body_params),
-            button_payloads=tuple(button_payloads),
-        )
-        return await self.send(to, template, reply_to=reply_to)
-
-    async def send_buttons(
-        self,
-        to: str,
-        body: str,
-        buttons: Sequence[ButtonSpec],
-        *,
-        header: str | None = None,
-        footer: str | None = None,
-        reply_to: str | None = None,
-    ) -> SendResult:
-        replies = tuple(
-            b if isinstance(b, ReplyButton) else ReplyButton(id=b[0], title=b[1]) for b in buttons
-        )
-        message = Buttons(body=body, buttons=replies, header=header, footer=footer)
-        return await self.send(to, message, reply_to=reply_to)
-
-    async def send_list(
-        self,
-        to: str,
-        body: str,
-        button: str,
-        sections: Sequence[SectionSpec],
-        *,
-        header: str | None = None,
-        footer: str | None = None,
-        reply_to: str | None = None,
-    ) -> SendResult:
-        message = ListMessage(
-            body=body,
-            button=button,
-            sections=tuple(_section(s) for s in sections),
-            header=header,
-            footer=footer,
-        )
-        return await self.send(to, message, reply_to=reply_to)
-
-    async def send_reaction(self, to: str, message_id: str, emoji: str) -> SendResult:
-        """React to a message; an empty emoji removes the reaction."""
-        return await self.send(to, Reaction(message_id=message_id, emoji=emoji))
 
     async def mark_read(self, message_id: str, *, typing: bool = False) -> None:
         """Mark an inbound message (and the ones before it) read; `typing` also shows "typing…" (25 s).
@@ -305,18 +180,6 @@ class WhatsAppClient:
         """Fetch media from a `get_media_url` URL (it needs the bearer token)."""
         return await self.transport.get_bytes(url)
 
-    async def _send_media(
-        self,
-        to: str,
-        media_type: MediaKind,
-        link: str | None,
-        media_id: str | None,
-        reply_to: str | None,
-        **extra: Any,
-    ) -> SendResult:
-        message = Media(media_type=media_type, link=link, media_id=media_id, **extra)
-        return await self.send(to, message, reply_to=reply_to)
-
 
 def _send_result(response: dict[str, Any]) -> SendResult:
     messages = response.get("messages")
@@ -328,17 +191,3 @@ def _send_result(response: dict[str, Any]) -> SendResult:
     contact = contacts[0] if isinstance(contacts, list) and contacts else None
     wa_id = contact.get("wa_id") if isinstance(contact, dict) else None
     return SendResult(wamid=wamid, wa_id=wa_id if isinstance(wa_id, str) else None, raw=response)
-
-
-def _section(spec: SectionSpec) -> ListSection:
-    if isinstance(spec, ListSection):
-        return spec
-    title, rows = spec
-    return ListSection(title=title, rows=tuple(_row(r) for r in rows))
-
-
-def _row(spec: RowSpec) -> ListRow:
-    if isinstance(spec, ListRow):
-        return spec
-    description = spec[2] if len(spec) > 2 else None
-    return ListRow(id=spec[0], title=spec[1], description=description)

@@ -2,9 +2,11 @@
 
 Meta says to build error handling on `error.code` (and `error_data.details`), never on the HTTP status,
 title or subcode (../shared/CLOUD_API.md §6): throttling arrives as HTTP 400 as well as 429. So
-`error_from_response` picks the class by code; the HTTP status only decides what an *unknown* code means.
-The outbox reads `retryable`, `max_attempts`, `per_recipient`, `account_wide` and `retry_delay()` and never
-matches numbers itself.
+`error_from_response` picks the class by code; the HTTP status only decides what an *unknown* code means
+(and which of code 1's two meanings applies).
+The outbox reads `retryable`, `max_attempts`, `account_wide` and `retry_delay()`, the client reads
+`per_recipient`; neither matches numbers itself. Transient classes have `max_attempts = None`: they are
+retried for as long as the outbox's horizon allows, not a number of times.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ _MAX_EXPONENT = 32  # keeps factor ** attempt finite; the delay is capped long b
 CODE_TRANSPORT = -1  # no HTTP answer
 CODE_UNEXPECTED = -2  # a 2xx answer without what it must hold
 CODE_MISSING = -3  # a non-2xx answer without a Graph error code in it
+CODE_UNSENDABLE = -4  # a queued row whose stored payload is not a message that can be sent
 
 
 class GraphError(Exception):
@@ -25,8 +28,10 @@ class GraphError(Exception):
 
     codes: ClassVar[tuple[int, ...]] = ()
     retryable: ClassVar[bool] = False
-    max_attempts: ClassVar[int] = 1  # total attempts for the message, the first one included
-    per_recipient: ClassVar[bool] = False  # only this recipient must wait; others may be sent to now
+    max_attempts: ClassVar[int | None] = 1
+    """Total attempts for the message, the first one included; None: transient, retried until the
+    outbox's horizon (the customer's window, or outbox.retry_horizon_hours) runs out."""
+    per_recipient: ClassVar[bool] = False  # only this recipient must wait: the pacer holds it
     account_wide: ClassVar[bool] = False  # about the number/app/token, not this message: pause, alert
     base_delay: ClassVar[float] = 2.0
     backoff_factor: ClassVar[float] = 2.0
@@ -84,7 +89,7 @@ class ThrottlingError(GraphError):
     """Sending too fast; back off. Also used for an HTTP 429 whose body carries no known code."""
 
     retryable = True
-    max_attempts = 8
+    max_attempts: ClassVar[int | None] = None
     account_wide = True
 
 
@@ -135,7 +140,7 @@ class TemporaryError(GraphError):
     """The service failed for now; the same request may succeed later."""
 
     retryable = True
-    max_attempts = 6
+    max_attempts: ClassVar[int | None] = None
 
 
 class ServiceUnavailable(TemporaryError):
@@ -150,26 +155,25 @@ class ServerError(TemporaryError):
 
 
 class PossibleServerError(TemporaryError):
-    """1: "invalid request or possible server error"; worth exactly one more try."""
+    """1: "invalid request or possible server error" on a 4xx; worth exactly one more try. With a 5xx
+    it is the server's error, a ServerError (the status is what tells Meta's two meanings apart)."""
 
     codes = (1,)
     max_attempts = 2
 
 
 class UnknownError(TemporaryError):
-    """131000: "failed due to an unknown error"; Meta says try again, so a few tries."""
+    """131000: "failed due to an unknown error"; Meta says try again: transient, within the horizon."""
 
     codes = (131000,)
-    max_attempts = 3
 
 
 class TransportError(TemporaryError):
     """No HTTP answer at all (connection refused, reset, timeout). code -1: code 0 belongs to auth.
 
-    A timeout after the request was written may mean Meta accepted it; a retry can then duplicate.
+    A timeout after the request was written may mean Meta accepted it; a retry can then duplicate,
+    which beats losing the message.
     """
-
-    max_attempts = 8
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> TransportError:
@@ -295,10 +299,17 @@ class PaymentError(GraphError):
 
 
 class PolicyRestriction(GraphError):
-    """368 / 131031 / 130497: policy restriction, account locked, or country restriction."""
+    """368 / 131031: the account is restricted for a policy violation, or locked."""
 
-    codes = (368, 131031, 130497)
+    codes: ClassVar[tuple[int, ...]] = (368, 131031)
     account_wide = True
+
+
+class CountryRestriction(PolicyRestriction):
+    """130497: the business may not message users in this recipient's country: about this message."""
+
+    codes = (130497,)
+    account_wide = False
 
 
 _ERROR_CLASSES: tuple[type[GraphError], ...] = (
@@ -328,13 +339,17 @@ _ERROR_CLASSES: tuple[type[GraphError], ...] = (
     InvalidParameter,
     PaymentError,
     PolicyRestriction,
+    CountryRestriction,
 )
 _BY_CODE: dict[int, type[GraphError]] = {code: cls for cls in _ERROR_CLASSES for code in cls.codes}
 
 
 def error_class_for(code: int, http_status: int | None = None) -> type[GraphError]:
-    """The class for a Graph error code (also for webhook `errors[]`); unknown codes fall back on status."""
+    """The class for a Graph error code (also for webhook `errors[]`); unknown codes fall back on status,
+    and code 1 ("invalid request or possible server error") with a 5xx is the server's error."""
     known = _BY_CODE.get(code)
+    if known is PossibleServerError and http_status is not None and http_status >= 500:
+        return ServerError
     if known is not None:
         return known
     if http_status is not None and http_status >= 500:

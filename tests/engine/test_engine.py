@@ -27,6 +27,7 @@ from bot.whatsapp.outbound import Buttons, ListMessage, Media, ReplyButton, Temp
 from tests.helpers import shop_actions
 
 FLOWS = Path(__file__).parents[2] / "flows"
+TEMPLATES = FLOWS.parent / "templates"
 ANA = Customer(wa_id="34600111222", name="Ana", language="en")
 
 
@@ -58,11 +59,13 @@ def say(flows: FlowSet, state: str, language: str = "en", flow: str = "main") ->
     return text[language]
 
 
-def write_flows(directory: Path, actions: ActionRegistry | None = None, **files: str) -> FlowSet:
+def write_flows(
+    directory: Path, actions: ActionRegistry | None = None, templates: Path | None = None, **files: str
+) -> FlowSet:
     directory.mkdir(exist_ok=True)
     for name, text in files.items():
         (directory / f"{name}.yaml").write_text(textwrap.dedent(text), encoding="utf-8")
-    return load_flows(directory, actions)
+    return load_flows(directory, actions, templates)
 
 
 async def send(engine: Engine, at: Outcome | None, event: Event, customer: Customer = ANA) -> Outcome:
@@ -129,7 +132,7 @@ async def test_buttons_and_keywords_reach_a_technician(event: Event, state: str)
 async def test_the_appointment_button_and_words_start_a_booking(
     shipped: FlowSet, event: Event, tmp_path: Path
 ) -> None:
-    await init_db(f"sqlite://{tmp_path / 'appointments.db'}")  # the flow reads the customer's bookings
+    await init_db("sqlite://:memory:", migrate_schema=True)  # the flow reads the customer's bookings
     try:
         engine = Engine(shipped)
         start = await send(engine, None, Event.of_text("hi"))
@@ -154,7 +157,7 @@ async def test_the_appointment_button_and_words_start_a_booking(
 async def test_the_repair_status_button_and_words_lead_to_the_order_lookup(
     shipped: FlowSet, event: Event, tmp_path: Path
 ) -> None:
-    await init_db(f"sqlite://{tmp_path / 'orders.db'}")  # the lookup reads the customer's orders
+    await init_db("sqlite://:memory:", migrate_schema=True)  # the lookup reads the customer's orders
     try:
         engine = Engine(shipped)
         start = await send(engine, None, Event.of_text("hi"))
@@ -322,8 +325,12 @@ async def test_old_menu_buttons_and_pattern_captures(tmp_path: Path) -> None:
 
 async def test_replace_flows_restarts_a_conversation_whose_state_is_gone(tmp_path: Path) -> None:
     engine = Engine(write_flows(tmp_path / "v1", main=MENU_AND_QUESTION))
-    engine.replace_flows(
-        write_flows(tmp_path / "v2", main="flow: main\nstart: home\nstates:\n  home: {say: Welcome back}\n")
+    engine.replace_flows(  # with the shipped templates/texts/: the engine's own words
+        write_flows(
+            tmp_path / "v2",
+            templates=TEMPLATES,
+            main="flow: main\nstart: home\nstates:\n  home: {say: Welcome back}\n",
+        )
     )
     outcome = await send(
         engine, Outcome("main", "question", {"_misses": 1, "name": "Ana"}, []), Event.of_text("1234")

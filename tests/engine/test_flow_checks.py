@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from bot.engine import FlowProblem, check_flows
-from bot.templates import load_templates
+from bot.engine.templates import load_templates
 
 TEMPLATES = Path(__file__).parents[2] / "templates"
 
@@ -183,7 +184,7 @@ def test_a_bad_duration_and_a_misplaced_otherwise_are_named(tmp_path: Path) -> N
 
 def test_a_broken_template_file_is_reported_with_its_place(tmp_path: Path) -> None:
     templates = tmp_path / "templates"
-    templates.mkdir()
+    shutil.copytree(TEMPLATES / "texts", templates / "texts")
     (templates / "order_ready.yaml").write_text(
         "name: order_ready\nlanguages:\n  en: 'Hi {{1}}, your {{3}} is ready'\n", encoding="utf-8"
     )

@@ -15,9 +15,9 @@ from pydantic import BaseModel
 from bot.__main__ import main
 from bot.engine import ActionRegistry, ActionResult, FlowSet, load_flows
 from bot.engine import graph as graph_module
+from bot.engine.edges import Edge, state_edges
 from bot.engine.graph import dot, mermaid
-from bot.engine.machine import Edge, split_target, state_edges
-from bot.engine.schema import State
+from bot.engine.schema import State, split_target
 from tests.helpers import shop_actions, write_settings
 
 FLOWS = Path(__file__).parents[2] / "flows"

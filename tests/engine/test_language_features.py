@@ -12,6 +12,7 @@ from bot.engine import Conversation, Customer, Engine, Event, FlowSet, Outcome, 
 from bot.whatsapp.outbound import Buttons, Text
 
 ANA = Customer(wa_id="34600111222", name="Ana", language="en")
+TEMPLATES = Path(__file__).parents[2] / "templates"
 # a Wednesday, late evening in New York: already Thursday in UTC
 NOW = datetime(2026, 11, 26, 2, 30, tzinfo=UTC)
 
@@ -70,7 +71,7 @@ BOOKING = """
 
 def flows_from(tmp_path: Path, text: str) -> FlowSet:
     (tmp_path / "main.yaml").write_text(textwrap.dedent(text), encoding="utf-8")
-    return load_flows(tmp_path)
+    return load_flows(tmp_path, templates=TEMPLATES)  # the shipped texts: the engine's own words
 
 
 def texts(outcome: Outcome) -> list[str]:

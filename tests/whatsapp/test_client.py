@@ -23,7 +23,17 @@ from yarl import URL
 
 from bot.whatsapp import errors
 from bot.whatsapp.client import HttpTransport, SandboxTransport, SendResult, WhatsAppClient
-from bot.whatsapp.outbound import ListRow, ListSection, Text
+from bot.whatsapp.outbound import (
+    Buttons,
+    ListMessage,
+    ListRow,
+    ListSection,
+    Media,
+    Reaction,
+    ReplyButton,
+    Template,
+    Text,
+)
 from bot.whatsapp.pacing import Pacer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -92,66 +102,99 @@ SendCall = Callable[[WhatsAppClient], Awaitable[SendResult]]
 SEND_CASES: list[tuple[str, SendCall]] = [
     (
         "send_text.json",
-        lambda c: c.send_text(TO, "Your order shipped: https://example.com/track/123", preview_url=True),
+        lambda c: c.send(
+            TO, Text(body="Your order shipped: https://example.com/track/123", preview_url=True)
+        ),
     ),
     (
         "send_text_contextual_reply.json",
-        lambda c: c.send_text("15550002222", "Replying to your question", reply_to="wamid.IN_TEXT_0001"),
+        lambda c: c.send(
+            "15550002222", Text(body="Replying to your question"), reply_to="wamid.IN_TEXT_0001"
+        ),
     ),
-    ("send_image_by_id.json", lambda c: c.send_image(TO, media_id="300000000000010", caption="Your receipt")),
+    (
+        "send_image_by_id.json",
+        lambda c: c.send(TO, Media(media_type="image", media_id="300000000000010", caption="Your receipt")),
+    ),
     (
         "send_image_by_link.json",
-        lambda c: c.send_image(TO, link="https://example.com/media/receipt.png", caption="Your receipt"),
+        lambda c: c.send(
+            TO,
+            Media(media_type="image", link="https://example.com/media/receipt.png", caption="Your receipt"),
+        ),
     ),
     (
         "send_document.json",
-        lambda c: c.send_document(
-            TO, media_id="300000000000011", filename="invoice-123.pdf", caption="Invoice (PDF)"
+        lambda c: c.send(
+            TO,
+            Media(
+                media_type="document",
+                media_id="300000000000011",
+                filename="invoice-123.pdf",
+                caption="Invoice (PDF)",
+            ),
         ),
     ),
-    ("send_audio_voice.json", lambda c: c.send_audio(TO, media_id="300000000000012", voice=True)),
+    (
+        "send_audio_voice.json",
+        lambda c: c.send(TO, Media(media_type="audio", media_id="300000000000012", voice=True)),
+    ),
     (
         "send_video.json",
-        lambda c: c.send_video(TO, link="https://example.com/media/howto.mp4", caption="How to assemble"),
+        lambda c: c.send(
+            TO,
+            Media(media_type="video", link="https://example.com/media/howto.mp4", caption="How to assemble"),
+        ),
     ),
     (
         "send_template.json",
-        lambda c: c.send_template(TO, "order_confirmation", "en_US", ["Alex", "ORDER-123"]),
+        lambda c: c.send(
+            TO, Template(name="order_confirmation", language="en_US", body_params=("Alex", "ORDER-123"))
+        ),
     ),
     (
         "send_interactive_button.json",
-        lambda c: c.send_buttons(
+        lambda c: c.send(
             TO,
-            "Your appointment is tomorrow at 9am. Need to change it?",
-            [("keep", "Keep"), ("reschedule", "Reschedule"), ("cancel", "Cancel")],
-            header="Appointment",
-            footer="Example Clinic",
+            Buttons(
+                body="Your appointment is tomorrow at 9am. Need to change it?",
+                buttons=(
+                    ReplyButton(id="keep", title="Keep"),
+                    ReplyButton(id="reschedule", title="Reschedule"),
+                    ReplyButton(id="cancel", title="Cancel"),
+                ),
+                header="Appointment",
+                footer="Example Clinic",
+            ),
         ),
     ),
     (
         "send_interactive_list.json",
-        lambda c: c.send_list(
+        lambda c: c.send(
             TO,
-            "Which shipping option do you prefer?",
-            "Choose option",
-            [
-                (
-                    "Fast",
-                    [
-                        ("priority_express", "Priority Express", "Next day"),
-                        ("priority", "Priority", "1-3 days"),
-                    ],
+            ListMessage(
+                body="Which shipping option do you prefer?",
+                button="Choose option",
+                sections=(
+                    ListSection(
+                        title="Fast",
+                        rows=(
+                            ListRow(id="priority_express", title="Priority Express", description="Next day"),
+                            ListRow(id="priority", title="Priority", description="1-3 days"),
+                        ),
+                    ),
+                    ListSection(
+                        title="Cheap", rows=(ListRow(id="ground", title="Ground", description="2-5 days"),)
+                    ),
                 ),
-                ListSection(
-                    title="Cheap", rows=(ListRow(id="ground", title="Ground", description="2-5 days"),)
-                ),
-            ],
-            header="Shipping options",
-            footer="Example Store",
+                header="Shipping options",
+                footer="Example Store",
+            ),
         ),
     ),
-    ("send_reaction.json", lambda c: c.send_reaction(TO, "wamid.IN_TEXT_0001", "👍")),
+    ("send_reaction.json", lambda c: c.send(TO, Reaction(message_id="wamid.IN_TEXT_0001", emoji="👍"))),
 ]
+HI = Text(body="hi")
 
 
 @pytest.mark.parametrize(("filename", "call"), SEND_CASES, ids=[case[0] for case in SEND_CASES])
@@ -189,7 +232,7 @@ async def test_success_status_without_wamid_is_an_error(client: WhatsAppClient, 
     with aioresponses() as mock:
         mock.post(MESSAGES_URL, payload=body)
         with pytest.raises(errors.UnexpectedResponse) as info:
-            await client.send_text(TO, "hi")
+            await client.send(TO, HI)
     assert info.value.retryable and info.value.code == errors.CODE_UNEXPECTED
 
 
@@ -197,7 +240,7 @@ async def test_success_status_with_non_json_body_is_an_error(client: WhatsAppCli
     with aioresponses() as mock:
         mock.post(MESSAGES_URL, body="<html>ok</html>", content_type="text/html")
         with pytest.raises(errors.UnexpectedResponse):
-            await client.send_text(TO, "hi")
+            await client.send(TO, HI)
 
 
 @pytest.mark.parametrize(
@@ -216,7 +259,7 @@ async def test_http_errors_raise_by_code(
     with aioresponses() as mock:
         mock.post(MESSAGES_URL, status=status, payload=payload(filename))
         with pytest.raises(cls) as info:
-            await client.send_text(TO, "hi")
+            await client.send(TO, HI)
     assert info.value.http_status == status
     assert info.value.code == payload(filename)["error"]["code"]
 
@@ -225,7 +268,7 @@ async def test_rate_limit_with_400_is_retryable(client: WhatsAppClient) -> None:
     with aioresponses() as mock:
         mock.post(MESSAGES_URL, status=400, payload=payload("error_130429.json"))
         with pytest.raises(errors.GraphError) as info:
-            await client.send_text(TO, "hi")
+            await client.send(TO, HI)
     assert info.value.retryable
 
 
@@ -233,7 +276,7 @@ async def test_garbage_502_is_retryable(client: WhatsAppClient) -> None:
     with aioresponses() as mock:
         mock.post(MESSAGES_URL, status=502, body="<html>502 Bad Gateway</html>", content_type="text/html")
         with pytest.raises(errors.ServerError) as info:
-            await client.send_text(TO, "hi")
+            await client.send(TO, HI)
     assert info.value.retryable and info.value.http_status == 502
 
 
@@ -241,7 +284,7 @@ async def test_timeout_is_transport_error(client: WhatsAppClient) -> None:
     with aioresponses() as mock:
         mock.post(MESSAGES_URL, exception=TimeoutError())
         with pytest.raises(errors.TransportError) as info:
-            await client.send_text(TO, "hi")
+            await client.send(TO, HI)
     assert info.value.retryable and info.value.code == -1
 
 
@@ -251,7 +294,7 @@ async def test_connection_refused_is_transport_error(session: aiohttp.ClientSess
         port = probe.getsockname()[1]
     client = WhatsAppClient(HttpTransport(session, f"http://127.0.0.1:{port}/v21.0", TOKEN), PNID)
     with pytest.raises(errors.TransportError) as info:
-        await client.send_text(TO, "hi")
+        await client.send(TO, HI)
     assert info.value.title.startswith("transport error: ")
     assert info.value.retryable
 
@@ -259,11 +302,18 @@ async def test_connection_refused_is_transport_error(session: aiohttp.ClientSess
 @pytest.mark.parametrize(
     "call",
     [
-        lambda c: c.send_buttons(TO, "Pick", [("a", "A"), ("b", "B"), ("c", "C"), ("d", "D")]),
-        lambda c: c.send_buttons(TO, "Pick", [("a", "x" * 21)]),
-        lambda c: c.send_list(TO, "Pick", "Open", [(None, [(f"r{i}", f"Row {i}") for i in range(11)])]),
-        lambda c: c.send_text(TO, "x" * 4097),
-        lambda c: c.send_image(TO, caption="no media"),
+        lambda c: c.send(TO, Buttons(body="Pick", buttons=tuple(_buttons("abcd")))),
+        lambda c: c.send(TO, Buttons(body="Pick", buttons=(ReplyButton(id="a", title="x" * 21),))),
+        lambda c: c.send(
+            TO,
+            ListMessage(
+                body="Pick",
+                button="Open",
+                sections=(ListSection(rows=tuple(ListRow(id=f"r{i}", title=f"Row {i}") for i in range(11))),),
+            ),
+        ),
+        lambda c: c.send(TO, Text(body="x" * 4097)),
+        lambda c: c.send(TO, Media(media_type="image", caption="no media")),
     ],
     ids=["4 buttons", "21-char title", "11 rows", "long text", "no media"],
 )
@@ -272,6 +322,10 @@ async def test_limits_refused_before_http(client: WhatsAppClient, call: SendCall
         with pytest.raises(ValidationError):
             await call(client)
         assert mock.requests == {}
+
+
+def _buttons(ids: str) -> list[ReplyButton]:
+    return [ReplyButton(id=i, title=i.upper()) for i in ids]
 
 
 class RecordingPacer(Pacer):
@@ -291,7 +345,7 @@ async def test_send_is_paced_unless_asked_not_to(session: aiohttp.ClientSession)
         mock.post(MESSAGES_URL, payload=payload("response_send_success.json"))
         mock.post(MESSAGES_URL, payload=payload("response_send_success.json"))
         mock.post(MESSAGES_URL, payload=payload("response_mark_read_success.json"))
-        await client.send_text(TO, "paced")
+        await client.send(TO, Text(body="paced"))
         await client.send(TO, Text(body="not paced"), pace=False)
         await client.mark_read("wamid.X")
     assert pacer.acquired == [TO]
@@ -303,7 +357,7 @@ async def test_pair_rate_limit_holds_only_that_recipient(session: aiohttp.Client
     with aioresponses() as mock:
         mock.post(MESSAGES_URL, status=400, payload=payload("error_131056.json"))
         with pytest.raises(errors.PairRateLimit) as info:
-            await client.send_text(TO, "hi")
+            await client.send(TO, HI)
     assert info.value.per_recipient
     assert pacer.delay_for(TO) >= 1.0  # 4**0 s, jittered up
     assert pacer.delay_for("+15550003333") == 0.0
@@ -364,7 +418,7 @@ async def test_against_fake_graph(session: aiohttp.ClientSession, aiohttp_server
     server = await aiohttp_server(fake_graph_app(token=TOKEN))
     base = str(server.make_url("/v21.0"))
     client = WhatsAppClient(HttpTransport(session, base, TOKEN), PNID, Pacer())
-    result = await client.send_text("15550002222", "Hello #7", reply_to="wamid.IN_1")
+    result = await client.send("15550002222", Text(body="Hello #7"), reply_to="wamid.IN_1")
     assert result.wamid.startswith("wamid.FAKE") and result.wa_id == TO
     await client.mark_read("wamid.IN_1", typing=True)
     assert await client.upload_media(b"data", "application/pdf", "a.pdf")
@@ -374,7 +428,7 @@ async def test_against_fake_graph(session: aiohttp.ClientSession, aiohttp_server
 
     wrong = WhatsAppClient(HttpTransport(session, base, "wrong-token"), PNID)
     with pytest.raises(errors.AccessTokenExpired) as info:
-        await wrong.send_text(TO, "hi")
+        await wrong.send(TO, HI)
     assert info.value.http_status == 401 and not info.value.retryable
 
 
@@ -384,13 +438,13 @@ async def test_fake_graph_throttling_and_timeout(
     throttled = await aiohttp_server(fake_graph_app(token=TOKEN, fail_every=1))
     client = WhatsAppClient(HttpTransport(session, str(throttled.make_url("/v21.0")), TOKEN), PNID)
     with pytest.raises(errors.RateLimitHit) as info:
-        await client.send_text(TO, "hi")
+        await client.send(TO, HI)
     assert info.value.http_status == 429 and info.value.retryable
 
     slow = await aiohttp_server(fake_graph_app(token=TOKEN, latency_ms=500))
     transport = HttpTransport(session, str(slow.make_url("/v21.0")), TOKEN, timeout=0.05)
     with pytest.raises(errors.TransportError):
-        await WhatsAppClient(transport, PNID).send_text(TO, "hi")
+        await WhatsAppClient(transport, PNID).send(TO, HI)
 
 
 def test_http_transport_repr_hides_token(session: aiohttp.ClientSession) -> None:
@@ -402,9 +456,10 @@ async def test_sandbox_records_and_never_calls_out() -> None:
     sandbox = SandboxTransport(echo=lines.append)
     client = WhatsAppClient(sandbox, PNID, Pacer())
     with aioresponses() as mock:  # any real HTTP call would fail here
-        first = await client.send_text("15550002222", "Hello")
-        second = await client.send_buttons(TO, "Pick one", [("a", "Yes"), ("b", "No")])
-        await client.send_image(TO, link="https://example.com/x.png", caption="Photo")
+        first = await client.send("15550002222", Text(body="Hello"))
+        buttons = (ReplyButton(id="a", title="Yes"), ReplyButton(id="b", title="No"))
+        second = await client.send(TO, Buttons(body="Pick one", buttons=buttons))
+        await client.send(TO, Media(media_type="image", link="https://example.com/x.png", caption="Photo"))
         await client.mark_read("wamid.IN_1")
         media_id = await client.upload_media(b"abc", "image/png", "x.png")
         info = await client.get_media_url(media_id)
@@ -412,7 +467,7 @@ async def test_sandbox_records_and_never_calls_out() -> None:
     assert first.wamid.startswith("wamid.SANDBOX.") and first.wa_id == "15550002222"
     assert second.wamid != first.wamid
     # a restarted sandbox never hands out a wamid the previous run used (they are stored as unique)
-    again = await WhatsAppClient(SandboxTransport(echo=lines.append), PNID, Pacer()).send_text(TO, "Hi")
+    again = await WhatsAppClient(SandboxTransport(echo=lines.append), PNID, Pacer()).send(TO, Text(body="Hi"))
     assert again.wamid not in {first.wamid, second.wamid}
     assert info["id"] == media_id and await client.download_media(info["url"]) == b""
     assert lines[0] == "[sandbox] → +15550002222 text: Hello"

@@ -14,13 +14,13 @@ from bot.whatsapp import errors as e
 
 PAYLOADS = Path(__file__).resolve().parents[1] / "payloads"
 
-# file code -> (class, retryable, per_recipient, max_attempts)
-EXPECTED: dict[int, tuple[type[e.GraphError], bool, bool, int]] = {
-    130429: (e.RateLimitHit, True, False, 8),
-    131056: (e.PairRateLimit, True, True, 8),
-    4: (e.AppRateLimit, True, False, 8),
-    80007: (e.WabaRateLimit, True, False, 8),
-    131000: (e.UnknownError, True, False, 3),
+# file code -> (class, retryable, per_recipient, max_attempts); None: transient, bounded by the horizon
+EXPECTED: dict[int, tuple[type[e.GraphError], bool, bool, int | None]] = {
+    130429: (e.RateLimitHit, True, False, None),
+    131056: (e.PairRateLimit, True, True, None),
+    4: (e.AppRateLimit, True, False, None),
+    80007: (e.WabaRateLimit, True, False, None),
+    131000: (e.UnknownError, True, False, None),
     131026: (e.Undeliverable, False, False, 1),
     131047: (e.ReEngagement, False, False, 1),
     132000: (e.TemplateParamCountMismatch, False, False, 1),
@@ -106,10 +106,10 @@ def test_string_code_and_string_error_data() -> None:
 @pytest.mark.parametrize(
     ("code", "cls", "retryable", "max_attempts"),
     [
-        (131057, e.MaintenanceMode, True, 8),
-        (131016, e.ServiceUnavailable, True, 6),
-        (2, e.ServiceUnavailable, True, 6),
-        (133004, e.ServiceUnavailable, True, 6),
+        (131057, e.MaintenanceMode, True, None),
+        (131016, e.ServiceUnavailable, True, None),
+        (2, e.ServiceUnavailable, True, None),
+        (133004, e.ServiceUnavailable, True, None),
         (1, e.PossibleServerError, True, 2),
         (132012, e.TemplateParamFormatMismatch, False, 1),
         (132015, e.TemplatePaused, False, 1),
@@ -130,10 +130,10 @@ def test_string_code_and_string_error_data() -> None:
         (100, e.InvalidParameter, False, 1),
         (368, e.PolicyRestriction, False, 1),
         (131031, e.PolicyRestriction, False, 1),
-        (130497, e.PolicyRestriction, False, 1),
+        (130497, e.CountryRestriction, False, 1),
     ],
 )
-def test_code_table(code: int, cls: type[e.GraphError], retryable: bool, max_attempts: int) -> None:
+def test_code_table(code: int, cls: type[e.GraphError], retryable: bool, max_attempts: int | None) -> None:
     err = e.error_from_response(400, {"error": {"code": code, "message": "m"}})
     assert type(err) is cls
     assert err.retryable is retryable
@@ -144,6 +144,25 @@ def test_code_table(code: int, cls: type[e.GraphError], retryable: bool, max_att
 def test_account_wide_flags() -> None:
     assert e.AccessTokenExpired.account_wide and e.RateLimitHit.account_wide
     assert not e.PairRateLimit.account_wide and not e.Undeliverable.account_wide
+    for cls in (e.PermissionDenied, e.PaymentError, e.PolicyRestriction, e.ServiceUnavailable):
+        assert cls.account_wide, cls  # the outbox pauses everything on these
+    # about one message, so failing it must not pause the others
+    assert not e.CountryRestriction.account_wide and not e.ServerError.account_wide
+
+
+def test_code_1_with_a_5xx_is_a_transient_server_error() -> None:
+    body = {"error": {"message": "An unknown error has occurred.", "type": "OAuthException", "code": 1}}
+    server = e.error_from_response(500, body)
+    assert type(server) is e.ServerError and server.code == 1 and server.max_attempts is None
+    request = e.error_from_response(400, body)
+    assert type(request) is e.PossibleServerError and request.max_attempts == 2
+
+
+def test_transient_classes_have_no_attempt_limit() -> None:
+    transport = e.TransportError.from_exception(TimeoutError())
+    assert transport.max_attempts is None and transport.retryable
+    assert e.error_from_response(502, b"<html>").max_attempts is None
+    assert e.UnexpectedResponse.max_attempts == 3  # Meta may have accepted it: a few tries only
 
 
 def test_pair_rate_limit_backoff_is_four_to_the_x() -> None:

@@ -11,6 +11,7 @@ const state = {
   queue: [],
   queueFetchedAt: 0,
   chats: [],
+  failed: [], // admins: inbound messages the bot gave up on
   phone: null, // the open chat
   messages: [],
   ws: null,
@@ -66,9 +67,12 @@ async function login(token) {
   $("#login-view").hidden = true;
   $("#app-view").hidden = false;
   $("#me").textContent = `${state.me.name} (${state.me.role})`;
+  $("#failed-box").hidden = !isAdmin();
   connect();
-  await Promise.all([loadQueue(), loadChats()]);
+  await Promise.all([loadQueue(), loadChats(), loadFailed()]);
 }
+
+const isAdmin = () => !!state.me && state.me.role === "admin";
 
 function logout(reason = "") {
   localStorage.removeItem(TOKEN_KEY);
@@ -134,6 +138,9 @@ function onEvent(data) {
     const phone = phoneOf(data);
     if (!phone || phone === state.phone) loadMessages();
     loadChats();
+  } else if (data.type === "failed") {
+    loadFailed();
+    if (phoneOf(data) === state.phone) loadMessages();
   } else if (data.type === "status") {
     // Patch the tick in place when we can find the bubble; otherwise refetch the open chat.
     const wamid = data.wamid || data.whatsapp_message_id;
@@ -154,7 +161,7 @@ function onEvent(data) {
 }
 
 async function refreshAll() {
-  await Promise.all([loadQueue(), loadChats(), loadMessages()]);
+  await Promise.all([loadQueue(), loadChats(), loadMessages(), loadFailed()]);
 }
 
 // ---------- queue and chats ----------
@@ -229,6 +236,33 @@ function renderChats() {
   if (!state.chats.length) list.innerHTML = `<li class="muted">none</li>`;
 }
 
+async function loadFailed() {
+  if (!isAdmin()) return; // the list is for admins (a technician gets 403)
+  try {
+    state.failed = (await api("/api/tech/failed")) || [];
+    renderFailed();
+  } catch (err) { /* idem */ }
+}
+
+function renderFailed() {
+  const list = $("#failed");
+  list.replaceChildren();
+  $("#failed-count").textContent = state.failed.length;
+  for (const f of state.failed) {
+    const li = document.createElement("li");
+    li.className = "item" + (f.phone === state.phone ? " active" : "");
+    li.dataset.test = "failed-item";
+    li.dataset.phone = f.phone;
+    li.dataset.wamid = f.wamid || "";
+    li.innerHTML = `<div class="line"><strong></strong></div><small></small>`;
+    li.querySelector("strong").textContent = f.name || `+${f.phone}`;
+    li.querySelector("small").textContent = f.error || "not handled";
+    li.onclick = () => openChat(f.phone, f.name);
+    list.append(li);
+  }
+  if (!state.failed.length) list.innerHTML = `<li class="muted">none</li>`;
+}
+
 // ---------- the open chat ----------
 
 // Mine: in my chats, and for an admin (who sees all chats) assigned to me.
@@ -264,6 +298,7 @@ async function openChat(phone, name) {
   document.body.classList.add("show-chat");
   renderQueue();
   renderChats();
+  if (isAdmin()) renderFailed();
   renderChatHead();
   await Promise.all([loadMessages(), loadCustomer(phone)]);
 }
@@ -282,6 +317,7 @@ function normalize(m) {
     error: m.error || m.error_title || (m.error_code ? `error ${m.error_code}` : null),
     wamid: m.whatsapp_message_id || m.wamid || null,
     at: m.at || m.created_at || m.sent_at || m.received_at || null,
+    attempts: m.attempts ?? 0,
   };
 }
 
@@ -365,6 +401,14 @@ function renderMessages() {
     li.dataset.direction = m.direction;
     if (m.wamid) li.dataset.wamid = m.wamid;
     li.append(bodyFor(m));
+    if (m.kind !== "note" && m.direction === "inbound" && m.status === "failed") {
+      // The bot gave up on it (parked after its tries): say so, with why, for whoever answers now.
+      const why = document.createElement("div");
+      why.className = "fail-reason";
+      why.dataset.test = "not-handled";
+      why.textContent = `Not handled by the bot (${m.attempts || 0} tries): ${m.error || "unknown error"}`;
+      li.append(why);
+    }
     const meta = document.createElement("div");
     meta.className = "meta";
     if (m.at) meta.append(new Date(m.at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));

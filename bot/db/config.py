@@ -1,0 +1,51 @@
+"""Where the models and their migrations are, and the Tortoise URL and configuration for a database URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+APP_LABEL = "models"
+MODELS_MODULE = "bot.db.models"
+MIGRATIONS_MODULE = "bot.db.migrations"
+CONNECTION = "default"
+MIGRATIONS_TABLE = "tortoise_migrations"
+"""Where Tortoise records the migrations applied to a database (one row per migration)."""
+
+# WAL lets readers run beside the one writer; synchronous=FULL keeps every commit on disk before the
+# webhook answers 200 (group commit amortises the fsync over many messages).
+_SQLITE_PRAGMAS = "journal_mode=WAL&synchronous=FULL&busy_timeout=5000"
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite://")
+
+
+def is_memory(url: str) -> bool:
+    return is_sqlite(url) and url.removeprefix("sqlite://").split("?", 1)[0] == ":memory:"
+
+
+def tortoise_url(url: str) -> str:
+    """Add the SQLite pragmas and create the file's folder; other URLs pass through."""
+    if not is_sqlite(url):
+        return url.replace("postgresql://", "postgres://", 1)
+    path = url.removeprefix("sqlite://").split("?", 1)[0]
+    if path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    separator = "&" if "?" in url else "?"
+    return f"{url}{separator}{_SQLITE_PRAGMAS}"
+
+
+def apps_config() -> dict[str, dict[str, Any]]:
+    """The one app, its models and its migrations package, as Tortoise's migration tools take them."""
+    return {
+        APP_LABEL: {
+            "models": [MODELS_MODULE],
+            "migrations": MIGRATIONS_MODULE,
+            "default_connection": CONNECTION,
+        }
+    }
+
+
+def tortoise_config(url: str) -> dict[str, Any]:
+    return {"connections": {CONNECTION: tortoise_url(url)}, "apps": apps_config()}

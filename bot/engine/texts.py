@@ -1,0 +1,193 @@
+"""The bot's own words, and the one rule for which language's version of a text a customer gets.
+
+Flows hold most of what customers read; what the code itself says (the engine's "Sorry, I didn't
+understand that.", the hint when an answer does not fit, the apology when something fails, the handoff's
+wait) is in templates/texts/<file>.yaml, edited by staff like the flows, read with them and reloaded
+with them. `TEXTS` lists every such text and the {placeholders} it may use; a file that misses one,
+misspells one or uses another placeholder is refused with its file:line, like a flow.
+
+Every per-language text, from a flow, the settings or these files, is picked by `pick_language`: the
+customer's language, its base language (es_MX → es), the shop's default language, English, and last the
+first one written.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from bot.engine.marked_yaml import FlowProblem, MarkedSource, YamlPath
+from bot.engine.schema import LANGUAGE
+
+TEXTS_DIR = "texts"
+"""The folder inside templates/ that holds these files (and orders' order_statuses.yaml)."""
+FALLBACK_LANGUAGE = "en"
+
+TEXTS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
+    "engine": {
+        "restart": (),
+        "not_understood": (),
+        "ask_text": (),
+        "ask_number": (),
+        "ask_number_range": ("min", "max"),
+        "ask_date": ("example",),
+        "ask_time": (),
+        "ask_choice": ("choices",),
+        "language_prompt": (),
+        "language_chosen": (),
+        "apology": (),
+    },
+    "handoff": {
+        "wait": ("minutes",),
+        "closed": ("day", "time"),
+        "unclaimed": (),
+    },
+    "appointments": {
+        "your_device": (),
+    },
+}
+"""File (templates/texts/<file>.yaml) -> its texts -> the placeholders each may use."""
+KNOWN = frozenset(f"{file}.{name}" for file, names in TEXTS.items() for name in names)
+
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+def base_language(language: str) -> str:
+    """'es_MX' -> 'es', 'zh-Hant' -> 'zh'."""
+    return re.split(r"[-_]", language.strip(), maxsplit=1)[0].lower()
+
+
+def language_order(language: str | None, default: str | None = None) -> tuple[str, ...]:
+    """The languages to try, best first: the customer's, its base language, the shop's default, English."""
+    language = (language or "").strip()
+    candidates = (language, base_language(language), default, FALLBACK_LANGUAGE)
+    return tuple(dict.fromkeys(code for code in candidates if code))
+
+
+def pick_language(available: Iterable[str], language: str | None, default: str | None = None) -> str | None:
+    """Which of `available` (in the order written) a customer gets; None when there is none."""
+    written = list(available)
+    for code in language_order(language, default):
+        if code in written:
+            return code
+    return written[0] if written else None
+
+
+def pick_text(text: str | Mapping[str, str] | None, language: str | None, default: str | None = None) -> str:
+    """One text, or one text per language: the version `pick_language` chooses ("" for none)."""
+    if text is None or isinstance(text, str):
+        return text or ""
+    code = pick_language(text, language, default)
+    return text[code] if code is not None else ""
+
+
+@dataclass(frozen=True)
+class TextCatalog:
+    """The loaded texts: 'engine.not_understood' -> language -> text."""
+
+    texts: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    def say(self, key: str, language: str | None, default: str | None = None, **values: Any) -> str:
+        """The text in the customer's language with its {placeholders} filled; "" when the catalog was
+        loaded without templates/ (flows loaded on their own, in tests)."""
+        if key not in KNOWN:
+            raise KeyError(f"'{key}' is not one of the bot's texts (see TEXTS)")
+        text = pick_text(self.texts.get(key), language, default)
+        return _PLACEHOLDER.sub(lambda found: str(values.get(found.group(1), found.group(0))), text)
+
+
+TextSource = Callable[[], TextCatalog]
+"""Where a part that runs beside the engine gets the texts: the engine's current ones (app.py)."""
+
+
+def read_once(templates: Path) -> TextSource:
+    """templates/texts/ read once, for a part used without the engine (its problems are reported when
+    the flows load, so they are not repeated here)."""
+    catalog, _ = load_texts(templates)
+    return lambda: catalog
+
+
+def load_texts(templates: Path) -> tuple[TextCatalog, list[FlowProblem]]:
+    """templates/texts/<file>.yaml for every file in TEXTS; every problem in them, with file:line."""
+    texts: dict[str, Mapping[str, str]] = {}
+    problems: list[FlowProblem] = []
+    for file, specs in TEXTS.items():
+        path = templates / TEXTS_DIR / f"{file}.yaml"
+        source = MarkedSource(str(path))
+        try:
+            document = source.parse(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            reason = "this file is missing: the bot's own texts are read from it"
+            source.problems.append(
+                FlowProblem(str(path), 1, 1, reason, "copy it from the bot's templates/texts/")
+            )
+            document = None
+        except (OSError, UnicodeDecodeError) as exc:
+            source.problems.append(FlowProblem(str(path), 1, 1, f"cannot read this file: {exc}"))
+            document = None
+        if document is not None:
+            for name, by_language in _file_texts(source, document, specs).items():
+                texts[f"{file}.{name}"] = MappingProxyType(by_language)
+        problems.extend(source.problems)
+    problems.sort(key=lambda p: (p.file, p.line, p.column))
+    return TextCatalog(MappingProxyType(texts)), problems
+
+
+def _file_texts(
+    source: MarkedSource, document: Any, specs: Mapping[str, tuple[str, ...]]
+) -> dict[str, dict[str, str]]:
+    if not isinstance(document, dict):
+        source.add((), "expected 'name:' lines, each with one text per language", "see the file's comments")
+        return {}
+    found: dict[str, dict[str, str]] = {}
+    for name, value in document.items():
+        if name not in specs:
+            close = difflib.get_close_matches(name, list(specs), 1)
+            hint = f"did you mean '{close[0]}'?" if close else f"the texts here are: {', '.join(specs)}"
+            source.add((name,), f"unknown text '{name}'", hint, key=True)
+            continue
+        by_language = _by_language(source, (name,), value, specs[name])
+        if by_language:
+            found[name] = by_language
+    for name in specs:
+        if name not in document:
+            source.add((), f"'{name}' is missing here", f"add '{name}:' with one text per language")
+    return found
+
+
+def _by_language(
+    source: MarkedSource, path: YamlPath, value: Any, placeholders: tuple[str, ...]
+) -> dict[str, str]:
+    if not isinstance(value, dict) or not value:
+        source.add(path, "expected one text per language", 'write {en: "Hello", es: "Hola"}', key=True)
+        return {}
+    texts: dict[str, str] = {}
+    for language, text in value.items():
+        where = (*path, language)
+        if not LANGUAGE.match(language):
+            source.add(where, f"'{language}' is not a language code", "use codes like en, es, zh", key=True)
+        elif not isinstance(text, str) or not text.strip():
+            source.add(
+                where, f"the '{language}' text must be a non-empty text", 'put it in quotes: "like this"'
+            )
+        elif (problem := _placeholder_problem(text, placeholders)) is not None:
+            source.add(where, problem[0], problem[1])
+        else:
+            texts[language] = text
+    return texts
+
+
+def _placeholder_problem(text: str, placeholders: tuple[str, ...]) -> tuple[str, str] | None:
+    allowed = ", ".join(f"{{{name}}}" for name in placeholders)
+    hint = f"it may use {allowed}" if allowed else "this text takes no {placeholders}"
+    for found in _PLACEHOLDER.finditer(text):
+        if found.group(1) not in placeholders:
+            return f"this text cannot use {found.group(0)}", hint
+    if "{" in _PLACEHOLDER.sub("", text) or "}" in _PLACEHOLDER.sub("", text):
+        return "a { or } without its pair", f"braces are only for placeholders; {hint}"
+    return None

@@ -1,0 +1,454 @@
+"""The outbox sender: queued rows → the Cloud API, with the window rule, pacing, retries and pauses.
+
+Messages are written as `queued` rows in the same transaction as the change that caused them
+(bot/outbox/queue.py); this worker sends them. Rows are claimed with a short lease (their
+`next_attempt_at` moves into the future), so a crashed sender's rows come back by themselves. A live
+sender keeps the leases of the rows it holds alive (leases.py) and never claims a customer whose
+results it has not written yet, so a row whose result waits in memory is never sent again. Each
+customer's messages go one at a time and in order; different customers go concurrently, under the
+client's pacing. Results are written back in groups, and a write the database refuses is tried again,
+with a short backoff, until it succeeds: the wamid and `sent`, a retry time (retries.py: from the
+error's class, never the HTTP status, within the row's horizon), or `failed` with the error's code and
+a title that says why, logged at ERROR. An account-wide error pauses the whole outbox (pause.py). Free-form
+messages to a customer whose 24-hour window has closed are refused here, before any API call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from tortoise.transactions import in_transaction
+
+from bot.clock import Clock, utc_now
+from bot.db.claims import Claims
+from bot.db.models import Customer, DeliveryStatus, Direction, Message
+from bot.loops import finish
+from bot.outbox.leases import Leases
+from bot.outbox.pause import AccountPause
+from bot.outbox.retries import GiveUp, Horizon, RetryPolicy
+from bot.outbox.window import WINDOW_ERROR_CODE, WINDOW_ERROR_TITLE, window_open
+from bot.statuses import claim_early_statuses
+from bot.whatsapp.client import WhatsAppClient
+from bot.whatsapp.errors import CODE_UNSENDABLE, GraphError
+from bot.whatsapp.outbound import OUTBOUND_ADAPTER, is_free_form
+
+log = logging.getLogger(__name__)
+
+RESULT_FIELDS = (
+    "whatsapp_message_id",
+    "delivery_status",
+    "attempts",
+    "next_attempt_at",
+    "error_code",
+    "error_title",
+    "sent_at",
+    "delivered_at",
+    "read_at",
+    "failed_at",
+    "pricing",
+    "updated_at",
+)
+IDLE_POLL_SECONDS = 1.0
+PACE_HOLD_SECONDS = 1.0  # a customer who must wait longer than this is put back, not waited for
+LEASE_CHECK_SECONDS = 1.0  # how often an idle results writer looks for leases to renew
+WRITE_RETRY_SECONDS = (0.05, 5.0)  # the first and the longest wait before a refused write is tried again
+TITLE_MAX = 1000
+
+
+@dataclass(frozen=True)
+class OutboxConfig:
+    concurrency: int = 64
+    max_attempts: int = 8
+    """The most tries for the errors that are retried only a few times (code 1 on a 4xx, a 2xx without
+    a message id); transient errors are bounded by the horizon instead."""
+    batch_size: int = 500
+    lease: timedelta = timedelta(seconds=30)
+    mark_read: bool = True
+    quote_replies: bool = False
+    retry_horizon: timedelta | None = None
+    """How long after queueing transient errors are retried; None: as long as the customer's 24-hour
+    window allows (free-form), 24 hours (templates)."""
+
+
+@dataclass
+class _Group:
+    phone: str
+    rows: list[Message]
+    last_inbound_at: datetime | None
+    recorded: int = 0
+    """How many of `rows` have their outcome in `_results` (the rest are still this group's to send)."""
+
+
+class OutboxWorker:
+    def __init__(
+        self,
+        client: WhatsAppClient,
+        claims: Claims,
+        config: OutboxConfig,
+        clock: Clock = utc_now,
+        on_recorded: Callable[[list[Message]], None] | None = None,
+    ) -> None:
+        self._on_recorded = on_recorded
+        """After send results are committed (live status in the technician panel)."""
+        self._client = client
+        self._claims = claims
+        self._config = config
+        self._clock = clock
+        self._retries = RetryPolicy(config.retry_horizon, config.max_attempts)
+        self._pause = AccountPause()
+        self._leases = Leases(config.lease)
+        self._sending: set[str] = set()
+        """Phones with a group of sends in flight: at most `concurrency`."""
+        self._unwritten: Counter[str] = Counter()
+        """Phone -> rows whose outcome is in memory, not yet in the database: never claimed meanwhile."""
+        self._results: list[Message] = []
+        self._results_ready = asyncio.Event()
+        self._writing = asyncio.Lock()
+        """One write at a time: results and lease renewals never overtake each other."""
+        self._wakeup = asyncio.Event()
+        self._stop_requested = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loops: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._read_receipts = asyncio.Semaphore(config.concurrency)
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def start(self) -> None:
+        self._loops = [
+            asyncio.create_task(self._run(), name="outbox-sender"),
+            asyncio.create_task(self._results_loop(), name="outbox-results"),
+        ]
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop claiming, give the sends in flight `grace` seconds to finish, cancel the rest, and write
+        every result in hand (tried again for up to `grace` seconds if the database refuses)."""
+        self._stopping = True
+        self._stop_requested.set()
+        self._wakeup.set()
+        self._results_ready.set()
+        for task in self._loops:
+            await finish(task)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._sends_done(), grace)
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._write_within(grace)
+
+    async def release_leases(self) -> int:
+        """At start-up of a single-process database: rows a dead sender had claimed are due again now."""
+        now = self._clock()
+        return await Message.filter(
+            message_direction=Direction.OUTBOUND,
+            delivery_status=DeliveryStatus.QUEUED,
+            attempts=0,
+            next_attempt_at__gt=now,
+        ).update(next_attempt_at=now)
+
+    def mark_read(self, wamids: Sequence[str]) -> None:
+        """Blue ticks for handled inbound messages: best effort, nothing is stored about them."""
+        if not self._config.mark_read:
+            return
+        for wamid in wamids:
+            self._spawn(self._mark_read(wamid))
+
+    async def _mark_read(self, wamid: str) -> None:
+        async with self._read_receipts:  # never more receipts in flight than sends
+            try:
+                await self._client.mark_read(wamid)
+            except GraphError as exc:
+                log.debug("mark-read of %s failed: %s", wamid, exc)
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            self._wakeup.clear()
+            try:
+                started = await self.dispatch()
+            except Exception:
+                log.exception("outbox claim failed; retrying")
+                started = 0
+            if started and len(self._sending) < self._config.concurrency:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), IDLE_POLL_SECONDS)
+
+    async def dispatch(self) -> int:
+        """Claim due rows for idle customers and start sending them; returns how many groups started.
+        Nothing while the outbox is paused; one group at a time while a pause is being probed."""
+        now = self._clock()
+        if self._pause.holds(now) is not None:
+            return 0
+        free = self._config.concurrency - len(self._sending)
+        if self._pause.probing:
+            free = 0 if self._sending else 1
+        if free <= 0:
+            return 0
+        groups = await self._claim(free, now)
+        for group in groups:
+            self._sending.add(group.phone)
+            self._spawn(self._send_group(group))
+        return len(groups)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _claim(self, max_groups: int, now: datetime) -> list[_Group]:
+        held = sorted(self._sending | self._unwritten.keys())
+        async with in_transaction():
+            rows = await self._claims.due_outbound(now, self._config.batch_size, held)
+            rows = await _behind_nothing(rows, now)
+            by_phone: dict[str, list[Message]] = {}
+            for row in rows:
+                if row.customer_phone in by_phone or len(by_phone) < max_groups:
+                    by_phone.setdefault(row.customer_phone, []).append(row)
+            if not by_phone:
+                return []
+            claimed = [row.id for group in by_phone.values() for row in group]
+            await Message.filter(id__in=claimed).update(next_attempt_at=now + self._config.lease)
+            windows = dict(
+                await Customer.filter(wa_id__in=list(by_phone)).values_list("wa_id", "last_inbound_at")
+            )
+            for phone in by_phone.keys() - windows.keys():  # no customer: a technician (the relay)
+                windows[phone] = await _last_inbound(phone)
+        self._leases.hold(claimed, now)
+        return [_Group(phone, group, windows.get(phone)) for phone, group in by_phone.items()]
+
+    async def _send_group(self, group: _Group) -> None:
+        try:
+            for index, row in enumerate(group.rows):
+                retry_at = await self._send_one(row, group.last_inbound_at)
+                self._record(group, row)
+                if retry_at is not None:  # keep this customer's order: the rest wait behind it
+                    for later in group.rows[index + 1 :]:
+                        later.next_attempt_at = retry_at
+                        self._record(group, later)
+                    break
+        finally:
+            # rows never sent (a stop cancelled the group) keep the claim's lease and come back after it
+            self._leases.release(row.id for row in group.rows[group.recorded :])
+            self._sending.discard(group.phone)
+            self.wake()
+
+    async def _send_one(self, row: Message, last_inbound_at: datetime | None) -> datetime | None:
+        """Send one row and note the outcome on it; returns when to retry, if it must wait."""
+        now = self._clock()
+        try:
+            message = OUTBOUND_ADAPTER.validate_python(row.payload)
+        except ValueError as exc:
+            self._give_up(row, now, CODE_UNSENDABLE, f"not a message that can be sent: {exc}", "invalid row")
+            return None
+        free_form = is_free_form(message)
+        if free_form and not window_open(last_inbound_at, now):
+            self._give_up(row, now, WINDOW_ERROR_CODE, _window_title(row), "refused before sending")
+            return None
+        paused_until = self._pause.holds(now)  # another send found an account-wide error meanwhile
+        if paused_until is not None:
+            row.next_attempt_at = paused_until
+            return paused_until
+        pacer = self._client.pacer
+        wait = pacer.delay_for(row.customer_phone) if pacer else 0.0
+        if wait > PACE_HOLD_SECONDS:
+            row.next_attempt_at = now + timedelta(seconds=wait)
+            return row.next_attempt_at
+        row.attempts += 1
+        try:
+            reply_to = row.reply_to if self._config.quote_replies else None
+            result = await self._client.send(row.customer_phone, message, reply_to=reply_to)
+        except GraphError as exc:
+            horizon = self._retries.horizon(row.created_at, free_form, last_inbound_at)
+            return self._failed_attempt(row, exc, horizon)
+        self._pause.cleared(self._clock())
+        row.whatsapp_message_id = result.wamid
+        row.delivery_status = DeliveryStatus.SENT
+        row.sent_at = self._clock()
+        row.next_attempt_at = None
+        row.error_code = row.error_title = None
+        return None
+
+    def _failed_attempt(self, row: Message, exc: GraphError, horizon: Horizon) -> datetime | None:
+        now = self._clock()
+        paused_until = self._pause.pause(exc, now) if exc.account_wide else None
+        if not exc.account_wide and not exc.retryable:
+            self._pause.cleared(now)  # Meta judged this message itself: the account is fine
+        decision = self._retries.after(exc, row.attempts, now, horizon, paused_until)
+        if isinstance(decision, GiveUp):
+            permanent = not exc.retryable and paused_until is None  # its own title says why
+            title = (
+                exc.title
+                if permanent
+                else f"{exc.title}; gave up after {row.attempts} tries: {decision.reason}"
+            )
+            self._give_up(row, now, exc.code, title, decision.reason)
+            return None
+        row.error_code, row.error_title = exc.code, exc.title
+        row.next_attempt_at = decision.at
+        log.info(
+            "send %s to %s: %s; attempt %d failed, next at %s",
+            row.id,
+            masked(row.customer_phone),
+            exc,
+            row.attempts,
+            f"{decision.at:%Y-%m-%d %H:%M:%S}",
+        )
+        return decision.at
+
+    def _give_up(self, row: Message, now: datetime, code: int, title: str, why: str) -> None:
+        """The row fails for good: said on the row (the panel and the message log show it) and at ERROR."""
+        row.delivery_status = DeliveryStatus.FAILED
+        row.failed_at = now
+        row.next_attempt_at = None
+        row.error_code = code
+        row.error_title = title[:TITLE_MAX]
+        log.error(
+            "outbox row %s to %s failed after %d attempts (%s): error %s: %s",
+            row.id,
+            masked(row.customer_phone),
+            row.attempts,
+            why,
+            code,
+            row.error_title,
+        )
+
+    def _record(self, group: _Group, row: Message) -> None:
+        group.recorded += 1
+        self._unwritten[row.customer_phone] += 1
+        self._results.append(row)
+        self._results_ready.set()
+
+    async def _results_loop(self) -> None:
+        failures = 0
+        while not self._stopping:
+            if failures:
+                first, longest = WRITE_RETRY_SECONDS
+                with contextlib.suppress(TimeoutError):
+                    delay = min(longest, first * 2 ** (failures - 1))
+                    await asyncio.wait_for(self._stop_requested.wait(), delay)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._results_ready.wait(), LEASE_CHECK_SECONDS)
+            self._results_ready.clear()
+            try:
+                await self._write()
+            except Exception as exc:
+                failures += 1
+                log.warning(
+                    "outbox results not stored (%d tries so far): %r; trying again",
+                    failures,
+                    exc,
+                    exc_info=failures == 1,
+                )
+            else:
+                if failures:
+                    log.warning("outbox results stored after %d refused tries", failures)
+                failures = 0
+
+    async def _write(self) -> None:
+        """Renew the leases that need it, then write the results in hand."""
+        async with self._writing:
+            try:
+                await self._leases.renew(self._clock())
+            except Exception as exc:
+                log.warning("outbox leases not renewed: %r", exc)
+            await self._flush()
+
+    async def _flush(self) -> None:
+        rows, self._results = self._results, []
+        if not rows:
+            return
+        try:
+            async with in_transaction():
+                await Message.bulk_update(rows, fields=list(RESULT_FIELDS))
+                early = await claim_early_statuses(row for row in rows if row.whatsapp_message_id)
+                if early:
+                    await Message.bulk_update(early, fields=list(RESULT_FIELDS))
+        except BaseException:
+            # not written (an error, or a stop in the middle): keep them for the next write, so a send
+            # Meta accepted is never forgotten and sent again
+            self._results[:0] = rows
+            raise
+        self._leases.release(row.id for row in rows)
+        for row in rows:
+            self._unwritten[row.customer_phone] -= 1
+            if not self._unwritten[row.customer_phone]:
+                del self._unwritten[row.customer_phone]
+        if self._on_recorded:
+            self._on_recorded(rows)
+
+    async def _write_within(self, seconds: float) -> None:
+        """At stop: write what is left, trying again until `seconds` have passed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        first, longest = WRITE_RETRY_SECONDS
+        delay = first
+        while True:
+            try:
+                await self._write()
+                return
+            except Exception as exc:
+                if loop.time() + delay > deadline:
+                    log.error(
+                        "outbox stopped with the results of rows %s not stored (%r): they are sent "
+                        "again after their leases",
+                        [row.id for row in self._results],
+                        exc,
+                    )
+                    return
+            await asyncio.sleep(delay)
+            delay = min(longest, delay * 2)
+
+    async def _sends_done(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def settle(self) -> None:
+        """Wait for the sends in flight and write their results (tests; the simulator)."""
+        await self._sends_done()
+        await self._write()
+
+
+def masked(phone: str) -> str:
+    """A phone number for logs at INFO and above: its last four digits only."""
+    return f"***{phone[-4:]}"
+
+
+def _window_title(row: Message) -> str:
+    if row.error_code is None:
+        return WINDOW_ERROR_TITLE
+    last = f"error {row.error_code}: {row.error_title}"
+    return f"{WINDOW_ERROR_TITLE} (after {row.attempts} failed attempts; the last: {last})"
+
+
+async def _behind_nothing(rows: list[Message], now: datetime) -> list[Message]:
+    """Drop rows that would overtake an earlier queued row of the same customer that is not due yet
+    (waiting for a retry, or claimed by a sender): each customer's messages go out in order."""
+    if not rows:
+        return rows
+    waiting = await Message.filter(
+        message_direction=Direction.OUTBOUND,
+        delivery_status=DeliveryStatus.QUEUED,
+        customer_phone__in=list({row.customer_phone for row in rows}),
+        next_attempt_at__gt=now,
+    ).values_list("customer_phone", "id")
+    first_waiting: dict[str, int] = {}
+    for phone, row_id in waiting:
+        first_waiting[phone] = min(row_id, first_waiting.get(phone, row_id))
+    return [row for row in rows if row.id < first_waiting.get(row.customer_phone, row.id + 1)]
+
+
+async def _last_inbound(phone: str) -> datetime | None:
+    """When this phone last wrote to the business number, from the message log (for non-customers)."""
+    inbound = Message.filter(customer_phone=phone, message_direction=Direction.INBOUND)
+    last = await inbound.order_by("-id").first()
+    return (last.sent_at or last.received_at) if last else None
