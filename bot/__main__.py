@@ -1,4 +1,4 @@
-"""The `bot` command: serve, flows check, flows graph, db migrate, replay."""
+"""The `bot` command: serve, doctor, flows check, flows graph, db migrate, replay, whatsapp ..."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("transitions").setLevel(logging.WARNING)  # it logs every state change at INFO
     if not getattr(args, "verbose", False):  # "Tortoise-ORM startup/shutdown" around every command
         logging.getLogger("tortoise").setLevel(logging.WARNING)
+    if args.command == "doctor":  # reading the settings is its first check
+        return _doctor(args)
     try:
         settings = load_settings(args.settings)
     except SettingsError as exc:
@@ -59,6 +61,33 @@ def _parser() -> argparse.ArgumentParser:
         "start-up with the command to run)",
     )
     serve.set_defaults(handler=_serve)
+
+    commands.add_parser(
+        "doctor",
+        help="check, in order, whether this installation is ready for real customers; exit 0 when it is",
+        description="Settings, database, flows and templates, then (with credentials) the access token "
+        "and phone number, the webhook subscription and the templates' approval at Meta: one line each, "
+        "with what to do when it fails. Changes nothing.",
+    )
+
+    whatsapp = commands.add_parser("whatsapp", help="set up the WhatsApp Business account")
+    whatsapp_commands = whatsapp.add_subparsers(dest="whatsapp_command", required=True)
+    subscribe = whatsapp_commands.add_parser(
+        "subscribe", help="subscribe the app to the WhatsApp Business Account's webhooks"
+    )
+    subscribe.add_argument(
+        "--callback-url", help="send the account's webhooks here instead of the app's callback URL (https)"
+    )
+    subscribe.add_argument(
+        "--verify-token",
+        help="the token Meta sends to --callback-url to check it (default: $WHATSAPP_WEBHOOK_VERIFY_TOKEN)",
+    )
+    subscribe.set_defaults(handler=_whatsapp_subscribe)
+    profile = whatsapp_commands.add_parser(
+        "profile", help="show the business profile at Meta; --set sends the one shop: in settings.yaml sets"
+    )
+    profile.add_argument("--set", action="store_true", help="set about, address, description, email, ...")
+    profile.set_defaults(handler=_whatsapp_profile)
 
     flows = commands.add_parser("flows", help="work with the YAML flows")
     flow_commands = flows.add_subparsers(dest="flows_command", required=True)
@@ -178,6 +207,8 @@ def _timestamp(text: str) -> datetime:
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from bot.app import create_app
     from bot.engine import FlowLoadError
+    from bot.notice_texts import TextsError
+    from bot.shop_texts import ShopSettingsMissing
 
     try:
         app = create_app(settings, migrate=args.migrate)
@@ -185,6 +216,14 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         print("The flows have problems; the server did not start:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
+        return 2
+    except ShopSettingsMissing as exc:
+        print("settings.yaml lacks what the texts need; the server did not start:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    except TextsError as exc:
+        print(f"{exc}\nThe server did not start.", file=sys.stderr)
         return 2
     web.run_app(
         app,
@@ -196,11 +235,35 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from bot.doctor import run_doctor
+
+    logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.ERROR)  # the check lines only
+    return asyncio.run(run_doctor(args.settings))
+
+
+def _whatsapp_subscribe(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.whatsapp.commands import subscribe
+
+    return asyncio.run(subscribe(settings, args.callback_url, args.verify_token))
+
+
+def _whatsapp_profile(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.whatsapp.commands import profile
+
+    return asyncio.run(profile(settings, args.set))
+
+
 def _flows_check(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.notice_texts import TextsError
     from bot.wiring import flow_problems
 
     directory = args.directory or settings.flows_dir
-    problems = flow_problems(settings, directory)
+    try:
+        problems = flow_problems(settings, directory)
+    except TextsError as exc:
+        print(exc)
+        return 1
     for problem in problems:
         print(problem)
     if problems:

@@ -12,10 +12,9 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import TextIO, cast
 
-from bot.db import is_sqlite
+from bot.db.config import sqlite_file, sqlite_url
 from bot.engine.schema import parse_duration
 from bot.settings import Settings
 from bot.simulator import MEDIA_KINDS, ChoiceError, MediaKind, Reply, SimCustomer, Simulator
@@ -42,12 +41,9 @@ Type as the customer. A number picks that choice of the bot's last message.
 
 def default_chat_database(settings: Settings) -> str:
     """chat.db beside the shop's SQLite database (data/chat.db for PostgreSQL): never the real log."""
-    url = settings.database_url
-    if is_sqlite(url):
-        path = url.removeprefix("sqlite://").split("?", 1)[0]
-        if path != ":memory:":
-            return f"sqlite://{Path(path).parent / 'chat.db'}"
-    return f"sqlite://{(settings.base_dir / 'data' / 'chat.db').resolve()}"
+    shop = sqlite_file(settings.database_url)
+    folder = shop.parent if shop is not None else (settings.base_dir / "data").resolve()
+    return sqlite_url(folder / "chat.db")
 
 
 # ---- drawing replies
@@ -223,7 +219,7 @@ async def run_chat(
             with contextlib.suppress(ImportError):
                 import readline  # noqa: F401  (line editing and history for input())
             who = f"{name or 'a customer'} (+{phone.lstrip('+')})"
-            out(f"Chatting as {who}. Conversation kept in {database.removeprefix('sqlite://')}")
+            out(f"Chatting as {who}. Conversation kept in {sqlite_file(database) or database}")
             out("Type /help for commands, /quit to leave.")
         for line in bot_lines(await customer.start()):  # what came due while away (timeouts)
             out(line)

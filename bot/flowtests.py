@@ -23,6 +23,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from bot.appointments.service import AppointmentService
 from bot.chat import bot_lines
+from bot.db.config import MEMORY, sqlite_url
 from bot.db.models import AppointmentStatus, Order
 from bot.engine import FlowLoadError, FlowProblem, FlowSet
 from bot.engine.marked_yaml import MarkedSource, YamlPath
@@ -45,6 +46,8 @@ TESTS_FOLDER = "tests"
 DEFAULT_START = datetime(2026, 3, 2, 10, 0)
 """A Monday morning in the shop's time zone, unless a test says `at:`: results never depend on today."""
 GOT_WIDTH = 90
+DATABASE = sqlite_url(MEMORY)
+"""The tests' own database, emptied before each test."""
 
 
 # ---- the test-file format
@@ -425,7 +428,12 @@ def run_flow_tests(settings: Settings, directory: Path, out: Callable[[str], Non
             loaded.append(result)
         else:
             problems.extend(result)
-    local = settings.model_copy(update={"flows": settings.flows.model_copy(update={"directory": directory})})
+    local = settings.model_copy(
+        update={
+            "flows": settings.flows.model_copy(update={"directory": directory}),
+            "database": settings.database.model_copy(update={"url": DATABASE}),  # the actions' too
+        }
+    )
     clock = SimClock()
     try:
         flows = load_flow_set(local, registered_actions(local, clock=clock))  # actions see the test's clock
@@ -448,7 +456,7 @@ async def _run_all(
 ) -> int:
     started = time.perf_counter()
     passed = failed = 0
-    async with Simulator(settings, "sqlite://:memory:", clock=clock, flows=flows) as simulator:
+    async with Simulator(settings, DATABASE, clock=clock, flows=flows) as simulator:
         for file in loaded:
             out(str(file.path))
             for index in range(len(file.spec.tests)):

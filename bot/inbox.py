@@ -51,8 +51,8 @@ from bot.engine.events import TIMEOUT
 from bot.engine.texts import TextCatalog
 from bot.loops import Loop
 from bot.outbox import enqueue, outbound_row
+from bot.whatsapp.notifications import InboundMessage
 from bot.whatsapp.outbound import OutboundMessage, Text
-from bot.whatsapp.types import InboundMessage
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ class InboxWorker:
     ) -> None:
         self.engine = engine
         self._handoff = handoff
-        """The relay and auto handoff (bot/handoff/policy.py); None: neither (the simulator, replay)."""
+        """The relay and auto handoff (bot/handoff/policy.py, as bot/pipeline.py wires it); None: neither."""
         self._on_human_messages = on_human_messages
         self._on_parked = on_parked
         """Called after the commit that parked a row (the panel lists it)."""
@@ -395,7 +395,7 @@ class InboxWorker:
                 customer = customers[row.customer_phone]
                 conversation = conversations[customer.id]
                 outcome = await self._handle_one(row, customer, conversation, batch)
-            row.delivery_status = DeliveryStatus.DELIVERED
+            row.delivery_status = DeliveryStatus.HANDLED
             row.processed_at = batch.now
             log.info(
                 "handled %s: %s in %.2f ms",

@@ -7,7 +7,7 @@ this turns one fsync per message into one per batch, and nothing is acknowledged
 
 A batch whose commit fails is committed again request by request, so one bad notification fails alone
 (its request answers 500, Meta retries it) and the others answer 200. Parsing limits every field to its
-column (bot/whatsapp/types.py), so this is for what parsing could not foresee, and a database that is
+column (bot/whatsapp/notifications.py), so this is for what parsing could not foresee, and a database that is
 down fails every request as before.
 """
 
@@ -17,14 +17,15 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from tortoise.transactions import in_transaction
 
+from bot.clock import Clock, utc_now
 from bot.db.models import DeliveryStatus, Direction, Message
 from bot.loops import finish
 from bot.statuses import StatusChange, record_statuses
-from bot.whatsapp.types import InboundItem, Notification
+from bot.whatsapp.notifications import InboundItem, Notification
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,9 @@ class IntakeWriter:
         self,
         on_committed: Callable[[], None],
         on_statuses: Callable[[list[StatusChange]], None] | None = None,
+        clock: Clock = utc_now,
     ) -> None:
+        self._clock = clock
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()  # None: stop
         self._on_committed = on_committed
         self._on_statuses = on_statuses
@@ -92,7 +95,7 @@ class IntakeWriter:
 
     async def write(self, notification: Notification) -> int:
         """Store what the notification carries; returns when it is committed (NotStored if it was not)."""
-        now = datetime.now(UTC)
+        now = self._clock()
         inbound = [inbound_row(item, now) for item in notification.inbound_messages()]
         statuses = status_changes(notification)
         if not inbound and not statuses:

@@ -1,11 +1,12 @@
 """`bot replay`: run stored inbound messages through the engine again, for debugging.
 
 By default nothing is written and nothing is sent: each customer's messages since the given time are
-run through the current flows from a fresh conversation, and what the engine would answer is printed
-beside what was actually sent. The actions run for real (a handoff opens, a booking takes a seat), so
-the whole dry run happens inside one transaction that is always rolled back: the database afterwards is
-exactly what it was. With `resend`, the messages go back to the inbox as if just received: the
-conversation moves on from where it is, and the replies are queued for the outbox.
+run through the current flows' engine (the server's, from bot/pipeline.py) from a fresh conversation,
+and what the engine would answer is printed beside what was actually sent. The actions run for real (a
+handoff opens, a booking takes a seat), so the whole dry run happens inside one transaction that is
+always rolled back: the database afterwards is exactly what it was. With `resend`, the messages go back
+to the server's inbox as if just received (the handoff policy included): the conversation moves on from
+where it is, and the replies are queued for the running server's outbox.
 """
 
 from __future__ import annotations
@@ -15,18 +16,17 @@ from datetime import datetime
 from tortoise.transactions import in_transaction
 
 from bot.db import close_db, init_db
-from bot.db.claims import claims_for
 from bot.db.models import Customer, DeliveryStatus, Direction, Message
 from bot.engine import Conversation as ConversationState
 from bot.engine import Customer as CustomerInfo
 from bot.engine import Engine
-from bot.inbox import InboxConfig, InboxWorker, event_for
+from bot.inbox import event_for
+from bot.pipeline import Pipeline
 from bot.settings import Settings
-from bot.wiring import build_engine, load_flow_set
 
 
 async def replay(settings: Settings, *, since: datetime, phone: str | None, resend: bool) -> int:
-    engine = build_engine(settings, load_flow_set(settings))
+    pipeline = Pipeline(settings)
     await init_db(settings.database_url)
     try:
         query = Message.filter(message_direction=Direction.INBOUND, created_at__gte=since)
@@ -37,10 +37,10 @@ async def replay(settings: Settings, *, since: datetime, phone: str | None, rese
             print("no inbound messages in that range")
             return 0
         if resend:
-            return await _resend(engine, settings, rows)
+            return await _resend(pipeline, rows)
         try:
             async with in_transaction():
-                await _dry_run(engine, settings, rows)
+                await _dry_run(pipeline.engine, settings, rows)
                 raise _RolledBack
         except _RolledBack:
             pass
@@ -80,7 +80,7 @@ async def _dry_run(engine: Engine, settings: Settings, rows: list[Message]) -> N
             print(f"    was sent:   {reply.message_content!r} [{reply.delivery_status}]")
 
 
-async def _resend(engine: Engine, settings: Settings, rows: list[Message]) -> int:
+async def _resend(pipeline: Pipeline, rows: list[Message]) -> int:
     await Message.filter(id__in=[row.id for row in rows]).update(  # parked ones get their tries back
         delivery_status=DeliveryStatus.PENDING,
         processed_at=None,
@@ -88,12 +88,7 @@ async def _resend(engine: Engine, settings: Settings, rows: list[Message]) -> in
         attempts=0,
         error_title=None,
     )
-    worker = InboxWorker(
-        engine,
-        claims_for(settings.database_url),
-        InboxConfig(default_language=settings.shop.default_language),
-        on_queued=lambda: None,
-    )
+    worker = pipeline.inbox()  # the server's, handoff policy and all; its outbox sends the replies
     handled = 0
     while batch := await worker.process_batch():
         handled += batch

@@ -24,6 +24,8 @@ from pydantic import (
     field_validator,
 )
 
+from bot.whatsapp.profile import About, Description, Email, Vertical, Websites
+
 DEFAULT_SETTINGS_FILE = "settings.yaml"
 DEFAULT_GRAPH_BASE_URL = "https://graph.facebook.com/v25.0"
 SANDBOX_APP_SECRET = "sandbox-secret"
@@ -49,6 +51,17 @@ class ShopSettings(_Section):
     """Where customers collect their devices; one text, or one per language (order status texts)."""
     opening_hours: str | dict[str, str] = ""
     """When customers can come; one text, or one per language (order status texts)."""
+    # The WhatsApp business profile (`bot whatsapp profile --set`), with Meta's limits; its address is
+    # `address` above (the default language's text when there is one per language).
+    about: About | None = None
+    """Under the shop's name in WhatsApp, 1 to 139 characters."""
+    description: Description | None = None
+    """Up to 512 characters."""
+    email: Email | None = None
+    websites: Websites | None = None
+    """At most two, each starting with https:// (or http://)."""
+    vertical: Vertical | None = None
+    """Meta's industry: PROF_SERVICES or RETAIL suit a repair shop."""
 
     @field_validator("timezone")
     @classmethod
@@ -333,10 +346,16 @@ _ENV_SECRETS = {
 }
 
 
+def settings_file(path: Path | str | None = None, environ: Mapping[str, str] | None = None) -> Path:
+    """The file load_settings reads: `path`, else BOT_SETTINGS, else ./settings.yaml."""
+    env = os.environ if environ is None else environ
+    return Path(path or env.get("BOT_SETTINGS") or DEFAULT_SETTINGS_FILE)
+
+
 def load_settings(path: Path | str | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Read the settings file (BOT_SETTINGS, else ./settings.yaml) and apply the environment."""
     env = os.environ if environ is None else environ
-    settings_path = Path(path or env.get("BOT_SETTINGS") or DEFAULT_SETTINGS_FILE)
+    settings_path = settings_file(path, env)
     data = _read_yaml(settings_path)
     if database_url := env.get("DATABASE_URL"):
         data.setdefault("database", {})["url"] = database_url

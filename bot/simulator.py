@@ -1,10 +1,13 @@
-"""The whole bot with no WhatsApp and no server: `bot chat` and `bot flows test` both run on this.
+"""The simulator: the whole bot with no WhatsApp and no server; `bot chat` and `bot flows test` run on it.
+(Sandbox mode, bot/whatsapp/sandbox.py, is something else: the real server without credentials.)
 
 A customer's turn takes the real path of one message: webhook-shaped JSON -> `parse_notification` ->
-`inbound_row` -> the message log -> `InboxWorker.process_batch` (engine, state, outbox rows) ->
-`OutboxWorker.dispatch`/`settle` -> `SimulatedCloudAPI`, which enforces Meta's limits and the 24-hour
-window. Flows and engine come from `bot.wiring`, as in the server. The clock is ours: `advance()` moves
-it and fires the `on: timeout` timers that came due, so a test can cross a day in no time.
+the intake writer -> the message log -> `InboxWorker.process_batch` (engine, state, outbox rows, the
+handoff policy) -> `OutboxWorker.dispatch`/`settle` -> `FakeCloudAPI`, which enforces Meta's
+limits and the 24-hour window. Every part is the server's, assembled by bot/pipeline.py with the same
+settings; only the loops are not started: each step is driven here. The clock is ours: `advance()`
+moves it and runs what came due (`on: timeout` timers, reminders, the handoff guards), so a test can
+cross a day in no time.
 """
 
 from __future__ import annotations
@@ -23,9 +26,8 @@ from typing import Any, Literal
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
-from bot.appointments.reminders import ReminderScheduler, reminder_claims_for
 from bot.db import close_db, init_db
-from bot.db.claims import claims_for
+from bot.db.config import sqlite_url
 from bot.db.models import (
     Appointment,
     AppointmentChange,
@@ -47,15 +49,12 @@ from bot.db.models import (
 from bot.engine import FlowSet
 from bot.engine.templates import TemplateCatalog
 from bot.engine.texts import pick_language
-from bot.inbox import InboxConfig, InboxWorker
-from bot.intake import inbound_row
-from bot.outbox import OutboxConfig, OutboxWorker
+from bot.pipeline import Pipeline, Workers
 from bot.settings import Settings
 from bot.whatsapp.client import WhatsAppClient
+from bot.whatsapp.fake_cloud_api import FakeCloudAPI
+from bot.whatsapp.notifications import parse_notification
 from bot.whatsapp.outbound import OUTBOUND_ADAPTER, Buttons, ListMessage, OutboundMessage, Template
-from bot.whatsapp.simulated import SimulatedCloudAPI
-from bot.whatsapp.types import parse_notification
-from bot.wiring import build_engine, load_flow_set, registered_actions
 
 DEFAULT_PHONE = "15550009999"
 BUSINESS_PHONE = "15550001111"
@@ -151,7 +150,8 @@ class Simulator:
     """Async context manager: the database is opened on enter and closed on exit.
 
     `database_url` None: a temporary SQLite file, removed on exit. `flows` None: settings' flows_dir.
-    The database is the simulator's own (never the shop's message log), so it is migrated on enter.
+    The database is the simulator's own (never the shop's message log: `settings` are used with this
+    one), so it is migrated on enter.
     """
 
     def __init__(
@@ -164,54 +164,28 @@ class Simulator:
     ) -> None:
         self.settings = settings
         self.clock = clock if clock is not None else SimClock()
-        self.api = SimulatedCloudAPI(self.clock)
+        self.api = FakeCloudAPI(self.clock)
         self._database_url = database_url
         self._flows = flows
         self._tempdir: str | None = None
         self._ids = itertools.count(1)
         self._templates: TemplateCatalog | None = None
+        self.workers: Workers
+        """The server's workers (bot/pipeline.py), set on enter."""
         self._run = secrets.token_hex(4)
 
-    @property
-    def database_url(self) -> str:
-        assert self._database_url is not None, "enter the simulator first"
-        return self._database_url
-
     async def __aenter__(self) -> Simulator:
-        flows = self._flows
-        if flows is None:  # may raise; actions see the simulated clock
-            flows = load_flow_set(self.settings, registered_actions(self.settings, clock=self.clock))
-        engine = build_engine(self.settings, flows)
         if self._database_url is None:
             self._tempdir = tempfile.mkdtemp(prefix="bot-sim-")
-            self._database_url = f"sqlite://{Path(self._tempdir) / 'sim.db'}"
+            self._database_url = sqlite_url(Path(self._tempdir) / "sim.db")
+        database = self.settings.database.model_copy(update={"url": self._database_url})
+        self.settings = self.settings.model_copy(update={"database": database})  # the claims follow it
+        pipeline = Pipeline(self.settings, clock=self.clock, flows=self._flows)  # may raise FlowLoadError
         await init_db(self._database_url, migrate_schema=True)
-        claims = claims_for(self._database_url)
         client = WhatsAppClient(self.api, self.settings.secrets.phone_number_id)  # no pacing: no real time
-        self.outbox = OutboxWorker(
-            client,
-            claims,
-            OutboxConfig(
-                mark_read=False,
-                max_attempts=self.settings.outbox.max_attempts,
-                retry_horizon=self.settings.outbox.retry_horizon,
-            ),
-            self.clock,
-        )
-        self.inbox = InboxWorker(
-            engine,
-            claims,
-            InboxConfig(default_language=self.settings.shop.default_language),
-            on_queued=lambda: None,
-            clock=self.clock,
-        )
-        self.reminders = ReminderScheduler(
-            self.settings,
-            reminder_claims_for(self._database_url),
-            clock=self.clock,
-            texts=lambda: engine.flows.texts,
-        )
-        self._templates = flows.templates
+        self.workers = pipeline.workers(client)
+        self.workers.intake.start()  # commits what `receive` hands it; the other loops never start
+        self._templates = pipeline.engine.flows.templates
         for phone, last in await Customer.exclude(last_inbound_at=None).values_list(
             "wa_id", "last_inbound_at"
         ):
@@ -221,6 +195,7 @@ class Simulator:
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        await self.workers.intake.stop()
         await close_db()
         if self._tempdir is not None:
             shutil.rmtree(self._tempdir, ignore_errors=True)
@@ -242,14 +217,10 @@ class Simulator:
             **message,
         }
         raw = json.dumps(_envelope(phone, name, message, self.settings.secrets.phone_number_id))
-        rows = [
-            inbound_row(item, self.clock.now) for item in parse_notification(raw.encode()).inbound_messages()
-        ]
         mark = await self.mark()
-        async with in_transaction():  # as IntakeWriter._commit
-            await Message.bulk_create(rows, ignore_conflicts=True)
+        await self.workers.intake.write(parse_notification(raw.encode()))  # as the webhook does
         self.api.customer_wrote(phone, datetime.fromtimestamp(sent_at, UTC))
-        while await self.inbox.process_batch():
+        while await self.workers.inbox.process_batch():
             pass
         await self._send_due()
         return await self.replies_since(mark, phone)
@@ -263,11 +234,13 @@ class Simulator:
 
     async def catch_up(self) -> None:
         """What the running workers would have done by now: due timers fired, queued replies sent."""
+        workers = self.workers
         for _ in range(MAX_ROUNDS):
             moved = (
-                await self.inbox.fire_timers()
-                + await self.reminders.run_once()
-                + await self.inbox.process_batch()
+                await workers.inbox.fire_timers()
+                + await workers.reminders.run_once()
+                + sum(await workers.guards.run_once())
+                + await workers.inbox.process_batch()
             )
             if not moved:
                 break
@@ -275,8 +248,8 @@ class Simulator:
 
     async def _send_due(self) -> None:
         for _ in range(MAX_ROUNDS):
-            started = await self.outbox.dispatch()
-            await self.outbox.settle()
+            started = await self.workers.outbox.dispatch()
+            await self.workers.outbox.settle()
             if not started:
                 return
 

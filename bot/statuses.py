@@ -55,7 +55,7 @@ def apply_status(message: Message, change: StatusChange) -> bool:
         changed = True
     current = DeliveryStatus(message.delivery_status)
     if change.status == "failed":
-        if current in (DeliveryStatus.DELIVERED, DeliveryStatus.READ, DeliveryStatus.FAILED):
+        if current in (DeliveryStatus.DELIVERED, DeliveryStatus.READ) or current not in _RANK:
             return changed
         message.delivery_status = DeliveryStatus.FAILED
         message.failed_at = change.timestamp
@@ -66,7 +66,7 @@ def apply_status(message: Message, change: StatusChange) -> bool:
         new = DeliveryStatus(change.status)
     except ValueError:  # "played" and whatever Meta adds next: nothing to move
         return changed
-    if new not in _RANK or current is DeliveryStatus.FAILED:
+    if new not in _RANK or current not in _RANK:  # failed, or an inbound row the bot has handled
         return changed
     if new is DeliveryStatus.SENT and message.sent_at is None:
         message.sent_at = change.timestamp

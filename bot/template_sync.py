@@ -16,7 +16,6 @@ from enum import StrEnum
 from functools import partial
 from typing import Any, TextIO
 
-import aiohttp
 from pydantic import BaseModel, ValidationError
 from tortoise.transactions import in_transaction
 from yarl import URL
@@ -26,7 +25,8 @@ from bot.db.models import Template, TemplateText
 from bot.engine.marked_yaml import FlowProblem
 from bot.engine.templates import TemplateCatalog, TemplateFile, load_templates
 from bot.settings import Settings
-from bot.whatsapp.client import HttpTransport
+from bot.whatsapp.account import graph_transport
+from bot.whatsapp.client import Transport
 from bot.whatsapp.errors import (
     AccessTokenExpired,
     AuthError,
@@ -77,9 +77,16 @@ _BY_STATUS = {
 # --- Meta's answer: GET /{waba-id}/message_templates ---------------------------------------------------
 
 
+class MetaButton(BaseModel):
+    type: str
+    text: str | None = None
+
+
 class MetaComponent(BaseModel):
     type: str
     text: str | None = None  # BODY, HEADER (text) and FOOTER carry one; buttons do not
+    buttons: list[MetaButton] = []
+    """A BUTTONS component's buttons, in order."""
 
 
 class MetaTemplate(BaseModel):
@@ -95,6 +102,17 @@ class MetaTemplate(BaseModel):
     @property
     def body(self) -> str | None:
         return next((c.text for c in self.components if c.type.upper() == "BODY"), None)
+
+    @property
+    def quick_replies(self) -> list[str]:
+        """The quick-reply buttons' titles, in order (the payloads the bot sends go by position)."""
+        return [
+            button.text or ""
+            for component in self.components
+            if component.type.upper() == "BUTTONS"
+            for button in component.buttons
+            if button.type.upper() == "QUICK_REPLY"
+        ]
 
 
 class MetaPaging(BaseModel):
@@ -114,23 +132,26 @@ async def fetch_meta_templates(settings: Settings) -> list[MetaTemplate]:
     secrets = settings.secrets
     if secrets.access_token is None or not secrets.business_account_id:
         raise ValueError("fetching templates needs an access token and a business account id")
-    timeout = settings.whatsapp.request_timeout_seconds
-    async with aiohttp.ClientSession() as session:
-        token = secrets.access_token.get_secret_value()
-        transport = HttpTransport(session, secrets.api_base_url, token, timeout=timeout)
-        first = await transport.get_json(
-            f"{secrets.business_account_id}/message_templates",
-            {"fields": GRAPH_FIELDS, "limit": PAGE_SIZE},
-        )
-        page = _page(first)
-        templates = list(page.data)
-        for _ in range(MAX_PAGES):
-            next_url = page.paging.next if page.paging else None
-            if not next_url:
-                return templates
-            _check_origin(next_url, secrets.api_base_url)
-            page = _page(await transport.get_bytes(next_url))
-            templates.extend(page.data)
+    async with graph_transport(settings) as transport:
+        return await list_meta_templates(transport, settings)
+
+
+async def list_meta_templates(transport: Transport, settings: Settings) -> list[MetaTemplate]:
+    """`GET /{waba-id}/message_templates` over `transport`, page after page."""
+    base_url = settings.secrets.api_base_url
+    first = await transport.get_json(
+        f"{settings.secrets.business_account_id}/message_templates",
+        {"fields": GRAPH_FIELDS, "limit": PAGE_SIZE},
+    )
+    page = _page(first)
+    templates = list(page.data)
+    for _ in range(MAX_PAGES):
+        next_url = page.paging.next if page.paging else None
+        if not next_url:
+            return templates
+        _check_origin(next_url, base_url)
+        page = _page(await transport.get_bytes(next_url))
+        templates.extend(page.data)
     raise UnexpectedResponse.about(f"more than {MAX_PAGES} pages of templates (paging.next loops?)", {})
 
 
@@ -190,6 +211,12 @@ def _check(template: TemplateFile, language: str, body: str, found: MetaTemplate
         return check(state, f"Meta's status is {status}" if state is SyncState.NOT_APPROVED else None)
     if _normal(found.body) != _normal(body):
         return check(SyncState.DIFFERS, f"Meta's text: {_short(found.body or '(no body)')}")
+    titles = template.buttons.get(language, [])
+    if [_normal(title) for title in found.quick_replies] != [_normal(title) for title in titles]:
+        return check(
+            SyncState.DIFFERS,
+            f"Meta's quick replies are {_titles(found.quick_replies)}, templates/ says {_titles(titles)}",
+        )
     if found.category and found.category.lower() != template.category:
         return check(
             SyncState.DIFFERS, f"Meta's category is {found.category}, templates/ says {template.category}"
@@ -201,6 +228,10 @@ def _check(template: TemplateFile, language: str, body: str, found: MetaTemplate
 
 def _normal(text: str | None) -> str:
     return " ".join((text or "").split())
+
+
+def _titles(titles: list[str]) -> str:
+    return "[" + ", ".join(titles) + "]" if titles else "none"
 
 
 def _short(text: str, limit: int = 120) -> str:

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from bot.intake import IntakeWriter, NotStored
 from bot.whatsapp import signature
-from bot.whatsapp.types import NotificationError, parse_notification
+from bot.whatsapp.notifications import NotificationError, parse_notification
 
 log = logging.getLogger(__name__)
 

@@ -13,16 +13,21 @@ from bot.engine import ActionRegistry, Engine, FlowProblem, FlowSet, check_flows
 from bot.settings import Settings
 
 if TYPE_CHECKING:
+    from bot.db.claims import Claims
     from bot.handoff.events import EventHub
 
 
 def registered_actions(
-    settings: Settings, clock: Clock | None = None, events: EventHub | None = None
+    settings: Settings,
+    clock: Clock | None = None,
+    events: EventHub | None = None,
+    claims: Claims | None = None,
 ) -> ActionRegistry:
     """Every action flows may `call` (the order, appointment and handoff modules register theirs).
 
     `clock`: what "now" is for actions that care (free appointment times); the simulator's, in tests.
     `events`: where the handoff action announces a new waiting chat (the server's live events).
+    `claims`: the database's (bot/db/claims.py); else chosen by settings' database URL.
     """
     from bot.appointments.actions import AppointmentActions
     from bot.appointments.service import AppointmentService
@@ -35,7 +40,8 @@ def registered_actions(
     OrderActions(build_status_notifier(settings)).register(registry)
     appointments = AppointmentService(settings, clock=clock) if clock else AppointmentService(settings)
     AppointmentActions(appointments, ZoneInfo(settings.shop.timezone)).register(registry)
-    HandoffActions(HandoffDesk(settings, events, clock=clock or _utc_now), clock).register(registry)
+    desk = HandoffDesk(settings, events, clock=clock or _utc_now, claims=claims)
+    HandoffActions(desk, clock).register(registry)
     return registry
 
 
@@ -52,9 +58,13 @@ def load_flow_set(settings: Settings, actions: ActionRegistry | None = None) -> 
 
 
 def flow_problems(settings: Settings, directory: Path | None = None) -> list[FlowProblem]:
-    """`bot flows check`: every problem in `directory` (default: settings' flows), templates included."""
+    """`bot flows check`: every problem in `directory` (default: settings' flows), templates included,
+    and the `shop:` settings the texts need. Raises TextsError when a texts file is invalid."""
+    from bot.shop_texts import missing_shop_settings
+
     flows_dir = directory if directory is not None else settings.flows_dir
-    return check_flows(flows_dir, registered_actions(settings), settings.templates_dir)
+    problems = check_flows(flows_dir, registered_actions(settings), settings.templates_dir)
+    return problems + missing_shop_settings(settings.shop, settings.templates_dir)
 
 
 def build_engine(settings: Settings, flows: FlowSet) -> Engine:

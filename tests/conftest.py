@@ -12,7 +12,6 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp import web
@@ -25,6 +24,7 @@ from tests.helpers import (
     GRAPH_TOKEN,
     POSTGRES_AVAILABLE,
     POSTGRES_URL,
+    AppFactory,
     BotFactory,
     create_schema,
     drop_postgres,
@@ -77,15 +77,43 @@ async def fake_graph() -> AsyncIterator[TestServer]:
     await server.close()
 
 
+AppClient = TestClient[web.Request, web.Application]
+
+
+@pytest.fixture
+async def serve_app() -> AsyncIterator[AppFactory]:
+    """Serve an app and return a client for it, like pytest-aiohttp's `aiohttp_client`, but a server
+    whose start-up fails is closed as well: the client's session and whatever the app's cleanup
+    contexts had opened (its database, its Graph API session). aiohttp_client forgets such a server,
+    and its sessions end as "Unclosed client session" warnings."""
+    clients: list[AppClient] = []
+
+    async def start(app: web.Application) -> AppClient:
+        client: AppClient = TestClient(TestServer(app))
+        try:
+            await client.start_server()
+        except BaseException:
+            await client.close()
+            raise
+        clients.append(client)
+        return client
+
+    yield start
+    while clients:
+        await clients.pop().close()
+
+
 @pytest.fixture
 async def bot_client(
-    aiohttp_client: Any, tmp_path: Path, database_url: str, fake_graph: TestServer
+    serve_app: AppFactory,
+    tmp_path: Path,
+    database_url: str,
+    fake_graph: TestServer,
 ) -> BotFactory:
     """Start the real server (create_app) on the test database, sending to the fake Graph API."""
 
-    async def start(extra: str = "", **env: str) -> TestClient[web.Request, web.Application]:
+    async def start(extra: str = "", **env: str) -> AppClient:
         settings = make_settings(tmp_path, database_url, graph_base(fake_graph), extra, **env)
-        client: TestClient[web.Request, web.Application] = await aiohttp_client(create_app(settings))
-        return client
+        return await serve_app(create_app(settings))
 
     return start

@@ -130,6 +130,8 @@ shop:
   name: Test Repairs
   timezone: Europe/Madrid
   default_language: en
+  address: 1 Test Street          # the shipped status texts use both
+  opening_hours: Mon-Fri 9-5
 flows:
   directory: {REPO / "flows"}
 {templates}whatsapp:
@@ -228,3 +230,5 @@ def text_notification(phone: str, wamid: str, body: str, name: str = "Alex Examp
 
 
 BotFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
+AppFactory = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]
+"""The `serve_app` fixture: serve an app, get a client for it."""

@@ -140,6 +140,40 @@ async def test_a_dry_run_replay_leaves_the_database_exactly_as_it_was(
     assert await _every_table(database_url) == before
 
 
+async def test_a_resent_replay_hands_off_after_misses_as_the_server_does(
+    bot_client: BotFactory, tmp_path: Path, database_url: str
+) -> None:
+    """--resend hands the messages to the server's own inbox (bot/pipeline.py), handoff policy and all:
+    four misunderstandings in a row give the chat to a person, as they would have live."""
+    phone = "15550007777"
+    client = await bot_client("handoff:\n  after_misses: 0\n")  # live: never
+    texts = ("hi", "my phone fell in the bath", "it is still wet", "hmm", "so what now")
+    for number, text in enumerate(texts):
+        await post_webhook(client, text_notification(phone, f"wamid.M{number}", text))
+
+    async def all_handled() -> bool:
+        pending = Message.filter(customer_phone=phone, delivery_status=DeliveryStatus.PENDING)
+        return await Message.filter(customer_phone=phone).count() >= len(texts) and not await pending.exists()
+
+    await eventually(all_handled)
+    assert not await Handoff.filter(customer_phone=phone).exists()
+    await client.close()
+    env = {"BOT_SETTINGS": str(write_settings(tmp_path)), "DATABASE_URL": database_url}  # after_misses: 4
+
+    again = await asyncio.to_thread(run_bot, "replay", "--since", "2000-01-01T00:00", "--resend", env=env)
+
+    assert again.returncode == 0, again.stderr
+    assert f"{len(texts)} message(s) handled again" in again.stdout
+    from bot.db import close_db, init_db
+
+    await init_db(database_url)
+    try:
+        [handoff] = await Handoff.filter(customer_phone=phone)
+        assert handoff.reason == "misunderstood"
+    finally:
+        await close_db()
+
+
 async def _release_every_chat(database_url: str, tmp_path: Path) -> None:
     """As a technician giving the chat back: the conversation is the bot's again, the handoff closed."""
     from bot.db import close_db, init_db

@@ -210,7 +210,7 @@ async def test_sigkill_loses_no_acknowledged_message(
     )
     assert {wamid for wamid, _ in inbound} == set(bodies)  # stored exactly once each
     assert len(inbound) == len(bodies)
-    assert {status for _, status in inbound} == {"delivered"}
+    assert {status for _, status in inbound} == {"handled"}
     replies = await _query(
         database_url,
         "SELECT reply_to, delivery_status, whatsapp_message_id FROM message"

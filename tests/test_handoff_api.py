@@ -24,6 +24,7 @@ from bot.db.models import (
 )
 from bot.handoff.tokens import create_technician
 from tests.helpers import (
+    ADMIN_TOKEN,
     BotFactory,
     eventually,
     migrated_sqlite,
@@ -77,6 +78,23 @@ async def test_no_token_a_bad_token_or_an_inactive_one_gets_401(bot_client: BotF
     _, token = await create_technician("Ana")
     response = await client.get("/api/tech/me", headers=bearer(token))
     assert (await response.json())["name"] == "Ana"
+
+
+async def test_handled_messages_read_as_handled(bot_client: BotFactory) -> None:
+    """An inbound message the bot has taken is `handled`, never `delivered` (Meta's word for what we
+    send), in the message log's API and in the panel."""
+    client = await bot_client()
+    await waiting_chat(client)
+    _, boss = await create_technician("Boss", TechnicianRole.ADMIN)
+
+    log = await client.get(
+        f"/api/conversations/{PHONE}/messages", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
+    messages = (await log.json())["messages"]
+    assert [m["delivery_status"] for m in messages if m["message_direction"] == "inbound"] == ["handled"] * 2
+    history = await (await client.get(f"/api/tech/chats/{PHONE}/messages", headers=bearer(boss))).json()
+    assert [m["status"] for m in history["messages"] if m["direction"] == "inbound"] == ["handled"] * 2
+    assert [m["status"] for m in history["messages"] if m["direction"] == "outbound"] != []
 
 
 async def test_the_engine_is_silent_while_a_person_has_the_chat(bot_client: BotFactory) -> None:
@@ -292,7 +310,6 @@ def poison_flows(client: Client, directory: Path) -> None:
 async def test_a_message_the_bot_gave_up_on_is_in_the_log_and_listed_for_admins(
     bot_client: BotFactory, tmp_path: Path
 ) -> None:
-    from tests.helpers import ADMIN_TOKEN
 
     client = await bot_client()
     poison_flows(client, tmp_path / "poison")

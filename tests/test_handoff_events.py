@@ -21,7 +21,7 @@ from bot.handoff.service import HandoffDesk
 from bot.handoff.tokens import create_technician
 from bot.inbox import InboxConfig, InboxWorker
 from bot.intake import inbound_row
-from bot.whatsapp.types import parse_notification
+from bot.whatsapp.notifications import parse_notification
 from tests.helpers import make_settings, text_notification
 
 FLOW = """

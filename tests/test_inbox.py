@@ -15,7 +15,7 @@ from bot.db.models import Conversation, DeliveryStatus, Direction, Message
 from bot.engine import ActionContext, ActionRegistry, ActionResult, Engine, load_flows
 from bot.inbox import InboxConfig, InboxWorker
 from bot.intake import inbound_row
-from bot.whatsapp.types import parse_notification
+from bot.whatsapp.notifications import parse_notification
 from tests.helpers import REPO, text_notification
 
 APOLOGY = "Sorry, something went wrong on our side. A member of our team will look into it."
@@ -64,7 +64,7 @@ async def test_an_action_that_fails_gets_an_apology_and_keeps_the_state(
         assert await worker.process_batch() == 2
         assert await worker.process_batch() == 0  # nothing left: each message handled once
         failed = await Message.get(whatsapp_message_id="wamid.A2")
-        assert failed.delivery_status == DeliveryStatus.DELIVERED
+        assert failed.delivery_status == DeliveryStatus.HANDLED
         assert failed.error_title is not None and "the shop's system is down" in failed.error_title
         [apology] = await Message.filter(reply_to="wamid.A2", message_direction=Direction.OUTBOUND)
         assert apology.message_content == APOLOGY
@@ -156,15 +156,15 @@ async def test_a_row_that_cannot_be_written_is_parked_and_holds_up_no_one(
         caplog.set_level(logging.INFO, logger="bot.inbox")
 
         assert await worker.process_batch() == 2  # the batch failed; one by one the others went through
-        assert await status("wamid.B1") == (DeliveryStatus.DELIVERED, 0)
-        assert await status("wamid.C1") == (DeliveryStatus.DELIVERED, 0)
+        assert await status("wamid.B1") == (DeliveryStatus.HANDLED, 0)
+        assert await status("wamid.C1") == (DeliveryStatus.HANDLED, 0)
         assert await replies_to("wamid.B1") == ["Hi! Type 'when' or 'grab'."]
         assert await status("wamid.P1") == (DeliveryStatus.PENDING, 1)  # counted, committed
         assert await status("wamid.P2") == (DeliveryStatus.PENDING, 0)  # waits: order is kept
 
         await store("15550000002", "wamid.B2", "hello")  # other customers keep being answered meanwhile
         assert await worker.process_batch() == 1
-        assert await status("wamid.B2") == (DeliveryStatus.DELIVERED, 0)
+        assert await status("wamid.B2") == (DeliveryStatus.HANDLED, 0)
         assert await status("wamid.P1") == (DeliveryStatus.PENDING, 2)
 
         assert await worker.process_batch() == 2  # the third attempt parks it; P2 is handled after it
@@ -173,7 +173,7 @@ async def test_a_row_that_cannot_be_written_is_parked_and_holds_up_no_one(
         assert parked.error_title and "not JSON serializable" in parked.error_title
         assert parked.processed_at is not None and parked.failed_at is not None
         assert await replies_to("wamid.P1") == [APOLOGY]  # told once, not per attempt
-        assert await status("wamid.P2") == (DeliveryStatus.DELIVERED, 0)
+        assert await status("wamid.P2") == (DeliveryStatus.HANDLED, 0)
         assert await replies_to("wamid.P2") == ["Hi! Type 'when' or 'grab'."]
         assert await worker.process_batch() == 0  # parked: never tried again
 
@@ -195,7 +195,7 @@ async def test_an_action_that_breaks_a_constraint_costs_its_customer_an_apology_
             customer_phone="15550009999",
             message_direction=Direction.INBOUND,
             message_type="text",
-            delivery_status=DeliveryStatus.DELIVERED,
+            delivery_status=DeliveryStatus.HANDLED,
             whatsapp_message_id=TAKEN_WAMID,
         )
         await store("15550000001", "wamid.G1", "grab")
@@ -203,10 +203,10 @@ async def test_an_action_that_breaks_a_constraint_costs_its_customer_an_apology_
         for _ in range(3):
             await worker.process_batch()
         grabbed = await Message.get(whatsapp_message_id="wamid.G1")
-        assert grabbed.delivery_status == DeliveryStatus.DELIVERED  # handled: the engine error is its answer
+        assert grabbed.delivery_status == DeliveryStatus.HANDLED  # handled: the engine error is its answer
         assert grabbed.error_title and "engine error" in grabbed.error_title
         assert await replies_to("wamid.G1") == [APOLOGY]
-        assert await status("wamid.B1") == (DeliveryStatus.DELIVERED, 0)
+        assert await status("wamid.B1") == (DeliveryStatus.HANDLED, 0)
         assert await replies_to("wamid.B1") == ["Hi! Type 'when' or 'grab'."]
     finally:
         await close_db()
@@ -236,6 +236,6 @@ states:
         assert (parked.delivery_status, parked.attempts) == (DeliveryStatus.FAILED, 3)
         assert parked.error_title and "129 > 128" in parked.error_title
         assert await replies_to("wamid.D1") == [APOLOGY]
-        assert await status("wamid.B1") == (DeliveryStatus.DELIVERED, 0)
+        assert await status("wamid.B1") == (DeliveryStatus.HANDLED, 0)
     finally:
         await close_db()

@@ -12,7 +12,7 @@ from tortoise import connections
 from bot.db import close_db, init_db, is_sqlite
 from bot.db.models import EarlyStatus, Message
 from bot.intake import IntakeWriter, NotStored
-from bot.whatsapp.types import parse_notification
+from bot.whatsapp.notifications import parse_notification
 from tests.helpers import payload, text_notification
 
 POISON = "wamid.POISON"

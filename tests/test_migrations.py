@@ -32,7 +32,7 @@ from bot.app import create_app
 from bot.db import close_db, init_db
 from bot.db.config import tortoise_config
 from bot.db.introspect import Column, Constraint, Index, describe
-from bot.db.models import Appointment, Conversation, Customer, Message, Order
+from bot.db.models import Appointment, Conversation, Customer, DeliveryStatus, Message, Order
 from bot.db.schema import SchemaAhead, SchemaBehind, model_changes, sqlite_statements
 from tests.helpers import (
     POSTGRES_AVAILABLE,
@@ -197,6 +197,7 @@ async def check_the_rows_survived(url: str, *, served: bool = False) -> None:
         assert text.message_content == "Hi, is my order shipped?"
         assert text.payload is not None
         assert text.payload["message"]["text"] == {"body": "Hi, is my order shipped?"}
+        assert text.delivery_status == DeliveryStatus.HANDLED  # stored as `delivered`: 0002_inbound_handled
         reply = await Message.get(whatsapp_message_id="wamid.OUT_0001")
         assert reply.payload == {
             "kind": "text",

@@ -9,7 +9,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from tortoise import connections
 
+from bot.db import is_sqlite
 from bot.db.models import Message, Order, OrderSource, OrderStatusChange
 from bot.orders.importer import ImportFileError, import_orders
 from tests.helpers import migrated_sqlite, write_settings
@@ -29,9 +31,12 @@ GOOD_AND_BAD = (
 )
 
 
-async def test_good_rows_go_in_and_bad_rows_are_reported_by_line(database_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("batch_size", [500, 2, 1])
+async def test_good_rows_go_in_and_bad_rows_are_reported_by_line(
+    database_url: str, tmp_path: Path, batch_size: int
+) -> None:
     async with started_service(order_settings(tmp_path, database_url)) as service:
-        report = await import_orders(GOOD_AND_BAD, service)
+        report = await import_orders(GOOD_AND_BAD, service, batch_size=batch_size)
         assert (report.imported, report.updated, report.bad_rows) == (2, 1, 3)
         assert report.summary() == "2 imported, 1 updated, 3 bad rows"
         problems = [str(problem) for problem in report.bad]
@@ -48,6 +53,44 @@ async def test_good_rows_go_in_and_bad_rows_are_reported_by_line(database_url: s
         notified = await Message.all().order_by("id").values_list("customer_phone", "order_id")
         r1, r4 = await Order.get(order_number="R-1"), await Order.get(order_number="R-4")
         assert notified == [("15550001111", r1.id), ("15550004444", r4.id), ("15550001111", r1.id)]
+
+
+async def _refuse_order_number(database_url: str, number: str) -> None:
+    """A database that will not store this one order (a trigger): a row that fails only when saved."""
+    connection = connections.get("default")
+    if is_sqlite(database_url):
+        await connection.execute_script(
+            "CREATE TRIGGER refuse BEFORE INSERT ON repair_order "
+            f"WHEN NEW.order_number = '{number}' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;"
+        )
+        return
+    await connection.execute_script(
+        "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN "
+        f"IF NEW.order_number = '{number}' THEN RAISE EXCEPTION 'refused by the test'; END IF; "
+        "RETURN NEW; END $$ LANGUAGE plpgsql; "
+        "CREATE TRIGGER refuse BEFORE INSERT ON repair_order FOR EACH ROW EXECUTE FUNCTION refuse();"
+    )
+
+
+async def test_a_row_that_cannot_be_saved_never_costs_its_batch_mates_their_place(
+    database_url: str, tmp_path: Path
+) -> None:
+    rows = [f"R-{n},1555000{n:04},Ana,iPhone 13,screen,received,,\n" for n in range(1, 8)]
+    async with started_service(order_settings(tmp_path, database_url)) as service:
+        await _refuse_order_number(database_url, "R-5")
+        report = await import_orders(HEADER + "".join(rows), service, batch_size=3)
+
+        assert report.summary() == "6 imported, 0 updated, 1 bad rows"
+        assert [str(problem) for problem in report.bad] == [
+            "line 6: row: could not be saved: refused by the test"
+        ]
+        saved = await Order.all().order_by("id").values_list("order_number", flat=True)
+        assert saved == ["R-1", "R-2", "R-3", "R-4", "R-6", "R-7"]
+        # the failed batch (R-4 to R-6) was rolled back whole before its rows were tried alone:
+        # one history row and one message per saved order, none for R-5, none twice
+        assert await OrderStatusChange.all().count() == 6
+        notified = await Message.all().order_by("id").values_list("customer_phone", flat=True)
+        assert notified == [f"1555000{n:04}" for n in (1, 2, 3, 4, 6, 7)]
 
 
 async def test_a_header_that_is_not_the_apis_field_names_is_refused(

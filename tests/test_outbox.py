@@ -42,6 +42,7 @@ from tests.helpers import (
     GRAPH_TOKEN,
     PHONE_NUMBER_ID,
     POSTGRES_URL,
+    AppFactory,
     eventually,
     graph_base,
     graph_sends,
@@ -801,12 +802,12 @@ async def throttling_graph() -> AsyncIterator[TestServer]:
 
 
 async def test_end_to_end_a_throttled_reply_is_retried_and_sent(
-    aiohttp_client: Any, tmp_path: Path, database_url: str, throttling_graph: TestServer
+    serve_app: AppFactory, tmp_path: Path, database_url: str, throttling_graph: TestServer
 ) -> None:
     """130429 pauses the whole outbox for RateLimitHit's first backoff, 2-3 s of real time (the pause is
     the server's own, in memory): the test waits it out, and the retry is what ends it."""
     settings = make_settings(tmp_path, database_url, graph_base(throttling_graph))
-    client: TestClient[web.Request, web.Application] = await aiohttp_client(create_app(settings))
+    client: TestClient[web.Request, web.Application] = await serve_app(create_app(settings))
     for number, phone in enumerate((ALICE, BOB)):
         response = await post_webhook(client, text_notification(phone, f"wamid.IN{number}", "hi"))
         assert response.status == 200

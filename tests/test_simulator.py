@@ -1,4 +1,4 @@
-"""The simulated Cloud API refuses what Meta refuses, and the simulator drives the real pipeline."""
+"""The fake Cloud API refuses what Meta refuses, and the simulator drives the real pipeline."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from bot.outbox import outbound_row
 from bot.simulator import ChoiceError, SimClock, Simulator
 from bot.whatsapp.client import WhatsAppClient
 from bot.whatsapp.errors import InvalidParameter, ReEngagement
+from bot.whatsapp.fake_cloud_api import FakeCloudAPI, check_message
 from bot.whatsapp.outbound import Buttons, ReplyButton, Template, Text
-from bot.whatsapp.simulated import SimulatedCloudAPI, check_message
 from tests.helpers import PAYLOADS, make_settings
 
 PHONE = "15550002222"
@@ -31,8 +31,8 @@ def fresh_executor_cache() -> Iterator[None]:
     EXECUTOR_CACHE.clear()
 
 
-def api_and_client(clock: SimClock) -> tuple[SimulatedCloudAPI, WhatsAppClient]:
-    api = SimulatedCloudAPI(clock)
+def api_and_client(clock: SimClock) -> tuple[FakeCloudAPI, WhatsAppClient]:
+    api = FakeCloudAPI(clock)
     return api, WhatsAppClient(api, "100000000000001")
 
 
@@ -110,7 +110,7 @@ async def test_a_turn_takes_the_real_path_and_is_logged(tmp_path: Path) -> None:
         assert "técnico" in replies[0].message.log_content()
         inbound = await Message.filter(message_direction=Direction.INBOUND).order_by("id")
         assert [row.message_type for row in inbound] == ["text", "interactive"]
-        assert all(row.delivery_status == DeliveryStatus.DELIVERED for row in inbound)  # handled
+        assert all(row.delivery_status == DeliveryStatus.HANDLED for row in inbound)
         customer = await Customer.get(wa_id=PHONE)
         assert (customer.profile_name, customer.language) == ("Ana", "es")
         assert customer.last_inbound_at == START

@@ -59,6 +59,19 @@ def test_pricing_is_kept_and_unknown_statuses_are_harmless() -> None:
     assert message.delivery_status == DeliveryStatus.SENT
 
 
+def test_a_status_never_touches_an_inbound_message_the_bot_has_handled() -> None:
+    handled = Message(
+        customer_phone="15550002222",
+        message_direction=Direction.INBOUND,
+        message_type="text",
+        delivery_status=DeliveryStatus.HANDLED,
+        whatsapp_message_id="wamid.IN_1",
+    )
+    for status in ("sent", "delivered", "read", "failed"):
+        assert not apply_status(handled, StatusChange("wamid.IN_1", status, T0))
+    assert handled.delivery_status == DeliveryStatus.HANDLED
+
+
 async def test_statuses_for_unknown_wamids_are_parked_then_applied(database_url: str) -> None:
     await init_db(database_url)
     try:

@@ -46,14 +46,28 @@ examples: ["R-1042", "waiting for the screen"]
 """
 
 
-def meta(name: str, language: str, status: str, body: str, category: str = "UTILITY") -> dict[str, Any]:
+def meta(
+    name: str,
+    language: str,
+    status: str,
+    body: str,
+    category: str = "UTILITY",
+    quick_replies: tuple[str, ...] = (),
+) -> dict[str, Any]:
     """One template as GET /{waba}/message_templates lists it."""
+    components: list[dict[str, Any]] = [
+        {"type": "BODY", "text": body},
+        {"type": "FOOTER", "text": "Fix-It Repairs"},
+    ]
+    if quick_replies:
+        buttons = [{"type": "QUICK_REPLY", "text": title} for title in quick_replies]
+        components.append({"type": "BUTTONS", "buttons": buttons})
     return {
         "name": name,
         "language": language,
         "status": status,
         "category": category,
-        "components": [{"type": "BODY", "text": body}, {"type": "FOOTER", "text": "Fix-It Repairs"}],
+        "components": components,
         "id": f"1{len(name):03}{len(language)}",
     }
 
@@ -181,6 +195,50 @@ async def test_all_approved_and_matching_exits_0(
 
     assert [(c.language, c.state) for c in report.checks] == [("en", SyncState.OK), ("es", SyncState.OK)]
     assert report.exit_code == 0
+
+
+async def test_quick_reply_titles_are_compared_with_what_meta_approved(
+    tmp_path: Path, database_url: str, graph: tuple[FakeGraph, TestServer]
+) -> None:
+    fake, server = graph
+    reminder_en = "Reminder: your repair appointment is on {{1}} at {{2}}."
+    moved = ("Confirm", "Move", "Cancel")
+    reminder_es = "Recordatorio: tu cita de reparación es el {{1}} a las {{2}}."
+    fake.templates = [
+        meta("appointment_reminder", "en", "APPROVED", reminder_en, quick_replies=moved),
+        meta("appointment_reminder", "es", "APPROVED", reminder_es, quick_replies=("Confirmar", "Cancelar")),
+        meta("repair_ready", "en", "APPROVED", "Hi {{1}}, your {{2}} is repaired and ready to collect."),
+        meta(
+            "repair_ready",
+            "es",
+            "APPROVED",
+            "Hola {{1}}, tu {{2}} está reparado y listo para recoger.",
+            quick_replies=("Gracias",),
+        ),
+    ]
+    settings = settings_for(tmp_path, database_url, server)
+    (settings.templates_dir / "order_status_update.yaml").unlink()
+    (settings.templates_dir / "appointment_reminder.yaml").write_text(
+        APPOINTMENT_REMINDER + "buttons:\n  en: [Confirm, Reschedule, Cancel]\n  es: [Confirmar, Cancelar]\n",
+        encoding="utf-8",
+    )
+
+    report = await sync_templates(settings)
+
+    checks = {(check.name, check.language): check for check in report.checks}
+    assert checks["appointment_reminder", "es"].state is SyncState.OK
+    assert checks["repair_ready", "en"].state is SyncState.OK  # no quick replies on either side
+    renamed = checks["appointment_reminder", "en"]
+    assert renamed.state is SyncState.DIFFERS
+    assert renamed.detail == (
+        "Meta's quick replies are [Confirm, Move, Cancel], templates/ says [Confirm, Reschedule, Cancel]"
+    )
+    extra = checks["repair_ready", "es"]
+    assert (extra.state, extra.detail) == (
+        SyncState.DIFFERS,
+        "Meta's quick replies are [Gracias], templates/ says none",
+    )
+    assert report.exit_code == 1
 
 
 async def test_sync_loads_the_database_and_records_meta_states(

@@ -16,7 +16,7 @@ from bot.db.models import Conversation, ConversationMode, ConversationTimer, Cus
 from bot.engine import ActionContext, ActionRegistry, ActionResult, Engine, load_flows
 from bot.inbox import InboxConfig, InboxWorker
 from bot.intake import inbound_row
-from bot.whatsapp.types import parse_notification
+from bot.whatsapp.notifications import parse_notification
 from tests.helpers import text_notification
 
 FLOW = """

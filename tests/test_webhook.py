@@ -18,6 +18,7 @@ from tests.helpers import (
     ADMIN_TOKEN,
     APP_SECRET,
     VERIFY_TOKEN,
+    AppFactory,
     BotFactory,
     eventually,
     graph_sends,
@@ -124,7 +125,7 @@ async def test_every_message_type_is_stored_and_answered(
     # notice is logged and handled but not answered (a 👍 should not make the bot talk)
     silent = {"reaction", "system"}
     for row in await Message.filter(message_direction=Direction.INBOUND):
-        assert row.delivery_status == DeliveryStatus.DELIVERED
+        assert row.delivery_status == DeliveryStatus.HANDLED
         answered = await Message.filter(reply_to=row.whatsapp_message_id).exists()
         assert answered == (row.message_type not in silent), row.message_type
 
@@ -224,7 +225,7 @@ async def test_healthz(bot_client: BotFactory) -> None:
 
 
 async def test_sandbox_mode_records_and_never_calls_out(
-    aiohttp_client: Any, tmp_path: Path, database_url: str, fake_graph: TestServer
+    serve_app: AppFactory, tmp_path: Path, database_url: str, fake_graph: TestServer
 ) -> None:
     from bot.app import CLIENT, create_app
     from bot.whatsapp.sandbox import SandboxTransport
@@ -232,7 +233,7 @@ async def test_sandbox_mode_records_and_never_calls_out(
 
     settings = make_settings(tmp_path, database_url)  # no access token: sandbox
     assert settings.sandbox
-    client = await aiohttp_client(create_app(settings))
+    client = await serve_app(create_app(settings))
     assert (await post_webhook(client, text_notification("15550002222", "wamid.SB_1", "hi"))).status == 200
 
     async def sent() -> bool:

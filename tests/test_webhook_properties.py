@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.db.models import Direction, EarlyStatus, Message
-from bot.whatsapp.types import parse_notification
+from bot.whatsapp.notifications import parse_notification
 from tests.helpers import (
     PAYLOADS,
     BotFactory,

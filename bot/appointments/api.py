@@ -65,17 +65,20 @@ async def update(request: web.Request) -> web.Response:
         starts_at=patch.starts_at,
         notes=patch.notes,
         notes_given="notes" in patch.model_fields_set,
+        notify=patch.notify,
     )
     try:
-        appointment = await service.change(_id(request), change)
+        result = await service.change(_id(request), change)
     except NotBookable:
         return _invalid_field("starts_at", NOT_A_SLOT)
     except SlotTaken:
         return error_response(409, "that slot is full")
-    if appointment is None:
+    if result is None:
         return error_response(404, "no appointment with this id")
-    log.info("appointment %s updated via API", appointment.id)
-    return await _appointment_response(service, appointment.id, status=200)
+    log.info("appointment %s updated via API (customer told: %s)", result.appointment.id, result.notification)
+    return await _appointment_response(
+        service, result.appointment.id, status=200, notification=result.notification
+    )
 
 
 async def show(request: web.Request) -> web.Response:
@@ -97,14 +100,13 @@ async def listing(request: web.Request) -> web.Response:
 
 
 async def _appointment_response(
-    service: AppointmentService, appointment_id: int, status: int
+    service: AppointmentService, appointment_id: int, status: int, notification: str | None = None
 ) -> web.Response:
     appointment = await service.get(appointment_id)
     if appointment is None:
         return error_response(404, "no appointment with this id")
-    return web.Response(
-        text=_out(appointment, service).model_dump_json(), status=status, content_type="application/json"
-    )
+    out = _out(appointment, service).model_copy(update={"notification": notification})
+    return web.Response(text=out.model_dump_json(), status=status, content_type="application/json")
 
 
 def _out(appointment: Appointment, service: AppointmentService) -> AppointmentOut:

@@ -2,10 +2,11 @@
 
 It runs inside `bot serve` and looks every `appointments.check_seconds`. Exactly once, across restarts
 and several processes, comes from the database, never from memory: a due reminder is claimed by locking
-its row (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite serves one process and its write transactions are
-exclusive), and in that SAME transaction it is marked sent (an update that only succeeds on a row still
-pending) and its message is queued as an outbox row. A crash before the commit leaves it pending, a
-commit leaves it sent with its message: there is no moment in which it is one without the other.
+its row (bot/db/claims.py: PostgreSQL's `FOR UPDATE SKIP LOCKED`; SQLite serves one process and its
+write transactions are exclusive), and in that SAME transaction it is marked sent (an update that only
+succeeds on a row still pending) and its message is queued as an outbox row. A crash before the commit
+leaves it pending, a commit leaves it sent with its message: there is no moment in which it is one
+without the other.
 
 What happens to a due reminder (decided at the moment it is handled, and shown by `bot reminders due`):
 - the appointment was cancelled, completed or moved → skipped (moving plans new reminders);
@@ -19,7 +20,6 @@ What happens to a due reminder (decided at the moment it is handled, and shown b
 from __future__ import annotations
 
 import logging
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
@@ -29,10 +29,11 @@ from zoneinfo import ZoneInfo
 from tortoise.transactions import in_transaction
 
 from bot.appointments.dates import day_label, time_label
+from bot.appointments.notify import device_text
 from bot.appointments.service import ACTIVE
 from bot.appointments.slots import next_wall_time
 from bot.clock import Clock, utc_now
-from bot.db import is_sqlite
+from bot.db.claims import Claims, claims_for
 from bot.db.models import Appointment, AppointmentReminder, Customer, Message, ReminderStatus
 from bot.engine.templates import load_templates
 from bot.engine.texts import TextCatalog, TextSource, pick_language, read_once
@@ -97,7 +98,7 @@ def reminder_message(
     shop's zone), {{3}} the device (else "your device": a template parameter may not be empty); quick
     replies Confirm, Reschedule, Cancel carry `appt:<verb>:<id>`."""
     local = appointment.starts_at.astimezone(zone)
-    device = appointment.device_model or texts.say("appointments.your_device", language, default) or "-"
+    device = device_text(appointment.device_model, texts, language, default)
     return Template(
         name=REMINDER_TEMPLATE,
         language=language,
@@ -106,65 +107,20 @@ def reminder_message(
     )
 
 
-class ReminderClaims(ABC):
-    """How due reminders and their appointments are taken, per database. Call inside a transaction."""
-
-    @abstractmethod
-    async def due(self, now: datetime, limit: int) -> list[AppointmentReminder]: ...
-
-    @abstractmethod
-    async def appointments(self, ids: Sequence[int]) -> dict[int, Appointment]: ...
-
-
-class SqliteReminderClaims(ReminderClaims):
-    """One process per SQLite file, whose write transactions are exclusive: plain reads."""
-
-    async def due(self, now: datetime, limit: int) -> list[AppointmentReminder]:
-        return (
-            await AppointmentReminder.filter(status=ReminderStatus.PENDING, send_after__lte=now)
-            .order_by("send_after", "id")
-            .limit(limit)
-        )
-
-    async def appointments(self, ids: Sequence[int]) -> dict[int, Appointment]:
-        return {a.id: a for a in await Appointment.filter(id__in=list(ids))}
-
-
-class PostgresReminderClaims(ReminderClaims):
-    """Several processes on one database: rows another worker holds are skipped, never waited for. An
-    appointment being changed right now (locked) is left for the next round, so a reminder never goes out
-    for a change it has not seen, and no lock order can deadlock."""
-
-    async def due(self, now: datetime, limit: int) -> list[AppointmentReminder]:
-        return (
-            await AppointmentReminder.filter(status=ReminderStatus.PENDING, send_after__lte=now)
-            .order_by("send_after", "id")
-            .limit(limit)
-            .select_for_update(skip_locked=True)
-        )
-
-    async def appointments(self, ids: Sequence[int]) -> dict[int, Appointment]:
-        locked = await Appointment.filter(id__in=list(ids)).select_for_update(skip_locked=True)
-        return {a.id: a for a in locked}
-
-
-def reminder_claims_for(database_url: str) -> ReminderClaims:
-    return SqliteReminderClaims() if is_sqlite(database_url) else PostgresReminderClaims()
-
-
 class ReminderScheduler:
     """Sends due reminders; `run_once()` handles everything due now, `start()`/`stop()` the loop."""
 
     def __init__(
         self,
         settings: Settings,
-        claims: ReminderClaims | None = None,
+        claims: Claims | None = None,
         clock: Clock = utc_now,
         on_queued: Callable[[], None] = lambda: None,
         batch_size: int = BATCH_SIZE,
         texts: TextSource | None = None,
     ) -> None:
-        """`texts`: the engine's current texts (the server's); else templates/texts/ read once."""
+        """`claims`: the database's (bot/db/claims.py), else chosen by settings' database URL. `texts`: the
+        engine's current texts (the server's); else templates/texts/ read once."""
         self.rules = settings.appointments
         self.zone = ZoneInfo(settings.shop.timezone)
         self._default_language = settings.shop.default_language
@@ -172,7 +128,7 @@ class ReminderScheduler:
         template = catalog.get(REMINDER_TEMPLATE)
         self._template_languages: tuple[str, ...] = tuple(template.languages) if template else ()
         self._texts = texts if texts is not None else read_once(settings.templates_dir)
-        self._claims = claims or reminder_claims_for(settings.database_url)
+        self._claims = claims if claims is not None else claims_for(settings.database_url)
         self._clock = clock
         self._on_queued = on_queued
         self._batch_size = batch_size
@@ -204,10 +160,10 @@ class ReminderScheduler:
         now = self._clock().astimezone(UTC)  # the database compares times as stored: in UTC
         sent = 0
         async with in_transaction():
-            due = await self._claims.due(now, self._batch_size)
+            due = await self._claims.due_reminders(now, self._batch_size)
             if not due:
                 return 0, 0
-            appointments = await self._claims.appointments(sorted({r.appointment_id for r in due}))
+            appointments = await self._claims.reminder_appointments(sorted({r.appointment_id for r in due}))
             mine = [r for r in due if r.appointment_id in appointments]
             pending = await AppointmentReminder.filter(  # all of them, not just this batch's
                 appointment_id__in=list(appointments), status=ReminderStatus.PENDING, due_at__lte=now

@@ -15,6 +15,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     StringConstraints,
     ValidationError,
     field_validator,
@@ -35,7 +36,7 @@ FIELDS = (
     "status",
     "notes",
 )
-PATCH_FIELDS = ("status", "starts_at", "notes")
+PATCH_FIELDS = ("status", "starts_at", "notes", "notify")
 
 
 def _blank_is_none(value: Any) -> Any:
@@ -74,13 +75,15 @@ class AppointmentIn(BaseModel):
 
 
 class AppointmentPatch(BaseModel):
-    """PATCH /api/appointments/{id}: the status, the time (a move) and/or the notes (null clears)."""
+    """PATCH /api/appointments/{id}: the status, the time (a move) and/or the notes (null clears).
+    A move or a cancellation tells the customer unless `notify` is false."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     status: AppointmentStatus | None = None
     starts_at: AwareDatetime | None = None
     notes: Notes = None
+    notify: StrictBool = True
 
     @field_validator("status", "starts_at")
     @classmethod
@@ -140,6 +143,8 @@ class AppointmentOut(BaseModel):
     updated_at: datetime
     reminders: list[ReminderOut] = []
     history: list[ChangeOut] = []
+    notification: str | None = None
+    """PATCH: the message queued for the customer about this change ("text", "template"), or null."""
 
 
 def field_errors(exc: ValidationError, fields: tuple[str, ...]) -> list[FieldError]:

@@ -8,6 +8,10 @@ database commits only one; the loser retries once, finds the slot full and gets 
 The chat methods act only on the caller's own appointments (an id that is someone else's is None) and
 offer only bookable slots (open, on the slot grid, with the minimum notice, within `days_ahead`). The
 staff methods (the API) may book any slot of the grid, at any distance, in the past too.
+
+When staff move or cancel an appointment that still lies ahead, the customer is told (bot/appointments/
+notify.py: a text inside the 24-hour window, the `appointment_update` template outside it), queued as
+an outbox row in the same transaction as the change, unless the request says `"notify": false`.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from bot.appointments import slots
+from bot.appointments.notify import Change, build_appointment_notifier
 from bot.clock import Clock, utc_now
 from bot.db.models import (
     Appointment,
@@ -31,9 +36,12 @@ from bot.db.models import (
     AppointmentSeat,
     AppointmentStatus,
     ChangeSource,
+    Customer,
     Order,
     ReminderStatus,
 )
+from bot.engine.texts import TextSource
+from bot.outbox import enqueue
 from bot.settings import Settings
 
 ACTIVE = frozenset({AppointmentStatus.BOOKED, AppointmentStatus.CONFIRMED, AppointmentStatus.RESCHEDULED})
@@ -59,15 +67,30 @@ class StaffChange:
     starts_at: datetime | None = None
     notes: str | None = None
     notes_given: bool = False
+    notify: bool = True
+    """Tell the customer when this moves or cancels the appointment (the API's `"notify": false`)."""
+
+
+@dataclass(frozen=True)
+class StaffResult:
+    appointment: Appointment
+    notification: str | None
+    """The message type queued for the customer ("text", "template"), or None."""
 
 
 class AppointmentService:
     def __init__(
-        self, settings: Settings, on_queued: Callable[[], None] = lambda: None, clock: Clock = utc_now
+        self,
+        settings: Settings,
+        on_queued: Callable[[], None] = lambda: None,
+        clock: Clock = utc_now,
+        texts: TextSource | None = None,
     ) -> None:
+        """`texts`: the bot's own texts for the notices (the engine's current ones in the server)."""
         self.rules = settings.appointments
         self.zone = ZoneInfo(settings.shop.timezone)
-        self._on_queued = on_queued  # nothing queues messages here yet: the chat flow speaks for itself
+        self._notifier = build_appointment_notifier(settings, texts)  # AppointmentTextsError stops start-up
+        self._on_queued = on_queued  # staff changes queue the customer's notification; the chat speaks itself
         self._clock: Clock = lambda: clock().astimezone(UTC)  # stored and compared in UTC, always
 
     # -- what customers can pick ------------------------------------------------------------------
@@ -219,11 +242,12 @@ class AppointmentService:
             source=ChangeSource.API,
         )
 
-    async def change(self, appointment_id: int, change: StaffChange) -> Appointment | None:
+    async def change(self, appointment_id: int, change: StaffChange) -> StaffResult | None:
         """Staff set the status, time or notes; None for an unknown id. Raises NotBookable, SlotTaken.
 
         A new time without a status makes an active appointment `rescheduled`; cancelling frees the seat;
-        setting a cancelled one active again needs a free seat."""
+        setting a cancelled one active again needs a free seat. A move or a cancellation of an appointment
+        still ahead tells the customer, in the same transaction, unless `change.notify` is False."""
         starts_at = self._aware(change.starts_at) if change.starts_at else None
         if starts_at is not None and not slots.is_slot(starts_at, self.rules, self.zone):
             raise NotBookable("not the start of a slot on an open day")
@@ -241,14 +265,27 @@ class AppointmentService:
                         status = AppointmentStatus.RESCHEDULED
                     if change.notes_given:
                         appointment.notes = change.notes
+                    before = appointment.status, appointment.starts_at
                     if status not in (None, appointment.status) or moved is not None:
                         await self._apply(appointment, status or appointment.status, moved, ChangeSource.API)
                     else:
                         await appointment.save()
-                return appointment
+                    notice = _notice(appointment, *before, self._clock()) if change.notify else None
+                    notification = await self._tell(appointment, notice) if notice else None
             except IntegrityError:
                 continue
+            if notification:
+                self._on_queued()
+            return StaffResult(appointment, notification)
         raise SlotTaken("no seat left")
+
+    async def _tell(self, appointment: Appointment, change: Change) -> str:
+        """Queue the customer's notification of `change`; inside the change's transaction."""
+        now = self._clock()
+        customer = await Customer.get_or_none(wa_id=appointment.customer_phone)
+        message = self._notifier.message_for(appointment, change, customer, now)
+        await enqueue(appointment.customer_phone, message, now=now, order_id=appointment.order_id)
+        return message.message_type
 
     async def get(self, appointment_id: int) -> Appointment | None:
         """The appointment with its reminders and history."""
@@ -358,6 +395,19 @@ class AppointmentService:
             raise NotBookable("too far ahead")
         if not slots.is_slot(starts_at, self.rules, self.zone):
             raise NotBookable("not the start of a slot on an open day")
+
+
+def _notice(
+    appointment: Appointment, before_status: AppointmentStatus, before_start: datetime, now: datetime
+) -> Change | None:
+    """What the customer must hear of a staff change: a cancellation, or a new time, of an appointment
+    still ahead (an appointment in the past is record-keeping, not news)."""
+    if appointment.status == AppointmentStatus.CANCELLED:
+        cancelled = before_status != AppointmentStatus.CANCELLED
+        return "cancelled" if cancelled and before_start > now else None
+    if appointment.starts_at != before_start and appointment.status in ACTIVE and appointment.starts_at > now:
+        return "moved"
+    return None
 
 
 async def _taken(candidates: Iterable[datetime]) -> dict[datetime, int]:

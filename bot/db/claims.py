@@ -1,10 +1,14 @@
 """How a worker claims rows so that nothing is handled twice: one small interface, two backends.
 
-SQLite serves one process: its transactions are already exclusive, so claiming is a plain ordered read.
-PostgreSQL may serve several processes on one database: inbound rows are taken with
-`FOR UPDATE SKIP LOCKED`, a conversation is held with a transaction-scoped advisory lock, and a
-conversation with an earlier message still unhandled elsewhere is left for the worker that holds it,
-so each conversation's messages are processed one at a time and in order.
+This is the one place that knows which database it runs on; `claims_for(url)` picks the backend once,
+and everything else (inbox, outbox, reminders, the handoff desk, start-up) asks the interface.
+
+SQLite serves one process: its transactions are already exclusive, so claiming is a plain ordered read
+and holding a row needs nothing. PostgreSQL may serve several processes on one database: inbound rows,
+outbound rows, timers and reminders are taken with `FOR UPDATE SKIP LOCKED`, a conversation is held
+with a transaction-scoped advisory lock, and a conversation with an earlier message still unhandled
+elsewhere is left for the worker that holds it, so each conversation's messages are processed one at a
+time and in order.
 """
 
 from __future__ import annotations
@@ -17,10 +21,23 @@ from tortoise import connections
 from tortoise.functions import Min
 from tortoise.queryset import QuerySet
 
-from bot.db.models import Conversation, ConversationTimer, DeliveryStatus, Direction, Message
+from bot.db.models import (
+    Appointment,
+    AppointmentReminder,
+    Conversation,
+    ConversationTimer,
+    DeliveryStatus,
+    Direction,
+    Message,
+    ReminderStatus,
+)
 
 
 class Claims(ABC):
+    one_process: bool
+    """True when one process has the database to itself (SQLite): whatever was claimed when it starts
+    was claimed by a process that has died, so its outbox leases are released at once."""
+
     @abstractmethod
     async def pending_inbound(self, limit: int) -> list[Message]:
         """Unhandled inbound rows this worker may process now, oldest first. Call inside a transaction."""
@@ -38,6 +55,22 @@ class Claims(ABC):
     async def due_timers(self, now: datetime, limit: int) -> list[ConversationTimer]:
         """Timers due by `now` whose conversation this worker may move now. Call inside a transaction."""
 
+    @abstractmethod
+    async def due_reminders(self, now: datetime, limit: int) -> list[AppointmentReminder]:
+        """Pending appointment reminders due by `now`, soonest first, that no other worker holds. Call
+        inside a transaction."""
+
+    @abstractmethod
+    async def reminder_appointments(self, ids: Sequence[int]) -> dict[int, Appointment]:
+        """The appointments of claimed reminders, by id; one being changed right now (locked) is left out
+        for the next round, so a reminder never goes out for a change it has not seen, and no lock order
+        can deadlock. Call inside a transaction."""
+
+    @abstractmethod
+    async def lock_conversation(self, conversation_id: int) -> None:
+        """Hold the conversation's row until the transaction ends (opening a handoff: at most one open
+        per conversation). Call inside a transaction."""
+
 
 def _due_timers(now: datetime) -> QuerySet[ConversationTimer]:
     return ConversationTimer.filter(due_at__lte=now).order_by("due_at", "id")
@@ -47,6 +80,12 @@ def _pending_inbound() -> QuerySet[Message]:
     return Message.filter(
         message_direction=Direction.INBOUND, delivery_status=DeliveryStatus.PENDING
     ).order_by("id")
+
+
+def _due_reminders(now: datetime) -> QuerySet[AppointmentReminder]:
+    return AppointmentReminder.filter(status=ReminderStatus.PENDING, send_after__lte=now).order_by(
+        "send_after", "id"
+    )
 
 
 def _due_outbound(now: datetime, skip_phones: Sequence[str]) -> QuerySet[Message]:
@@ -66,6 +105,10 @@ async def _earliest_pending(row: Message | None) -> Message | None:
 
 
 class SqliteClaims(Claims):
+    """One process per SQLite file, whose write transactions are exclusive: plain reads."""
+
+    one_process = True
+
     async def pending_inbound(self, limit: int) -> list[Message]:
         return await _pending_inbound().limit(limit)
 
@@ -78,8 +121,21 @@ class SqliteClaims(Claims):
     async def due_timers(self, now: datetime, limit: int) -> list[ConversationTimer]:
         return await _due_timers(now).limit(limit)
 
+    async def due_reminders(self, now: datetime, limit: int) -> list[AppointmentReminder]:
+        return await _due_reminders(now).limit(limit)
+
+    async def reminder_appointments(self, ids: Sequence[int]) -> dict[int, Appointment]:
+        return {a.id: a for a in await Appointment.filter(id__in=list(ids))}
+
+    async def lock_conversation(self, conversation_id: int) -> None:
+        """Nothing to do: the transaction is the only writer."""
+
 
 class PostgresClaims(Claims):
+    """Several processes on one database: rows another worker holds are skipped, never waited for."""
+
+    one_process = False
+
     async def pending_inbound(self, limit: int) -> list[Message]:
         rows = await _pending_inbound().limit(limit).select_for_update(skip_locked=True)
         if not rows:
@@ -123,6 +179,18 @@ class PostgresClaims(Claims):
         held = await _hold_conversations(list(phones.values()))
         return [t for t in timers if phones.get(t.conversation_id) in held]
 
+    async def due_reminders(self, now: datetime, limit: int) -> list[AppointmentReminder]:
+        return await _due_reminders(now).limit(limit).select_for_update(skip_locked=True)
+
+    async def reminder_appointments(self, ids: Sequence[int]) -> dict[int, Appointment]:
+        locked = await Appointment.filter(id__in=list(ids)).select_for_update(skip_locked=True)
+        return {a.id: a for a in locked}
+
+    async def lock_conversation(self, conversation_id: int) -> None:
+        """Waits for a transaction that holds it (a handoff opening there): never two open ones. A query
+        set, not values_list(), which Tortoise builds without the FOR UPDATE."""
+        await Conversation.filter(id=conversation_id).select_for_update().only("id")
+
 
 async def _hold_conversations(phones: Sequence[str]) -> set[str]:
     """Transaction-scoped advisory locks: one worker moves a conversation at a time (inbox or timer)."""
@@ -138,4 +206,5 @@ async def _hold_conversations(phones: Sequence[str]) -> set[str]:
 
 
 def claims_for(database_url: str) -> Claims:
+    """The backend for this database URL: chosen once, where the pipeline is assembled."""
     return SqliteClaims() if database_url.startswith("sqlite://") else PostgresClaims()

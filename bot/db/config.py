@@ -25,6 +25,23 @@ def is_memory(url: str) -> bool:
     return is_sqlite(url) and url.removeprefix("sqlite://").split("?", 1)[0] == ":memory:"
 
 
+MEMORY = ":memory:"
+"""The path of an in-memory SQLite database."""
+
+
+def sqlite_url(path: Path | str) -> str:
+    """The URL of a SQLite database in this file (or `MEMORY`): the simulator's and `bot chat`'s own."""
+    return f"sqlite://{path}"
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL; None for an in-memory SQLite database or another database (`bot chat`
+    keeps its conversation beside the shop's SQLite file, or in data/)."""
+    if not is_sqlite(url) or is_memory(url):
+        return None
+    return Path(url.removeprefix("sqlite://").split("?", 1)[0])
+
+
 def tortoise_url(url: str) -> str:
     """Add the SQLite pragmas and create the file's folder; other URLs pass through."""
     if not is_sqlite(url):

@@ -13,7 +13,7 @@ from tortoise import fields
 from tortoise.indexes import Index
 from tortoise.models import Model
 
-# Column sizes that data from outside (webhooks) is fed into; bot/whatsapp/types.py checks each at parse
+# Column sizes fed from outside (webhooks); bot/whatsapp/notifications.py checks each at parse
 PHONE_LENGTH = 32
 """A wa_id: Customer.wa_id, Message.customer_phone."""
 WAMID_LENGTH = 128
@@ -32,9 +32,12 @@ class Direction(StrEnum):
 
 
 class DeliveryStatus(StrEnum):
-    """Outbound: queued → sent → delivered → read, or failed. Inbound: pending until the bot handled it."""
+    """Outbound (Meta's words): queued → sent → delivered → read, or failed. Inbound: pending → handled
+    once the bot has taken it, or failed when it gave up (parked). Earlier releases marked handled
+    inbound rows `delivered`; migration 0002_inbound_handled made them `handled`."""
 
     PENDING = "pending"
+    HANDLED = "handled"
     QUEUED = "queued"
     SENT = "sent"
     DELIVERED = "delivered"

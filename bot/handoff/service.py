@@ -3,7 +3,8 @@
 Every change is one transaction (an `atomic()` block: called inside the inbox's batch, by the relay, it
 is a savepoint of the batch), and its live events go out after that transaction commits. At most one
 handoff per conversation is open (waiting or claimed): opening one locks the conversation row first
-(PostgreSQL; SQLite's write transactions are exclusive) and reuses an open one. A claim is a single
+(`Claims.lock_conversation`: PostgreSQL; SQLite's write transactions are exclusive) and reuses an open
+one. A claim is a single
 conditional UPDATE ... WHERE status='waiting', so of two technicians racing for a chat exactly one wins
 and the other gets a 409.
 """
@@ -15,9 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from tortoise import connections
-
 from bot.clock import Clock, utc_now
+from bot.db.claims import Claims, claims_for
 from bot.db.models import (
     AuditEvent,
     AuditKind,
@@ -63,18 +63,17 @@ def is_admin(technician: Technician) -> bool:
     return technician.role == TechnicianRole.ADMIN
 
 
-async def lock_conversation(conversation_id: int) -> None:
-    """Inside a transaction: hold the conversation's row until commit (PostgreSQL only)."""
-    if connections.get("default").capabilities.dialect == "postgres":
-        await Conversation.filter(id=conversation_id).select_for_update().values_list("id", flat=True)
-
-
 async def open_handoff(
-    conversation_id: int, phone: str, reason: str, now: datetime, technician_id: int | None = None
+    claims: Claims,
+    conversation_id: int,
+    phone: str,
+    reason: str,
+    now: datetime,
+    technician_id: int | None = None,
 ) -> tuple[Handoff, bool]:
     """Inside a transaction: the conversation's open handoff, opening one (mode HUMAN) if there is none.
     Returns it and whether it is new."""
-    await lock_conversation(conversation_id)
+    await claims.lock_conversation(conversation_id)
     existing = await Handoff.filter(conversation_id=conversation_id, status__in=list(OPEN)).first()
     if existing is not None:
         return existing, False
@@ -156,10 +155,13 @@ class HandoffDesk:
         engine: Engine | None = None,
         clock: Clock = utc_now,
         on_queued: Callable[[], None] = lambda: None,
+        claims: Claims | None = None,
     ) -> None:
+        """`claims`: the database's (bot/db/claims.py), else chosen by settings' database URL."""
         self.settings = settings
         self.events = events if events is not None else EventHub()
         self.engine = engine
+        self.claims = claims if claims is not None else claims_for(settings.database_url)
         self.hours = WorkingHours(settings)
         self._clock = clock
         self._on_queued = on_queued
@@ -197,7 +199,7 @@ class HandoffDesk:
     ) -> str:
         """Inside the caller's transaction: hand the chat to a person; returns the wait text (`texts`:
         those of the engine run that asked, else the desk's)."""
-        handoff, new = await open_handoff(conversation_id, phone, reason, now)
+        handoff, new = await open_handoff(self.claims, conversation_id, phone, reason, now)
         waiting = await Handoff.filter(status=HandoffStatus.WAITING).count()
         if new:  # goes out once the caller's transaction (the inbox's batch) commits
             self.events.publish(queue_event("waiting", handoff))
@@ -328,7 +330,7 @@ class HandoffDesk:
             handoff = chat.handoff
             if handoff is None:  # a technician takes over a chat the bot has
                 handoff, _ = await open_handoff(
-                    chat.conversation.id, phone, "taken over", now, technician_id=technician.id
+                    self.claims, chat.conversation.id, phone, "taken over", now, technician_id=technician.id
                 )
             won = await Handoff.filter(id=handoff.id, status=HandoffStatus.WAITING).update(
                 status=HandoffStatus.CLAIMED,

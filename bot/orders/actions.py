@@ -19,6 +19,7 @@ from bot.db.models import Order
 from bot.engine import ActionContext, ActionRegistry, ActionResult
 from bot.engine.actions import ListArgs
 from bot.orders.notify import StatusNotifier
+from bot.orders.numbers import read_order_number
 
 CLOSED_STATUSES = frozenset({"picked_up", "cancelled"})
 """Orders in these statuses are history: `orders.mine` does not offer them (a lookup still finds them)."""
@@ -84,9 +85,14 @@ class OrderActions:
         return ActionResult(outbound=[choose], next="several")
 
     async def lookup(self, context: ActionContext) -> ActionResult:
-        """One of the sender's orders by number; else the closest of their own numbers, or not found."""
+        """One of the sender's orders by number; else the closest of their own numbers, or not found.
+
+        `number` may be a whole answer ("status 35296", "order #35296"): it is read the way the main menu
+        reads one (bot/orders/numbers.py), and `{looked_up}` says which number was looked for."""
         args = LookupArgs.model_validate(dict(context.args))
-        wanted = canonical(args.number)
+        asked = read_order_number(args.number) or args.number.strip()
+        looked_up = {"looked_up": asked}
+        wanted = canonical(asked)
         own = await Order.filter(customer_phone=context.customer.wa_id).order_by("-updated_at", "-id")
         by_number = {canonical(order.order_number): order for order in own}
         found = by_number.get(wanted) or next(
@@ -98,17 +104,17 @@ class OrderActions:
             None,
         )
         if found is not None:
-            return ActionResult(variables=self.described(found, context.customer.language), next="found")
+            described = self.described(found, context.customer.language)
+            return ActionResult(variables={**looked_up, **described}, next="found")
         close = (
             difflib.get_close_matches(wanted, list(by_number), n=1, cutoff=SUGGESTION_CUTOFF)
             if wanted
             else []
         )
         if close:
-            return ActionResult(
-                variables={"suggestion": by_number[close[0]].order_number}, next="did_you_mean"
-            )
-        return ActionResult(next="not_found")
+            suggestion = {"suggestion": by_number[close[0]].order_number}
+            return ActionResult(variables={**looked_up, **suggestion}, next="did_you_mean")
+        return ActionResult(variables=looked_up, next="not_found")
 
     def described(self, order: Order, language: str) -> dict[str, Any]:
         """The variables a flow shows an order with."""

@@ -2,8 +2,7 @@
 
 Inside the 24-hour customer service window it is the status's own text, in the customer's language;
 outside it WhatsApp delivers only approved templates, so it is `order_status_update` with the order
-number and the status's label. The window is judged a little short of 24 hours: the message is sent
-moments after it is queued, and a free text that crosses the edge on the way is refused (131047).
+number and the status's label. The choice between the two is the shared rule in bot/notices.py.
 """
 
 from __future__ import annotations
@@ -13,16 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.db.models import Customer, Order
-from bot.engine.texts import pick_language, pick_text
+from bot.engine.texts import pick_text
+from bot.notices import WINDOW, PerLanguage, WindowRule
 from bot.orders.texts import OrderTexts
-from bot.outbox import CUSTOMER_SERVICE_WINDOW
-from bot.whatsapp.outbound import OutboundMessage, Template, Text
+from bot.whatsapp.outbound import OutboundMessage, Template
 
 STATUS_TEMPLATE = "order_status_update"
-SEND_MARGIN = timedelta(seconds=30)
-"""Room between queueing a free text and its send, so it is not refused at the window's edge."""
-
-PerLanguage = str | Mapping[str, str]
 
 
 @dataclass(frozen=True)
@@ -36,27 +31,26 @@ class StatusNotifier:
     """The languages `order_status_update` is approved in; empty when the template file is not here."""
     address: PerLanguage = ""
     opening_hours: PerLanguage = ""
-    window: timedelta = CUSTOMER_SERVICE_WINDOW - SEND_MARGIN
+    window: timedelta = WINDOW
+
+    @property
+    def rule(self) -> WindowRule:
+        return WindowRule(self.default_language, self.template_languages, self.window)
 
     def message_for(self, order: Order, customer: Customer | None, now: datetime) -> OutboundMessage | None:
         """The notification for the status `order` is now in, or None when that status stays quiet."""
         if not self.notify.get(order.status, False):
             return None
-        language = (customer.language if customer else None) or self.default_language
-        last_inbound = customer.last_inbound_at if customer else None
-        if self.texts is not None and last_inbound is not None and now - last_inbound <= self.window:
-            body = self.texts.text(order.status, language, self.values(order, language))
-            if body:
-                return Text(body=body)
-        template_language = (
-            pick_language(self.template_languages, language, self.default_language) or language
-        )
-        label = self.texts.label(order.status, template_language) if self.texts else order.status
-        return Template(
-            name=STATUS_TEMPLATE,
-            language=template_language,
-            body_params=(order.order_number, label),
-        )
+        texts = self.texts
+
+        def text(language: str) -> str | None:
+            return texts.text(order.status, language, self.values(order, language)) if texts else None
+
+        def template(language: str) -> Template:
+            label = texts.label(order.status, language) if texts else order.status
+            return Template(name=STATUS_TEMPLATE, language=language, body_params=(order.order_number, label))
+
+        return self.rule.message(customer, now, text, template)
 
     def values(self, order: Order, language: str) -> dict[str, str]:
         return {

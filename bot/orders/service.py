@@ -3,23 +3,25 @@ written in ONE transaction, so a status change is never recorded without its mes
 
 The notification is a queued outbox row (with the order's id); the outbox worker sends it after the
 commit, each customer's messages in the order they were queued. Setting the status an order already
-has changes nothing and sends nothing. The API and the CSV import both come through here.
+has changes nothing and sends nothing. The API and the CSV import both come through here: the API one
+order per transaction (`upsert`, `update`), the import many (`upsert_many`), since a transaction's
+commit, not its rows, is what a spreadsheet of 20,000 orders waits for.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from bot.clock import Clock, utc_now
-from bot.db.models import Customer, Order, OrderSource, OrderStatusChange
+from bot.db.models import Customer, Message, Order, OrderSource, OrderStatusChange
 from bot.orders.notify import StatusNotifier
 from bot.orders.schemas import OrderIn, OrderPatch
-from bot.outbox import enqueue
+from bot.outbox import enqueue, outbound_row
 
 
 class UnknownStatus(ValueError):
@@ -32,6 +34,16 @@ class OrderChange:
     created: bool
     notification: str | None
     """The message type queued for the customer ("text", "template"), or None."""
+
+
+@dataclass
+class _Batch:
+    """What `upsert_many` writes at the end of its transaction, in one statement per table."""
+
+    customers: Mapping[str, Customer | None]
+    """Every phone of the batch -> its customer, None when they never wrote (looked up once)."""
+    history: list[OrderStatusChange] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
 
 
 class OrderService:
@@ -73,6 +85,34 @@ class OrderService:
             change = await self._apply(order, values, source, created=False)
         return self._queued(change)
 
+    async def upsert_many(self, items: Sequence[OrderIn], source: OrderSource) -> list[OrderChange]:
+        """Create or update every order of `items` in ONE transaction, in order (a number given twice is
+        created, then updated). All or nothing: whatever the database raises is raised, and nothing of
+        the batch is written; the caller may then try its rows one by one with `upsert`."""
+        numbers = sorted({item.order_number for item in items})
+        phones = sorted({item.customer_phone for item in items})
+        changes: list[OrderChange] = []
+        async with in_transaction():
+            found = await Order.filter(order_number__in=numbers).select_for_update()
+            orders = {order.order_number: order for order in found}
+            known = {customer.wa_id: customer for customer in await Customer.filter(wa_id__in=phones)}
+            batch = _Batch({phone: known.get(phone) for phone in phones})
+            for item in items:
+                order = orders.get(item.order_number)
+                values = _given(item)
+                if order is None:
+                    if values.get("status") is None:
+                        values["status"] = self.statuses[0]
+                    order = Order(order_number=item.order_number)
+                change = await self._apply(order, values, source, created=order.pk is None, batch=batch)
+                orders[item.order_number] = change.order
+                changes.append(change)
+            await OrderStatusChange.bulk_create(batch.history)
+            await Message.bulk_create(batch.messages)
+        if any(change.notification for change in changes):
+            self._on_queued()
+        return changes
+
     async def get(self, number: str) -> Order | None:
         """The order with its history, oldest change first."""
         order = await Order.get_or_none(order_number=number)
@@ -81,7 +121,7 @@ class OrderService:
         return order
 
     async def _upsert(self, data: OrderIn, source: OrderSource) -> OrderChange:
-        values = {name: getattr(data, name) for name in data.model_fields_set if name != "order_number"}
+        values = _given(data)
         async with in_transaction():
             order = await Order.filter(order_number=data.order_number).select_for_update().first()
             if order is not None:
@@ -91,9 +131,16 @@ class OrderService:
             return await self._apply(Order(order_number=data.order_number), values, source, created=True)
 
     async def _apply(
-        self, order: Order, values: dict[str, Any], source: OrderSource, *, created: bool
+        self,
+        order: Order,
+        values: dict[str, Any],
+        source: OrderSource,
+        *,
+        created: bool,
+        batch: _Batch | None = None,
     ) -> OrderChange:
-        """Call inside the transaction: save the order; if its status moved, its history and message."""
+        """Call inside the transaction: save the order; if its status moved, its history and message
+        (written now, or collected in `batch` for one insert at the end of the batch's transaction)."""
         if values.get("status") is None:
             values.pop("status", None)
         elif values["status"] not in self.statuses:
@@ -107,17 +154,30 @@ class OrderService:
         if order.status == previous:
             return OrderChange(order, created, None)
         now = self._clock()
-        await OrderStatusChange.create(
+        history = OrderStatusChange(
             order=order, from_status=previous, to_status=order.status, changed_at=now, source=source
         )
-        customer = await Customer.get_or_none(wa_id=order.customer_phone)
+        if batch is not None and order.customer_phone in batch.customers:
+            customer = batch.customers[order.customer_phone]
+        else:
+            customer = await Customer.get_or_none(wa_id=order.customer_phone)
         message = self._notifier.message_for(order, customer, now)
-        if message is None:
-            return OrderChange(order, created, None)
-        await enqueue(order.customer_phone, message, now=now, order_id=order.id)
-        return OrderChange(order, created, message.message_type)
+        if batch is not None:
+            batch.history.append(history)
+            if message is not None:
+                batch.messages.append(outbound_row(order.customer_phone, message, now=now, order_id=order.id))
+        else:
+            await history.save()
+            if message is not None:
+                await enqueue(order.customer_phone, message, now=now, order_id=order.id)
+        return OrderChange(order, created, message.message_type if message else None)
 
     def _queued(self, change: OrderChange) -> OrderChange:
         if change.notification:
             self._on_queued()
         return change
+
+
+def _given(data: OrderIn) -> dict[str, Any]:
+    """The fields the request or row gave, but the number (which names the order)."""
+    return {name: getattr(data, name) for name in data.model_fields_set if name != "order_number"}

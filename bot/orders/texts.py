@@ -7,65 +7,37 @@ the key path and the reason instead of failing on a customer's order later.
 
 from __future__ import annotations
 
-import string
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated
 
-import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, RootModel
 
-from bot.engine.schema import LANGUAGE
 from bot.engine.texts import pick_text
+from bot.notice_texts import (
+    TEXTS_DIR,
+    Texts,
+    TextsError,
+    format_text,
+    placeholders,
+    read_texts,
+    template_safe,
+)
 
-TEXTS_FILE = Path("texts") / "order_statuses.yaml"
+TEXTS_FILE = TEXTS_DIR / "order_statuses.yaml"
 PLACEHOLDERS = ("order_number", "device_model", "customer_name", "address", "opening_hours")
 
 
-class OrderTextsError(Exception):
+class OrderTextsError(TextsError):
     """The status texts cannot be used; the message names the file, the key path and the reason."""
-
-
-def _languages(value: dict[str, str]) -> dict[str, str]:
-    for language, text in value.items():
-        if not LANGUAGE.match(language):
-            raise ValueError(f"'{language}' is not a language code (use codes like en, es, zh)")
-        if not text.strip():
-            raise ValueError(f"the {language} text is empty")
-    return value
-
-
-def _placeholders(value: dict[str, str]) -> dict[str, str]:
-    for language, text in value.items():
-        try:
-            fields = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
-        except ValueError as exc:
-            raise ValueError(f"the {language} text: {exc} (write a literal brace as {{{{ or }}}})") from None
-        for name in fields:
-            if name not in PLACEHOLDERS:
-                raise ValueError(
-                    f"the {language} text uses {{{name}}}; the placeholders are "
-                    + ", ".join(f"{{{p}}}" for p in PLACEHOLDERS)
-                )
-    return value
-
-
-def _template_safe(value: dict[str, str]) -> dict[str, str]:
-    for language, label in value.items():
-        if any(ch in label for ch in "\n\t") or "     " in label:
-            raise ValueError(f"the {language} label has a line break, tab or 5 spaces: WhatsApp refuses them")
-    return value
-
-
-Texts = Annotated[dict[str, str], Field(min_length=1), AfterValidator(_languages)]
 
 
 class StatusTexts(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    label: Annotated[Texts, AfterValidator(_template_safe)]
+    label: Annotated[Texts, AfterValidator(template_safe)]
     """The status as customers read it; the order_status_update template's second parameter."""
-    text: Annotated[Texts, AfterValidator(_placeholders)]
+    text: Annotated[Texts, AfterValidator(placeholders(PLACEHOLDERS))]
     """The message sent inside the 24-hour window."""
 
 
@@ -90,9 +62,7 @@ class OrderTexts:
         texts = self._statuses.get(status)
         if texts is None:
             return None
-        return pick_text(texts.text, language, self._default).format_map(
-            {name: values.get(name, "") for name in PLACEHOLDERS}
-        )
+        return format_text(pick_text(texts.text, language, self._default), PLACEHOLDERS, dict(values))
 
 
 def load_order_texts(
@@ -104,17 +74,9 @@ def load_order_texts(
     if not path.exists():
         return None
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        parsed = OrderTextsFile.model_validate(document).root
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise OrderTextsError(f"{path}: cannot be read: {exc}") from None
-    except ValidationError as exc:
-        problems = [
-            f"  {'.'.join(str(part) for part in error['loc']) or '(top level)'}: "
-            + error["msg"].removeprefix("Value error, ")
-            for error in exc.errors(include_url=False)
-        ]
-        raise OrderTextsError("\n".join([f"{path}: invalid status texts", *problems])) from None
+        parsed = read_texts(path, OrderTextsFile, "status texts").root
+    except TextsError as exc:
+        raise OrderTextsError(str(exc)) from None
     problems = []
     for status in statuses:
         texts = parsed.get(status)

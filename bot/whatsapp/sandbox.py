@@ -1,4 +1,5 @@
-"""The transport used when no access token is set: it records and shows every request, never calls out.
+"""Sandbox mode: the transport `bot serve` uses when no access token is set. It records and shows every
+request and never calls out; it accepts anything (the simulator's fake_cloud_api.py is the strict one).
 
 It answers the way the Cloud API does (a fake `wamid.SANDBOX.<n>`, `{"success": true}` for mark-read, a
 media id for uploads), so the whole bot, outbox included, runs unchanged on a laptop without Meta.

@@ -1,9 +1,11 @@
-"""A Transport that answers like the Cloud API and refuses what Meta refuses, for `bot chat` and flow tests.
+"""A strict fake of Meta's Cloud API: the transport of the simulator (bot/simulator.py: `bot chat`, flow
+tests), which answers like the Cloud API and refuses what Meta refuses.
 
-The sandbox accepts anything; this one checks each /messages body against the real limits
-(../shared/CLOUD_API.md §5) and the 24-hour customer service window, and answers a violation with
-Meta's own error JSON through `error_from_response`, exactly as `HttpTransport` does on a non-2xx. So a
-flow that only works because nothing checks it fails here, before a customer sees it.
+The sandbox (sandbox.py: `bot serve` without an access token) accepts anything; this one checks each
+/messages body against the real limits (../shared/CLOUD_API.md §5) and the 24-hour customer service
+window, and answers a violation with Meta's own error JSON through `error_from_response`, exactly as
+`HttpTransport` does on a non-2xx. So a flow that only works because nothing checks it fails here,
+before a customer sees it.
 """
 
 from __future__ import annotations
@@ -59,14 +61,13 @@ def graph_error_body(code: int, details: str) -> dict[str, Any]:
     }
 
 
-class SimulatedCloudAPI:
+class FakeCloudAPI:
     """Implements the client's Transport protocol; `delivered(phone)` is what that customer received."""
 
     def __init__(self, clock: Callable[[], datetime]) -> None:
         self._clock = clock
         self._last_inbound: dict[str, datetime] = {}
         self._delivered: dict[str, list[dict[str, Any]]] = {}
-        self.refused: list[tuple[dict[str, Any], int]] = []
         self._ids = itertools.count(1)
         self._run = secrets.token_hex(4)
 
@@ -80,7 +81,6 @@ class SimulatedCloudAPI:
         """Forget every customer (a flow test starts from an empty world)."""
         self._last_inbound.clear()
         self._delivered.clear()
-        self.refused.clear()
 
     def forget(self, phone: str) -> None:
         phone = phone.lstrip("+")
@@ -101,7 +101,6 @@ class SimulatedCloudAPI:
             if body.get("type") != "template":
                 self._check_window(to)
         except Refusal as refusal:
-            self.refused.append((body, refusal.code))
             raise _error(refusal.code, refusal.details) from None
         self._delivered.setdefault(to, []).append(body)
         return {

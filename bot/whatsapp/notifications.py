@@ -1,4 +1,7 @@
-"""Pydantic models of the Cloud API webhook notification (the body of POST /webhook).
+"""Pydantic models of the Cloud API webhook notification (the body of POST /webhook): what Meta tells us.
+
+What the bot sends is in outbound.py; where a message type has a model on both sides, the one here is
+named Inbound… (InboundText, InboundMedia, InboundReaction) so that the two are never confused.
 
 Meta adds message types and fields without notice, and a notification we answer with 400 is retried for
 7 days, so only the envelope is strict. Every model allows extra fields, and every per-type object is
@@ -188,11 +191,11 @@ class MessageContext(_Model):
     referred_product: Lenient[ReferredProduct] = None
 
 
-class Text(_Model):
+class InboundText(_Model):
     body: str
 
 
-class Media(_Model):
+class InboundMedia(_Model):
     """image, document, audio, video and sticker: fetch the file with GET /{id}."""
 
     id: str
@@ -202,15 +205,15 @@ class Media(_Model):
     url: str | None = None
 
 
-class Document(Media):
+class Document(InboundMedia):
     filename: Name | None = None
 
 
-class Audio(Media):
+class Audio(InboundMedia):
     voice: bool | None = None
 
 
-class Sticker(Media):
+class Sticker(InboundMedia):
     animated: bool | None = None
 
 
@@ -248,7 +251,7 @@ class SharedContact(_Model):
         return self.name.formatted_name or full or None
 
 
-class Reply(_Model):
+class InteractiveReply(_Model):
     id: str
     title: str | None = None
     description: str | None = None
@@ -273,8 +276,8 @@ class NfmReply(_Model):
 
 class Interactive(_Model):
     type: str | None = None
-    button_reply: Lenient[Reply] = None
-    list_reply: Lenient[Reply] = None
+    button_reply: Lenient[InteractiveReply] = None
+    list_reply: Lenient[InteractiveReply] = None
     nfm_reply: Lenient[NfmReply] = None
 
 
@@ -285,7 +288,7 @@ class Button(_Model):
     text: str | None = None
 
 
-class Reaction(_Model):
+class InboundReaction(_Model):
     message_id: str | None = None
     emoji: str | None = None  # absent or "" when the user removed the reaction
 
@@ -297,7 +300,7 @@ class ProductItem(_Model):
     currency: str | None = None
 
 
-class Order(_Model):
+class InboundOrder(_Model):
     catalog_id: str | None = None
     text: str | None = None
     product_items: LenientList[ProductItem] = Field(default_factory=list)
@@ -336,18 +339,18 @@ class InboundMessage(_Model):
     timestamp: UtcDatetime
     type: str
     context: Lenient[MessageContext] = None
-    text: Lenient[Text] = None
-    image: Lenient[Media] = None
+    text: Lenient[InboundText] = None
+    image: Lenient[InboundMedia] = None
     document: Lenient[Document] = None
     audio: Lenient[Audio] = None
-    video: Lenient[Media] = None
+    video: Lenient[InboundMedia] = None
     sticker: Lenient[Sticker] = None
     location: Lenient[Location] = None
     contacts: LenientList[SharedContact] = Field(default_factory=list)
     interactive: Lenient[Interactive] = None
     button: Lenient[Button] = None
-    reaction: Lenient[Reaction] = None
-    order: Lenient[Order] = None
+    reaction: Lenient[InboundReaction] = None
+    order: Lenient[InboundOrder] = None
     system: Lenient[System] = None
     unsupported: Lenient[Unsupported] = None
     errors: LenientList[GraphErrorInfo] = Field(default_factory=list)
@@ -463,15 +466,15 @@ class InboundMessage(_Model):
         return self.document.filename if self.kind == "document" and self.document else None
 
     @property
-    def _media(self) -> Media | None:
+    def _media(self) -> InboundMedia | None:
         kind = self.kind
         if kind in MEDIA_KINDS:
-            media: Media | None = getattr(self, kind)
+            media: InboundMedia | None = getattr(self, kind)
             return media
         return None
 
     @property
-    def _reply(self) -> Reply | None:
+    def _reply(self) -> InteractiveReply | None:
         body = self.interactive
         return (body.button_reply or body.list_reply) if body else None
 

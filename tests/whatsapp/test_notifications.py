@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from bot.whatsapp.types import (
+from bot.whatsapp.notifications import (
     MAX_DEPTH,
     InboundMessage,
+    InboundText,
     Notification,
     NotificationError,
-    Text,
     parse_notification,
 )
 
@@ -522,7 +522,9 @@ def test_profile_name_matching() -> None:
 
 
 def test_message_built_in_code_has_a_meta_shaped_raw() -> None:
-    message = InboundMessage(from_=USER, id="w", timestamp=1750000000, type="text", text=Text(body="hi"))
+    message = InboundMessage(
+        from_=USER, id="w", timestamp=1750000000, type="text", text=InboundText(body="hi")
+    )
     assert message.raw == {
         "from": USER,
         "id": "w",

@@ -1,0 +1,199 @@
+"""The bot's moving parts, assembled once: the server, the simulator and `bot replay` all take them here.
+
+`Pipeline(settings)` holds what needs neither the network nor a running loop: the database's claims
+(bot/db/claims.py, chosen by its URL), the flows and engine (bot/wiring.py), the live events and the
+handoff desk. `workers(client)` then builds, on a WhatsApp client, the intake writer, the inbox (with
+the handoff policy: auto handoff after `handoff.after_misses` misunderstandings, the relay when
+`handoff.relay_to_whatsapp`), the outbox (read receipts, quoted replies, retries as configured), the
+reminder scheduler and the handoff guards, wired to each other and to the events.
+
+`bot serve` starts their loops (`Workers.start()`); the simulator (`bot chat`, `bot flows test`) drives
+the very same objects one step at a time on its own clock, without pacing (there is no real time to
+pace against); `bot replay --resend` hands messages to the same inbox. So a flow test sees exactly what
+a customer sees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.appointments.reminders import ReminderScheduler
+from bot.clock import Clock, utc_now
+from bot.db.claims import Claims, claims_for
+from bot.db.models import Message
+from bot.engine import Engine, FlowSet
+from bot.engine.texts import TextCatalog
+from bot.handoff.events import EventHub, status_event
+from bot.handoff.guards import HandoffGuards
+from bot.handoff.policy import DeskPolicy
+from bot.handoff.relay import Relay
+from bot.handoff.service import HandoffDesk, history_item
+from bot.inbox import InboxConfig, InboxWorker
+from bot.intake import IntakeWriter
+from bot.outbox import OutboxConfig, OutboxWorker
+from bot.settings import Settings
+from bot.statuses import StatusChange
+from bot.whatsapp.client import WhatsAppClient
+from bot.wiring import build_engine, load_flow_set, registered_actions
+
+
+@dataclass(frozen=True)
+class Workers:
+    """Everything that moves messages, built by `Pipeline.workers()`."""
+
+    intake: IntakeWriter
+    inbox: InboxWorker
+    outbox: OutboxWorker
+    reminders: ReminderScheduler
+    guards: HandoffGuards
+    claims: Claims
+
+    async def start(self) -> None:
+        """Start every loop (`bot serve`). A database one process has to itself gets back at once the
+        outbox rows a process that died had claimed."""
+        if self.claims.one_process:
+            await self.outbox.release_leases()
+        self.intake.start()
+        self.inbox.start()
+        self.outbox.start()
+        self.reminders.start()
+        self.guards.start()
+
+    async def stop(self) -> None:
+        """Intake first (what it holds is committed and handled), the outbox last (it sends what the
+        others queued meanwhile)."""
+        await self.intake.stop()
+        await self.guards.stop()
+        await self.reminders.stop()
+        await self.inbox.stop()
+        await self.outbox.stop()
+
+
+class Pipeline:
+    """`flows`: already loaded (their actions registered with `clock`); else settings' flows_dir."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock = utc_now,
+        events: EventHub | None = None,
+        flows: FlowSet | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.events = events if events is not None else EventHub()
+        self.claims = claims_for(settings.database_url)
+        if flows is None:  # may raise FlowLoadError: a bad flow stops start-up with its problems
+            actions = registered_actions(settings, clock=clock, events=self.events, claims=self.claims)
+            flows = load_flow_set(settings, actions)
+        self.engine: Engine = build_engine(settings, flows)
+        self.desk = HandoffDesk(
+            settings, self.events, self.engine, clock=clock, on_queued=self.wake_outbox, claims=self.claims
+        )
+        self._outbox: OutboxWorker | None = None
+
+    def wake_outbox(self) -> None:
+        """Something was queued (a desk reply, an order notice): send it now rather than at the next poll."""
+        if self._outbox is not None:
+            self._outbox.wake()
+
+    def workers(self, client: WhatsAppClient) -> Workers:
+        """The workers, sending through `client` (the server's exists only once its HTTP session does)."""
+        settings = self.settings
+        outbox = OutboxWorker(
+            client,
+            self.claims,
+            OutboxConfig(
+                concurrency=settings.outbox.concurrency,
+                max_attempts=settings.outbox.max_attempts,
+                retry_horizon=settings.outbox.retry_horizon,
+                mark_read=settings.whatsapp.mark_read,
+                quote_replies=settings.whatsapp.quote_replies,
+            ),
+            self.clock,
+            on_recorded=self._publish_sent,
+        )
+        self._outbox = outbox
+        inbox = self.inbox(outbox)
+        intake = IntakeWriter(on_committed=inbox.wake, on_statuses=self._publish_statuses, clock=self.clock)
+        reminders = ReminderScheduler(
+            settings, self.claims, clock=self.clock, on_queued=outbox.wake, texts=self._texts
+        )
+        guards = HandoffGuards(
+            settings, self.events, clock=self.clock, on_queued=outbox.wake, texts=self._texts
+        )
+        return Workers(intake, inbox, outbox, reminders, guards, self.claims)
+
+    def inbox(self, outbox: OutboxWorker | None = None) -> InboxWorker:
+        """The inbox as the server runs it, telling `outbox` what to send and mark read; None: another
+        process's outbox finds what it queues (`bot replay --resend` beside a running server)."""
+        settings, desk = self.settings, self.desk
+        return InboxWorker(
+            self.engine,
+            self.claims,
+            InboxConfig(default_language=settings.shop.default_language),
+            on_queued=outbox.wake if outbox is not None else _nothing,
+            on_handled=outbox.mark_read if outbox is not None else None,
+            clock=self.clock,
+            on_human_messages=self._publish_inbound,
+            handoff=DeskPolicy(
+                desk,
+                Relay(desk, self.clock) if settings.handoff.relay_to_whatsapp else None,
+                settings.handoff.after_misses,
+            ),
+            on_parked=self._publish_parked,
+        )
+
+    def _texts(self) -> TextCatalog:
+        """The engine's current texts (reloaded with the flows), for the parts beside it."""
+        return self.engine.flows.texts
+
+    # --- live events for the technician panel
+
+    def _publish_inbound(self, rows: list[Message]) -> None:
+        """Inbound messages of chats a person has, live to the panel."""
+        for row in rows:
+            self.events.publish(
+                {
+                    "type": "message",
+                    "phone": row.customer_phone,
+                    "conversation_id": None,
+                    "message": history_item(row),
+                }
+            )
+
+    def _publish_parked(self, row: Message) -> None:
+        """An inbound message the inbox gave up on: admins see it in the panel's list at once."""
+        self.events.publish(
+            {
+                "type": "failed",
+                "phone": row.customer_phone,
+                "conversation_id": None,
+                "message": history_item(row),
+            }
+        )
+
+    def _publish_sent(self, rows: list[Message]) -> None:
+        if not self.events.listening:
+            return
+        for row in rows:
+            self.events.publish(
+                status_event(
+                    row.customer_phone,
+                    row.whatsapp_message_id,
+                    str(row.delivery_status),
+                    row.error_title,
+                    row.id,
+                )
+            )
+
+    def _publish_statuses(self, changes: list[StatusChange]) -> None:
+        if not self.events.listening:
+            return
+        for change in changes:
+            self.events.publish(status_event(change.phone, change.wamid, change.status, change.error_title))
+
+
+def _nothing() -> None:
+    pass
