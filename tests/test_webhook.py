@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestServer
+from multidict import CIMultiDict
 
-from bot.db.models import DeliveryStatus, Direction, EarlyStatus, Message
+from bot.db.models import Customer, DeliveryStatus, Direction, EarlyStatus, Message
+from bot.whatsapp import signature
+from bot.whatsapp.signature import sign
 from tests.helpers import (
     ADMIN_TOKEN,
+    APP_SECRET,
     VERIFY_TOKEN,
     AppFactory,
     BotFactory,
@@ -265,3 +271,144 @@ async def test_free_form_reply_outside_the_window_is_refused_before_any_call(
         assert reply.error_title is not None and "24-hour" in reply.error_title
         assert reply.attempts == 0
     assert await graph_sends(fake_graph, every_attempt=True) == []
+
+
+# ---- one request's input never fails another's, and nothing a customer sends fails the commit
+
+
+def _first_message(notification: dict[str, Any]) -> dict[str, Any]:
+    message: dict[str, Any] = notification["entry"][0]["changes"][0]["value"]["messages"][0]
+    return message
+
+
+def _innocents(count: int) -> list[dict[str, Any]]:
+    return [text_notification(f"1555009{i:04d}", f"wamid.INNOCENT_{i}", "hi") for i in range(count)]
+
+
+async def _replied_to(fake_graph: TestServer, phone: str) -> bool:
+    return any(send[1] == f"+{phone}" for send in await graph_sends(fake_graph))
+
+
+async def test_a_long_file_name_is_clipped_and_fails_no_request(bot_client: BotFactory) -> None:
+    """Issue 10.1: a filename over Message.file_name's 256 characters made every request of its batch 500."""
+    client = await bot_client()
+    document = payload("inbound_document.json")
+    filename = "f" * 300 + ".pdf"
+    _first_message(document)["document"]["filename"] = filename
+    responses = await asyncio.gather(*(post_webhook(client, body) for body in [document, *_innocents(10)]))
+    assert [response.status for response in responses] == [200] * 11
+    row = await Message.get(whatsapp_message_id="wamid.IN_DOC_0001")
+    assert row.file_name == filename[:256]
+    assert row.payload is not None and row.payload["message"]["document"]["filename"] == filename
+    assert await Message.filter(whatsapp_message_id__startswith="wamid.INNOCENT_").count() == 10
+
+
+async def test_a_long_profile_name_is_clipped_and_the_bot_keeps_answering(
+    bot_client: BotFactory, fake_graph: TestServer
+) -> None:
+    """Issue 10.5: a profile name over Customer.profile_name's 256 characters stalled the inbox for good."""
+    client = await bot_client()
+    name = "N" * 300
+    long_name = text_notification("15550007001", "wamid.LONG_NAME", "hi", name=name)
+    assert (await post_webhook(client, long_name)).status == 200
+    assert (await post_webhook(client, text_notification("15550007002", "wamid.AFTER", "hi"))).status == 200
+    await eventually(lambda: _replied_to(fake_graph, "15550007001"))
+    await eventually(lambda: _replied_to(fake_graph, "15550007002"))
+    customer = await Customer.get(wa_id="15550007001")
+    assert customer.profile_name == name[:256]
+
+
+@pytest.mark.parametrize("field", ["from", "id"])
+async def test_an_id_or_sender_over_its_column_is_refused_alone(bot_client: BotFactory, field: str) -> None:
+    """Issue 10.6: a 100 KB `from` or `id` failed the whole batch; it cannot be deduplicated: 400."""
+    client = await bot_client()
+    bad = text_notification("15550007003", "wamid.HUGE", "hi")
+    _first_message(bad)[field] = "9" * 100_000
+    responses = await asyncio.gather(*(post_webhook(client, body) for body in [bad, *_innocents(10)]))
+    assert [response.status for response in responses] == [400] + [200] * 10
+    assert field in await responses[0].text()
+    assert await Message.filter(message_direction=Direction.INBOUND).count() == 10
+
+
+async def test_lone_surrogates_and_nuls_are_replaced_and_answered(
+    bot_client: BotFactory, fake_graph: TestServer
+) -> None:
+    """Issue 10.6: a lone surrogate (and, on PostgreSQL, a NUL) anywhere failed the whole batch."""
+    client = await bot_client()
+    bad = text_notification("15550007004", "wamid.SURROGATE", "hi \ud800 there\x00", name="Al\udfffex")
+    value = bad["entry"][0]["changes"][0]["value"]
+    value["messages"][0]["surprise\ud83d"] = {"nul\x00": ["\udc00\ud800"]}
+    raw = json.dumps(bad).encode()  # escaped as \ud800, \u0000: what a JSON encoder sends
+    assert b"\\ud800" in raw and b"\\u0000" in raw
+    responses = await asyncio.gather(
+        post_webhook(client, raw), *(post_webhook(client, b) for b in _innocents(5))
+    )
+    assert [response.status for response in responses] == [200] * 6
+    row = await Message.get(whatsapp_message_id="wamid.SURROGATE")
+    assert row.message_content == "hi \ufffd there\ufffd"
+    assert row.payload is not None
+    assert row.payload["profile_name"] == "Al\ufffdex"
+    assert row.payload["message"]["surprise\ufffd"] == {"nul\ufffd": ["\ufffd\ufffd"]}
+    await eventually(lambda: _replied_to(fake_graph, "15550007004"))
+    customer = await Customer.get(wa_id="15550007004")
+    assert customer.profile_name == "Al\ufffdex"
+
+
+@pytest.mark.parametrize("field", ["from", "id"])
+async def test_an_empty_id_or_sender_is_refused(bot_client: BotFactory, field: str) -> None:
+    """Issue 10.7: an empty id was stored, and every later empty id dropped as its duplicate."""
+    client = await bot_client()
+    for phone in ("15550007005", "15550007006"):
+        empty = text_notification(phone, f"wamid.{phone}", "hi")
+        _first_message(empty)[field] = ""
+        response = await post_webhook(client, empty)
+        assert response.status == 400
+        assert field in await response.text()
+    assert await Message.all().count() == 0
+
+
+async def test_more_than_one_signature_header_is_401(bot_client: BotFactory) -> None:
+    """Issue 10.8: only the first X-Hub-Signature-256 was checked, so a valid one could carry a bogus one."""
+    client = await bot_client()
+    raw = json.dumps(text_notification("15550007007", "wamid.TWO_SIGS", "hi")).encode()
+    good, bogus = sign(APP_SECRET, raw), "sha256=" + "0" * 64
+    for values in ([good, bogus], [bogus, good], [good, good]):
+        headers = CIMultiDict([("Content-Type", "application/json")])
+        for value in values:
+            headers.add(signature.HEADER, value)
+        response = await client.post("/webhook", data=raw, headers=headers)
+        assert response.status == 401, values
+    assert await Message.all().count() == 0
+    assert (await post_webhook(client, raw)).status == 200
+
+
+async def test_status_fields_are_clipped_and_impossible_numbers_dropped(bot_client: BotFactory) -> None:
+    """A status string over EarlyStatus.status's 16, an error code no integer column holds (PostgreSQL
+    refused it), a huge error title and pricing with extras: the status is parked, within its columns."""
+    client = await bot_client()
+    failed = payload("status_failed_131026.json")
+    status = failed["entry"][0]["changes"][0]["value"]["statuses"][0]
+    status["errors"] = [{"code": 2**40, "title": "too big"}, {"code": 131026, "title": "T" * 100_000}]
+    status["pricing"] = {"category": "c" * 100_000, "surprise": {"deep": [[[[1]]]]}}
+    unknown = payload("status_delivered.json")
+    unknown["entry"][0]["changes"][0]["value"]["statuses"][0]["status"] = "s" * 100
+    for body in (failed, unknown):
+        assert (await post_webhook(client, body)).status == 200
+    parked = await EarlyStatus.get(whatsapp_message_id="wamid.OUT_0003")
+    assert parked.error_code == 131026
+    assert parked.error_title is not None and parked.error_title.startswith("131026 TTT")
+    assert len(parked.error_title) <= 1024
+    assert parked.pricing is not None and len(parked.pricing["category"]) <= 64
+    assert "surprise" not in parked.pricing
+    [long_status] = await EarlyStatus.exclude(whatsapp_message_id="wamid.OUT_0003")
+    assert long_status.status == "s" * 16
+
+
+async def test_a_status_id_over_its_column_is_refused(bot_client: BotFactory) -> None:
+    client = await bot_client()
+    delivered = payload("status_delivered.json")
+    delivered["entry"][0]["changes"][0]["value"]["statuses"][0]["id"] = "w" * 129
+    response = await post_webhook(client, delivered)
+    assert response.status == 400
+    assert "id" in await response.text()
+    assert await EarlyStatus.all().count() == 0

@@ -13,6 +13,18 @@ from tortoise import fields
 from tortoise.indexes import Index
 from tortoise.models import Model
 
+# Column sizes fed from outside (webhooks); bot/whatsapp/notifications.py checks each at parse
+PHONE_LENGTH = 32
+"""A wa_id: Customer.wa_id, Message.customer_phone."""
+WAMID_LENGTH = 128
+"""A WhatsApp message id: Message.whatsapp_message_id and reply_to, EarlyStatus.whatsapp_message_id."""
+NAME_LENGTH = 256
+"""Customer.profile_name, Message.file_name."""
+STATUS_LENGTH = 16
+"""EarlyStatus.status."""
+INT_RANGE = range(-(2**31), 2**31)
+"""What an IntField holds on PostgreSQL (error_code)."""
+
 
 class Direction(StrEnum):
     INBOUND = "inbound"
@@ -40,8 +52,8 @@ class ConversationMode(StrEnum):
 
 class Customer(Model):
     id = fields.IntField(primary_key=True)
-    wa_id = fields.CharField(max_length=32, unique=True)
-    profile_name = fields.CharField(max_length=256, null=True)
+    wa_id = fields.CharField(max_length=PHONE_LENGTH, unique=True)
+    profile_name = fields.CharField(max_length=NAME_LENGTH, null=True)
     language = fields.CharField(max_length=8, null=True)
     last_inbound_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -73,13 +85,15 @@ class Message(Model):
     """One row per message in or out: the log, the durable inbox and the transactional outbox."""
 
     id = fields.BigIntField(primary_key=True)
-    customer_phone = fields.CharField(max_length=32, db_index=True)
+    customer_phone = fields.CharField(max_length=PHONE_LENGTH, db_index=True)
     message_direction = fields.CharEnumField(Direction, max_length=8, db_index=True)
     message_type = fields.CharField(max_length=24)
     message_content = fields.TextField(null=True)
     file_url = fields.TextField(null=True)
-    file_name = fields.CharField(max_length=256, null=True)
-    whatsapp_message_id: fields.Field[str | None] = fields.CharField(max_length=128, unique=True, null=True)
+    file_name = fields.CharField(max_length=NAME_LENGTH, null=True)
+    whatsapp_message_id: fields.Field[str | None] = fields.CharField(
+        max_length=WAMID_LENGTH, unique=True, null=True
+    )
     delivery_status = fields.CharEnumField(DeliveryStatus, max_length=12, db_index=True)
     error_code = fields.IntField(null=True)
     error_title: fields.Field[str | None] = fields.TextField(null=True)  # type: ignore[assignment]
@@ -87,7 +101,7 @@ class Message(Model):
     technician_id = fields.IntField(null=True, db_index=True)
     # inbound: the message object exactly as Meta sent it; outbound: the OutboundMessage value
     payload: fields.JSONField[dict[str, Any] | None] = fields.JSONField(null=True)
-    reply_to = fields.CharField(max_length=128, null=True)
+    reply_to = fields.CharField(max_length=WAMID_LENGTH, null=True)
     pricing: fields.JSONField[dict[str, Any] | None] = fields.JSONField(null=True)
     attempts = fields.IntField(default=0)
     next_attempt_at = fields.DatetimeField(null=True)
@@ -129,8 +143,8 @@ class EarlyStatus(Model):
     """A status webhook for a wamid the outbox has not recorded yet; applied when it is."""
 
     id = fields.BigIntField(primary_key=True)
-    whatsapp_message_id = fields.CharField(max_length=128, db_index=True)
-    status = fields.CharField(max_length=16)
+    whatsapp_message_id = fields.CharField(max_length=WAMID_LENGTH, db_index=True)
+    status = fields.CharField(max_length=STATUS_LENGTH)
     timestamp = fields.DatetimeField()
     pricing: fields.JSONField[dict[str, Any] | None] = fields.JSONField(null=True)
     error_code = fields.IntField(null=True)

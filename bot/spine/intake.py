@@ -4,6 +4,11 @@ Each webhook request hands its parsed notification to `IntakeWriter.write` and w
 takes everything that queued up meanwhile and commits it in a single transaction (inbound rows
 deduplicated on their wamid, status updates applied). Only then do the requests answer 200. Under load
 this turns one fsync per message into one per batch, and nothing is acknowledged before it is on disk.
+
+A batch whose commit fails is committed again request by request, so one bad notification fails alone
+(its request answers 500, Meta retries it) and the others answer 200. Parsing limits every field to its
+column (bot/whatsapp/notifications.py), so this is for what parsing could not foresee, and a database that is
+down fails every request as before.
 """
 
 from __future__ import annotations
@@ -25,6 +30,10 @@ from bot.whatsapp.notifications import InboundItem, Notification
 log = logging.getLogger(__name__)
 
 MAX_BATCH_MESSAGES = 2000
+
+
+class NotStored(Exception):
+    """The notification's commit failed: the webhook answers 500, and Meta delivers it again."""
 
 
 @dataclass
@@ -60,7 +69,7 @@ def status_changes(notification: Notification) -> list[StatusChange]:
                 wamid=update.id,
                 status=update.status,
                 timestamp=update.timestamp,
-                pricing=update.pricing.model_dump(exclude_none=True) if update.pricing else None,
+                pricing=update.pricing.column() if update.pricing else None,
                 error_code=error.code if error else None,
                 error_title=error.summary if error else None,
                 phone=update.recipient_id,
@@ -85,7 +94,7 @@ class IntakeWriter:
         self._task: asyncio.Task[None] | None = None
 
     async def write(self, notification: Notification) -> int:
-        """Store what the notification carries; returns when it is committed (raises if it was not)."""
+        """Store what the notification carries; returns when it is committed (NotStored if it was not)."""
         now = self._clock()
         inbound = [inbound_row(item, now) for item in notification.inbound_messages()]
         statuses = status_changes(notification)
@@ -122,20 +131,46 @@ class IntakeWriter:
             try:
                 await self._commit(batch)
             except Exception as exc:
-                log.exception("webhook batch of %d requests not stored", len(batch))
-                for pending in batch:
-                    if not pending.done.done():
-                        pending.done.set_exception(exc)
-                continue
+                if len(batch) == 1:
+                    self._failed(batch[0], exc)
+                    continue
+                log.warning("group commit of %d requests failed (%r): each on its own", len(batch), exc)
+                batch = await self._commit_each(batch)
             for pending in batch:
                 if not pending.done.done():
                     pending.done.set_result(None)
-            if size:
+            if any(pending.inbound for pending in batch):
                 self._on_committed()
             if self._on_statuses:
                 changes = [change for pending in batch for change in pending.statuses]
                 if changes:
                     self._on_statuses(changes)
+
+    async def _commit_each(self, batch: list[_Pending]) -> list[_Pending]:
+        """Commit each request of a failed batch in its own transaction; returns those committed."""
+        committed = []
+        for pending in batch:
+            try:
+                await self._commit([pending])
+            except Exception as exc:
+                self._failed(pending, exc)
+            else:
+                committed.append(pending)
+        return committed
+
+    @staticmethod
+    def _failed(pending: _Pending, exc: Exception) -> None:
+        wamids = [row.whatsapp_message_id for row in pending.inbound] + [s.wamid for s in pending.statuses]
+        log.error(
+            "webhook request not stored (%d message(s), %d status(es): %s): %r",
+            len(pending.inbound),
+            len(pending.statuses),
+            ", ".join(str(wamid) for wamid in wamids[:5]) + (" …" if len(wamids) > 5 else ""),
+            exc,
+            exc_info=exc,
+        )
+        if not pending.done.done():
+            pending.done.set_exception(NotStored(repr(exc)))
 
     @staticmethod
     async def _commit(batch: list[_Pending]) -> None:

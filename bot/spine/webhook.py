@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from bot.spine.intake import IntakeWriter
+from bot.spine.intake import IntakeWriter, NotStored
 from bot.whatsapp import signature
 from bot.whatsapp.notifications import NotificationError, parse_notification
 
@@ -56,15 +56,24 @@ async def receive(request: web.Request) -> web.Response:
             max_size=config.max_body_bytes, actual_size=request.content_length
         )
     raw = await request.read()  # aiohttp enforces client_max_size (413) for chunked bodies too
-    if not signature.is_valid(config.app_secret, raw, request.headers.get(signature.HEADER)):
-        log.warning("webhook refused: missing or wrong %s (%d bytes)", signature.HEADER, len(raw))
+    signatures = request.headers.getall(signature.HEADER, [])
+    if not signature.is_valid(config.app_secret, raw, signatures):
+        log.warning(
+            "webhook refused: %d %s header(s), missing, repeated or wrong (%d bytes)",
+            len(signatures),
+            signature.HEADER,
+            len(raw),
+        )
         return web.Response(status=401, text="invalid signature")
     try:
         notification = parse_notification(raw)
     except NotificationError as exc:
         log.warning("webhook refused: %s (%d bytes)", exc, len(raw))
         return web.Response(status=400, text=f"bad notification: {exc}")
-    stored = await request.app[INTAKE].write(notification)
+    try:
+        stored = await request.app[INTAKE].write(notification)
+    except NotStored:  # logged with its reason by the intake
+        return web.Response(status=500, text="not stored")
     for error in notification.errors():
         log.error("Cloud API reported an error: %s", error.summary)
     log.debug(

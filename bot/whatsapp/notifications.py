@@ -8,17 +8,33 @@ Meta adds message types and fields without notice, and a notification we answer 
 lenient: one that does not fit is dropped to None (a list loses only its bad items), and the message's
 `kind` falls back to "unsupported". The flow answers such a message, and its raw JSON is kept.
 Shapes: ../shared/CLOUD_API.md §4, §4a.
+
+Everything that reaches a column is limited here, at parse, so that no notification can fail the
+commit it shares with others (the column sizes are named in bot/db/models.py). The rule:
+- Keys are refused (400, the reason in the answer): a message's `id` and `from` and a status's `id`
+  that are empty, longer than their column, or hold a character no database stores. Such a message
+  cannot be deduplicated, and Meta never sends one.
+- Display data is clipped: the profile name and file name to their columns, a status string to
+  EarlyStatus.status (an unknown status only carries pricing), an error summary, pricing strings, and
+  the text a person reads (`text_content`) to Meta's own 4096. Pricing keeps only its known fields.
+- Characters no database stores (NUL, lone surrogates) become U+FFFD in every string and key, the raw
+  JSON included; looked for only when the raw bytes can hold them. Also refused: JSON nested deeper
+  than MAX_DEPTH, numbers no float holds (NaN, Infinity, 1e400), timestamps outside Unix seconds
+  0 … 2^32, and error codes no integer column holds (that error entry is dropped, as any bad item).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     AliasPath,
     BaseModel,
@@ -26,6 +42,7 @@ from pydantic import (
     Discriminator,
     Field,
     ModelWrapValidatorHandler,
+    StringConstraints,
     Tag,
     ValidationError,
     ValidatorFunctionWrapHandler,
@@ -34,12 +51,25 @@ from pydantic import (
     model_validator,
 )
 
+from bot.db.models import INT_RANGE, NAME_LENGTH, PHONE_LENGTH, STATUS_LENGTH, WAMID_LENGTH
+
 OBJECT = "whatsapp_business_account"
 MEDIA_KINDS = frozenset({"image", "document", "audio", "video", "sticker"})
 # the message types whose type object sits under the key of the same name
 _OBJECT_KINDS = MEDIA_KINDS | {"text", "location", "button", "reaction", "order", "system"}
 
 T = TypeVar("T")
+
+TEXT_LENGTH = 4096
+"""Meta's cap on a text body: `text_content` is clipped to it (captions, names and titles are shorter)."""
+ERROR_TITLE_LENGTH = 1024
+"""An error summary (Message.error_title, EarlyStatus.error_title, the log line)."""
+PRICING_LENGTH = 64
+"""Each string of a status's pricing (Message.pricing, EarlyStatus.pricing)."""
+MAX_DEPTH = 64
+"""JSON nesting refused beyond this: real notifications nest about 8 deep, and a stored payload nested
+near the interpreter's recursion limit could not be written or read back."""
+_TIMESTAMPS = range(0, 2**32)
 
 
 class NotificationError(ValueError):
@@ -72,11 +102,30 @@ def _utc_datetime(value: Any, handler: ValidatorFunctionWrapHandler) -> datetime
     """Meta sends Unix seconds as a string; the fast path skips pydantic's datetime parser."""
     if (isinstance(value, str) and value.isdigit()) or type(value) is int:  # bool is not Unix seconds
         try:
-            return datetime.fromtimestamp(int(value), UTC)
-        except (ValueError, OverflowError, OSError):
+            seconds = int(value)
+        except ValueError:  # "²" is a digit to isdigit
             raise ValueError("timestamp is not Unix seconds") from None
+        if seconds not in _TIMESTAMPS:
+            raise ValueError(f"timestamp out of range (Unix seconds {_TIMESTAMPS.start} … 2^32)")
+        return datetime.fromtimestamp(seconds, UTC)
     parsed: datetime = handler(value)
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    try:
+        parsed = parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except OverflowError:
+        raise ValueError("timestamp out of range") from None
+    if int(parsed.timestamp()) not in _TIMESTAMPS:
+        raise ValueError(f"timestamp out of range (Unix seconds {_TIMESTAMPS.start} … 2^32)")
+    return parsed
+
+
+def _clipper(length: int) -> AfterValidator:
+    return AfterValidator(lambda value: value[:length])  # the string itself when it is short enough
+
+
+def _storable_key(value: str) -> str:
+    if "\ufffd" in value:  # what a NUL or a lone surrogate became (_decode): not a real id
+        raise ValueError("holds a character that cannot be stored")
+    return value
 
 
 # A type object that may be missing or not fit: None rather than a failed notification.
@@ -84,6 +133,18 @@ Lenient = Annotated[T | None, WrapValidator(_or_none)]
 # A list whose items that do not fit are dropped (all of it when it is not a list).
 LenientList = Annotated[list[T], WrapValidator(_valid_items)]
 UtcDatetime = Annotated[datetime, WrapValidator(_utc_datetime)]
+# A display string, clipped to its column.
+Name = Annotated[str, _clipper(NAME_LENGTH)]
+StatusName = Annotated[str, _clipper(STATUS_LENGTH)]
+PricingText = Annotated[str, _clipper(PRICING_LENGTH)]
+# A key: refused (the whole notification) when it could not be stored or deduplicated.
+Wamid = Annotated[
+    str, StringConstraints(min_length=1, max_length=WAMID_LENGTH), AfterValidator(_storable_key)
+]
+Phone = Annotated[
+    str, StringConstraints(min_length=1, max_length=PHONE_LENGTH), AfterValidator(_storable_key)
+]
+ErrorCode = Annotated[int, Field(ge=INT_RANGE.start, le=INT_RANGE.stop - 1)]
 
 
 class _Model(BaseModel):
@@ -93,7 +154,7 @@ class _Model(BaseModel):
 class GraphErrorInfo(_Model):
     """An error Meta reports inside a notification (not an answer to a request: see errors.py)."""
 
-    code: int
+    code: ErrorCode
     title: str | None = None
     message: str | None = None
     details: str | None = Field(
@@ -108,7 +169,8 @@ class GraphErrorInfo(_Model):
         text = f"{self.code} {title}"
         if self.details and self.details != title:
             text = f"{text}: {self.details}"
-        return " ".join(text.split()) if "\n" in text else text
+        text = " ".join(text.split()) if "\n" in text else text
+        return text[:ERROR_TITLE_LENGTH]
 
 
 # ---- the type objects of inbound messages
@@ -144,7 +206,7 @@ class InboundMedia(_Model):
 
 
 class Document(InboundMedia):
-    filename: str | None = None
+    filename: Name | None = None
 
 
 class Audio(InboundMedia):
@@ -204,9 +266,10 @@ class NfmReply(_Model):
 
     @property
     def response(self) -> dict[str, Any] | None:
+        """Checked as the notification is (_decode): these answers may end up in the database."""
         try:
-            data = json.loads(self.response_json or "")
-        except (ValueError, RecursionError):
+            data = _decode(self.response_json or "")
+        except (ValueError, RecursionError):  # NotificationError is a ValueError
             return None
         return data if isinstance(data, dict) else None
 
@@ -271,8 +334,8 @@ class Referral(_Model):
 class InboundMessage(_Model):
     """One entry of `messages[]`: only from, id, timestamp and type must be right."""
 
-    from_: str = Field(alias="from")
-    id: str
+    from_: Phone = Field(alias="from")
+    id: Wamid
     timestamp: UtcDatetime
     type: str
     context: Lenient[MessageContext] = None
@@ -339,7 +402,12 @@ class InboundMessage(_Model):
 
     @property
     def text_content(self) -> str | None:
-        """What a person would read: text, caption, tapped title, place, emoji, names, note, order text."""
+        """What a person would read: text, caption, tapped title, place, emoji, names, note, order text.
+        Clipped to TEXT_LENGTH (the raw JSON keeps it all)."""
+        text = self._text_content()
+        return text[:TEXT_LENGTH] if text else text
+
+    def _text_content(self) -> str | None:
         match self.kind:
             case "text":
                 return self.text.body if self.text else None
@@ -416,16 +484,26 @@ class InboundMessage(_Model):
 
 class Pricing(_Model):
     billable: bool | None = None  # deprecated by Meta: use type and category
-    pricing_model: str | None = None
-    type: str | None = None
-    category: str | None = None
+    pricing_model: PricingText | None = None
+    type: PricingText | None = None
+    category: PricingText | None = None
+
+    def column(self) -> dict[str, Any]:
+        """What the pricing column keeps: the known fields (extras could be any size or depth)."""
+        known = {
+            "billable": self.billable,
+            "pricing_model": self.pricing_model,
+            "type": self.type,
+            "category": self.category,
+        }
+        return {key: value for key, value in known.items() if value is not None}
 
 
 class StatusUpdate(_Model):
     """One entry of `statuses[]`: what happened to a message we sent. `status` stays a str: Meta adds."""
 
-    id: str
-    status: str
+    id: Wamid
+    status: StatusName
     timestamp: UtcDatetime
     recipient_id: str | None = None  # group sends and username users may carry other ids
     pricing: Lenient[Pricing] = None
@@ -435,7 +513,7 @@ class StatusUpdate(_Model):
 
 
 class Profile(_Model):
-    name: str | None = None
+    name: Name | None = None
 
 
 class Sender(_Model):
@@ -532,10 +610,7 @@ class Notification(_Model):
 
 def parse_notification(raw_body: bytes) -> Notification:
     """Parse and check the envelope; raises NotificationError with a short reason (it goes in the 400)."""
-    try:
-        data = json.loads(raw_body)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise NotificationError(f"invalid JSON: {exc}") from None
+    data = _decode(raw_body)
     if not isinstance(data, dict):
         raise NotificationError("the body is not a JSON object")
     if data.get("object") != OBJECT:
@@ -548,3 +623,83 @@ def parse_notification(raw_body: bytes) -> Notification:
         first = exc.errors(include_url=False, include_input=False)[0]
         where = ".".join(str(part) for part in first["loc"])
         raise NotificationError(f"{where}: {first['msg']}") from None
+
+
+# ---- JSON as the database can store it
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise ValueError(f"number out of range: {text[:32]}")
+    return number
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+_JSON = json.JSONDecoder(parse_float=_finite, parse_constant=_not_json)
+# How a NUL or a lone surrogate can reach the decoded strings: as an escape (\u0000, or a \ud800 that
+# is not half of a pair), or as a surrogate itself (json decodes a surrogate's UTF-8 bytes with
+# surrogatepass). The escape pattern starts with a literal, which re searches for fast.
+_UNSTORABLE_ESCAPE = re.compile(
+    r"\\u(?:0000"
+    r"|[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])"  # a high surrogate without its low half
+    r"|[dD][c-fC-F][0-9a-fA-F]{2}(?<![dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}))"  # a lone low
+)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+"""NUL (PostgreSQL refuses it in text and jsonb) and lone surrogates (no UTF-8 encoder takes them)."""
+
+
+def _decode(raw: bytes | str) -> Any:
+    """json.loads, refusing what no database stores and replacing the characters none encodes.
+
+    The walk over the decoded tree costs; it runs only when the text can hold such a character, or
+    holds enough brackets to nest deeper than MAX_DEPTH (a batch of many messages)."""
+    try:
+        text = raw.decode(json.detect_encoding(raw), "surrogatepass") if isinstance(raw, bytes) else raw
+        data = _JSON.decode(text)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise NotificationError(f"invalid JSON: {exc}") from None
+    clean = ("\\u" in text and _UNSTORABLE_ESCAPE.search(text) is not None) or (
+        not text.isascii() and _SURROGATE.search(text) is not None  # isascii: a flag, no scan
+    )
+    if clean or text.count("{") + text.count("[") > MAX_DEPTH:
+        data = _checked(data, clean=clean)
+    return data
+
+
+def _storable(text: str) -> str:
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
+def _checked(data: Any, *, clean: bool) -> Any:
+    """Refuse nesting deeper than MAX_DEPTH and (when `clean`) replace NULs and lone surrogates with
+    U+FFFD in every string and key, in place. Iterative: the tree may be nested near the recursion
+    limit."""
+    if isinstance(data, str):
+        return _storable(data) if clean else data
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = []
+    if isinstance(data, dict | list):
+        stack.append((data, 1))
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise NotificationError(f"JSON nested deeper than {MAX_DEPTH}")
+        if isinstance(node, dict):
+            if clean and any(_UNSTORABLE.search(key) for key in node):
+                items = [(_storable(key), value) for key, value in node.items()]
+                node.clear()
+                node.update(items)
+            entries: Iterator[tuple[Any, Any]] = iter(node.items())
+        else:
+            entries = enumerate(node)
+        for key, value in entries:  # replacing a value keeps the dict's size: iterating goes on
+            if isinstance(value, str):
+                if clean and _UNSTORABLE.search(value):
+                    node[key] = _storable(value)
+            elif isinstance(value, dict | list):
+                stack.append((value, depth + 1))
+    return data

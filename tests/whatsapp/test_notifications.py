@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from bot.whatsapp.notifications import (
+    MAX_DEPTH,
     InboundMessage,
     InboundText,
     Notification,
@@ -609,3 +610,169 @@ def test_parsing_does_not_change_the_input() -> None:
     before = copy.deepcopy(data)
     Notification.model_validate(data).inbound_messages()
     assert data == before
+
+
+# ---- limits: keys refused, display data clipped, what no database stores replaced (issue 10)
+
+
+def _status(**fields: Any) -> dict[str, Any]:
+    data = _with_messages()
+    status = {"id": "wamid.OUT", "status": "sent", "timestamp": "1750000000", **fields}
+    data["entry"][0]["changes"][0]["value"]["statuses"] = [status]
+    return data
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("id", ""),
+        ("id", "w" * 129),
+        ("id", "wamid.\ud800"),
+        ("id", "wamid.\x00"),
+        ("from", ""),
+        ("from", "1" * 33),
+        ("from", "1555\udfff"),
+    ],
+)
+def test_a_message_key_that_cannot_be_stored_or_deduplicated_is_refused(field: str, value: str) -> None:
+    data = _with_messages({**_message("wamid.OK", "text", text={"body": "hi"}), field: value})
+    with pytest.raises(NotificationError, match=rf"messages\.0\.{field}"):
+        parse_notification(_raw(data))
+
+
+@pytest.mark.parametrize("value", ["", "w" * 129, "\ud800"])
+def test_a_status_id_that_cannot_be_stored_is_refused(value: str) -> None:
+    with pytest.raises(NotificationError, match=r"statuses\.0\.id"):
+        parse_notification(_raw(_status(id=value)))
+
+
+def test_keys_at_their_column_sizes_are_kept() -> None:
+    wamid, phone = "w" * 128, "1" * 32
+    data = _with_messages({**_message(wamid, "text", text={"body": "hi"}), "from": phone})
+    message = _only(data)
+    assert (message.id, message.from_) == (wamid, phone)
+
+
+def test_display_data_is_clipped_to_its_column_and_the_raw_json_keeps_it() -> None:
+    name, filename, text = "N" * 300, "f" * 300, "t" * 5000
+    data = _with_messages(
+        _message("w1", "document", document={"id": "m1", "filename": filename, "caption": text}),
+        _message("w2", "text", text={"body": text}),
+        contacts=[{"profile": {"name": name}, "wa_id": USER}],
+    )
+    document, message = parse_notification(_raw(data)).inbound_messages()
+    assert document.profile_name == name[:256]
+    assert document.message.file_name == filename[:256]
+    assert document.message.text_content == text[:4096]
+    assert message.message.text_content == text[:4096]
+    assert document.raw["document"]["filename"] == filename
+    assert message.raw["text"]["body"] == text
+
+
+def test_status_strings_error_codes_and_pricing_are_limited() -> None:
+    data = _status(
+        status="s" * 40,
+        errors=[{"code": 2**31, "title": "no int column holds it"}, {"code": 131026, "title": "T" * 5000}],
+        pricing={"category": "c" * 100, "type": "regular", "billable": True, "extra": {"any": [[1]]}},
+    )
+    [status] = parse_notification(_raw(data)).status_updates()
+    assert status.status == "s" * 16
+    [error] = status.errors  # the impossible code is dropped, as any entry that does not fit
+    assert error.code == 131026 and len(error.summary) == 1024
+    assert status.pricing is not None
+    assert status.pricing.column() == {"billable": True, "type": "regular", "category": "c" * 64}
+
+
+def test_nuls_and_lone_surrogates_become_replacement_characters_everywhere() -> None:
+    data = _with_messages(
+        _message(
+            "w",
+            "text",
+            text={"body": "a\x00b\ud800c\udc00d 😀"},
+            **{"odd\udbff": {"k\x00": ["\ud800\ud800"]}},
+        ),
+        contacts=[{"profile": {"name": "Al\udfffex"}, "wa_id": USER}],
+    )
+    raw = _raw(data)  # json.dumps escapes them: \u0000, \ud800 and the emoji's pair \ud83d\ude00
+    assert b"\\ud83d\\ude00" in raw
+    [item] = parse_notification(raw).inbound_messages()
+    assert item.message.text_content == "a\ufffdb\ufffdc\ufffdd 😀"
+    assert item.profile_name == "Al\ufffdex"
+    assert item.raw["odd\ufffd"] == {"k\ufffd": ["\ufffd\ufffd"]}
+    json.dumps(item.raw, ensure_ascii=False).encode()  # encodes: nothing left that UTF-8 refuses
+
+
+def test_a_surrogate_sent_as_its_own_bytes_is_replaced() -> None:
+    raw = _raw(_with_messages(_message("w", "text", text={"body": "SURROGATE"})))
+    raw = raw.replace(b"SURROGATE", b"a\xed\xa0\x80b")  # U+D800 encoded as UTF-8 would encode it
+    assert _first_message(json.loads(raw))["text"]["body"] == "a\ud800b"  # json alone lets it through
+    [item] = parse_notification(raw).inbound_messages()
+    assert item.message.text_content == "a\ufffdb"
+    utf16 = json.dumps(_with_messages(_message("w", "text", text={"body": "a\ud800b"})), ensure_ascii=False)
+    [item] = parse_notification(utf16.encode("utf-16-le", "surrogatepass")).inbound_messages()
+    assert item.message.text_content == "a\ufffdb"
+
+
+def test_strings_without_such_characters_are_left_alone() -> None:
+    text = "hola 😀 ¿qué tal? 한국어 \\ud800 as text"
+    [item] = parse_notification(
+        _raw(_with_messages(_message("w", "text", text={"body": text})))
+    ).inbound_messages()
+    assert item.message.text_content == text
+
+
+def test_flow_answers_are_checked_like_the_notification() -> None:
+    def answers(response_json: str) -> dict[str, Any] | None:
+        nfm = {"name": "flow", "response_json": response_json}
+        message = _message("w", "interactive", interactive={"type": "nfm_reply", "nfm_reply": nfm})
+        return _only(_with_messages(message)).flow_response
+
+    assert answers(json.dumps({"device": "a\x00b\ud800", "flow_token": "t"})) == {
+        "device": "a\ufffdb\ufffd",
+        "flow_token": "t",
+    }
+    assert answers(json.dumps({"deep": json.loads("[" * 70 + "]" * 70)})) is None
+    assert answers('{"price": NaN}') is None
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "x"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_json_nested_deeper_than_the_limit_is_refused() -> None:
+    # the message object sits 7 deep (body, entry, list, change, value, messages, message)
+    fine = _with_messages(_message("w", "text", text={"body": "x"}, extra=_nested(MAX_DEPTH - 8)))
+    assert parse_notification(_raw(fine)).inbound_messages()
+    deep = _with_messages(_message("w", "text", text={"body": "x"}, extra=_nested(MAX_DEPTH)))
+    with pytest.raises(NotificationError, match="nested deeper"):
+        parse_notification(_raw(deep))
+
+
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity", b"1e400", b"-1e999"])
+def test_numbers_no_float_holds_are_refused(number: bytes) -> None:
+    raw = _raw(_with_messages(_message("w", "text", text={"body": "x"}, extra="NUMBER")))
+    with pytest.raises(NotificationError, match="invalid JSON"):
+        parse_notification(raw.replace(b'"NUMBER"', number))
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        -1,
+        "-1",
+        2**32,
+        str(2**32),
+        "0001-01-01T00:00:00+01:00",
+        "9999-12-31T23:59:59-01:00",
+        "1969-12-31T23:59:59Z",
+    ],
+)
+def test_timestamps_outside_unix_seconds_are_refused(timestamp: Any) -> None:
+    data = _with_messages({**_message("w", "text", text={"body": "x"}), "timestamp": timestamp})
+    with pytest.raises(NotificationError, match="timestamp"):
+        parse_notification(_raw(data))
+    with pytest.raises(NotificationError, match="timestamp"):
+        parse_notification(_raw(_status(timestamp=timestamp)))
