@@ -64,7 +64,7 @@ POSSIBLE_SERVER_ERROR = {  # bench/fake_graph.py's HTTP 500 body: code 1
 
 
 def error_body(code: int) -> dict[str, Any]:
-    """A real-shaped Graph error body from ../shared/payloads/error_<code>.json."""
+    """A real-shaped Graph error body from tests/payloads/error_<code>.json."""
     return payload(f"error_{code}.json")
 
 

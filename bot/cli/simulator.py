@@ -450,7 +450,7 @@ async def _last_id() -> int:
 
 
 def _envelope(phone: str, name: str | None, message: dict[str, Any], phone_number_id: str) -> dict[str, Any]:
-    """Meta's webhook envelope, as in ../shared/payloads/inbound_text.json."""
+    """Meta's webhook envelope, as in tests/payloads/inbound_text.json."""
     value: dict[str, Any] = {
         "messaging_product": "whatsapp",
         "metadata": {"display_phone_number": BUSINESS_PHONE, "phone_number_id": phone_number_id},

@@ -1,9 +1,10 @@
 """Graph API errors as one class hierarchy, so "retry or not" is a property of the class.
 
 Meta says to build error handling on `error.code` (and `error_data.details`), never on the HTTP status,
-title or subcode (../shared/CLOUD_API.md §6): throttling arrives as HTTP 400 as well as 429. So
-`error_from_response` picks the class by code; the HTTP status only decides what an *unknown* code means
-(and which of code 1's two meanings applies).
+title or subcode (its error codes reference:
+https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes): throttling arrives as
+HTTP 400 as well as 429. So `error_from_response` picks the class by code; the HTTP status only decides
+what an *unknown* code means (and which of code 1's two meanings applies).
 The outbox reads `retryable`, `max_attempts`, `account_wide` and `retry_delay()`, the client reads
 `per_recipient`; neither matches numbers itself. Transient classes have `max_attempts = None`: they are
 retried for as long as the outbox's horizon allows, not a number of times.

@@ -2,7 +2,7 @@
 tests), which answers like the Cloud API and refuses what Meta refuses.
 
 The sandbox (sandbox.py: `bot serve` without an access token) accepts anything; this one checks each
-/messages body against the real limits (../shared/CLOUD_API.md §5) and the 24-hour customer service
+/messages body against the real limits (those of outbound.py) and the 24-hour customer service
 window, and answers a violation with Meta's own error JSON through `error_from_response`, exactly as
 `HttpTransport` does on a non-2xx. So a flow that only works because nothing checks it fails here,
 before a customer sees it.
@@ -49,7 +49,7 @@ class Refusal(Exception):
 
 
 def graph_error_body(code: int, details: str) -> dict[str, Any]:
-    """The synchronous Graph error shape (as in ../shared/payloads/error_131047.json)."""
+    """The synchronous Graph error shape (as in tests/payloads/error_131047.json)."""
     return {
         "error": {
             "message": f"(#{code}) {_TITLES.get(code, 'Error')}",

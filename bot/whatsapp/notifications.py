@@ -7,7 +7,7 @@ Meta adds message types and fields without notice, and a notification we answer 
 7 days, so only the envelope is strict. Every model allows extra fields, and every per-type object is
 lenient: one that does not fit is dropped to None (a list loses only its bad items), and the message's
 `kind` falls back to "unsupported". The flow answers such a message, and its raw JSON is kept.
-Shapes: ../shared/CLOUD_API.md §4, §4a.
+Shapes: Meta's webhooks reference for the messages field; tests/payloads/ holds real-shaped examples.
 
 Everything that reaches a column is limited here, at parse, so that no notification can fail the
 commit it shares with others (the column sizes are named in bot/db/models.py). The rule:

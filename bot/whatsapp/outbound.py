@@ -1,7 +1,7 @@
 """Outbound messages as values: what the engine produces, the outbox stores and the client sends.
 
 Each model knows its Cloud API request body (`to_payload`) and a short human-readable line for the
-message log (`log_content`). Limits are the Cloud API's own (../shared/CLOUD_API.md §5, §7), checked
+message log (`log_content`). Limits are the Cloud API's own (Meta's messages reference), checked
 when the value is built, so a bad message is refused before it is queued, never by Meta after.
 The `kind` field discriminates the union, so an outbox row's JSON turns back into the same value.
 """

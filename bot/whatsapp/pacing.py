@@ -1,6 +1,7 @@
 """Throughput pacing: send no faster than Meta allows, rather than only retrying after 130429 / 131056.
 
-Two limits apply to every message (../shared/CLOUD_API.md §7): the business number's throughput (80
+Two limits apply to every message (Meta's throughput and pair-rate-limit pages under
+https://developers.facebook.com/docs/whatsapp/throughput): the business number's throughput (80
 messages/s by default) and the pair rate limit (about one message per 6 s to the same user, with bursts
 allowed). Both are token buckets written as GCRA ("theoretical arrival time"): one float per bucket, no
 timer, no lock. A caller *reserves* its slot and then sleeps until it, so one recipient's wait never
