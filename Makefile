@@ -21,13 +21,14 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
-# The panel's browser test drives Debian's Chromium and ChromeDriver; installed once when missing
-# (never a browser downloaded by a test tool). sudo only when not already root.
+# The panel's browser test drives Debian's Chromium and ChromeDriver, and the flow diagrams' test
+# renders with Graphviz; installed once when missing (never a browser downloaded by a test tool).
+# sudo only when not already root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 browser:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v dot >/dev/null || \
 		($(SUDO) apt-get update -qq && \
-		 $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null)
+		 $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver graphviz >/dev/null)
 
 run: install
 	$(BIN)/bot db migrate
