@@ -463,30 +463,44 @@ class InboxWorker:
                 )
             )
             return "engine error, apology queued"
-        batch.apply(conversation, customer, result, reply_to=row.whatsapp_message_id)
         if result.hand_off:
+            batch.apply(conversation, customer, result, reply_to=row.whatsapp_message_id)
             conversation.mode = ConversationMode.HUMAN  # the action updated the row; later rows see it
             await self._relayed(customer, row, batch, opened=True)
             return f"{result.flow}.{result.state}, handed to a person"
+        if not self._missed_too_often(result):
+            batch.apply(conversation, customer, result, reply_to=row.whatsapp_message_id)
+            return f"{result.flow}.{result.state}, {len(result.outbound)} outbound"
+        # Too many misunderstandings: the customer hears one thing, the wait, not the fallback's
+        # "I didn't understand" (or the help state it led to) before it.
+        assert self._handoff is not None
+        result.outbound.clear()
+        batch.apply(conversation, customer, result, reply_to=row.whatsapp_message_id)
+        language = customer.language or self._config.default_language
+        told = await self._handoff.auto_handoff(conversation.id, customer.wa_id, language, batch.now)
+        batch.outbound.extend(
+            outbound_row(customer.wa_id, message, reply_to=row.whatsapp_message_id, now=batch.now)
+            for message in told
+        )
+        conversation.mode = ConversationMode.HUMAN
+        await self._relayed(customer, row, batch, opened=True)
+        return f"{result.flow}.{result.state}, handed to a person after {self._handoff.after_misses} misses"
+
+    def _missed_too_often(self, result: Outcome) -> bool:
+        """Count misunderstandings in a row in the conversation's variables (a good answer starts again);
+        True when this one reaches `after_misses` and the chat is to go to a person."""
         after = self._handoff.after_misses if self._handoff else 0
-        if not (self._handoff and after):
-            pass
-        elif not result.missed:
+        if not after:
+            return False
+        if not result.missed:
             result.variables.pop(MISUNDERSTOOD, None)
-        elif (missed := int(result.variables.get(MISUNDERSTOOD) or 0) + 1) < after:
+            return False
+        missed = int(result.variables.get(MISUNDERSTOOD) or 0) + 1
+        if missed < after:
             result.variables[MISUNDERSTOOD] = missed
-        else:
-            result.variables.pop(MISUNDERSTOOD, None)
-            language = customer.language or self._config.default_language
-            told = await self._handoff.auto_handoff(conversation.id, customer.wa_id, language, batch.now)
-            batch.outbound.extend(
-                outbound_row(customer.wa_id, message, reply_to=row.whatsapp_message_id, now=batch.now)
-                for message in told
-            )
-            conversation.mode = ConversationMode.HUMAN
-            await self._relayed(customer, row, batch, opened=True)
-            return f"{result.flow}.{result.state}, handed to a person after {after} misses"
-        return f"{result.flow}.{result.state}, {len(result.outbound)} outbound"
+            return False
+        result.variables.pop(MISUNDERSTOOD, None)
+        return True
 
     async def _run_engine(
         self, conversation: Conversation, customer: Customer, event: Event, now: datetime
