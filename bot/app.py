@@ -20,6 +20,7 @@ from bot.engine import Engine
 from bot.engine.texts import TEXTS_DIR
 from bot.http import appointments as appointments_api
 from bot.http import messages as api
+from bot.http import metrics as metrics_api
 from bot.http import orders as orders_api
 from bot.http import technicians as handoff_api
 from bot.http.headers import add_security_headers
@@ -75,10 +76,14 @@ def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
     app[api.ADMIN_TOKEN] = (
         settings.secrets.admin_token.get_secret_value() if settings.secrets.admin_token else ""
     )
+    app[metrics_api.METRICS_TOKEN] = (
+        settings.secrets.metrics_token.get_secret_value() if settings.secrets.metrics_token else ""
+    )
     app.cleanup_ctx.extend([_database, _whatsapp_client, _workers, _flow_watcher])
     add_security_headers(app)
     webhook.add_routes(app)
     api.add_routes(app)
+    metrics_api.add_routes(app, settings.server.metrics_port)
     orders_api.add_routes(app, build_order_service(settings, on_queued=pipeline.wake_outbox))
     appointments = AppointmentService(
         settings, on_queued=pipeline.wake_outbox, texts=lambda: pipeline.engine.flows.texts

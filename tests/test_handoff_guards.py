@@ -82,3 +82,6 @@ async def test_too_many_misunderstandings_hand_the_chat_to_a_person(bot_client: 
     handoff = await Handoff.get(customer_phone=PHONE)
     assert (handoff.status, handoff.reason) == (HandoffStatus.WAITING, "misunderstood")
     assert (await Conversation.get(customer__wa_id=PHONE)).mode == ConversationMode.HUMAN
+    # one reply to the last misunderstanding, the wait: not the help state's hint before it
+    replies = await Message.filter(reply_to="wamid.m.3", message_direction="outbound")
+    assert len(replies) == 1 and "technician will answer you" in (replies[0].message_content or "")

@@ -34,6 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 2
+    _structured_logs(settings, verbose=getattr(args, "verbose", False))
     handler = args.handler
     try:
         result: int = handler(settings, args)
@@ -45,6 +46,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc, file=sys.stderr)  # behind (or ahead of) the code: one line naming the command
         return 2
     return result
+
+
+def _structured_logs(settings: Settings, *, verbose: bool) -> None:
+    """`logging.json` (auto: JSON lines when stderr is not a terminal) and `logging.level`; -v still
+    means DEBUG."""
+    from bot.monitoring.logs import use_json, wants_json
+
+    use_json(wants_json(settings.logging.json_))
+    if not verbose:
+        logging.getLogger().setLevel(settings.logging.level)
 
 
 def _parser() -> argparse.ArgumentParser:
