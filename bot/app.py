@@ -25,6 +25,7 @@ from bot.http import orders as orders_api
 from bot.http import stats as stats_api
 from bot.http import technicians as handoff_api
 from bot.http.headers import add_security_headers
+from bot.master_keys import check_master_keys, load_key_ring
 from bot.orders.setup import build_order_service
 from bot.panel import add_routes as add_panel_routes
 from bot.pipeline import Pipeline, Workers
@@ -53,9 +54,12 @@ def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
     does a `shop:` setting the texts need (ShopSettingsMissing).
 
     At start-up the database schema must be current (else SchemaError stops it, naming the command);
-    `migrate` applies the pending migrations first (`bot serve --migrate`).
+    `migrate` applies the pending migrations first (`bot serve --migrate`). The encryption keys are
+    loaded here too: with WhatsApp credentials and no BOT_ENCRYPTION_KEYS it does not start
+    (EncryptionKeysRequired).
     """
     require_shop_settings(settings.shop, settings.templates_dir)
+    check_master_keys(settings)
     app = web.Application(client_max_size=settings.server.max_body_bytes)
     app[SETTINGS] = settings
     app[MIGRATE_AT_START] = migrate
@@ -96,6 +100,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     report = await init_db(app[SETTINGS].database_url, migrate_schema=app[MIGRATE_AT_START])
     for line in report.lines() if report else ():
         log.info("database: %s", line)  # init_db closes what it opened when it fails
+    load_key_ring(app[SETTINGS])
     yield
     await close_db()
 

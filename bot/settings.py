@@ -295,6 +295,8 @@ class Secrets(_Section):
     business_account_id: str | None = None
     api_base_url: str = DEFAULT_GRAPH_BASE_URL
     admin_token: SecretStr | None = None
+    encryption_keys: SecretStr | None = None
+    """BOT_ENCRYPTION_KEYS: comma-separated base64 master keys, the first encrypts (bot/master_keys.py)."""
     metrics_token: SecretStr | None = None
 
     @property
@@ -358,6 +360,7 @@ _ENV_SECRETS = {
     "WHATSAPP_BUSINESS_ACCOUNT_ID": "business_account_id",
     "WHATSAPP_API_BASE_URL": "api_base_url",
     "BOT_ADMIN_TOKEN": "admin_token",
+    "BOT_ENCRYPTION_KEYS": "encryption_keys",
     "BOT_METRICS_TOKEN": "metrics_token",
 }
 

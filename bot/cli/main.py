@@ -27,6 +27,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("tortoise").setLevel(logging.WARNING)
     if args.command == "doctor":  # reading the settings is its first check
         return _doctor(args)
+    if args.command == "keys" and args.keys_command == "generate":  # needs no settings
+        return _keys_generate(args)
     try:
         settings = load_settings(args.settings)
     except SettingsError as exc:
@@ -192,6 +194,13 @@ def _parser() -> argparse.ArgumentParser:
     technicians_add.add_argument("--phone", help="their phone number (optional)")
     technicians_add.set_defaults(handler=_technicians_add)
 
+    keys = commands.add_parser("keys", help="the encryption keys of customers' data at rest")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    key_commands.add_parser(
+        "generate",
+        help="print a new master key for BOT_ENCRYPTION_KEYS (base64, 32 bytes); its id goes to stderr",
+    )
+
     orders = commands.add_parser("orders", help="repair orders")
     order_commands = orders.add_subparsers(dest="orders_command", required=True)
     orders_import = order_commands.add_parser(
@@ -225,6 +234,7 @@ def _timestamp(text: str) -> datetime:
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from bot.app import create_app
+    from bot.crypto import KeyConfigError
     from bot.engine import FlowLoadError
     from bot.notice_texts import TextsError
     from bot.shop_texts import ShopSettingsMissing
@@ -241,7 +251,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
-    except TextsError as exc:
+    except (TextsError, KeyConfigError) as exc:
         print(f"{exc}\nThe server did not start.", file=sys.stderr)
         return 2
     web.run_app(
@@ -251,6 +261,17 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         access_log=None,
         print=lambda text: logging.getLogger("bot").info("%s", text.strip()),
     )
+    return 0
+
+
+def _keys_generate(args: argparse.Namespace) -> int:
+    import base64
+
+    from bot.crypto import generate_master_key, key_id
+
+    key = generate_master_key()
+    print(key)
+    print(f"key id {key_id(base64.b64decode(key))}: put it first in BOT_ENCRYPTION_KEYS", file=sys.stderr)
     return 0
 
 
