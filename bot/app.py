@@ -85,7 +85,7 @@ def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
     webhook.add_routes(app)
     api.add_routes(app)
     metrics_api.add_routes(app, settings.server.metrics_port)
-    stats_api.add_routes(app, settings)
+    stats_api.add_routes(app, settings, lambda: pipeline.engine.flows)
     orders_api.add_routes(app, build_order_service(settings, on_queued=pipeline.wake_outbox))
     appointments = AppointmentService(
         settings, on_queued=pipeline.wake_outbox, texts=lambda: pipeline.engine.flows.texts
