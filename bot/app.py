@@ -23,6 +23,7 @@ from bot.http import appointments as appointments_api
 from bot.http import messages as api
 from bot.http import metrics as metrics_api
 from bot.http import orders as orders_api
+from bot.http import stats as stats_api
 from bot.http import technicians as handoff_api
 from bot.http.headers import add_security_headers
 from bot.master_keys import check_master_keys, load_key_ring
@@ -86,6 +87,7 @@ def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
     api.add_routes(app)
     admin_api.add_routes(app)
     metrics_api.add_routes(app, settings.server.metrics_port)
+    stats_api.add_routes(app, settings)
     orders_api.add_routes(app, build_order_service(settings, on_queued=pipeline.wake_outbox))
     appointments = AppointmentService(
         settings, on_queued=pipeline.wake_outbox, texts=lambda: pipeline.engine.flows.texts

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from aiohttp import web
@@ -219,6 +219,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     orders_import.add_argument("file", type=Path)
     orders_import.set_defaults(handler=_orders_import)
+
+    stats = commands.add_parser(
+        "stats", help="the shop's numbers as tables: messages, delivery, failures, handoffs, reply times"
+    )
+    stats.add_argument("--from", dest="first", type=date.fromisoformat, help="first shop day, YYYY-MM-DD")
+    stats.add_argument("--to", dest="end", type=date.fromisoformat, help="the day after the last (exclusive)")
+    stats.add_argument("--group", choices=("day", "week", "month"), default="day", help="default: day")
+    stats.set_defaults(handler=_stats)
 
     reminders = commands.add_parser("reminders", help="appointment reminders")
     reminder_commands = reminders.add_subparsers(dest="reminders_command", required=True)
@@ -470,3 +478,16 @@ def _reminders_due(settings: Settings, args: argparse.Namespace) -> int:
 
     logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.WARNING)  # the report only
     return asyncio.run(reminders_due(settings, args.hours))
+
+
+def _stats(settings: Settings, args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from bot.cli.stats import print_stats
+
+    logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.WARNING)  # the tables only
+    try:
+        return asyncio.run(print_stats(settings, args.first, args.end, args.group))
+    except (ValidationError, ValueError) as exc:
+        print(f"bot stats: {exc}", file=sys.stderr)
+        return 2

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from bot import crypto
 from bot.db.models import Technician
+from bot.handoff.tokens import verify_token
 
 SESSION_PREFIX = "rs_"
 MAX_SESSION_LENGTH = 200
@@ -58,3 +59,10 @@ async def verify_session(token: str, now: datetime | None = None) -> Technician 
         return None
     message = _message(technician_id, issued, expires, technician.token_hash)
     return technician if crypto.current().verify(message, signature) else None
+
+
+async def technician_of(token: str) -> Technician | None:
+    """The active technician of a login token (`rt_`) or an unexpired panel session (`rs_`)."""
+    if token.startswith(SESSION_PREFIX):
+        return await verify_session(token)
+    return await verify_token(token)

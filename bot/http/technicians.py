@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bot.db.models import Handoff, HandoffStatus, Technician
 from bot.handoff.service import OPEN, DeskError, HandoffDesk, is_admin
-from bot.handoff.sessions import SESSION_PREFIX, issue_session, verify_session
+from bot.handoff.sessions import issue_session, technician_of
 from bot.handoff.tokens import TOKEN_PREFIX, verify_token
 from bot.http.errors import (
     RowId,
@@ -116,13 +116,6 @@ def technician_out(technician: Technician) -> dict[str, Any]:
 SESSION_HOURS = web.AppKey("session_hours", float)
 RECHECK_SECONDS = 30.0
 """How often an open WebSocket checks that its session still holds (expired, or ended by an admin)."""
-
-
-async def technician_of(token: str) -> Technician | None:
-    """The active technician of a login token (`rt_`) or an unexpired panel session (`rs_`)."""
-    if token.startswith(SESSION_PREFIX):
-        return await verify_session(token)
-    return await verify_token(token)
 
 
 async def authenticate(request: web.Request) -> Technician:
