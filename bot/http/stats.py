@@ -55,7 +55,8 @@ class StatsQuery(BaseModel):
 
 
 async def require_admin(request: web.Request) -> None:
-    """The admin token, or an active admin technician's; 401 without either, 403 for a technician."""
+    """The admin token, or an active admin technician's token or panel session; 401 without either,
+    403 for a technician who is not an admin."""
     if bearer_ok(request, request.app[ADMIN_TOKEN]):
         return
     technician = await technician_of(bearer_token(request))
