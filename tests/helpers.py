@@ -32,6 +32,8 @@ POSTGRES_URL = f"{POSTGRES_SERVER}/bot_test_{os.getpid()}_{secrets.token_hex(3)}
 APP_SECRET = "test-app-secret"
 GRAPH_TOKEN = "bench-token"
 ADMIN_TOKEN = "test-admin-token"
+ENCRYPTION_KEY = "dGVzdC1lbmNyeXB0aW9uLWtleS0zMi1ieXRlcy0hISE="
+"""BOT_ENCRYPTION_KEYS of the test servers (32 bytes, base64)."""
 VERIFY_TOKEN = "test-verify-token"
 PHONE_NUMBER_ID = "100000000000001"
 
@@ -164,6 +166,7 @@ def make_settings(
         "WHATSAPP_WEBHOOK_VERIFY_TOKEN": VERIFY_TOKEN,
         "WHATSAPP_PHONE_NUMBER_ID": PHONE_NUMBER_ID,
         "BOT_ADMIN_TOKEN": ADMIN_TOKEN,
+        "BOT_ENCRYPTION_KEYS": ENCRYPTION_KEY,
     }
     if graph_url:
         environ["WHATSAPP_ACCESS_TOKEN"] = GRAPH_TOKEN

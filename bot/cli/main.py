@@ -7,7 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from aiohttp import web
@@ -27,11 +27,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("tortoise").setLevel(logging.WARNING)
     if args.command == "doctor":  # reading the settings is its first check
         return _doctor(args)
+    if args.command == "keys" and args.keys_command == "generate":  # needs no settings
+        return _keys_generate(args)
     try:
         settings = load_settings(args.settings)
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 2
+    _structured_logs(settings, verbose=getattr(args, "verbose", False))
     handler = args.handler
     try:
         result: int = handler(settings, args)
@@ -49,6 +52,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc, file=sys.stderr)  # behind (or ahead of) the code: one line naming the command
         return 2
     return result
+
+
+def _structured_logs(settings: Settings, *, verbose: bool) -> None:
+    """`logging.json` (auto: JSON lines when stderr is not a terminal) and `logging.level`; -v still
+    means DEBUG."""
+    from bot.monitoring.logs import use_json, wants_json
+
+    use_json(wants_json(settings.logging.json_))
+    if not verbose:
+        logging.getLogger().setLevel(settings.logging.level)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -187,6 +200,13 @@ def _parser() -> argparse.ArgumentParser:
     technicians_add.add_argument("--phone", help="their phone number (optional)")
     technicians_add.set_defaults(handler=_technicians_add)
 
+    keys = commands.add_parser("keys", help="the encryption keys of customers' data at rest")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    key_commands.add_parser(
+        "generate",
+        help="print a new master key for BOT_ENCRYPTION_KEYS (base64, 32 bytes); its id goes to stderr",
+    )
+
     orders = commands.add_parser("orders", help="repair orders")
     order_commands = orders.add_subparsers(dest="orders_command", required=True)
     orders_import = order_commands.add_parser(
@@ -194,6 +214,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     orders_import.add_argument("file", type=Path)
     orders_import.set_defaults(handler=_orders_import)
+
+    stats = commands.add_parser(
+        "stats", help="the shop's numbers as tables: messages, delivery, failures, handoffs, reply times"
+    )
+    stats.add_argument("--from", dest="first", type=date.fromisoformat, help="first shop day, YYYY-MM-DD")
+    stats.add_argument("--to", dest="end", type=date.fromisoformat, help="the day after the last (exclusive)")
+    stats.add_argument("--group", choices=("day", "week", "month"), default="day", help="default: day")
+    stats.set_defaults(handler=_stats)
 
     reminders = commands.add_parser("reminders", help="appointment reminders")
     reminder_commands = reminders.add_subparsers(dest="reminders_command", required=True)
@@ -212,6 +240,7 @@ def _timestamp(text: str) -> datetime:
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from bot.app import create_app
+    from bot.crypto import KeyConfigError
     from bot.engine import FlowLoadError
     from bot.shop_texts import ShopSettingsMissing
 
@@ -227,6 +256,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
+    except KeyConfigError as exc:
+        print(f"{exc}\nThe server did not start.", file=sys.stderr)
+        return 2
     web.run_app(
         app,
         host=args.host or settings.server.host,
@@ -234,6 +266,17 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         access_log=None,
         print=lambda text: logging.getLogger("bot").info("%s", text.strip()),
     )
+    return 0
+
+
+def _keys_generate(args: argparse.Namespace) -> int:
+    import base64
+
+    from bot.crypto import generate_master_key, key_id
+
+    key = generate_master_key()
+    print(key)
+    print(f"key id {key_id(base64.b64decode(key))}: put it first in BOT_ENCRYPTION_KEYS", file=sys.stderr)
     return 0
 
 
@@ -406,3 +449,16 @@ def _reminders_due(settings: Settings, args: argparse.Namespace) -> int:
 
     logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.WARNING)  # the report only
     return asyncio.run(reminders_due(settings, args.hours))
+
+
+def _stats(settings: Settings, args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from bot.cli.stats import print_stats
+
+    logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.WARNING)  # the tables only
+    try:
+        return asyncio.run(print_stats(settings, args.first, args.end, args.group))
+    except (ValidationError, ValueError) as exc:
+        print(f"bot stats: {exc}", file=sys.stderr)
+        return 2

@@ -50,6 +50,7 @@ from bot.engine import Engine, Event, Outcome
 from bot.engine.events import TIMEOUT
 from bot.engine.texts import TextCatalog
 from bot.loops import Loop
+from bot.monitoring import metrics
 from bot.spine.outbox import enqueue, outbound_row
 from bot.whatsapp.notifications import InboundMessage
 from bot.whatsapp.outbound import OutboundMessage, Text
@@ -236,7 +237,14 @@ class InboxWorker:
                 await row.save(update_fields=["attempts", "error_title", "updated_at"])
                 return False
             await self._park(row)
-        log.error("gave up on %s after %d attempts: %s", row.whatsapp_message_id, row.attempts, reason)
+        log.error(
+            "gave up on %s after %d attempts: %s",
+            row.whatsapp_message_id,
+            row.attempts,
+            reason,
+            extra={"wamid": row.whatsapp_message_id, "outcome": "parked"},
+        )
+        metrics.inbound([row.message_type], "failed")
         return True
 
     async def _park(self, row: Message) -> None:
@@ -293,6 +301,7 @@ class InboxWorker:
             self._on_queued()
         if self._on_handled:
             self._on_handled([row.whatsapp_message_id for row in batch.rows if row.whatsapp_message_id])
+        metrics.inbound((row.message_type for row in batch.rows), "handled")
 
     async def fire_timers(self) -> int:
         """Move conversations whose `on: timeout` is due (as of the clock); returns how many moved.
@@ -389,20 +398,17 @@ class InboxWorker:
         batch.customers.extend(customers.values())  # profile name and window, even when not moved
         for row in rows:
             started = time.perf_counter()
+            conversation_id: int | None = None
             if (technician := technicians.get(row.customer_phone)) is not None:
                 outcome = await self._technician_row(technician, row, batch)
             else:
                 customer = customers[row.customer_phone]
                 conversation = conversations[customer.id]
+                conversation_id = conversation.id
                 outcome = await self._handle_one(row, customer, conversation, batch)
             row.delivery_status = DeliveryStatus.HANDLED
             row.processed_at = batch.now
-            log.info(
-                "handled %s: %s in %.2f ms",
-                row.whatsapp_message_id,
-                outcome,
-                (time.perf_counter() - started) * 1e3,
-            )
+            handled_line(row.whatsapp_message_id, conversation_id, outcome, started)
         await batch.write()
         await Message.bulk_update(
             rows, fields=["delivery_status", "processed_at", "error_title", "updated_at"]
@@ -573,6 +579,20 @@ class _Batch:
                 await ConversationTimer.bulk_create(timers)
         if self.outbound:
             await Message.bulk_create(self.outbound)
+
+
+def handled_line(wamid: str | None, conversation_id: int | None, outcome: str, started: float) -> None:
+    """The one INFO line per handled message: its wamid, conversation and outcome as fields too (the
+    JSON log lines carry them as keys: bot/monitoring/logs.py); never the customer's text or number."""
+    ms = round((time.perf_counter() - started) * 1e3, 2)
+    log.info(
+        "handled %s (conversation %s): %s in %.2f ms",
+        wamid,
+        conversation_id,
+        outcome,
+        ms,
+        extra={"wamid": wamid, "conversation_id": conversation_id, "outcome": outcome, "ms": ms},
+    )
 
 
 def _note_sender(customer: Customer, row: Message) -> None:
