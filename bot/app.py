@@ -18,6 +18,7 @@ from bot.appointments.service import AppointmentService
 from bot.db import close_db, init_db
 from bot.engine import Engine
 from bot.engine.texts import TEXTS_DIR
+from bot.http import admin as admin_api
 from bot.http import appointments as appointments_api
 from bot.http import messages as api
 from bot.http import metrics as metrics_api
@@ -84,6 +85,7 @@ def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
     add_security_headers(app)
     webhook.add_routes(app)
     api.add_routes(app)
+    admin_api.add_routes(app)
     metrics_api.add_routes(app, settings.server.metrics_port)
     stats_api.add_routes(app, settings)
     orders_api.add_routes(
@@ -91,7 +93,9 @@ def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
     )
     appointments = AppointmentService(settings, pipeline.content, on_queued=pipeline.wake_outbox)
     appointments_api.add_routes(app, appointments)
-    handoff_api.add_routes(app, pipeline.desk, client=lambda: app[CLIENT])
+    handoff_api.add_routes(
+        app, pipeline.desk, client=lambda: app[CLIENT], session_hours=settings.handoff.session_hours
+    )
     add_panel_routes(app)
     return app
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import os
 import re
 import threading
@@ -81,12 +82,14 @@ def generate_master_key() -> str:
 class MasterKey:
     id: str
     aead: AESGCM
+    mac_key: bytes
+    """A separate key derived from this one for signatures (panel sessions): one key, one use."""
 
     @classmethod
     def from_bytes(cls, key: bytes) -> MasterKey:
         if len(key) != KEY_BYTES:
             raise KeyConfigError(f"a key must be {KEY_BYTES} bytes, this one is {len(key)}")
-        return cls(key_id(key), AESGCM(key))
+        return cls(key_id(key), AESGCM(key), hmac.new(key, b"repairbot mac key", hashlib.sha256).digest())
 
 
 def parse_master_keys(text: str, source: str = ENV_VARIABLE) -> list[MasterKey]:
@@ -287,6 +290,20 @@ class KeyRing:
 
     def key_of(self, value: str) -> Header:
         return parse(value)[0]
+
+    # -- signatures ---------------------------------------------------------------------------------
+
+    def sign(self, message: bytes) -> bytes:
+        """HMAC-SHA256 under the primary key's signing key."""
+        return hmac.new(self.primary.mac_key, message, hashlib.sha256).digest()
+
+    def verify(self, message: bytes, signature: bytes) -> bool:
+        """Signed by any of the master keys (one rotated out no longer verifies); constant time."""
+        found = False
+        for key in self.master_keys:
+            expected = hmac.new(key.mac_key, message, hashlib.sha256).digest()
+            found |= hmac.compare_digest(expected, signature)
+        return found
 
 
 def _associated(header: Header, context: str) -> bytes:

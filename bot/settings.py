@@ -270,6 +270,8 @@ class HandoffSettings(_Section):
     """When technicians answer, per weekday; null: the appointments' opening hours and closed days."""
     check_seconds: float = Field(default=30, gt=0, le=60)
     """How often `bot serve` runs the guards."""
+    session_hours: float = Field(default=12, gt=0, le=720)
+    """How long a panel login lasts before the technician logs in again (bot/handoff/sessions.py)."""
     relay_to_whatsapp: bool = False
     """Relay handed-off chats to the claiming technician's own WhatsApp (Technician.phone): see
     bot/handoff/relay.py. Messages from an active technician's phone are then commands and replies."""

@@ -189,6 +189,9 @@ def _parser() -> argparse.ArgumentParser:
     apikeys_revoke = apikey_commands.add_parser("revoke", help="revoke a key: it stops working at once")
     apikeys_revoke.add_argument("name")
     apikeys_revoke.set_defaults(handler=_apikeys_revoke)
+    apikey_commands.add_parser(
+        "list", help="every key: name, created, last used, revoked (never the key itself)"
+    ).set_defaults(handler=_apikeys_list)
 
     technicians = commands.add_parser("technicians", help="the people who answer handed-off chats")
     technician_commands = technicians.add_subparsers(dest="technicians_command", required=True)
@@ -199,6 +202,14 @@ def _parser() -> argparse.ArgumentParser:
     technicians_add.add_argument("--role", choices=["technician", "admin"], default="technician")
     technicians_add.add_argument("--phone", help="their phone number (optional)")
     technicians_add.set_defaults(handler=_technicians_add)
+    technician_commands.add_parser(
+        "list", help="every technician: id, name, role, phone, active, created"
+    ).set_defaults(handler=_technicians_list)
+    technicians_revoke = technician_commands.add_parser(
+        "revoke", help="deactivate a technician: their token and panel sessions stop working at once"
+    )
+    technicians_revoke.add_argument("name")
+    technicians_revoke.set_defaults(handler=_technicians_revoke)
 
     keys = commands.add_parser("keys", help="the encryption keys of customers' data at rest")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
@@ -436,6 +447,24 @@ def _technicians_add(settings: Settings, args: argparse.Namespace) -> int:
 
     logging.getLogger().setLevel(logging.WARNING)  # stdout carries the token only
     return asyncio.run(technicians_add(settings, args.name, args.role, args.phone))
+
+
+def _apikeys_list(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.cli.orders import apikeys_list
+
+    return asyncio.run(apikeys_list(settings))
+
+
+def _technicians_list(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.cli.technicians import technicians_list
+
+    return asyncio.run(technicians_list(settings))
+
+
+def _technicians_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.cli.technicians import technicians_revoke
+
+    return asyncio.run(technicians_revoke(settings, args.name))
 
 
 def _orders_import(settings: Settings, args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bot.handoff.service import is_admin
-from bot.handoff.tokens import verify_token
+from bot.handoff.sessions import technician_of
 from bot.http.errors import FieldError, bearer_token, error_response, field_errors, invalid, unauthorized
 from bot.http.messages import ADMIN_TOKEN, bearer_ok
 from bot.periods import MAX_DAYS, Group, Range
@@ -52,7 +52,7 @@ async def require_admin(request: web.Request) -> None:
     """The admin token, or an active admin technician's; 401 without either, 403 for a technician."""
     if bearer_ok(request, request.app[ADMIN_TOKEN]):
         return
-    technician = await verify_token(bearer_token(request))
+    technician = await technician_of(bearer_token(request))
     if technician is None:
         raise unauthorized("the admin token or an admin technician's token is needed", "stats")
     if not is_admin(technician):
