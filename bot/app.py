@@ -88,10 +88,10 @@ def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
     admin_api.add_routes(app)
     metrics_api.add_routes(app, settings.server.metrics_port)
     stats_api.add_routes(app, settings)
-    orders_api.add_routes(app, build_order_service(settings, on_queued=pipeline.wake_outbox))
-    appointments = AppointmentService(
-        settings, on_queued=pipeline.wake_outbox, texts=lambda: pipeline.engine.flows.texts
+    orders_api.add_routes(
+        app, build_order_service(settings, pipeline.content, on_queued=pipeline.wake_outbox)
     )
+    appointments = AppointmentService(settings, pipeline.content, on_queued=pipeline.wake_outbox)
     appointments_api.add_routes(app, appointments)
     handoff_api.add_routes(
         app, pipeline.desk, client=lambda: app[CLIENT], session_hours=settings.handoff.session_hours
@@ -146,8 +146,8 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _flow_watcher(app: web.Application) -> AsyncIterator[None]:
-    """Hot reload: saved flow, template and text files go live within seconds; a bad edit is refused
-    and logged."""
+    """Hot reload: saved flow, template and text files go live within seconds, together (the content is
+    read once per load, with the flows); a bad edit is refused and logged."""
     settings, engine = app[SETTINGS], app[ENGINE]
     if settings.flows.reload_seconds <= 0:
         yield

@@ -17,6 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.engine import ActionRegistry
+from bot.engine.content import ContentSource, served
 from bot.settings import Settings, load_settings
 from bot.whatsapp.signature import sign
 
@@ -41,7 +42,17 @@ def shop_actions() -> ActionRegistry:
     """The actions the shipped flows call, as the server registers them (from the repo's settings)."""
     from bot.wiring import registered_actions
 
-    return registered_actions(load_settings(REPO / "settings.yaml", {}))
+    settings = load_settings(REPO / "settings.yaml", {})
+    return registered_actions(settings, shop_content(settings))
+
+
+def shop_content(settings: Settings) -> ContentSource:
+    """settings' templates and texts, read once as a (re)load reads them (their problems fail the test)."""
+    from bot.wiring import load_shop_content
+
+    content = load_shop_content(settings)
+    assert not content.problems, "\n".join(str(problem) for problem in content.problems)
+    return served(content)
 
 
 def _postgres_answers() -> bool:

@@ -159,24 +159,18 @@ async def database_migrated(run: DoctorRun) -> Outcome:
 
 
 async def flows_and_templates_valid(run: DoctorRun) -> Outcome:
-    from bot.engine.templates import load_templates
-    from bot.notice_texts import TextsError
-    from bot.wiring import flow_problems
+    from bot.wiring import flow_problems, load_shop_content
 
     settings = run.ready_settings
-    try:
-        problems = flow_problems(settings)
-    except TextsError as exc:
-        first = str(exc).splitlines()
-        return Outcome.fail(" ".join(line.strip() for line in first[:2]), "correct the texts file named")
+    problems = flow_problems(settings)
     if problems:
         return Outcome.fail(
             f"{len(problems)} problem(s), the first: {problems[0]}",
             "run `bot flows check` and fix each file:line:column it prints",
         )
-    catalog, _ = load_templates(settings.templates_dir)
+    templates = load_shop_content(settings).templates
     return Outcome.ok(
-        f"the flows in {settings.flows_dir}, {len(catalog.templates)} template(s) in "
+        f"the flows in {settings.flows_dir}, {len(templates.templates)} template(s) in "
         f"{settings.templates_dir} and the texts' shop settings are valid"
     )
 

@@ -43,7 +43,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = handler(settings, args)
     except Exception as exc:
         from bot.db.schema import SchemaError  # loaded here: commands without a database stay quick
+        from bot.engine import FlowLoadError
 
+        if isinstance(exc, FlowLoadError):  # a command that runs the flows (chat, replay, ...)
+            print("The flows, templates or texts have problems:", file=sys.stderr)
+            for problem in exc.problems:
+                print(f"  {problem}", file=sys.stderr)
+            return 2
         if not isinstance(exc, SchemaError):
             raise
         print(exc, file=sys.stderr)  # behind (or ahead of) the code: one line naming the command
@@ -250,13 +256,12 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from bot.app import create_app
     from bot.crypto import KeyConfigError
     from bot.engine import FlowLoadError
-    from bot.notice_texts import TextsError
     from bot.shop_texts import ShopSettingsMissing
 
     try:
         app = create_app(settings, migrate=args.migrate)
     except FlowLoadError as exc:
-        print("The flows have problems; the server did not start:", file=sys.stderr)
+        print("The flows, templates or texts have problems; the server did not start:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
@@ -265,7 +270,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
-    except (TextsError, KeyConfigError) as exc:
+    except KeyConfigError as exc:
         print(f"{exc}\nThe server did not start.", file=sys.stderr)
         return 2
     web.run_app(
@@ -309,15 +314,10 @@ def _whatsapp_profile(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _flows_check(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.notice_texts import TextsError
     from bot.wiring import flow_problems
 
     directory = args.directory or settings.flows_dir
-    try:
-        problems = flow_problems(settings, directory)
-    except TextsError as exc:
-        print(exc)
-        return 1
+    problems = flow_problems(settings, directory)
     for problem in problems:
         print(problem)
     if problems:
@@ -347,11 +347,11 @@ def _flows_graph(settings: Settings, args: argparse.Namespace) -> int:
     """Print the diagram; exit 1 with the problems when the flows do not load, 2 for an unknown flow."""
     from bot.engine import FlowLoadError, load_flows
     from bot.engine.graph import dot, mermaid
-    from bot.wiring import registered_actions
+    from bot.wiring import checked_actions, load_shop_content
 
     directory, file, name = _graph_source(args.flow, args.directory or settings.flows_dir)
     try:
-        flows = load_flows(directory, registered_actions(settings), settings.templates_dir)
+        flows = load_flows(directory, checked_actions(settings), load_shop_content(settings))
     except FlowLoadError as exc:
         for problem in exc.problems:
             print(problem)

@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import TypeVar
 
 from bot.db import close_db, init_db
+from bot.engine.content import served
 from bot.orders.importer import ImportFileError, import_orders, read_csv
 from bot.orders.keys import KeyNameTaken, create_key, list_keys, revoke_key
 from bot.orders.setup import build_order_service
-from bot.orders.texts import OrderTextsError
 from bot.settings import Settings
+from bot.wiring import load_shop_content
 
 T = TypeVar("T")
 
@@ -65,11 +66,17 @@ def _when(at: datetime | None) -> str:
 
 async def orders_import(settings: Settings, path: Path) -> int:
     """Print the summary and each bad row; 1 when any row was bad, 2 when the file cannot be used."""
+    content = load_shop_content(settings)  # the status texts and the template, read once
+    if content.problems:
+        print("The templates or texts have problems; nothing was imported:", file=sys.stderr)
+        for found in content.problems:
+            print(f"  {found}", file=sys.stderr)
+        return 2
     try:
         text = read_csv(path)
-        service = build_order_service(settings)  # the running server's outbox picks the messages up
+        service = build_order_service(settings, served(content))  # the server's outbox sends the messages
         report = await _with_db(settings, lambda: import_orders(text, service))
-    except (ImportFileError, OrderTextsError) as exc:
+    except ImportFileError as exc:
         print(exc, file=sys.stderr)
         return 2
     print(report.summary())
