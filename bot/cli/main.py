@@ -128,7 +128,9 @@ def _parser() -> argparse.ArgumentParser:
         "flow", nargs="?", help="a flow name, or a flows directory or .yaml file (default: every flow)"
     )
     graph.add_argument("--dir", dest="directory", type=Path, help="default: flows.directory in settings")
-    graph.add_argument("--format", choices=("mermaid", "dot"), default="mermaid", help="default: mermaid")
+    graph.add_argument(
+        "--format", choices=("mermaid", "dot", "json"), default="mermaid", help="default: mermaid"
+    )
     graph.set_defaults(handler=_flows_graph)
 
     chat = commands.add_parser(
@@ -346,7 +348,7 @@ def _chat(settings: Settings, args: argparse.Namespace) -> int:
 def _flows_graph(settings: Settings, args: argparse.Namespace) -> int:
     """Print the diagram; exit 1 with the problems when the flows do not load, 2 for an unknown flow."""
     from bot.engine import FlowLoadError, load_flows
-    from bot.engine.graph import dot, mermaid
+    from bot.engine.graph import as_data, dot, mermaid
     from bot.wiring import checked_actions, load_shop_content
 
     directory, file, name = _graph_source(args.flow, args.directory or settings.flows_dir)
@@ -364,6 +366,11 @@ def _flows_graph(settings: Settings, args: argparse.Namespace) -> int:
         known = ", ".join(sorted(flows.flows))
         print(f"there is no flow '{name}' in {directory}; the flows are: {known}", file=sys.stderr)
         return 2
+    if args.format == "json":
+        import json
+
+        print(json.dumps(as_data(flows, names), indent=2, ensure_ascii=False))
+        return 0
     print(dot(flows, names) if args.format == "dot" else mermaid(flows, names), end="")
     return 0
 
