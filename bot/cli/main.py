@@ -23,6 +23,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("transitions").setLevel(logging.WARNING)  # it logs every state change at INFO
+    from bot.monitoring.logs import mask_handlers
+
+    mask_handlers()  # a whole phone number never leaves at INFO or above, whoever logs it
     if not getattr(args, "verbose", False):  # "Tortoise-ORM startup/shutdown" around every command
         logging.getLogger("tortoise").setLevel(logging.WARNING)
     if args.command == "doctor":  # reading the settings is its first check
