@@ -282,12 +282,6 @@ class HandoffSettings(_Section):
     bot/handoff/relay.py. Messages from an active technician's phone are then commands and replies."""
 
 
-class LimitsSettings(_Section):
-    inbound_per_minute: int = Field(default=30, ge=0, le=10_000)
-    """Messages one customer may send in a minute before the bot stops answering them for that minute
-    (they are kept; the customer is told once); 0: no limit (bot/spine/flood.py)."""
-
-
 class LoggingSettings(_Section):
     json_: bool | Literal["auto"] = Field(default="auto", alias="json")
     """JSON lines (one object per line: time, level, logger, message and the line's fields); auto: when
@@ -329,7 +323,6 @@ class Settings(_Section):
     orders: OrderSettings = OrderSettings()
     appointments: AppointmentSettings = AppointmentSettings()
     handoff: HandoffSettings = HandoffSettings()
-    limits: LimitsSettings = LimitsSettings()
     logging: LoggingSettings = LoggingSettings()
     costs: CostSettings = CostSettings()
     limits: LimitSettings = LimitSettings()
