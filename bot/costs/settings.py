@@ -81,6 +81,9 @@ class LimitSettings(_Section):
     """The most outbound messages one customer gets in one shop day; the rest wait for the next day."""
     hold_hours: float = Field(default=24, gt=0, le=24 * 14)
     """A message held by a send limit this long after it was queued fails (with the reason)."""
+    inbound_per_minute: int = Field(default=30, ge=0, le=10_000)
+    """Messages one customer may send in a minute before the bot stops answering them for that minute
+    (they are kept; the customer is told once); 0: no limit (bot/spine/flood.py)."""
 
 
 def _tier(value: Any) -> Any:
