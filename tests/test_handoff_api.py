@@ -26,7 +26,9 @@ from bot.handoff.tokens import create_technician
 from tests.helpers import (
     ADMIN_TOKEN,
     BotFactory,
+    bearer,
     eventually,
+    handled,
     migrated_sqlite,
     post_webhook,
     text_notification,
@@ -43,20 +45,11 @@ async def say(client: Client, text: str, wamid: str, phone: str = PHONE) -> None
     assert response.status == 200
 
 
-async def handled(wamid: str) -> bool:
-    row = await Message.get_or_none(whatsapp_message_id=wamid)
-    return row is not None and row.processed_at is not None
-
-
 async def waiting_chat(client: Client, phone: str = PHONE) -> None:
     """A customer asks for a person: the chat waits in the queue."""
     await say(client, "hi", f"wamid.{phone}.1", phone)
     await say(client, "I want a human please", f"wamid.{phone}.2", phone)
     await eventually(lambda: handled(f"wamid.{phone}.2"))
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def outbound_texts(phone: str = PHONE) -> list[str | None]:
