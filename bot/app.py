@@ -87,7 +87,7 @@ def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
     api.add_routes(app)
     admin_api.add_routes(app)
     metrics_api.add_routes(app, settings.server.metrics_port)
-    stats_api.add_routes(app, settings)
+    stats_api.add_routes(app, settings, lambda: pipeline.engine.flows)
     orders_api.add_routes(
         app, build_order_service(settings, pipeline.content, on_queued=pipeline.wake_outbox)
     )

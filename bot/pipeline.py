@@ -146,7 +146,10 @@ class Pipeline:
         return InboxWorker(
             self.engine,
             self.claims,
-            InboxConfig(default_language=settings.shop.default_language),
+            InboxConfig(
+                default_language=settings.shop.default_language,
+                inbound_per_minute=settings.limits.inbound_per_minute,
+            ),
             on_queued=outbox.wake if outbox is not None else _nothing,
             on_handled=outbox.mark_read if outbox is not None else None,
             clock=self.clock,

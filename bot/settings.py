@@ -24,6 +24,7 @@ from pydantic import (
     field_validator,
 )
 
+from bot.costs.settings import CostSettings, LimitSettings, MessagingLimit
 from bot.whatsapp.profile import About, Description, Email, Vertical, Websites
 
 DEFAULT_SETTINGS_FILE = "settings.yaml"
@@ -114,6 +115,10 @@ class WhatsAppSettings(_Section):
     request_timeout_seconds: float = Field(default=15, gt=0)
     mark_read: bool = True
     quote_replies: bool = False
+    messaging_limit: MessagingLimit = 250
+    """Meta's messaging limit for the business portfolio: unique customers reached by business-initiated
+    templates in a rolling 24 hours (250, 2000, 10000, 100000 or unlimited; Meta's TIER_2K … too). A
+    business_capability_update webhook replaces it; templates over it are held."""
 
 
 class OutboxSettings(_Section):
@@ -319,6 +324,8 @@ class Settings(_Section):
     appointments: AppointmentSettings = AppointmentSettings()
     handoff: HandoffSettings = HandoffSettings()
     logging: LoggingSettings = LoggingSettings()
+    costs: CostSettings = CostSettings()
+    limits: LimitSettings = LimitSettings()
     secrets: Secrets = Field(default_factory=Secrets, exclude=True)
     base_dir: Path = Field(default=Path("."), exclude=True)
 

@@ -23,6 +23,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("transitions").setLevel(logging.WARNING)  # it logs every state change at INFO
+    from bot.monitoring.logs import mask_handlers
+
+    mask_handlers()  # a whole phone number never leaves at INFO or above, whoever logs it
     if not getattr(args, "verbose", False):  # "Tortoise-ORM startup/shutdown" around every command
         logging.getLogger("tortoise").setLevel(logging.WARNING)
     if args.command == "doctor":  # reading the settings is its first check
@@ -125,7 +128,9 @@ def _parser() -> argparse.ArgumentParser:
         "flow", nargs="?", help="a flow name, or a flows directory or .yaml file (default: every flow)"
     )
     graph.add_argument("--dir", dest="directory", type=Path, help="default: flows.directory in settings")
-    graph.add_argument("--format", choices=("mermaid", "dot"), default="mermaid", help="default: mermaid")
+    graph.add_argument(
+        "--format", choices=("mermaid", "dot", "json"), default="mermaid", help="default: mermaid"
+    )
     graph.set_defaults(handler=_flows_graph)
 
     chat = commands.add_parser(
@@ -343,7 +348,7 @@ def _chat(settings: Settings, args: argparse.Namespace) -> int:
 def _flows_graph(settings: Settings, args: argparse.Namespace) -> int:
     """Print the diagram; exit 1 with the problems when the flows do not load, 2 for an unknown flow."""
     from bot.engine import FlowLoadError, load_flows
-    from bot.engine.graph import dot, mermaid
+    from bot.engine.graph import as_data, dot, mermaid
     from bot.wiring import checked_actions, load_shop_content
 
     directory, file, name = _graph_source(args.flow, args.directory or settings.flows_dir)
@@ -361,6 +366,11 @@ def _flows_graph(settings: Settings, args: argparse.Namespace) -> int:
         known = ", ".join(sorted(flows.flows))
         print(f"there is no flow '{name}' in {directory}; the flows are: {known}", file=sys.stderr)
         return 2
+    if args.format == "json":
+        import json
+
+        print(json.dumps(as_data(flows, names), indent=2, ensure_ascii=False))
+        return 0
     print(dot(flows, names) if args.format == "dot" else mermaid(flows, names), end="")
     return 0
 

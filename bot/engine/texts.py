@@ -43,6 +43,7 @@ TEXTS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
         "language_prompt": (),
         "language_chosen": (),
         "apology": (),
+        "flood": (),
     },
     "handoff": {
         "wait": ("minutes",),

@@ -7,12 +7,15 @@ dashboard) is needed; a technician who is not an admin gets 403.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from bot.engine import FlowSet
+from bot.engine.graph import as_data
 from bot.handoff.service import is_admin
 from bot.handoff.sessions import technician_of
 from bot.http.errors import FieldError, bearer_token, error_response, field_errors, invalid, unauthorized
@@ -22,6 +25,9 @@ from bot.settings import Settings
 from bot.stats import compute, default_range
 
 STATS_SETTINGS = web.AppKey("stats_settings", Settings)
+FlowsNow = Callable[[], FlowSet]
+FLOWS: web.AppKey[FlowsNow] = web.AppKey("stats_flows")
+"""The flows the engine runs now (reloaded with them), for the dashboard's diagrams."""
 
 
 class StatsQuery(BaseModel):
@@ -49,7 +55,8 @@ class StatsQuery(BaseModel):
 
 
 async def require_admin(request: web.Request) -> None:
-    """The admin token, or an active admin technician's; 401 without either, 403 for a technician."""
+    """The admin token, or an active admin technician's token or panel session; 401 without either,
+    403 for a technician who is not an admin."""
     if bearer_ok(request, request.app[ADMIN_TOKEN]):
         return
     technician = await technician_of(bearer_token(request))
@@ -92,6 +99,14 @@ async def stats(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
-def add_routes(app: web.Application, settings: Settings) -> None:
+async def flow_graphs(request: web.Request) -> web.Response:
+    """`GET /api/stats/flows`: every flow as `bot flows graph --format json` draws it."""
+    await require_admin(request)
+    return web.json_response(as_data(request.app[FLOWS]()))
+
+
+def add_routes(app: web.Application, settings: Settings, flows: Callable[[], FlowSet]) -> None:
     app[STATS_SETTINGS] = settings
+    app[FLOWS] = flows
     app.router.add_get("/api/stats", stats)
+    app.router.add_get("/api/stats/flows", flow_graphs)

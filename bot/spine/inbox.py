@@ -51,6 +51,7 @@ from bot.engine.events import TIMEOUT
 from bot.engine.texts import TextCatalog
 from bot.loops import Loop
 from bot.monitoring import metrics
+from bot.spine.flood import Throttled, throttled
 from bot.spine.outbox import enqueue, outbound_row
 from bot.whatsapp.notifications import InboundMessage
 from bot.whatsapp.outbound import OutboundMessage, Text
@@ -75,6 +76,8 @@ class InboxConfig:
     default_language: str
     batch_size: int = BATCH_SIZE
     max_attempts: int = MAX_ATTEMPTS
+    inbound_per_minute: int = 30
+    """limits.inbound_per_minute: more from one customer in a minute are kept, not answered (flood.py)."""
 
 
 MISUNDERSTOOD = "_misunderstood"
@@ -396,6 +399,7 @@ class InboxWorker:
         customers = await _customers_for([row for row in rows if row.customer_phone not in technicians])
         conversations = await _conversations_for(customers.values())
         batch.customers.extend(customers.values())  # profile name and window, even when not moved
+        flood = await throttled([row for row in rows if row.customer_phone in customers], self._limit)
         for row in rows:
             started = time.perf_counter()
             conversation_id: int | None = None
@@ -405,7 +409,10 @@ class InboxWorker:
                 customer = customers[row.customer_phone]
                 conversation = conversations[customer.id]
                 conversation_id = conversation.id
-                outcome = await self._handle_one(row, customer, conversation, batch)
+                if row.id in flood and conversation.mode == ConversationMode.BOT:
+                    outcome = self._flooded(row, customer, flood[row.id], batch)
+                else:
+                    outcome = await self._handle_one(row, customer, conversation, batch)
             row.delivery_status = DeliveryStatus.HANDLED
             row.processed_at = batch.now
             handled_line(row.whatsapp_message_id, conversation_id, outcome, started)
@@ -414,6 +421,25 @@ class InboxWorker:
             rows, fields=["delivery_status", "processed_at", "error_title", "updated_at"]
         )
         return batch
+
+    @property
+    def _limit(self) -> int:
+        return self._config.inbound_per_minute
+
+    def _flooded(self, row: Message, customer: Customer, throttle: Throttled, batch: _Batch) -> str:
+        """Over the limit: kept and marked handled, never run through the engine; the first one gets
+        the note (templates/texts/engine.yaml `flood`)."""
+        _note_sender(customer, row)
+        row.error_title = f"not answered: more than {self._limit} messages in a minute (flood)"
+        if not throttle.note:
+            return "not answered (flood)"
+        note = self.engine.flows.texts.say("engine.flood", customer.language, self._config.default_language)
+        batch.outbound.append(
+            outbound_row(
+                row.customer_phone, Text(body=note or "…"), reply_to=row.whatsapp_message_id, now=batch.now
+            )
+        )
+        return "not answered (flood), note queued"
 
     async def _technician_row(self, technician: Technician, row: Message, batch: _Batch) -> str:
         """A technician writing to the business number (the relay): a command or a reply, no customer."""

@@ -73,6 +73,7 @@ async function login(token) {
   $("#app-view").hidden = false;
   $("#me").textContent = `${state.me.name} (${state.me.role})`;
   $("#failed-box").hidden = !isAdmin();
+  $("#dash-toggle").hidden = !isAdmin();
   connect();
   await Promise.all([loadQueue(), loadChats(), loadFailed()]);
 }
@@ -266,6 +267,25 @@ function renderFailed() {
     list.append(li);
   }
   if (!state.failed.length) list.innerHTML = `<li class="muted">none</li>`;
+}
+
+// ---------- the dashboard (admins) ----------
+
+async function showDashboard() {
+  const { renderDashboard } = await import("./dashboard.js"); // loaded only when an admin asks
+  await renderDashboard($("#dashboard"), api, {
+    from: $("#dash-from").value,
+    to: $("#dash-to").value,
+    group: $("#dash-group").value,
+  });
+}
+
+function toggleDashboard() {
+  const on = !document.body.classList.contains("show-dash");
+  document.body.classList.toggle("show-dash", on);
+  $("#dash-view").hidden = !on;
+  $("#dash-toggle").textContent = on ? "Chats" : "Dashboard";
+  if (on) showDashboard();
 }
 
 // ---------- the open chat ----------
@@ -560,6 +580,11 @@ async function loadCustomer(phone) {
 function init() {
   $("#login-form").onsubmit = (e) => { e.preventDefault(); login($("#token").value); };
   $("#logout").onclick = () => logout();
+  $("#dash-toggle").onclick = toggleDashboard;
+  $("#dash-form").onsubmit = (e) => {
+    e.preventDefault();
+    showDashboard();
+  };
   $("#composer-form").onsubmit = (e) => { e.preventDefault(); send(); };
   $("#composer").addEventListener("keydown", (e) => {
     // Enter sends, Shift+Enter breaks the line; never while an IME is composing (Chinese input).
