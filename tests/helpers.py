@@ -336,6 +336,12 @@ async def outbound_rows() -> list[Message]:
     return await Message.filter(message_direction=Direction.OUTBOUND).order_by("id")
 
 
+async def outbound_texts(phone: str) -> list[str | None]:
+    """What the bot queued or sent to `phone`, oldest first: each message's text."""
+    rows = await Message.filter(customer_phone=phone, message_direction=Direction.OUTBOUND).order_by("id")
+    return [row.message_content for row in rows]
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 

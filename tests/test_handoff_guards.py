@@ -15,8 +15,8 @@ from bot.db.models import (
 )
 from bot.handoff.guards import HandoffGuards
 from bot.handoff.tokens import create_technician
-from tests.helpers import BotFactory, Clock, bearer, eventually, handled
-from tests.test_handoff_api import PHONE, outbound_texts, waiting_chat
+from tests.helpers import BotFactory, Clock, bearer, eventually, handled, outbound_texts
+from tests.test_handoff_api import PHONE, waiting_chat
 
 
 async def test_a_waiting_chat_nobody_claims_gets_one_apology(bot_client: BotFactory) -> None:
@@ -28,7 +28,7 @@ async def test_a_waiting_chat_nobody_claims_gets_one_apology(bot_client: BotFact
     clock.advance(minutes=11)
     assert await guards.run_once() == (1, 0)
     assert await guards.run_once() == (0, 0)  # once per handoff
-    texts = await outbound_texts()
+    texts = await outbound_texts(PHONE)
     assert "Leave us a message" in (texts[-1] or "")
     assert await AuditEvent.filter(kind="guard_unclaimed").count() == 1
     assert (await Handoff.get(customer_phone=PHONE)).status == HandoffStatus.WAITING
