@@ -281,6 +281,7 @@ async def test_goto_chains_send_every_state_in_order(tmp_path: Path) -> None:
     ]
     # the states passed through count as entered (the conversation's steps, for the funnels)
     assert outcome.entered == [("main", "a"), ("main", "b"), ("other", "c")]
+    assert outcome.sent_from == ["main", "main", "other", "other", "other"]  # the flow of each message
 
 
 MENU_AND_QUESTION = """
