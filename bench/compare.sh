@@ -48,6 +48,7 @@ WHATSAPP_API_BASE_URL="http://127.0.0.1:$gport/v21.0" WHATSAPP_ACCESS_TOKEN=benc
 WHATSAPP_APP_SECRET=bench-secret WHATSAPP_WEBHOOK_VERIFY_TOKEN=bench-verify \
 WHATSAPP_PHONE_NUMBER_ID=100000000000001 WHATSAPP_BUSINESS_ACCOUNT_ID=200000000000001 \
 DATABASE_URL="$database" BOT_ADMIN_TOKEN=bench-admin \
+BOT_ENCRYPTION_KEYS="${BOT_ENCRYPTION_KEYS:-YmVuY2gtZW5jcnlwdGlvbi1rZXktMzItYnl0ZXMtISE=}" \
   "$py" -m bot serve --migrate --host 127.0.0.1 --port "$bport" "${bot_args[@]}" >"$work/bot.log" 2>&1 & bot=$!
 pids+=($bot)
 wait_port "$bport" || { echo "the project's bot did not start; its log:"; tail -20 "$work/bot.log"; exit 1; }

@@ -17,6 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.engine import ActionRegistry
+from bot.engine.content import ContentSource, served
 from bot.settings import Settings, load_settings
 from bot.whatsapp.signature import sign
 
@@ -31,6 +32,8 @@ POSTGRES_URL = f"{POSTGRES_SERVER}/bot_test_{os.getpid()}_{secrets.token_hex(3)}
 APP_SECRET = "test-app-secret"
 GRAPH_TOKEN = "bench-token"
 ADMIN_TOKEN = "test-admin-token"
+ENCRYPTION_KEY = "dGVzdC1lbmNyeXB0aW9uLWtleS0zMi1ieXRlcy0hISE="
+"""BOT_ENCRYPTION_KEYS of the test servers (32 bytes, base64)."""
 VERIFY_TOKEN = "test-verify-token"
 PHONE_NUMBER_ID = "100000000000001"
 
@@ -39,7 +42,17 @@ def shop_actions() -> ActionRegistry:
     """The actions the shipped flows call, as the server registers them (from the repo's settings)."""
     from bot.wiring import registered_actions
 
-    return registered_actions(load_settings(REPO / "settings.yaml", {}))
+    settings = load_settings(REPO / "settings.yaml", {})
+    return registered_actions(settings, shop_content(settings))
+
+
+def shop_content(settings: Settings) -> ContentSource:
+    """settings' templates and texts, read once as a (re)load reads them (their problems fail the test)."""
+    from bot.wiring import load_shop_content
+
+    content = load_shop_content(settings)
+    assert not content.problems, "\n".join(str(problem) for problem in content.problems)
+    return served(content)
 
 
 def _postgres_answers() -> bool:
@@ -153,6 +166,7 @@ def make_settings(
         "WHATSAPP_WEBHOOK_VERIFY_TOKEN": VERIFY_TOKEN,
         "WHATSAPP_PHONE_NUMBER_ID": PHONE_NUMBER_ID,
         "BOT_ADMIN_TOKEN": ADMIN_TOKEN,
+        "BOT_ENCRYPTION_KEYS": ENCRYPTION_KEY,
     }
     if graph_url:
         environ["WHATSAPP_ACCESS_TOKEN"] = GRAPH_TOKEN

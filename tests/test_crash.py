@@ -34,6 +34,7 @@ from bot.spine.outbox import OutboxConfig
 from bot.whatsapp.signature import sign
 from tests.helpers import (
     APP_SECRET,
+    ENCRYPTION_KEY,
     GRAPH_TOKEN,
     PHONE_NUMBER_ID,
     POSTGRES_URL,
@@ -171,6 +172,7 @@ async def test_sigkill_loses_no_acknowledged_message(
         "BOT_SETTINGS": str(settings),
         "DATABASE_URL": database_url,
         "WHATSAPP_ACCESS_TOKEN": GRAPH_TOKEN,
+        "BOT_ENCRYPTION_KEYS": ENCRYPTION_KEY,
         "WHATSAPP_APP_SECRET": APP_SECRET,
         "WHATSAPP_PHONE_NUMBER_ID": PHONE_NUMBER_ID,
         "WHATSAPP_API_BASE_URL": graph_base(graph),

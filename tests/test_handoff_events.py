@@ -22,7 +22,7 @@ from bot.handoff.tokens import create_technician
 from bot.spine.inbox import InboxConfig, InboxWorker
 from bot.spine.intake import inbound_row
 from bot.whatsapp.notifications import parse_notification
-from tests.helpers import make_settings, text_notification
+from tests.helpers import make_settings, shop_content, text_notification
 
 FLOW = """
 flow: main
@@ -67,7 +67,8 @@ class Desk:
     def __init__(self, tmp_path: Path, database_url: str) -> None:
         self.clock = Clock()
         self.hub = EventHub()
-        self.desk = HandoffDesk(make_settings(tmp_path, database_url), self.hub, clock=self.clock)
+        settings = make_settings(tmp_path, database_url)
+        self.desk = HandoffDesk(settings, shop_content(settings), self.hub, clock=self.clock)
         registry = ActionRegistry()
         HandoffActions(self.desk, self.clock).register(registry)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from bot.app import SETTINGS
+from bot.app import PIPELINE, SETTINGS
 from bot.db.models import (
     AuditEvent,
     Conversation,
@@ -36,7 +36,7 @@ async def test_a_waiting_chat_nobody_claims_gets_one_apology(bot_client: BotFact
     client = await bot_client()
     await waiting_chat(client)
     clock = Clock()
-    guards = HandoffGuards(client.app[SETTINGS], clock=clock)
+    guards = HandoffGuards(client.app[SETTINGS], client.app[PIPELINE].content, clock=clock)
     assert await guards.run_once() == (0, 0)
     clock.advance(minutes=11)
     assert await guards.run_once() == (1, 0)
@@ -53,7 +53,7 @@ async def test_a_claimed_chat_idle_too_long_goes_back_to_the_bot(bot_client: Bot
     technician, token = await create_technician("Ana")
     assert (await client.post(f"/api/tech/chats/{PHONE}/claim", headers=bearer(token))).status == 200
     clock = Clock()
-    guards = HandoffGuards(client.app[SETTINGS], clock=clock)
+    guards = HandoffGuards(client.app[SETTINGS], client.app[PIPELINE].content, clock=clock)
     clock.advance(minutes=29)
     assert await guards.run_once() == (0, 0)
     clock.advance(minutes=2)

@@ -580,7 +580,7 @@ async def test_a_status_that_arrived_before_the_send_was_recorded_is_applied(out
     delivered_at = outbox.clock.now + timedelta(seconds=1)
     async with in_transaction():
         changed = await record_statuses([StatusChange("wamid.X1", "delivered", delivered_at)])
-    assert changed == 0
+    assert changed == []
     assert await EarlyStatus.all().count() == 1
     row = await outbox.queue(ALICE, "Your phone is ready")
 

@@ -24,6 +24,7 @@ from bot.db.models import (
 )
 from bot.settings import Settings
 from tests.appointments_helpers import OTHER, PHONE, Clock, appointment_settings, database, ny
+from tests.helpers import shop_content
 
 MONDAY_NINE = ny(2026, 12, 7, 9, 0)
 
@@ -39,7 +40,7 @@ async def statuses(appointment: Appointment) -> dict[int, tuple[str, str | None]
 
 def setup(database_url: str, clock: Clock, **rules: object) -> tuple[Settings, AppointmentService]:
     settings = appointment_settings(database_url, **rules)
-    return settings, AppointmentService(settings, clock=clock)
+    return settings, AppointmentService(settings, shop_content(settings), clock=clock)
 
 
 async def test_each_reminder_is_sent_once_when_due(database_url: str) -> None:
@@ -50,7 +51,9 @@ async def test_each_reminder_is_sent_once_when_due(database_url: str) -> None:
         booked = await appointments.book(
             phone=PHONE, name="Ana", starts_at=MONDAY_NINE, device_model="iPhone 13"
         )
-        scheduler = ReminderScheduler(settings, clock=clock, on_queued=lambda: wakes.append(1))
+        scheduler = ReminderScheduler(
+            settings, shop_content(settings), clock=clock, on_queued=lambda: wakes.append(1)
+        )
         assert await scheduler.run_once() == 0
         clock.now = ny(2026, 12, 6, 8, 59)
         assert await scheduler.run_once() == 0
@@ -90,7 +93,7 @@ async def test_the_customers_language_and_a_missing_device(database_url: str) ->
             phone=OTHER, name=None, starts_at=ny(2026, 12, 1, 14, 30), device_model="Pixel 8"
         )
         clock.now = ny(2026, 11, 30, 14, 30)
-        assert await ReminderScheduler(settings, clock=clock).run_once() == 2
+        assert await ReminderScheduler(settings, shop_content(settings), clock=clock).run_once() == 2
         payloads = {row.customer_phone: row.payload for row in await reminder_rows()}
         assert payloads[PHONE] is not None and payloads[OTHER] is not None
         assert (payloads[PHONE]["language"], payloads[PHONE]["body_params"]) == (
@@ -106,10 +109,10 @@ async def test_exactly_once_across_a_restart(database_url: str) -> None:
     async with database(database_url):
         await appointments.book(phone=PHONE, name=None, starts_at=MONDAY_NINE)
         clock.now = ny(2026, 12, 6, 9, 1)
-        assert await ReminderScheduler(settings, clock=clock).run_once() == 1
+        assert await ReminderScheduler(settings, shop_content(settings), clock=clock).run_once() == 1
     async with database(database_url):  # the server restarts: a new process, the same database
         clock.advance(minutes=5)
-        assert await ReminderScheduler(settings, clock=clock).run_once() == 0
+        assert await ReminderScheduler(settings, shop_content(settings), clock=clock).run_once() == 0
         assert len(await reminder_rows()) == 1
 
 
@@ -127,12 +130,12 @@ async def test_a_crash_mid_send_leaves_it_pending_and_it_goes_out_once(database_
         booked = await appointments.book(phone=PHONE, name=None, starts_at=MONDAY_NINE)
         clock.now = ny(2026, 12, 6, 9, 0)
         with pytest.raises(RuntimeError):
-            await CrashingScheduler(settings, clock=clock).run_once()
+            await CrashingScheduler(settings, shop_content(settings), clock=clock).run_once()
         assert (await statuses(booked))[1440] == ("pending", None)
         assert await reminder_rows() == []
     async with database(database_url):
-        assert await ReminderScheduler(settings, clock=clock).run_once() == 1
-        assert await ReminderScheduler(settings, clock=clock).run_once() == 0
+        assert await ReminderScheduler(settings, shop_content(settings), clock=clock).run_once() == 1
+        assert await ReminderScheduler(settings, shop_content(settings), clock=clock).run_once() == 0
         assert len(await reminder_rows()) == 1
 
 
@@ -149,8 +152,8 @@ async def test_two_schedulers_at_once_send_each_reminder_once(database_url: str)
         clock.now = ny(2026, 12, 2, 8, 30)
         # day 1 has started (skipped); day 2: the 09:00 and 10:00 ones' 2h reminders are due (their 24h
         # ones too, superseded), the 11:00 ones' 24h reminder; day 3: not due yet. One each: 9.
-        first = ReminderScheduler(settings, clock=clock, batch_size=4)
-        second = ReminderScheduler(settings, clock=clock, batch_size=4)
+        first = ReminderScheduler(settings, shop_content(settings), clock=clock, batch_size=4)
+        second = ReminderScheduler(settings, shop_content(settings), clock=clock, batch_size=4)
         sent = await asyncio.gather(first.run_once(), second.run_once(), first.run_once(), second.run_once())
         rows = await reminder_rows()
         reminders = await AppointmentReminder.filter(status=ReminderStatus.SENT)
@@ -170,7 +173,7 @@ async def test_late_reminders_are_sent_while_ahead_and_skipped_once_started(data
         ahead = await appointments.book(phone=PHONE, name=None, starts_at=ny(2026, 12, 7, 11, 0))
         started = await appointments.book(phone=OTHER, name=None, starts_at=ny(2026, 12, 7, 9, 0))
         clock.now = ny(2026, 12, 7, 10, 0)  # the server was down from Friday to Monday 10:00
-        assert await ReminderScheduler(settings, clock=clock).run_once() == 1
+        assert await ReminderScheduler(settings, shop_content(settings), clock=clock).run_once() == 1
         [row] = await reminder_rows()
         assert row.customer_phone == PHONE
         assert await statuses(ahead) == {
@@ -192,7 +195,7 @@ async def test_cancelled_and_moved_appointments_get_no_old_reminders(database_ur
         await appointments.cancel(cancelled.id, PHONE)
         await appointments.reschedule(moved.id, OTHER, ny(2026, 12, 8, 9, 0))
         clock.now = ny(2026, 12, 6, 9, 30)
-        scheduler = ReminderScheduler(settings, clock=clock)
+        scheduler = ReminderScheduler(settings, shop_content(settings), clock=clock)
         assert await scheduler.run_once() == 0
         clock.now = ny(2026, 12, 7, 9, 0)
         assert await scheduler.run_once() == 1  # the moved one's new 24h reminder
@@ -209,7 +212,7 @@ async def test_quiet_hours_hold_reminders_until_they_end(database_url: str) -> N
     )
     async with database(database_url):
         nine = await appointments.book(phone=PHONE, name=None, starts_at=MONDAY_NINE)
-        scheduler = ReminderScheduler(settings, clock=clock)
+        scheduler = ReminderScheduler(settings, shop_content(settings), clock=clock)
         clock.now = ny(2026, 12, 6, 21, 0)  # the 12h reminder is due in quiet hours
         assert await scheduler.run_once() == 0
         assert await statuses(nine) == {720: ("pending", "quiet hours"), 120: ("pending", None)}
@@ -230,7 +233,7 @@ async def test_a_reminder_in_quiet_hours_that_end_too_late_is_sent_at_once(datab
     async with database(database_url):
         eight = await appointments.book(phone=PHONE, name=None, starts_at=ny(2026, 12, 7, 8, 0))
         clock.now = ny(2026, 12, 7, 6, 0)  # quiet hours end at 08:00: the appointment's very start
-        assert await ReminderScheduler(settings, clock=clock).run_once() == 1
+        assert await ReminderScheduler(settings, shop_content(settings), clock=clock).run_once() == 1
         assert (await statuses(eight))[120] == ("sent", "quiet hours end too late")
 
 
@@ -278,7 +281,7 @@ async def test_the_scheduler_loop_starts_and_stops_between_runs(database_url: st
     async with database(database_url):
         await appointments.book(phone=PHONE, name=None, starts_at=MONDAY_NINE)
         clock.now = ny(2026, 12, 6, 9, 0)
-        scheduler = ReminderScheduler(settings, clock=clock)
+        scheduler = ReminderScheduler(settings, shop_content(settings), clock=clock)
         scheduler.start()
         for _ in range(200):
             if await reminder_rows():

@@ -65,6 +65,9 @@ class Outcome:
     """The event was not understood (a fallback answered it): the inbox counts these in a row."""
     hand_off: bool = False
     """An action handed the chat to a person (ActionResult.hand_off): from now on the engine is silent."""
+    entered: list[tuple[str, str]] = field(default_factory=list)
+    """Every (flow, state) entered for this event, in order, those passed through by `goto` too: the
+    conversation's steps (its funnel in bot/stats.py)."""
 
 
 class ActionError(Exception):
@@ -164,6 +167,7 @@ class _Run:
         self.missed = False
         """A fallback answered: the event was not understood."""
         self.hand_off = False
+        self.entered: list[tuple[str, str]] = []
         """An action handed the chat to a person."""
         self.language = ""
         self.set_language(customer.language, chosen=False)
@@ -179,7 +183,15 @@ class _Run:
         timeout = self.flows.flows[flow].states[state].on
         wait = timeout.timeout.after if timeout is not None and timeout.timeout is not None else None
         return Outcome(
-            flow, state, self.variables, self.outbound, wait, self.new_language, self.missed, self.hand_off
+            flow,
+            state,
+            self.variables,
+            self.outbound,
+            wait,
+            self.new_language,
+            self.missed,
+            self.hand_off,
+            self.entered,
         )
 
     async def first(self, event: Event) -> tuple[str, str]:
@@ -296,6 +308,7 @@ class _Run:
         """Send each entered state's messages and follow `goto`s until a state waits for the customer."""
         for _ in range(MAX_HOPS):
             spec = self.flows.flows[flow].states[state]
+            self.entered.append((flow, state))
             trigger = await self.call(flow, state, spec) if spec.call else None
             if not self.silent:
                 self.send_state(spec)

@@ -51,6 +51,8 @@ from bot.engine import Engine, Event, Outcome
 from bot.engine.events import TIMEOUT
 from bot.engine.texts import TextCatalog
 from bot.loops import Loop
+from bot.monitoring import metrics
+from bot.spine.flood import Throttled, throttled
 from bot.spine.outbox import enqueue, outbound_row
 from bot.whatsapp.notifications import InboundMessage
 from bot.whatsapp.outbound import OutboundMessage, Text
@@ -75,6 +77,8 @@ class InboxConfig:
     default_language: str
     batch_size: int = BATCH_SIZE
     max_attempts: int = MAX_ATTEMPTS
+    inbound_per_minute: int = 30
+    """limits.inbound_per_minute: more from one customer in a minute are kept, not answered (flood.py)."""
 
 
 MISUNDERSTOOD = "_misunderstood"
@@ -237,7 +241,14 @@ class InboxWorker:
                 await row.save(update_fields=["attempts", "error_title", "updated_at"])
                 return False
             await self._park(row)
-        log.error("gave up on %s after %d attempts: %s", row.whatsapp_message_id, row.attempts, reason)
+        log.error(
+            "gave up on %s after %d attempts: %s",
+            row.whatsapp_message_id,
+            row.attempts,
+            reason,
+            extra={"wamid": row.whatsapp_message_id, "outcome": "parked"},
+        )
+        metrics.inbound([row.message_type], "failed")
         return True
 
     async def _park(self, row: Message) -> None:
@@ -294,6 +305,7 @@ class InboxWorker:
             self._on_queued()
         if self._on_handled:
             self._on_handled(_newest_per_sender(batch.rows))
+        metrics.inbound((row.message_type for row in batch.rows), "handled")
 
     async def fire_timers(self) -> int:
         """Move conversations whose `on: timeout` is due (as of the clock); returns how many moved.
@@ -388,25 +400,45 @@ class InboxWorker:
         customers = await _customers_for([row for row in rows if row.customer_phone not in technicians])
         conversations = await _conversations_for(customers.values())
         batch.customers.update((c.id, c) for c in customers.values())  # name and window, even unmoved
+        flood = await throttled([row for row in rows if row.customer_phone in customers], self._limit)
         for row in rows:
             started = time.perf_counter()
+            conversation_id: int | None = None
             if (technician := technicians.get(row.customer_phone)) is not None:
                 outcome = await self._technician_row(technician, row, batch)
             else:
                 customer = customers[row.customer_phone]
                 conversation = conversations[customer.id]
-                outcome = await self._handle_one(row, customer, conversation, batch)
+                conversation_id = conversation.id
+                if row.id in flood and conversation.mode == ConversationMode.BOT:
+                    outcome = self._flooded(row, customer, flood[row.id], batch)
+                else:
+                    outcome = await self._handle_one(row, customer, conversation, batch)
             row.delivery_status = DeliveryStatus.HANDLED
             row.processed_at = batch.now
-            log.info(
-                "handled %s: %s in %.2f ms",
-                row.whatsapp_message_id,
-                outcome,
-                (time.perf_counter() - started) * 1e3,
-            )
+            handled_line(row.whatsapp_message_id, conversation_id, outcome, started)
         await batch.write()
         await _mark_handled(rows, batch.now)
         return batch
+
+    @property
+    def _limit(self) -> int:
+        return self._config.inbound_per_minute
+
+    def _flooded(self, row: Message, customer: Customer, throttle: Throttled, batch: _Batch) -> str:
+        """Over the limit: kept and marked handled, never run through the engine; the first one gets
+        the note (templates/texts/engine.yaml `flood`)."""
+        _note_sender(customer, row)
+        row.error_title = f"not answered: more than {self._limit} messages in a minute (flood)"
+        if not throttle.note:
+            return "not answered (flood)"
+        note = self.engine.flows.texts.say("engine.flood", customer.language, self._config.default_language)
+        batch.outbound.append(
+            outbound_row(
+                row.customer_phone, Text(body=note or "…"), reply_to=row.whatsapp_message_id, now=batch.now
+            )
+        )
+        return "not answered (flood), note queued"
 
     async def _technician_row(self, technician: Technician, row: Message, batch: _Batch) -> str:
         """A technician writing to the business number (the relay): a command or a reply, no customer."""
@@ -599,6 +631,20 @@ async def _mark_handled(rows: Sequence[Message], now: datetime) -> None:
                 error_title=row.error_title,
                 updated_at=stamp,
             )
+
+
+def handled_line(wamid: str | None, conversation_id: int | None, outcome: str, started: float) -> None:
+    """The one INFO line per handled message: its wamid, conversation and outcome as fields too (the
+    JSON log lines carry them as keys: bot/monitoring/logs.py); never the customer's text or number."""
+    ms = round((time.perf_counter() - started) * 1e3, 2)
+    log.info(
+        "handled %s (conversation %s): %s in %.2f ms",
+        wamid,
+        conversation_id,
+        outcome,
+        ms,
+        extra={"wamid": wamid, "conversation_id": conversation_id, "outcome": outcome, "ms": ms},
+    )
 
 
 def _note_sender(customer: Customer, row: Message) -> None:

@@ -24,6 +24,7 @@ from tortoise.transactions import in_transaction
 from bot.clock import Clock, utc_now
 from bot.db.models import DeliveryStatus, Direction, Message
 from bot.loops import finish
+from bot.monitoring import metrics
 from bot.spine.statuses import StatusChange, record_statuses
 from bot.whatsapp.notifications import InboundItem, Notification
 
@@ -179,4 +180,5 @@ class IntakeWriter:
         async with in_transaction():
             if inbound:
                 await Message.bulk_create(inbound, ignore_conflicts=True)
-            await record_statuses(statuses)
+            moved = await record_statuses(statuses)
+        metrics.outbound(moved)

@@ -288,6 +288,8 @@ async def test_goto_chains_send_every_state_in_order(tmp_path: Path) -> None:
         Media(media_type="image", link="https://example.com/a.jpg", caption="Ana"),
         Template(name="repair_ready", language="en", body_params=("Ana", "x")),
     ]
+    # the states passed through count as entered (the conversation's steps, for the funnels)
+    assert outcome.entered == [("main", "a"), ("main", "b"), ("other", "c")]
 
 
 MENU_AND_QUESTION = """

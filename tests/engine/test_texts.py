@@ -9,7 +9,8 @@ import pytest
 
 from bot.engine import Conversation, Customer, Engine, Event, FlowLoadError, check_flows, load_flows
 from bot.engine.texts import TEXTS, TextCatalog, load_texts, pick_language, pick_text
-from bot.orders.texts import load_order_texts
+from bot.orders.texts import order_texts, order_texts_file
+from bot.settings import OrderSettings
 from bot.whatsapp.outbound import Text
 
 TEMPLATES = Path(__file__).parents[2] / "templates"
@@ -128,7 +129,9 @@ def test_flows_loaded_without_templates_have_no_texts(tmp_path: Path) -> None:
 
 
 def test_order_status_texts_follow_the_same_rule(tmp_path: Path) -> None:
-    texts = load_order_texts(TEMPLATES, ["received"], "en")
-    assert texts is not None
+    statuses = [status.name for status in OrderSettings().statuses]  # the shipped file's
+    catalog, problems = load_texts(TEMPLATES, [order_texts_file(statuses, "en")])
+    texts = order_texts(catalog)
+    assert texts is not None and problems == []
     assert texts.label("received", "es_MX") == "Recibida"  # its base language, not the shop's default
     assert texts.label("received", "fr") == "Received"
