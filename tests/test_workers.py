@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestServer
 
 from tests.helpers import (
     APP_SECRET,
+    ENCRYPTION_KEY,
     GRAPH_TOKEN,
     PHONE_NUMBER_ID,
     POSTGRES_AVAILABLE,
@@ -79,6 +80,7 @@ async def test_three_workers_together_stay_under_messages_per_second(
         "WHATSAPP_APP_SECRET": APP_SECRET,
         "WHATSAPP_PHONE_NUMBER_ID": PHONE_NUMBER_ID,
         "WHATSAPP_API_BASE_URL": graph_base(fake_graph),
+        "BOT_ENCRYPTION_KEYS": ENCRYPTION_KEY,
     }
     bot = BotProcess(env, port, tmp_path / "bot.log", workers=3)
     url = f"http://127.0.0.1:{port}/webhook"
