@@ -68,6 +68,8 @@ class Outcome:
     entered: list[tuple[str, str]] = field(default_factory=list)
     """Every (flow, state) entered for this event, in order, those passed through by `goto` too: the
     conversation's steps (its funnel in bot/stats.py)."""
+    sent_from: list[str] = field(default_factory=list)
+    """The flow each of `outbound` was sent from (same order): the cost ledger's flow."""
 
 
 class ActionError(Exception):
@@ -168,6 +170,7 @@ class _Run:
         """A fallback answered: the event was not understood."""
         self.hand_off = False
         self.entered: list[tuple[str, str]] = []
+        self.sent_from: list[str] = []
         """An action handed the chat to a person."""
         self.language = ""
         self.set_language(customer.language, chosen=False)
@@ -192,7 +195,13 @@ class _Run:
             self.missed,
             self.hand_off,
             self.entered,
+            self.mark_sent(flow),
         )
+
+    def mark_sent(self, flow: str) -> list[str]:
+        """The messages queued since the last mark were sent from `flow`."""
+        self.sent_from.extend([flow] * (len(self.outbound) - len(self.sent_from)))
+        return self.sent_from
 
     async def first(self, event: Event) -> tuple[str, str]:
         """A new customer's first message: answered when the start state understands it ("what are
@@ -319,6 +328,7 @@ class _Run:
                     (f"choose:{i}" for i, b in enumerate(spec.choose) if branch_holds(b, self.variables)),
                     None,
                 )
+            self.mark_sent(flow)
             if trigger is None:
                 return flow, state
             flow, state = self.flows.machines[flow].fire(state, trigger)
