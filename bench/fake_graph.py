@@ -5,6 +5,10 @@ POST /{version}/{phone_number_id}/messages   needs a Bearer token, checks messag
                                              text, as in the real API), answers like the real API,
                                              records the send
 POST /{version}/{phone_number_id}/media      answers with a media id
+GET  /{version}/{media_id}                   a customer's media: {url, mime_type, sha256, file_size, id}
+GET  /media-download/{media_id}              its bytes (Bearer token needed, as at Meta)
+PUT  /media-files/{media_id}                 for tests: the body is that media's bytes, its Content-Type
+                                             the type announced (X-Announce-Size overrides the size)
 GET  /stats                                  counts (requests, ok, 429, 500, 401, 400, mark-read)
 GET  /dump                                   every successful send: [arrival, to, type, ref, wamid]
 GET  /dump?all=1                             every attempt, failures too:
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import itertools
 import json
 import random
@@ -158,6 +163,42 @@ def build_app(
         await request.read()
         return web.json_response({"id": f"{next(ids):016d}"})
 
+    files: dict[str, tuple[bytes, str, str | None]] = {}
+
+    async def put_file(request: web.Request) -> web.Response:
+        files[request.match_info["media_id"]] = (
+            await request.read(),
+            request.headers.get("Content-Type", "application/octet-stream"),
+            request.headers.get("X-Announce-Size"),
+        )
+        return web.json_response({"ok": True})
+
+    async def media_info(request: web.Request) -> web.Response:
+        if request.headers.get("Authorization", "") != expected_auth and token:
+            return web.json_response(BAD_TOKEN, status=401)
+        media_id = request.match_info["media_id"]
+        if media_id not in files:
+            return _bad_request("Unsupported get request: no such media")
+        data, mime, announced = files[media_id]
+        return web.json_response(
+            {
+                "messaging_product": "whatsapp",
+                "url": str(request.url.with_path(f"/media-download/{media_id}").with_query(None)),
+                "mime_type": mime,
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "file_size": announced or str(len(data)),
+                "id": media_id,
+            }
+        )
+
+    async def media_download(request: web.Request) -> web.Response:
+        if request.headers.get("Authorization", "") != expected_auth and token:
+            return web.json_response(BAD_TOKEN, status=401)
+        media_id = request.match_info["media_id"]
+        if media_id not in files:
+            return web.Response(status=404)
+        return web.Response(body=files[media_id][0], content_type="application/octet-stream")
+
     async def stats(request: web.Request) -> web.Response:
         return web.json_response({**counts, "sends": counts["ok"], "recorded": len(attempts)})
 
@@ -175,6 +216,9 @@ def build_app(
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_post("/{version}/{phone_id}/messages", messages)
     app.router.add_post("/{version}/{phone_id}/media", media)
+    app.router.add_put("/media-files/{media_id}", put_file)
+    app.router.add_get("/media-download/{media_id}", media_download)
+    app.router.add_get("/{version}/{media_id}", media_info)
     app.router.add_get("/stats", stats)
     app.router.add_get("/dump", dump)
     app.router.add_post("/reset", reset)
