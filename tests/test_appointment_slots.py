@@ -22,13 +22,12 @@ from tests.appointments_helpers import (
     NEW_YORK,
     OTHER,
     PHONE,
-    Clock,
     appointment_settings,
     database,
     ny,
     utc,
 )
-from tests.helpers import shop_content
+from tests.helpers import Clock, shop_content
 
 MONDAY = date(2026, 12, 7)
 SPRING_FORWARD = date(2026, 3, 8)  # a Sunday: 02:00 EST jumps to 03:00 EDT

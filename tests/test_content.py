@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ast
 import shutil
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -61,7 +60,7 @@ async def test_one_reading_per_load_serves_every_part(
     engine, pipeline, workers = client.app[ENGINE], client.app[PIPELINE], client.app[WORKERS]
     started_with = engine.flows
     reminder.write_text(read_text(reminder, encoding="utf-8") + "\n# saved again\n", encoding="utf-8")
-    await eventually(_async(lambda: engine.flows is not started_with), within=10)
+    await eventually(lambda: engine.flows is not started_with, within=10)
     assert len(reads) == 2  # the reload: once more, for everyone
 
     served = engine.flows.content
@@ -70,10 +69,3 @@ async def test_one_reading_per_load_serves_every_part(
     assert pipeline.desk.catalog is served.templates
     assert workers.reminders._content() is served
     assert workers.guards._content() is served
-
-
-def _async(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
-    async def run() -> bool:
-        return check()
-
-    return run

@@ -13,7 +13,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from tests.helpers import (
     PHONE_NUMBER_ID,
     POSTGRES_URL,
     REPO,
+    free_port,
     graph_base,
     graph_sends,
     text_notification,
@@ -41,13 +41,6 @@ from tests.helpers import (
 
 CUSTOMERS = 40
 MESSAGES_PER_CUSTOMER = 5
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class BotProcess:
@@ -129,7 +122,7 @@ async def test_sigkill_loses_no_acknowledged_message(
 ) -> None:
     graph = fake_graph
     settings = write_settings(tmp_path, "outbox:\n  concurrency: 16\n")
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "BOT_SETTINGS": str(settings),

@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bot.db.models import Customer, DeliveryStatus, Direction, Message
+from bot.db.models import Customer, DeliveryStatus, Message
 from bot.settings import load_settings
-from tests.helpers import REPO, BotFactory, eventually, post_webhook, text_notification
+from tests.helpers import REPO, BotFactory, eventually, outbound_texts, post_webhook, text_notification
 
 FLOODER = "15550441100"
 CALM = "15550441199"
@@ -26,11 +26,6 @@ async def all_handled(wamids: list[str]) -> bool:
     return await Message.filter(
         whatsapp_message_id__in=wamids, delivery_status=DeliveryStatus.HANDLED
     ).count() == len(wamids)
-
-
-async def replies(phone: str) -> list[str | None]:
-    rows = await Message.filter(customer_phone=phone, message_direction=Direction.OUTBOUND).order_by("id")
-    return [row.message_content for row in rows]
 
 
 def test_the_default_is_30_a_minute() -> None:
@@ -56,19 +51,19 @@ async def test_a_flood_gets_one_note_and_loses_nothing(bot_client: BotFactory) -
     assert answered == flood[:LIMIT] and kept == flood[LIMIT:]
     assert all("more than 5 messages in a minute" in str(rows[wamid].error_title) for wamid in kept)
     assert all(rows[wamid].message_content == f"hola {n}" for n, wamid in enumerate(flood))
-    told = [text for text in await replies(FLOODER) if text and "pausa de un minuto" in text]
+    told = [text for text in await outbound_texts(FLOODER) if text and "pausa de un minuto" in text]
     assert len(told) == 1  # one note, in the customer's language
     note = await Message.get(customer_phone=FLOODER, message_content=told[0])
     assert note.reply_to == flood[LIMIT]  # an answer to the first message over the limit
-    assert len(await replies(FLOODER)) == LIMIT + 1  # the engine ran for the first five only
-    assert await replies(CALM)  # the other customer was answered as usual
+    assert len(await outbound_texts(FLOODER)) == LIMIT + 1  # the engine ran for the first five only
+    assert await outbound_texts(CALM)  # the other customer was answered as usual
 
     # a minute later (by the customer's own clock) the bot answers again
     later = "wamid.FLOOD.later"
     assert (await post_webhook(client, at(FLOODER, later, "menu", now + 61))).status == 200
     await eventually(lambda: all_handled([later]))
     assert (await Message.get(whatsapp_message_id=later)).error_title is None
-    assert len(await replies(FLOODER)) > LIMIT + 1
+    assert len(await outbound_texts(FLOODER)) > LIMIT + 1
 
 
 async def test_the_limit_can_be_turned_off(bot_client: BotFactory, tmp_path: Path) -> None:

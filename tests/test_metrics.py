@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import os
-import socket
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -36,6 +35,7 @@ from tests.helpers import (
     REPO,
     BotFactory,
     eventually,
+    free_port,
     payload,
     post_webhook,
     text_notification,
@@ -193,15 +193,8 @@ async def test_gauges_are_read_from_the_database(database_url: str) -> None:
     assert value(found, "bot_reminders", status="pending") == 1
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 async def test_the_local_metrics_port_needs_no_token(bot_client: BotFactory) -> None:
-    port = _free_port()
+    port = free_port()
     await bot_client(f"server:\n  metrics_port: {port}\n")
     async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/metrics") as answer:
         assert answer.status == 200

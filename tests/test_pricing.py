@@ -3,6 +3,7 @@ categories Meta may add tomorrow, and the messaging limit's names."""
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -12,6 +13,8 @@ import pytest
 from bot.costs.pricing import market_of, rate, table_for
 from bot.costs.settings import parse_tier
 from bot.settings import SettingsError, load_settings
+from bot.whatsapp.notifications import parse_notification
+from tests.helpers import payload
 
 TABLES = """
 costs:
@@ -89,3 +92,12 @@ def test_the_messaging_limit_in_any_of_its_spellings(tmp_path: Path) -> None:
         parse_tier("lots")
     defaults = settings_with(tmp_path, "").limits
     assert (defaults.daily_per_customer, defaults.hold_hours) == (1000, 24)
+
+
+def test_the_messaging_limit_webhook_is_read() -> None:
+    body = payload("business_capability_update.json")
+    assert parse_notification(json.dumps(body).encode()).messaging_limits() == [2000]
+    change = body["entry"][0]["changes"][0]
+    for value, expected in ((-1, [None]), ("2000", []), (True, []), (10**12, [])):
+        change["value"]["max_daily_conversations_per_business"] = value
+        assert parse_notification(json.dumps(body).encode()).messaging_limits() == expected

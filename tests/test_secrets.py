@@ -17,15 +17,11 @@ from bot.handoff import sessions
 from bot.handoff.tokens import create_technician
 from bot.http import technicians as technician_api
 from bot.orders.keys import create_key
-from tests.helpers import ADMIN_TOKEN, REPO, BotFactory, migrated_sqlite, write_settings
+from tests.helpers import ADMIN_TOKEN, REPO, BotFactory, bearer, migrated_sqlite, write_settings
 from tests.test_commands import run_bot
 
 Client = TestClient[web.Request, web.Application]
 SECRET_NAMES = ("token", "secret", "signature", "key_hash", "password", "api_key", "mac")
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def _names(node: ast.AST) -> list[str]:

@@ -12,8 +12,8 @@ from bot.engine.texts import TEXTS, TextCatalog, load_texts, pick_language, pick
 from bot.orders.texts import order_texts, order_texts_file
 from bot.settings import OrderSettings
 from bot.whatsapp.outbound import Text
+from tests.helpers import TEMPLATES, write_flow
 
-TEMPLATES = Path(__file__).parents[2] / "templates"
 FLOW = "flow: main\nstart: menu\nstates:\n  menu:\n    say: Hi\n    on: {keywords: {menu: [menu]}}\n"
 
 
@@ -62,8 +62,7 @@ async def test_an_edited_text_is_what_the_customer_reads(tmp_path: Path) -> None
         ),
         encoding="utf-8",
     )
-    (tmp_path / "flows").mkdir()
-    (tmp_path / "flows" / "main.yaml").write_text(FLOW, encoding="utf-8")
+    write_flow(tmp_path / "flows", "main.yaml", FLOW)
     engine = Engine(load_flows(tmp_path / "flows", templates=templates))
     outcome = await engine.handle(
         Conversation("main", "menu", {}), Customer("1", None, "es_MX"), Event.of_text("qwerty")
@@ -84,8 +83,7 @@ def test_a_broken_texts_file_is_refused_with_its_place(tmp_path: Path) -> None:
     ]
     engine_texts.write_text("\n".join(edited) + "\n", encoding="utf-8")
     (templates / "texts" / "appointments.yaml").unlink()
-    (tmp_path / "flows").mkdir()
-    (tmp_path / "flows" / "main.yaml").write_text(FLOW, encoding="utf-8")
+    write_flow(tmp_path / "flows", "main.yaml", FLOW)
     problems = check_flows(tmp_path / "flows", templates=templates)
     found = [(Path(p.file).name, p.line, p.reason, p.hint) for p in problems]
     range_en = at['  en: "Please answer with a number from {min} to {max}."']
