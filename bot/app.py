@@ -37,7 +37,7 @@ from bot.settings import SANDBOX_APP_SECRET, Settings
 from bot.shop_texts import require_shop_settings
 from bot.spine import webhook
 from bot.whatsapp.client import HttpTransport, Transport, WhatsAppClient
-from bot.whatsapp.pacing import Pacer
+from bot.whatsapp.pacing import Pacer, SharedPacer
 from bot.whatsapp.sandbox import SandboxTransport
 from bot.wiring import load_flow_set
 
@@ -134,10 +134,16 @@ async def _whatsapp_client(app: web.Application) -> AsyncIterator[None]:
                 settings.secrets.access_token.get_secret_value(),
                 timeout=settings.whatsapp.request_timeout_seconds,
             )
-        pacer = Pacer(
-            messages_per_second=settings.whatsapp.messages_per_second,
-            pair_interval=settings.whatsapp.pair_interval_seconds,
-            pair_burst=settings.whatsapp.pair_burst,
+        limits = (
+            settings.whatsapp.messages_per_second,
+            settings.whatsapp.pair_interval_seconds,
+            settings.whatsapp.pair_burst,
+        )
+        buckets = app[PIPELINE].claims.buckets  # shared by every process on the database, if several
+        pacer = (
+            SharedPacer(buckets, settings.secrets.phone_number_id, *limits)
+            if buckets is not None
+            else Pacer(*limits)
         )
         app[CLIENT] = WhatsAppClient(transport, settings.secrets.phone_number_id, pacer)
         yield

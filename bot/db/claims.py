@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from tortoise import connections
-from tortoise.functions import Min
 from tortoise.queryset import QuerySet
 
+from bot.db.buckets import DatabaseBuckets
 from bot.db.models import (
     Appointment,
     AppointmentReminder,
@@ -37,6 +37,8 @@ class Claims(ABC):
     one_process: bool
     """True when one process has the database to itself (SQLite): whatever was claimed when it starts
     was claimed by a process that has died, so its outbox leases are released at once."""
+    buckets: DatabaseBuckets | None
+    """The throughput buckets processes share (PostgreSQL); None: one process, which paces in memory."""
 
     @abstractmethod
     async def pending_inbound(self, limit: int) -> list[Message]:
@@ -97,6 +99,43 @@ def _due_outbound(now: datetime, skip_phones: Sequence[str]) -> QuerySet[Message
     return query.order_by("id")
 
 
+def _queued_outbound() -> QuerySet[Message]:
+    return Message.filter(message_direction=Direction.OUTBOUND, delivery_status=DeliveryStatus.QUEUED)
+
+
+async def _leading(rows: list[Message], waiting: QuerySet[Message]) -> list[Message]:
+    """Of each customer's claimed rows (oldest first), those that overtake none of theirs in `waiting`:
+    a customer's rows are kept up to the first gap, where an earlier row of theirs is not among them
+    (another process holds it: SKIP LOCKED passed it by; it waits for a lease or a retry). So a
+    customer's messages are taken in order even while several processes claim at once."""
+    if not rows:
+        return rows
+    last: dict[str, int] = {}
+    for row in rows:
+        last[row.customer_phone] = row.id
+    earlier: dict[str, list[int]] = {phone: [] for phone in last}
+    found = await (
+        waiting.filter(customer_phone__in=list(last), id__lte=max(last.values()))
+        .order_by("id")
+        .values_list("customer_phone", "id")
+    )
+    for phone, row_id in found:
+        if row_id <= last[phone]:
+            earlier[phone].append(row_id)
+    kept, taken, broken = [], dict.fromkeys(last, 0), set()
+    for row in rows:
+        phone = row.customer_phone
+        if phone in broken:
+            continue
+        ids = earlier[phone]
+        if taken[phone] < len(ids) and ids[taken[phone]] == row.id:
+            kept.append(row)
+            taken[phone] += 1
+        else:
+            broken.add(phone)
+    return kept
+
+
 async def _earliest_pending(row: Message | None) -> Message | None:
     if row is None:
         return None
@@ -108,6 +147,7 @@ class SqliteClaims(Claims):
     """One process per SQLite file, whose write transactions are exclusive: plain reads."""
 
     one_process = True
+    buckets = None
 
     async def pending_inbound(self, limit: int) -> list[Message]:
         return await _pending_inbound().limit(limit)
@@ -136,26 +176,14 @@ class PostgresClaims(Claims):
 
     one_process = False
 
+    def __init__(self) -> None:
+        self.buckets = DatabaseBuckets()
+
     async def pending_inbound(self, limit: int) -> list[Message]:
         rows = await _pending_inbound().limit(limit).select_for_update(skip_locked=True)
-        if not rows:
-            return []
-        first_by_phone: dict[str, int] = {}
-        for row in rows:
-            first_by_phone.setdefault(row.customer_phone, row.id)
-        earliest = dict(
-            await Message.filter(
-                message_direction=Direction.INBOUND,
-                delivery_status=DeliveryStatus.PENDING,
-                customer_phone__in=list(first_by_phone),
-            )
-            .group_by("customer_phone")
-            .annotate(first=Min("id"))
-            .values_list("customer_phone", "first")
-        )
-        ready = [phone for phone, first_id in first_by_phone.items() if earliest.get(phone) == first_id]
-        held = await _hold_conversations(ready)  # the others: an earlier message is with another worker
-        return [row for row in rows if row.customer_phone in held]
+        rows = await _leading(rows, _pending_inbound())
+        held = await _hold_conversations(list(dict.fromkeys(row.customer_phone for row in rows)))
+        return [row for row in rows if row.customer_phone in held]  # the others: a timer moves them
 
     async def inbound_row(self, row_id: int) -> Message | None:
         row = await _pending_inbound().filter(id=row_id).select_for_update(skip_locked=True).first()
@@ -165,7 +193,10 @@ class PostgresClaims(Claims):
         return row
 
     async def due_outbound(self, now: datetime, limit: int, skip_phones: Sequence[str]) -> list[Message]:
-        return await _due_outbound(now, skip_phones).limit(limit).select_for_update(skip_locked=True)
+        """Only a customer's rows that nothing of theirs queued earlier waits before (claimed by another
+        process, being claimed there right now, or waiting for a retry): see `_leading`."""
+        rows = await _due_outbound(now, skip_phones).limit(limit).select_for_update(skip_locked=True)
+        return await _leading(rows, _queued_outbound())
 
     async def due_timers(self, now: datetime, limit: int) -> list[ConversationTimer]:
         timers = await _due_timers(now).limit(limit).select_for_update(skip_locked=True)
@@ -194,15 +225,19 @@ class PostgresClaims(Claims):
 
 async def _hold_conversations(phones: Sequence[str]) -> set[str]:
     """Transaction-scoped advisory locks: one worker moves a conversation at a time (inbox or timer)."""
-    connection = connections.get("default")
-    held: set[str] = set()
-    for phone in phones:
-        _, result = await connection.execute_query(
-            "SELECT pg_try_advisory_xact_lock(hashtext($1)) AS ok", [f"conversation:{phone}"]
-        )
-        if result and result[0]["ok"]:
-            held.add(phone)
-    return held
+    return await _hold(phones, "conversation")
+
+
+_TRY_LOCKS = "SELECT k FROM unnest($1::text[]) AS k WHERE pg_try_advisory_xact_lock(hashtext($2 || ':' || k))"
+"""Every lock a claim wants, tried in one statement (one round trip, not one per key)."""
+
+
+async def _hold(keys: Sequence[str], kind: str) -> set[str]:
+    """The keys whose `kind` advisory lock this transaction now holds (others hold the rest)."""
+    if not keys:
+        return set()
+    _, rows = await connections.get("default").execute_query(_TRY_LOCKS, [list(keys), kind])
+    return {row["k"] for row in rows}
 
 
 def claims_for(database_url: str) -> Claims:

@@ -22,6 +22,8 @@ NAME_LENGTH = 256
 """Customer.profile_name, Message.file_name."""
 STATUS_LENGTH = 16
 """EarlyStatus.status."""
+PACE_KEY_LENGTH = 64
+"""PaceBucket.key: `business:` or `pair:` and a number or id."""
 INT_RANGE = range(-(2**31), 2**31)
 """What an IntField holds on PostgreSQL (error_code)."""
 
@@ -154,6 +156,19 @@ class EarlyStatus(Model):
     class Meta:
         table = "early_status"
         unique_together = (("whatsapp_message_id", "status"),)
+
+
+class PaceBucket(Model):
+    """A throughput bucket every process shares (bot/db/buckets.py): the business number's messages per
+    second and each recipient's pair limit, as the time the bucket is full again (GCRA's theoretical
+    arrival time, in seconds of the database's clock). On PostgreSQL the table is UNLOGGED: a commit
+    that only moves a bucket waits for no disk, and a crash that empties it only leaves buckets full."""
+
+    key = fields.CharField(max_length=PACE_KEY_LENGTH, primary_key=True)
+    tat = fields.FloatField()
+
+    class Meta:
+        table = "pace_bucket"
 
 
 class Template(Model):

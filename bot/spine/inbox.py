@@ -29,6 +29,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any, Protocol
 
+from tortoise import timezone
 from tortoise.exceptions import DBConnectionError
 
 from bot.clock import Clock, utc_now
@@ -303,7 +304,7 @@ class InboxWorker:
         if batch.outbound or batch.relayed:
             self._on_queued()
         if self._on_handled:
-            self._on_handled([row.whatsapp_message_id for row in batch.rows if row.whatsapp_message_id])
+            self._on_handled(_newest_per_sender(batch.rows))
         metrics.inbound((row.message_type for row in batch.rows), "handled")
 
     async def fire_timers(self) -> int:
@@ -398,7 +399,7 @@ class InboxWorker:
         technicians = await self._handoff.technicians(phones) if self._handoff else {}
         customers = await _customers_for([row for row in rows if row.customer_phone not in technicians])
         conversations = await _conversations_for(customers.values())
-        batch.customers.extend(customers.values())  # profile name and window, even when not moved
+        batch.customers.update((c.id, c) for c in customers.values())  # name and window, even unmoved
         flood = await throttled([row for row in rows if row.customer_phone in customers], self._limit)
         for row in rows:
             started = time.perf_counter()
@@ -417,9 +418,7 @@ class InboxWorker:
             row.processed_at = batch.now
             handled_line(row.whatsapp_message_id, conversation_id, outcome, started)
         await batch.write()
-        await Message.bulk_update(
-            rows, fields=["delivery_status", "processed_at", "error_title", "updated_at"]
-        )
+        await _mark_handled(rows, batch.now)
         return batch
 
     @property
@@ -551,8 +550,10 @@ class _Batch:
     """The inbound rows handled (none for timers)."""
     isolated: bool = False
     """Handled alone after a failure: each step that may fail runs in its own savepoint."""
-    conversations: list[Conversation] = field(default_factory=list)
-    customers: list[Customer] = field(default_factory=list)
+    conversations: dict[int, Conversation] = field(default_factory=dict)
+    """Conversation id -> the conversation moved (a dict: a batch's membership test stays O(1))."""
+    customers: dict[int, Customer] = field(default_factory=dict)
+    """Customer id -> the customer whose name, language or window to write."""
     timers: dict[int, ConversationTimer | None] = field(default_factory=dict)
     """Conversation id -> its timer from now on (None: none); conversations not here keep theirs."""
     outbound: list[Message] = field(default_factory=list)
@@ -569,12 +570,10 @@ class _Batch:
             result.state,
             result.variables,
         )
-        if conversation not in self.conversations:
-            self.conversations.append(conversation)
+        self.conversations[conversation.id] = conversation
         if result.language:
             customer.language = result.language
-        if customer not in self.customers:
-            self.customers.append(customer)
+        self.customers[customer.id] = customer
         self.timers[conversation.id] = (
             ConversationTimer(
                 conversation_id=conversation.id,
@@ -592,11 +591,12 @@ class _Batch:
         """Call inside the batch's transaction."""
         if self.customers:
             await Customer.bulk_update(
-                self.customers, fields=["profile_name", "language", "last_inbound_at", "updated_at"]
+                list(self.customers.values()),
+                fields=["profile_name", "language", "last_inbound_at", "updated_at"],
             )
         if self.conversations:
             await Conversation.bulk_update(
-                self.conversations, fields=["flow", "state", "variables", "updated_at"]
+                list(self.conversations.values()), fields=["flow", "state", "variables", "updated_at"]
             )
         if self.timers:
             await ConversationTimer.filter(conversation_id__in=list(self.timers)).delete()
@@ -605,6 +605,32 @@ class _Batch:
                 await ConversationTimer.bulk_create(timers)
         if self.outbound:
             await Message.bulk_create(self.outbound)
+
+
+def _newest_per_sender(rows: Sequence[Message]) -> list[str]:
+    """The wamid of each sender's newest handled message: marking it read marks the earlier ones too
+    (Meta's mark-as-read), so one receipt per sender and batch is enough."""
+    newest = {row.customer_phone: row.whatsapp_message_id for row in rows if row.whatsapp_message_id}
+    return [wamid for wamid in newest.values() if wamid]
+
+
+async def _mark_handled(rows: Sequence[Message], now: datetime) -> None:
+    """The rows are handled: one UPDATE for all of them (the same values), one per row only for those
+    with an error noted (rare), not a CASE over every column of every row."""
+    stamp = timezone.now()
+    plain = [row.id for row in rows if row.error_title is None]
+    if plain:
+        await Message.filter(id__in=plain).update(
+            delivery_status=DeliveryStatus.HANDLED, processed_at=now, updated_at=stamp
+        )
+    for row in rows:
+        if row.error_title is not None:
+            await Message.filter(id=row.id).update(
+                delivery_status=DeliveryStatus.HANDLED,
+                processed_at=now,
+                error_title=row.error_title,
+                updated_at=stamp,
+            )
 
 
 def handled_line(wamid: str | None, conversation_id: int | None, outcome: str, started: float) -> None:
