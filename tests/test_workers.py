@@ -25,6 +25,7 @@ from tests.helpers import (
     POSTGRES_URL,
     create_schema,
     eventually,
+    free_port,
     graph_base,
     graph_sends,
     reset_postgres,
@@ -32,7 +33,7 @@ from tests.helpers import (
     write_settings,
 )
 from tests.test_commands import run_bot
-from tests.test_crash import BotProcess, _free_port, _post
+from tests.test_crash import BotProcess, _post
 
 RATE = 20
 CUSTOMERS = 120
@@ -71,7 +72,7 @@ async def test_three_workers_together_stay_under_messages_per_second(
     settings = write_settings(tmp_path, "outbox:\n  concurrency: 16\n").read_text()
     settings = settings.replace("messages_per_second: 1000", f"messages_per_second: {RATE}")
     (tmp_path / "settings.yaml").write_text(settings)
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "BOT_SETTINGS": str(tmp_path / "settings.yaml"),
