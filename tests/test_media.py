@@ -28,7 +28,7 @@ Client = TestClient[web.Request, web.Application]
 async def offer(graph: TestServer, media_id: str, data: bytes, mime: str, size: str | None = None) -> None:
     """The fake Graph API holds this file under this media id, as Meta would."""
     headers = {"Content-Type": mime, **({"X-Announce-Size": size} if size else {})}
-    url = graph.make_url(f"/media-files/{media_id}")
+    url = graph.make_url(f"/received/{media_id}")
     async with aiohttp.ClientSession() as session, session.put(url, data=data, headers=headers) as response:
         assert response.status == 200
 

@@ -10,6 +10,7 @@ API's limits before any request is made.
 from __future__ import annotations
 
 import json
+import mimetypes
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -17,8 +18,14 @@ from typing import Any, Protocol
 import aiohttp
 
 from bot.monitoring import metrics
-from bot.whatsapp.errors import GraphError, TransportError, UnexpectedResponse, error_from_response
-from bot.whatsapp.outbound import OutboundMessage, to_request_body
+from bot.whatsapp.errors import (
+    GraphError,
+    MediaError,
+    TransportError,
+    UnexpectedResponse,
+    error_from_response,
+)
+from bot.whatsapp.outbound import MB, MEDIA_MAX_BYTES, Media, OutboundMessage, to_request_body
 from bot.whatsapp.pacing import Pacer
 from bot.whatsapp.sandbox import SandboxTransport
 
@@ -160,7 +167,13 @@ class WhatsAppClient:
         self, to: str, message: OutboundMessage, *, reply_to: str | None = None, pace: bool = True
     ) -> SendResult:
         """Send one message, paced first. After an error about this recipient only (131056, the pair
-        rate limit) the pacer holds the recipient, then it raises."""
+        rate limit) the pacer holds the recipient, then it raises. A relayed file goes as its copy."""
+        if isinstance(message, Media) and message.relayed_media_id is not None:
+            try:
+                message = await self.copy(message)
+            except GraphError as err:
+                metrics.graph_error(err.code)
+                raise
         body = to_request_body(to, message, reply_to)
         if pace and self.pacer is not None:
             await self.pacer.acquire(to)
@@ -211,6 +224,43 @@ class WhatsAppClient:
     async def download_media(self, url: str, limit: int | None = None) -> bytes:
         """Fetch media from a `get_media_url` URL (it needs the bearer token); TooLarge over `limit`."""
         return await self.transport.get_bytes(url, limit)
+
+    async def copy(self, message: Media) -> Media:
+        """`message` with the file it relays made the business number's own: its URL asked for
+        (GET /{media-id}, good for 5 minutes), downloaded with the token and uploaded again; each try
+        of a send makes its copy. A file larger than WhatsApp sends of its kind is refused (131053)."""
+        assert message.relayed_media_id is not None
+        info = await self.get_media_url(message.relayed_media_id)
+        limit = MEDIA_MAX_BYTES[message.media_type]
+        _within(_size(info.get("file_size")), limit, message.media_type)
+        data = await self.download_media(info["url"])
+        _within(len(data), limit, message.media_type)
+        mime_type = str(info.get("mime_type") or "application/octet-stream").split(";")[0].strip()
+        media_id = await self.upload_media(data, mime_type, message.filename or _file_name(mime_type))
+        return message.model_copy(update={"media_id": media_id, "relayed_media_id": None})
+
+
+def _size(value: Any) -> int:
+    """GET /{media-id}'s file_size (a string of digits in Meta's answers); 0 when not given."""
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _within(size: int, limit: int, kind: str) -> None:
+    if size > limit:
+        raise MediaError(
+            131053,
+            f"the {kind} is {size / MB:.1f} MB; WhatsApp sends at most {limit / MB:g} MB",
+            raw={"file_size": size},
+        )
+
+
+def _file_name(mime_type: str) -> str:
+    """An upload's file name when the message names none: "file" with the type's extension."""
+    extension = mimetypes.guess_extension(mime_type) or ""
+    return f"file{extension}"
 
 
 def _send_result(response: dict[str, Any]) -> SendResult:
