@@ -5,7 +5,9 @@ digits as WhatsApp's wa_id) is the technician's, never a customer's: it never re
 opens no conversation. It is a command (`list`, `claim [N]`, `switch N`, `release`, `help`; Spanish
 words too) or a reply to the technician's current chat, queued to the customer from the business number
 with the technician's id, through the same HandoffDesk as the panel: one owner per chat, the same audit
-log, the customer's 24-hour window.
+log, the customer's 24-hour window. A reply may be text or a file (a photo, a video, a voice note, a
+document, a sticker): the file is queued by its received id, and the outbox sends a copy of it (the
+client downloads it from the Cloud API and uploads it again, bot/whatsapp/client.py).
 
 The other way: a new waiting chat is announced to every active technician with a phone, and a customer's
 message in a claimed chat goes to its owner as "[name · +phone · order N] text". A technician whose own
@@ -22,7 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from bot.clock import utc_now
 from bot.db.models import (
@@ -37,7 +39,17 @@ from bot.db.models import (
 from bot.engine.texts import pick_language
 from bot.handoff.service import OPEN, WINDOW, DeskError, HandoffDesk
 from bot.spine.outbox import outbound_row
-from bot.whatsapp.outbound import OutboundMessage, Template, Text
+from bot.whatsapp.notifications import MEDIA_KINDS, InboundMessage
+from bot.whatsapp.outbound import (
+    CAPTION_MAX,
+    FILENAME_MAX,
+    Media,
+    MediaKind,
+    OutboundMessage,
+    Template,
+    Text,
+    clip,
+)
 
 TEMPLATE = "technician_relay"
 CLOSED_ORDER_STATUSES = frozenset({"picked_up", "cancelled"})
@@ -50,6 +62,10 @@ HELP = (
 )
 OUTSIDE = "Outside the customer's 24-hour window: only a template can be sent — use the panel."
 NO_CHAT = "You have no chat right now. Send 'list' to see who is waiting, or 'claim' to take the first."
+NOT_RELAYED = (
+    "Only text, photos, videos, voice notes, documents and stickers reach your customer; "
+    "send anything else from the panel."
+)
 
 COMMANDS: dict[str, str] = {
     "list": "list",
@@ -226,10 +242,13 @@ class Relay:
         handoff = await self._current_chat(technician)
         if handoff is None:
             return NO_CHAT
-        if row.message_type != "text" or not text:
-            return "Only text replies can be relayed; send files from the panel."
+        message: OutboundMessage | None = relayed_file(row)
+        if message is None and row.message_type == "text" and text:
+            message = Text(body=text[:4096])
+        if message is None:
+            return NOT_RELAYED
         try:
-            await self.desk.send(technician, handoff.customer_phone, Text(body=text[:4096]))
+            await self.desk.send(technician, handoff.customer_phone, message)
         except DeskError as exc:
             return await self._explain(exc)
         return None  # sent: no answer needed
@@ -312,6 +331,29 @@ class Relay:
 
     def _to_technician(self, technician: Technician, message: OutboundMessage, now: datetime) -> Message:
         return outbound_row(digits(technician.phone), message, now=now, technician_id=technician.id)
+
+
+def relayed_file(row: Message) -> Media | None:
+    """A technician's photo, video, voice note, document or sticker as the message that relays it to
+    their customer (by its received id, with its caption and file name); None for anything else."""
+    raw = (row.payload or {}).get("message")
+    try:
+        inbound = InboundMessage.model_validate(raw)
+    except ValueError:
+        return None
+    kind, media_id = inbound.kind, inbound.media_id
+    if kind not in MEDIA_KINDS or not media_id:
+        return None
+    captioned = kind in ("image", "video", "document")  # audio and stickers take none
+    caption = clip(inbound.text_content or "", CAPTION_MAX) if captioned else ""
+    audio = inbound.audio if kind == "audio" else None
+    return Media(
+        media_type=cast(MediaKind, kind),
+        relayed_media_id=media_id,
+        caption=caption or None,
+        filename=clip(inbound.file_name or "", FILENAME_MAX) or None,
+        voice=bool(audio and audio.voice),
+    )
 
 
 def _param(value: Any) -> str:
