@@ -32,6 +32,7 @@ from bot.media.store import MediaStore
 from bot.orders.setup import build_order_service
 from bot.panel import add_routes as add_panel_routes
 from bot.pipeline import Pipeline, Workers
+from bot.privacy.retention import Retention, RetentionJob
 from bot.reload import FlowWatcher
 from bot.settings import SANDBOX_APP_SECRET, Settings
 from bot.shop_texts import require_shop_settings
@@ -83,7 +84,7 @@ def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
     app[metrics_api.METRICS_TOKEN] = (
         settings.secrets.metrics_token.get_secret_value() if settings.secrets.metrics_token else ""
     )
-    app.cleanup_ctx.extend([_database, _whatsapp_client, _workers, _media_fetcher, _flow_watcher])
+    app.cleanup_ctx.extend([_database, _whatsapp_client, _workers, _media_fetcher, _retention, _flow_watcher])
     add_security_headers(app)
     webhook.add_routes(app)
     api.add_routes(app)
@@ -172,6 +173,18 @@ async def _media_fetcher(app: web.Application) -> AsyncIterator[None]:
     fetcher.start()
     yield
     await fetcher.stop()
+
+
+async def _retention(app: web.Application) -> AsyncIterator[None]:
+    """The daily deletion of what is older than privacy.retention_days (bot/privacy/retention.py)."""
+    settings = app[SETTINGS]
+    retention = Retention(
+        settings.privacy.retention_days, app[handoff_api.MEDIA_STORE], clock=app[PIPELINE].clock
+    )
+    job = RetentionJob(retention)
+    job.start()
+    yield
+    await job.stop()
 
 
 async def _flow_watcher(app: web.Application) -> AsyncIterator[None]:

@@ -292,6 +292,11 @@ class MediaSettings(_Section):
     """The largest file kept, whatever its type allows (images 5 MB, audio and video 16, documents 100)."""
 
 
+class PrivacySettings(_Section):
+    retention_days: int = Field(default=365, ge=1, le=36_500)
+    """Messages, their media and finished conversations older than this are deleted (bot/privacy/)."""
+
+
 class LoggingSettings(_Section):
     json_: bool | Literal["auto"] = Field(default="auto", alias="json")
     """JSON lines (one object per line: time, level, logger, message and the line's fields); auto: when
@@ -335,6 +340,7 @@ class Settings(_Section):
     handoff: HandoffSettings = HandoffSettings()
     logging: LoggingSettings = LoggingSettings()
     media: MediaSettings = MediaSettings()
+    privacy: PrivacySettings = PrivacySettings()
     costs: CostSettings = CostSettings()
     limits: LimitSettings = LimitSettings()
     secrets: Secrets = Field(default_factory=Secrets, exclude=True)
