@@ -233,8 +233,10 @@ class WhatsAppClient:
         info = await self.get_media_url(message.relayed_media_id)
         limit = MEDIA_MAX_BYTES[message.media_type]
         _within(_size(info.get("file_size")), limit, message.media_type)
-        data = await self.download_media(info["url"])
-        _within(len(data), limit, message.media_type)
+        try:
+            data = await self.download_media(info["url"], limit)  # stops reading past the limit
+        except TooLarge:
+            raise _too_large(message.media_type, limit) from None
         mime_type = str(info.get("mime_type") or "application/octet-stream").split(";")[0].strip()
         media_id = await self.upload_media(data, mime_type, message.filename or _file_name(mime_type))
         return message.model_copy(update={"media_id": media_id, "relayed_media_id": None})
@@ -250,11 +252,12 @@ def _size(value: Any) -> int:
 
 def _within(size: int, limit: int, kind: str) -> None:
     if size > limit:
-        raise MediaError(
-            131053,
-            f"the {kind} is {size / MB:.1f} MB; WhatsApp sends at most {limit / MB:g} MB",
-            raw={"file_size": size},
-        )
+        raise _too_large(kind, limit, size)
+
+
+def _too_large(kind: str, limit: int, size: int | None = None) -> MediaError:
+    what = f"{size / MB:.1f} MB" if size is not None else f"larger than {limit / MB:g} MB"
+    return MediaError(131053, f"the {kind} is {what}; WhatsApp sends at most {limit / MB:g} MB")
 
 
 def _file_name(mime_type: str) -> str:
