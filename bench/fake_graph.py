@@ -8,7 +8,8 @@ POST /{version}/{phone_number_id}/media      an upload (multipart `file`): kept,
 GET  /{version}/{media_id}                   needs the token: the file's URL, mime_type, sha256, file_size
 GET  /download/{media_id}                    needs the token: the file itself
 PUT  /received/{media_id}                    (for tests) a file someone sent the number: the body, of
-                                             the request's Content-Type
+                                             the request's Content-Type (X-Announce-Size: the file_size
+                                             to announce instead of the real one)
 GET  /uploads                                every upload: [id, mime_type, filename, sha256]
 GET  /stats                                  counts (requests, ok, 429, 500, 401, 400, mark-read)
 GET  /dump                                   every successful send: [arrival, to, type, ref, wamid]
@@ -98,6 +99,7 @@ def build_app(
     attempts: list[list] = []  # [arrival, to, type, ref, wamid, status]
     bodies: list[dict] = []  # the request body of each successful send
     files: dict[str, tuple[bytes, str]] = {}  # media id -> (data, mime type): received and uploaded
+    announced: dict[str, str] = {}  # media id -> a file_size that is not the real one (tests of limits)
     uploads: list[list] = []  # [id, mime_type, filename, sha256]
     counts = {
         "requests": 0,
@@ -194,7 +196,7 @@ def build_app(
                 "url": str(request.url.origin().with_path(f"/download/{media_id}")),
                 "mime_type": mime_type,
                 "sha256": hashlib.sha256(data).hexdigest(),
-                "file_size": str(len(data)),
+                "file_size": announced.get(media_id, str(len(data))),
                 "id": media_id,
             }
         )
@@ -208,7 +210,10 @@ def build_app(
         return web.Response(body=found[0], content_type=found[1])
 
     async def received(request: web.Request) -> web.Response:
-        files[request.match_info["media_id"]] = (await request.read(), request.content_type)
+        media_id = request.match_info["media_id"]
+        files[media_id] = (await request.read(), request.content_type)
+        if size := request.headers.get("X-Announce-Size"):
+            announced[media_id] = size
         return web.json_response({"ok": True})
 
     async def uploaded(request: web.Request) -> web.Response:

@@ -20,6 +20,7 @@ from bot.db.models import (
     HandoffStatus,
     Message,
     Order,
+    RelayPointer,
 )
 from bot.handoff.tokens import create_technician
 from tests.helpers import (
@@ -234,3 +235,38 @@ async def test_a_technicians_photo_and_document_reach_the_customer_as_copies(
         hashlib.sha256(invoice).hexdigest(),
     ]
     assert len(await to(ANA)) == told_ana  # sent: nothing to tell Ana (no "only text" note)
+
+
+async def test_what_list_and_switch_numbered_survives_a_restart(bot_client: BotFactory) -> None:
+    """Kept in the database by customer: after a restart `claim 2` is still the second chat of Ana's
+    last list, and her replies still go where `switch` sent them, not to her latest chat."""
+    carla, dan = "15550007001", "15550007002"
+    client = await bot_client(RELAY)
+    ana, _ = await create_technician("Ana", phone=ANA)
+    await create_technician("Ben", phone=BEN)
+    for n, (phone, name) in enumerate(((PHONE, "Alex"), (carla, "Carla")), start=1):
+        await say(client, "hi", f"wamid.c{n}.1", phone, name)
+        await say(client, "I want a human please", f"wamid.c{n}.2", phone, name)
+    await say(client, "list", "wamid.a.1", ANA, "Ana")
+    listing = (await to(ANA))[-1].message_content or ""
+    assert "1. Alex" in listing and "2. Carla" in listing
+    await say(client, "claim 1", "wamid.b.1", BEN, "Ben")  # Alex is Ben's now: only Carla waits
+
+    await client.close()  # the server restarts
+    client = await bot_client(RELAY)
+    await say(client, "claim 2", "wamid.a.2", ANA, "Ana")  # 2 of her list: Carla, not "no chat 2"
+    assert "You have Carla" in ((await to(ANA))[-1].message_content or "")
+    await say(client, "hi", "wamid.c3.1", dan, "Dan")
+    await say(client, "I want a human please", "wamid.c3.2", dan, "Dan")
+    await say(client, "claim", "wamid.a.3", ANA, "Ana")  # Dan: her latest chat
+    await say(client, "switch 1", "wamid.a.4", ANA, "Ana")  # back to Carla, claimed first
+    assert "Your replies now go to Carla" in ((await to(ANA))[-1].message_content or "")
+    carla_id = (await Customer.get(wa_id=carla)).id
+    assert (await RelayPointer.get(technician_id=ana.id)).current_customer_id == carla_id
+
+    await client.close()  # and again
+    client = await bot_client(RELAY)
+    told_dan = len(await to(dan))
+    await say(client, "Your screen is done", "wamid.a.5", ANA, "Ana")
+    assert (await to(carla))[-1].message_content == "Your screen is done"
+    assert len(await to(dan)) == told_dan

@@ -230,6 +230,16 @@ def _parser() -> argparse.ArgumentParser:
         help="print a new master key for BOT_ENCRYPTION_KEYS (base64, 32 bytes); its id goes to stderr",
     )
 
+    retention = commands.add_parser("retention", help="deleting what is older than privacy.retention_days")
+    retention_commands = retention.add_subparsers(dest="retention_command", required=True)
+    retention_run = retention_commands.add_parser(
+        "run",
+        help="delete messages, media files and finished conversations older than privacy.retention_days "
+        "now (bot serve does it daily)",
+    )
+    retention_run.add_argument("--dry-run", action="store_true", help="count what would go; delete nothing")
+    retention_run.set_defaults(handler=_retention_run)
+
     orders = commands.add_parser("orders", help="repair orders")
     order_commands = orders.add_subparsers(dest="orders_command", required=True)
     orders_import = order_commands.add_parser(
@@ -506,6 +516,12 @@ def _technicians_revoke(settings: Settings, args: argparse.Namespace) -> int:
     from bot.cli.technicians import technicians_revoke
 
     return asyncio.run(technicians_revoke(settings, args.name))
+
+
+def _retention_run(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.cli.privacy import retention_run
+
+    return asyncio.run(retention_run(settings, dry_run=args.dry_run))
 
 
 def _orders_import(settings: Settings, args: argparse.Namespace) -> int:

@@ -457,6 +457,34 @@ class Handoff(Model):
         table = "handoff"
 
 
+class RelayPointer(Model):
+    """Where a technician's relay commands point (bot/handoff/relay.py), kept here so a restart changes
+    nothing a technician relies on: the chat their plain replies go to (`claim`, `switch N`), the waiting
+    chats their last `list` numbered (`claim N`), the chat last announced to them (a late `claim`).
+    Chats are their customers (Customer.id), not phone numbers."""
+
+    id = fields.IntField(primary_key=True)
+    technician: fields.OneToOneRelation[Technician] = fields.OneToOneField(
+        "models.Technician", related_name="relay_pointer", on_delete=fields.CASCADE
+    )
+    technician_id: int
+    current_customer: fields.ForeignKeyNullableRelation[Customer] = fields.ForeignKeyField(
+        "models.Customer", related_name="relay_current_of", null=True, on_delete=fields.SET_NULL
+    )
+    current_customer_id: int | None
+    offered_customer: fields.ForeignKeyNullableRelation[Customer] = fields.ForeignKeyField(
+        "models.Customer", related_name="relay_offered_to", null=True, on_delete=fields.SET_NULL
+    )
+    offered_customer_id: int | None
+    listed: fields.JSONField[list[int] | None] = fields.JSONField(null=True)
+    """The customers whose waiting chats the last `list` numbered, from 1, in its order; None: the
+    technician has not asked for a list yet."""
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "relay_pointer"
+
+
 class HandoffNote(Model):
     """An internal note on a chat: shown to technicians in its history, never sent to the customer."""
 

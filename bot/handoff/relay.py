@@ -15,8 +15,10 @@ window is closed (no message from them to the business number for 24 hours) gets
 `technician_relay` template instead of free text.
 
 Everything runs inside the inbox's batch transaction (the inbox asks `technicians()` before the engine),
-so each message is handled exactly once with what it caused. Which of several chats plain replies go to
-(`switch N`) is kept in memory; after a restart it is the technician's most recently claimed chat.
+so each message is handled exactly once with what it caused. What the commands point at (which of
+several chats plain replies go to, `switch N`; what `claim N` means after a `list`; the chat last
+announced) is kept in the database by customer id (bot/handoff/pointers.py), so a restart changes none
+of it; with no pointer, replies go to the technician's most recently claimed chat.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from bot.db.models import (
     Technician,
 )
 from bot.engine.texts import pick_language
+from bot.handoff.pointers import RelayPointers
 from bot.handoff.service import OPEN, WINDOW, DeskError, HandoffDesk
 from bot.spine.outbox import outbound_row
 from bot.whatsapp.notifications import MEDIA_KINDS, InboundMessage
@@ -100,12 +103,8 @@ class Relay:
     def __init__(self, desk: HandoffDesk, clock: Callable[[], datetime] | None = None) -> None:
         self.desk = desk
         self._clock = clock or utc_now
-        self._current: dict[int, str] = {}
-        """Technician id -> the customer phone their plain replies go to."""
-        self._listed: dict[int, list[str]] = {}
-        """Technician id -> the waiting chats their last `list` numbered (what `claim N` means)."""
-        self._offered: dict[int, str] = {}
-        """Technician id -> the chat last announced to them (what a late `claim` means)."""
+        self.pointers = RelayPointers()
+        """Technician -> what their commands point at (customer ids), in the database."""
 
     # --- asked by the inbox
 
@@ -153,7 +152,7 @@ class Relay:
         rows = []
         for technician in await Technician.filter(active=True, phone__isnull=False).order_by("id"):
             if digits(technician.phone):
-                self._offered[technician.id] = customer.wa_id
+                await self.pointers.point(technician.id, offered=customer.id)
                 rows.append(await self._relayed(technician, who, where, body, now, waiting=True))
         return rows
 
@@ -173,8 +172,8 @@ class Relay:
             if number is None or not 0 < number <= len(mine):
                 return f"Give the number of one of your chats (1-{len(mine)}); send 'list'."
             handoff = mine[number - 1]
-            self._current[technician.id] = handoff.customer_phone
-            who, where = await self._label_for(handoff.customer_phone)
+            await self.pointers.point(technician.id, current=handoff.conversation.customer_id)
+            who, where = await self._label_for(handoff.conversation.customer_id)
             return f"Your replies now go to {who} ({where})."
         return await self._release(technician)
 
@@ -186,8 +185,8 @@ class Relay:
             await self.desk.release(technician, handoff.customer_phone)
         except DeskError as exc:
             return await self._explain(exc)
-        self._current.pop(technician.id, None)
-        who, _ = await self._label_for(handoff.customer_phone)
+        await self.pointers.point(technician.id, current=None)
+        who, _ = await self._label_for(handoff.conversation.customer_id)
         rest = await self._mine(technician)
         after = f" You still have {len(rest)} chat(s); send 'list'." if rest else ""
         return f"Released {who}: the bot answers them again.{after}"
@@ -195,45 +194,48 @@ class Relay:
     async def _claim_command(self, technician: Technician, number: int | None) -> str:
         """`claim N`: chat N of the technician's last `list`; `claim`: the first waiting, or else the one
         last announced to them (so a late claim hears who was faster)."""
-        phone: str | None
+        customer_id: int | None
+        pointer = await self.pointers.get(technician.id)
         if number is not None:
-            listed = self._listed.get(technician.id)
+            listed = pointer.listed
             if listed is None:
-                listed = [handoff.customer_phone for handoff in await self._waiting()]
+                listed = tuple(handoff.conversation.customer_id for handoff in await self._waiting())
             if not 0 < number <= len(listed):
                 return f"There is no waiting chat {number}; send 'list'."
-            phone = listed[number - 1]
+            customer_id = listed[number - 1]
         else:
             waiting = await self._waiting()
-            phone = waiting[0].customer_phone if waiting else self._offered.get(technician.id)
-            if phone is None:
+            customer_id = waiting[0].conversation.customer_id if waiting else pointer.offered
+            if customer_id is None:
                 return "Nobody is waiting."
-        if not await Handoff.filter(customer_phone=phone, status__in=list(OPEN)).exists():
-            who, _ = await self._label_for(phone)
+        if not await Handoff.filter(conversation__customer_id=customer_id, status__in=list(OPEN)).exists():
+            who, _ = await self._label_for(customer_id)
             return f"{who} is with the bot again; nobody is waiting there. Send 'list'."
-        return await self._claim(technician, phone)
+        return await self._claim(technician, customer_id)
 
-    async def _claim(self, technician: Technician, phone: str) -> str:
+    async def _claim(self, technician: Technician, customer_id: int) -> str:
+        customer = await Customer.get(id=customer_id)
         try:
-            await self.desk.claim(technician, phone)
+            await self.desk.claim(technician, customer.wa_id)
         except DeskError as exc:
             return await self._explain(exc)
-        self._current[technician.id] = phone
-        who, where = await self._label_for(phone)
+        await self.pointers.point(technician.id, current=customer_id)
+        who, where = await self._label(customer)
         return f"You have {who} ({where}) now. Your replies go to them; 'release' gives them back to the bot."
 
     async def _list(self, technician: Technician, now: datetime) -> str:
         waiting = await self._waiting()
         mine = await self._mine(technician)
         current = await self._current_chat(technician)
-        self._listed[technician.id] = [handoff.customer_phone for handoff in waiting]
+        listed = [handoff.conversation.customer_id for handoff in waiting]
+        await self.pointers.point(technician.id, listed=listed)
         lines = ["Waiting:" if waiting else "Nobody is waiting."]
         for n, handoff in enumerate(waiting, 1):
-            who, where = await self._label_for(handoff.customer_phone)
+            who, where = await self._label_for(handoff.conversation.customer_id)
             lines.append(f"{n}. {who} ({where}), waiting {minutes_since(handoff.requested_at, now)}")
         lines.append("Yours:" if mine else "You have no chat.")
         for n, handoff in enumerate(mine, 1):
-            who, where = await self._label_for(handoff.customer_phone)
+            who, where = await self._label_for(handoff.conversation.customer_id)
             mark = " ← replies go here" if current is not None and current.id == handoff.id else ""
             lines.append(f"{n}. {who} ({where}){mark}")
         return "\n".join(lines)
@@ -265,24 +267,31 @@ class Relay:
     # --- reading
 
     async def _waiting(self) -> list[Handoff]:
-        return await Handoff.filter(status=HandoffStatus.WAITING).order_by("requested_at", "id")
+        return (
+            await Handoff.filter(status=HandoffStatus.WAITING)
+            .order_by("requested_at", "id")
+            .prefetch_related("conversation")
+        )
 
     async def _mine(self, technician: Technician) -> list[Handoff]:
-        return await Handoff.filter(status=HandoffStatus.CLAIMED, technician_id=technician.id).order_by(
-            "claimed_at", "id"
+        """The technician's chats, numbered from 1 by when they claimed them (what `switch N` means)."""
+        return (
+            await Handoff.filter(status=HandoffStatus.CLAIMED, technician_id=technician.id)
+            .order_by("claimed_at", "id")
+            .prefetch_related("conversation")
         )
 
     async def _current_chat(self, technician: Technician) -> Handoff | None:
         mine = await self._mine(technician)
-        chosen = self._current.get(technician.id)
+        chosen = (await self.pointers.get(technician.id)).current
         for handoff in mine:
-            if handoff.customer_phone == chosen:
+            if handoff.conversation.customer_id == chosen:
                 return handoff
         return mine[-1] if mine else None  # the latest claimed
 
-    async def _label_for(self, phone: str) -> tuple[str, str]:
-        customer = await Customer.get_or_none(wa_id=phone)
-        return await self._label(customer) if customer else (f"+{phone}", f"+{phone}")
+    async def _label_for(self, customer_id: int) -> tuple[str, str]:
+        customer = await Customer.get_or_none(id=customer_id)
+        return await self._label(customer) if customer else ("a customer", "gone")
 
     async def _label(self, customer: Customer) -> tuple[str, str]:
         """(who, where): the customer's name, and "+phone · order N" with their latest open order."""

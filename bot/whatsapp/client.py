@@ -56,9 +56,18 @@ class Transport(Protocol):
 
     async def get_json(self, path: str, params: Mapping[str, str] | None = None) -> dict[str, Any]: ...
 
-    async def get_bytes(self, url: str) -> bytes:
-        """GET an absolute URL with the bearer token (media download)."""
+    async def get_bytes(self, url: str, limit: int | None = None) -> bytes:
+        """GET an absolute URL with the bearer token (media download); more than `limit` bytes raise
+        TooLarge without reading the rest."""
         ...
+
+
+class TooLarge(Exception):
+    """A download longer than the caller's limit; what was read is dropped."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"more than {limit} bytes")
+        self.limit = limit
 
 
 class HttpTransport:
@@ -96,9 +105,26 @@ class HttpTransport:
     async def get_json(self, path: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
         return _json_object(*await self._request("GET", self._url(path), params=dict(params or {})))
 
-    async def get_bytes(self, url: str) -> bytes:
+    async def get_bytes(self, url: str, limit: int | None = None) -> bytes:
         """Only give this URLs from `get_media_url`: the bearer token goes with the request."""
-        return (await self._request("GET", url))[1]
+        if limit is None:
+            return (await self._request("GET", url))[1]
+        try:
+            async with self._session.get(
+                url, headers=self._headers, timeout=self._timeout, raise_for_status=False
+            ) as response:
+                if not 200 <= response.status < 300:
+                    raise error_from_response(response.status, await response.read())
+                if (response.content_length or 0) > limit:
+                    raise TooLarge(limit)
+                data = bytearray()
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    data.extend(chunk)
+                    if len(data) > limit:
+                        raise TooLarge(limit)
+                return bytes(data)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransportError.from_exception(exc) from exc
 
     def _url(self, path: str) -> str:
         return f"{self._base_url}/{path.lstrip('/')}"
@@ -195,9 +221,9 @@ class WhatsAppClient:
             raise UnexpectedResponse.about("media lookup without a url", response)
         return response
 
-    async def download_media(self, url: str) -> bytes:
-        """Fetch media from a `get_media_url` URL (it needs the bearer token)."""
-        return await self.transport.get_bytes(url)
+    async def download_media(self, url: str, limit: int | None = None) -> bytes:
+        """Fetch media from a `get_media_url` URL (it needs the bearer token); TooLarge over `limit`."""
+        return await self.transport.get_bytes(url, limit)
 
     async def copy(self, message: Media) -> Media:
         """`message` with the file it relays made the business number's own: its URL asked for
@@ -207,8 +233,10 @@ class WhatsAppClient:
         info = await self.get_media_url(message.relayed_media_id)
         limit = MEDIA_MAX_BYTES[message.media_type]
         _within(_size(info.get("file_size")), limit, message.media_type)
-        data = await self.download_media(info["url"])
-        _within(len(data), limit, message.media_type)
+        try:
+            data = await self.download_media(info["url"], limit)  # stops reading past the limit
+        except TooLarge:
+            raise _too_large(message.media_type, limit) from None
         mime_type = str(info.get("mime_type") or "application/octet-stream").split(";")[0].strip()
         media_id = await self.upload_media(data, mime_type, message.filename or _file_name(mime_type))
         return message.model_copy(update={"media_id": media_id, "relayed_media_id": None})
@@ -224,11 +252,12 @@ def _size(value: Any) -> int:
 
 def _within(size: int, limit: int, kind: str) -> None:
     if size > limit:
-        raise MediaError(
-            131053,
-            f"the {kind} is {size / MB:.1f} MB; WhatsApp sends at most {limit / MB:g} MB",
-            raw={"file_size": size},
-        )
+        raise _too_large(kind, limit, size)
+
+
+def _too_large(kind: str, limit: int, size: int | None = None) -> MediaError:
+    what = f"{size / MB:.1f} MB" if size is not None else f"larger than {limit / MB:g} MB"
+    return MediaError(131053, f"the {kind} is {what}; WhatsApp sends at most {limit / MB:g} MB")
 
 
 def _file_name(mime_type: str) -> str:
