@@ -16,6 +16,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from tortoise import connections
 from tortoise.functions import Min
@@ -48,8 +49,9 @@ class Claims(ABC):
         may process it now (else None). For one row handled alone. Call inside a transaction."""
 
     @abstractmethod
-    async def due_outbound(self, now: datetime, limit: int, skip_phones: Sequence[str]) -> list[Message]:
-        """Queued outbound rows due by `now`, oldest first. Call inside a transaction."""
+    async def due_outbound(self, now: datetime, limit: int, skip_customers: Sequence[int]) -> list[Message]:
+        """Queued outbound rows due by `now`, oldest first, but those of `skip_customers`. Call inside a
+        transaction."""
 
     @abstractmethod
     async def due_timers(self, now: datetime, limit: int) -> list[ConversationTimer]:
@@ -88,19 +90,27 @@ def _due_reminders(now: datetime) -> QuerySet[AppointmentReminder]:
     )
 
 
-def _due_outbound(now: datetime, skip_phones: Sequence[str]) -> QuerySet[Message]:
+def _due_outbound(now: datetime, skip_customers: Sequence[int]) -> QuerySet[Message]:
     query = Message.filter(
         message_direction=Direction.OUTBOUND, delivery_status=DeliveryStatus.QUEUED, next_attempt_at__lte=now
     )
-    if skip_phones:
-        query = query.exclude(customer_phone__in=list(skip_phones))
+    if skip_customers:
+        query = query.exclude(customer_id__in=list(skip_customers))
     return query.order_by("id")
+
+
+def _sender(row: Message) -> int | str:
+    """Whose turn a row waits for: its customer's (its address's, for a row written without one)."""
+    return row.customer_id if row.customer_id is not None else row.address
 
 
 async def _earliest_pending(row: Message | None) -> Message | None:
     if row is None:
         return None
-    earlier = _pending_inbound().filter(customer_phone=row.customer_phone, id__lt=row.id)
+    sender = {"customer_id": row.customer_id} if row.customer_id is not None else {"address": row.address}
+    earlier = _pending_inbound().filter(
+        **sender, id__lt=row.id
+    )  # a row written without its customer: by address
     return None if await earlier.exists() else row
 
 
@@ -115,8 +125,8 @@ class SqliteClaims(Claims):
     async def inbound_row(self, row_id: int) -> Message | None:
         return await _earliest_pending(await _pending_inbound().filter(id=row_id).first())
 
-    async def due_outbound(self, now: datetime, limit: int, skip_phones: Sequence[str]) -> list[Message]:
-        return await _due_outbound(now, skip_phones).limit(limit)
+    async def due_outbound(self, now: datetime, limit: int, skip_customers: Sequence[int]) -> list[Message]:
+        return await _due_outbound(now, skip_customers).limit(limit)
 
     async def due_timers(self, now: datetime, limit: int) -> list[ConversationTimer]:
         return await _due_timers(now).limit(limit)
@@ -140,44 +150,50 @@ class PostgresClaims(Claims):
         rows = await _pending_inbound().limit(limit).select_for_update(skip_locked=True)
         if not rows:
             return []
-        first_by_phone: dict[str, int] = {}
+        first_by_sender: dict[int | str, int] = {}
         for row in rows:
-            first_by_phone.setdefault(row.customer_phone, row.id)
-        earliest = dict(
-            await Message.filter(
-                message_direction=Direction.INBOUND,
-                delivery_status=DeliveryStatus.PENDING,
-                customer_phone__in=list(first_by_phone),
-            )
-            .group_by("customer_phone")
+            first_by_sender.setdefault(_sender(row), row.id)
+        pending = Message.filter(message_direction=Direction.INBOUND, delivery_status=DeliveryStatus.PENDING)
+        ids = [key for key in first_by_sender if isinstance(key, int)]
+        earliest: dict[int | str, int] = dict(
+            await pending.filter(customer_id__in=ids)
+            .group_by("customer_id")
             .annotate(first=Min("id"))
-            .values_list("customer_phone", "first")
+            .values_list("customer_id", "first")
         )
-        ready = [phone for phone, first_id in first_by_phone.items() if earliest.get(phone) == first_id]
+        addresses = [key for key in first_by_sender if isinstance(key, str)]
+        if addresses:  # rows written without their customer (tools, tests): kept in order by address
+            earliest.update(
+                await pending.filter(customer_id=None, address__in=addresses)
+                .group_by("address")
+                .annotate(first=Min("id"))
+                .values_list("address", "first")
+            )
+        ready = [key for key, first_id in first_by_sender.items() if earliest.get(key) == first_id]
         held = await _hold_conversations(ready)  # the others: an earlier message is with another worker
-        return [row for row in rows if row.customer_phone in held]
+        return [row for row in rows if _sender(row) in held]
 
     async def inbound_row(self, row_id: int) -> Message | None:
         row = await _pending_inbound().filter(id=row_id).select_for_update(skip_locked=True).first()
         row = await _earliest_pending(row)
-        if row is None or not await _hold_conversations([row.customer_phone]):
+        if row is None or not await _hold_conversations([_sender(row)]):
             return None
         return row
 
-    async def due_outbound(self, now: datetime, limit: int, skip_phones: Sequence[str]) -> list[Message]:
-        return await _due_outbound(now, skip_phones).limit(limit).select_for_update(skip_locked=True)
+    async def due_outbound(self, now: datetime, limit: int, skip_customers: Sequence[int]) -> list[Message]:
+        return await _due_outbound(now, skip_customers).limit(limit).select_for_update(skip_locked=True)
 
     async def due_timers(self, now: datetime, limit: int) -> list[ConversationTimer]:
         timers = await _due_timers(now).limit(limit).select_for_update(skip_locked=True)
         if not timers:
             return []
-        phones = dict(
+        customers = dict(
             await Conversation.filter(id__in=[t.conversation_id for t in timers]).values_list(
-                "id", "customer__wa_id"
+                "id", "customer_id"
             )
         )
-        held = await _hold_conversations(list(phones.values()))
-        return [t for t in timers if phones.get(t.conversation_id) in held]
+        held = await _hold_conversations(list(customers.values()))
+        return [t for t in timers if customers.get(t.conversation_id) in held]
 
     async def due_reminders(self, now: datetime, limit: int) -> list[AppointmentReminder]:
         return await _due_reminders(now).limit(limit).select_for_update(skip_locked=True)
@@ -192,16 +208,17 @@ class PostgresClaims(Claims):
         await Conversation.filter(id=conversation_id).select_for_update().only("id")
 
 
-async def _hold_conversations(phones: Sequence[str]) -> set[str]:
-    """Transaction-scoped advisory locks: one worker moves a conversation at a time (inbox or timer)."""
+async def _hold_conversations(customers: Sequence[Any]) -> set[Any]:
+    """Transaction-scoped advisory locks, one per customer: one worker moves a conversation at a time
+    (inbox or timer)."""
     connection = connections.get("default")
-    held: set[str] = set()
-    for phone in phones:
+    held: set[Any] = set()
+    for customer_id in customers:
         _, result = await connection.execute_query(
-            "SELECT pg_try_advisory_xact_lock(hashtext($1)) AS ok", [f"conversation:{phone}"]
+            "SELECT pg_try_advisory_xact_lock(hashtext($1)) AS ok", [f"conversation:{customer_id}"]
         )
         if result and result[0]["ok"]:
-            held.add(phone)
+            held.add(customer_id)
     return held
 
 

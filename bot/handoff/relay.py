@@ -9,8 +9,9 @@ log, the customer's 24-hour window.
 
 The other way: a new waiting chat is announced to every active technician with a phone, and a customer's
 message in a claimed chat goes to its owner as "[name · +phone · order N] text". A technician whose own
-window is closed (no message from them to the business number for 24 hours) gets the approved
-`technician_relay` template instead of free text.
+window is closed (no message from them to the business number for 24 hours: their customer row's
+`last_inbound_at`, as anyone's) gets the approved `technician_relay` template instead of free text. Chats
+are their customers' (ids), so a customer without a phone is relayed like any other, under their name.
 
 Everything runs inside the inbox's batch transaction (the inbox asks `technicians()` before the engine),
 so each message is handled exactly once with what it caused. Which of several chats plain replies go to
@@ -27,15 +28,15 @@ from typing import Any
 from bot.clock import utc_now
 from bot.db.models import (
     Customer,
-    Direction,
     Handoff,
     HandoffStatus,
     Message,
-    Order,
     Technician,
 )
 from bot.engine.texts import pick_language
 from bot.handoff.service import OPEN, WINDOW, DeskError, HandoffDesk
+from bot.identity import customer_for_phone
+from bot.orders.owner import orders_of
 from bot.spine.outbox import outbound_row
 from bot.whatsapp.outbound import OutboundMessage, Template, Text
 
@@ -84,18 +85,18 @@ class Relay:
     def __init__(self, desk: HandoffDesk, clock: Callable[[], datetime] | None = None) -> None:
         self.desk = desk
         self._clock = clock or utc_now
-        self._current: dict[int, str] = {}
-        """Technician id -> the customer phone their plain replies go to."""
-        self._listed: dict[int, list[str]] = {}
-        """Technician id -> the waiting chats their last `list` numbered (what `claim N` means)."""
-        self._offered: dict[int, str] = {}
+        self._current: dict[int, int] = {}
+        """Technician id -> the customer their plain replies go to."""
+        self._listed: dict[int, list[int]] = {}
+        """Technician id -> the waiting chats' customers their last `list` numbered (`claim N`)."""
+        self._offered: dict[int, int] = {}
         """Technician id -> the chat last announced to them (what a late `claim` means)."""
 
     # --- asked by the inbox
 
-    async def technicians(self, phones: Iterable[str]) -> dict[str, Technician]:
+    async def technicians(self, addresses: Iterable[str]) -> dict[str, Technician]:
         """The active technicians among these senders, by wa_id."""
-        wanted = set(phones)
+        wanted = set(addresses)
         found: dict[str, Technician] = {}
         for technician in await Technician.filter(active=True, phone__isnull=False):
             wa_id = digits(technician.phone)
@@ -114,12 +115,12 @@ class Relay:
             answer = await self._command(technician, command, number, now)
         else:
             answer = await self._reply(technician, row, text)
-        return [self._to_technician(technician, Text(body=answer), now)] if answer else []
+        return [await self._to_technician(technician, Text(body=answer), now)] if answer else []
 
     async def customer_message(self, customer: Customer, row: Message, now: datetime) -> list[Message]:
         """Inside the batch: a customer wrote in a chat a person has; relay it to the owner, if any."""
         handoff = await Handoff.filter(
-            customer_phone=customer.wa_id, status=HandoffStatus.CLAIMED, technician_id__isnull=False
+            conversation__customer_id=customer.id, status=HandoffStatus.CLAIMED, technician_id__isnull=False
         ).first()
         if handoff is None:
             return []
@@ -137,7 +138,7 @@ class Relay:
         rows = []
         for technician in await Technician.filter(active=True, phone__isnull=False).order_by("id"):
             if digits(technician.phone):
-                self._offered[technician.id] = customer.wa_id
+                self._offered[technician.id] = customer.id
                 rows.append(await self._relayed(technician, who, where, body, now, waiting=True))
         return rows
 
@@ -157,8 +158,8 @@ class Relay:
             if number is None or not 0 < number <= len(mine):
                 return f"Give the number of one of your chats (1-{len(mine)}); send 'list'."
             handoff = mine[number - 1]
-            self._current[technician.id] = handoff.customer_phone
-            who, where = await self._label_for(handoff.customer_phone)
+            self._current[technician.id] = handoff.conversation.customer_id
+            who, where = await self._label_for(handoff.conversation.customer_id)
             return f"Your replies now go to {who} ({where})."
         return await self._release(technician)
 
@@ -167,11 +168,11 @@ class Relay:
         if handoff is None:
             return NO_CHAT
         try:
-            await self.desk.release(technician, handoff.customer_phone)
+            await self.desk.release(technician, handoff.conversation.customer_id)
         except DeskError as exc:
             return await self._explain(exc)
         self._current.pop(technician.id, None)
-        who, _ = await self._label_for(handoff.customer_phone)
+        who, _ = await self._label_for(handoff.conversation.customer_id)
         rest = await self._mine(technician)
         after = f" You still have {len(rest)} chat(s); send 'list'." if rest else ""
         return f"Released {who}: the bot answers them again.{after}"
@@ -179,45 +180,45 @@ class Relay:
     async def _claim_command(self, technician: Technician, number: int | None) -> str:
         """`claim N`: chat N of the technician's last `list`; `claim`: the first waiting, or else the one
         last announced to them (so a late claim hears who was faster)."""
-        phone: str | None
+        customer_id: int | None
         if number is not None:
             listed = self._listed.get(technician.id)
             if listed is None:
-                listed = [handoff.customer_phone for handoff in await self._waiting()]
+                listed = [handoff.conversation.customer_id for handoff in await self._waiting()]
             if not 0 < number <= len(listed):
                 return f"There is no waiting chat {number}; send 'list'."
-            phone = listed[number - 1]
+            customer_id = listed[number - 1]
         else:
             waiting = await self._waiting()
-            phone = waiting[0].customer_phone if waiting else self._offered.get(technician.id)
-            if phone is None:
+            customer_id = waiting[0].conversation.customer_id if waiting else self._offered.get(technician.id)
+            if customer_id is None:
                 return "Nobody is waiting."
-        if not await Handoff.filter(customer_phone=phone, status__in=list(OPEN)).exists():
-            who, _ = await self._label_for(phone)
+        if not await Handoff.filter(conversation__customer_id=customer_id, status__in=list(OPEN)).exists():
+            who, _ = await self._label_for(customer_id)
             return f"{who} is with the bot again; nobody is waiting there. Send 'list'."
-        return await self._claim(technician, phone)
+        return await self._claim(technician, customer_id)
 
-    async def _claim(self, technician: Technician, phone: str) -> str:
+    async def _claim(self, technician: Technician, customer_id: int) -> str:
         try:
-            await self.desk.claim(technician, phone)
+            await self.desk.claim(technician, customer_id)
         except DeskError as exc:
             return await self._explain(exc)
-        self._current[technician.id] = phone
-        who, where = await self._label_for(phone)
+        self._current[technician.id] = customer_id
+        who, where = await self._label_for(customer_id)
         return f"You have {who} ({where}) now. Your replies go to them; 'release' gives them back to the bot."
 
     async def _list(self, technician: Technician, now: datetime) -> str:
         waiting = await self._waiting()
         mine = await self._mine(technician)
         current = await self._current_chat(technician)
-        self._listed[technician.id] = [handoff.customer_phone for handoff in waiting]
+        self._listed[technician.id] = [handoff.conversation.customer_id for handoff in waiting]
         lines = ["Waiting:" if waiting else "Nobody is waiting."]
         for n, handoff in enumerate(waiting, 1):
-            who, where = await self._label_for(handoff.customer_phone)
+            who, where = await self._label_for(handoff.conversation.customer_id)
             lines.append(f"{n}. {who} ({where}), waiting {minutes_since(handoff.requested_at, now)}")
         lines.append("Yours:" if mine else "You have no chat.")
         for n, handoff in enumerate(mine, 1):
-            who, where = await self._label_for(handoff.customer_phone)
+            who, where = await self._label_for(handoff.conversation.customer_id)
             mark = " ← replies go here" if current is not None and current.id == handoff.id else ""
             lines.append(f"{n}. {who} ({where}){mark}")
         return "\n".join(lines)
@@ -229,7 +230,7 @@ class Relay:
         if row.message_type != "text" or not text:
             return "Only text replies can be relayed; send files from the panel."
         try:
-            await self.desk.send(technician, handoff.customer_phone, Text(body=text[:4096]))
+            await self.desk.send(technician, handoff.conversation.customer_id, Text(body=text[:4096]))
         except DeskError as exc:
             return await self._explain(exc)
         return None  # sent: no answer needed
@@ -246,35 +247,43 @@ class Relay:
     # --- reading
 
     async def _waiting(self) -> list[Handoff]:
-        return await Handoff.filter(status=HandoffStatus.WAITING).order_by("requested_at", "id")
+        return (
+            await Handoff.filter(status=HandoffStatus.WAITING)
+            .order_by("requested_at", "id")
+            .prefetch_related("conversation")
+        )
 
     async def _mine(self, technician: Technician) -> list[Handoff]:
-        return await Handoff.filter(status=HandoffStatus.CLAIMED, technician_id=technician.id).order_by(
-            "claimed_at", "id"
+        return (
+            await Handoff.filter(status=HandoffStatus.CLAIMED, technician_id=technician.id)
+            .order_by("claimed_at", "id")
+            .prefetch_related("conversation")
         )
 
     async def _current_chat(self, technician: Technician) -> Handoff | None:
         mine = await self._mine(technician)
         chosen = self._current.get(technician.id)
         for handoff in mine:
-            if handoff.customer_phone == chosen:
+            if handoff.conversation.customer_id == chosen:
                 return handoff
         return mine[-1] if mine else None  # the latest claimed
 
-    async def _label_for(self, phone: str) -> tuple[str, str]:
-        customer = await Customer.get_or_none(wa_id=phone)
-        return await self._label(customer) if customer else (f"+{phone}", f"+{phone}")
+    async def _label_for(self, customer_id: int) -> tuple[str, str]:
+        customer = await Customer.get_or_none(id=customer_id)
+        return await self._label(customer) if customer else (f"customer {customer_id}", "-")
 
     async def _label(self, customer: Customer) -> tuple[str, str]:
-        """(who, where): the customer's name, and "+phone · order N" with their latest open order."""
+        """(who, where): the customer's name, and "+phone · order N" with their latest open order (no
+        phone: their username or BSUID)."""
         order = (
-            await Order.filter(customer_phone=customer.wa_id)
+            await orders_of(customer.id, customer.wa_id)
             .exclude(status__in=list(CLOSED_ORDER_STATUSES))
             .order_by("-updated_at", "-id")
             .first()
         )
-        where = f"+{customer.wa_id}" + (f" · order {order.order_number}" if order else "")
-        return customer.profile_name or f"+{customer.wa_id}", where
+        reach = f"+{customer.wa_id}" if customer.wa_id else (customer.username or customer.bsuid or "-")
+        where = reach + (f" · order {order.order_number}" if order else "")
+        return customer.display_name, where
 
     # --- writing to the technician
 
@@ -290,16 +299,13 @@ class Relay:
             message = Text(body=text[:4096])
         else:
             message = self._template(who, where, body)
-        return self._to_technician(technician, message, now)
+        return await self._to_technician(technician, message, now)
 
     async def _window_open(self, technician: Technician, now: datetime) -> bool:
-        """The technician's own 24-hour window: their latest message to the business number."""
-        last = (
-            await Message.filter(customer_phone=digits(technician.phone), message_direction=Direction.INBOUND)
-            .order_by("-id")
-            .first()
-        )
-        at = (last.sent_at or last.received_at) if last else None
+        """The technician's own 24-hour window: when they last wrote to the business number (their
+        customer row, like anyone's)."""
+        customer = await customer_for_phone(digits(technician.phone), now)
+        at = customer.last_inbound_at
         return at is not None and now - at < WINDOW
 
     def _template(self, who: str, where: str, body: str) -> Template:
@@ -310,8 +316,11 @@ class Relay:
         params = tuple(_param(value) for value in (who, where, body))
         return Template(name=TEMPLATE, language=language, body_params=params)
 
-    def _to_technician(self, technician: Technician, message: OutboundMessage, now: datetime) -> Message:
-        return outbound_row(digits(technician.phone), message, now=now, technician_id=technician.id)
+    async def _to_technician(
+        self, technician: Technician, message: OutboundMessage, now: datetime
+    ) -> Message:
+        customer = await customer_for_phone(digits(technician.phone), now)
+        return outbound_row(customer, message, now=now, technician_id=technician.id)
 
 
 def _param(value: Any) -> str:

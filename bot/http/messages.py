@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from bot.db import ping
 from bot.db.models import Message
 from bot.http.errors import bearer_token
+from bot.identity import customer_by_address
 
 ADMIN_TOKEN = web.AppKey("admin_token", str)
 
@@ -21,6 +22,8 @@ class MessageOut(BaseModel):
     model_config = ConfigDict(from_attributes=True, frozen=True)
 
     id: int
+    address: str
+    """The phone or BSUID it came from or went to."""
     message_direction: str
     message_type: str
     message_content: str | None
@@ -43,6 +46,7 @@ class MessageOut(BaseModel):
 
 class ConversationLog(BaseModel):
     customer_phone: str
+    customer_id: int | None
     messages: list[MessageOut]
 
 
@@ -65,8 +69,13 @@ async def conversation_messages(request: web.Request) -> web.Response:
     phone = normalize_phone(request.match_info["phone"])
     if not phone:
         return web.json_response({"error": "phone must contain digits"}, status=400)
-    rows = await Message.filter(customer_phone=phone).order_by("id")
-    body = ConversationLog(customer_phone=phone, messages=[MessageOut.model_validate(row) for row in rows])
+    customer = await customer_by_address(phone)
+    rows = await Message.filter(customer_id=customer.id).order_by("id") if customer else []
+    body = ConversationLog(
+        customer_phone=phone,
+        customer_id=customer.id if customer else None,
+        messages=[MessageOut.model_validate(row) for row in rows],
+    )
     return web.Response(text=body.model_dump_json(), content_type="application/json")
 
 

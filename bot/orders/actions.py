@@ -20,6 +20,7 @@ from bot.engine import ActionContext, ActionRegistry, ActionResult
 from bot.engine.actions import ListArgs
 from bot.orders.notify import StatusNotifier
 from bot.orders.numbers import read_order_number
+from bot.orders.owner import orders_of
 
 CLOSED_STATUSES = frozenset({"picked_up", "cancelled"})
 """Orders in these statuses are history: `orders.mine` does not offer them (a lookup still finds them)."""
@@ -68,7 +69,7 @@ class OrderActions:
         """The sender's open orders: none, one (shown), or several (offered as a list to pick from)."""
         args = MineArgs.model_validate(dict(context.args))
         orders = (
-            await Order.filter(customer_phone=context.customer.wa_id)
+            await orders_of(context.customer.id, context.customer.wa_id)
             .exclude(status__in=list(CLOSED_STATUSES))
             .order_by("-updated_at", "-id")
         )
@@ -93,7 +94,7 @@ class OrderActions:
         asked = read_order_number(args.number) or args.number.strip()
         looked_up = {"looked_up": asked}
         wanted = canonical(asked)
-        own = await Order.filter(customer_phone=context.customer.wa_id).order_by("-updated_at", "-id")
+        own = await orders_of(context.customer.id, context.customer.wa_id).order_by("-updated_at", "-id")
         by_number = {canonical(order.order_number): order for order in own}
         found = by_number.get(wanted) or next(
             (

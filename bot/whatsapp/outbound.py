@@ -282,12 +282,18 @@ OUTBOUND_ADAPTER: TypeAdapter[OutboundMessage] = TypeAdapter(OutboundMessage)
 
 
 def to_request_body(to: str, message: OutboundMessage, reply_to: str | None = None) -> dict[str, Any]:
-    """The JSON body of POST /{phone_number_id}/messages; `to` gets its '+' as Meta advises."""
-    recipient = to if to.startswith("+") else f"+{to}"
+    """The JSON body of POST /{phone_number_id}/messages. `to` is a phone (digits; it gets its '+' as
+    Meta advises) or a business-scoped user ID, which goes as `"recipient"` with no `to` (a BSUID in
+    `to` is not delivered)."""
+    address: dict[str, str]
+    if to.lstrip("+").isdigit():
+        address = {"to": to if to.startswith("+") else f"+{to}"}
+    else:
+        address = {"recipient": to}
     body: dict[str, Any] = {
         "messaging_product": "whatsapp",
         "recipient_type": "individual",
-        "to": recipient,
+        **address,
         "type": message.message_type,
         message.message_type: message.type_object(),
     }
