@@ -51,8 +51,11 @@ format: install-test
 	$(BIN)/ruff check --fix .
 
 # The load benchmark (bench/): this bot beside the lean reference bot, same rates, one run.
+# BENCH_DATABASE_URL=postgres://... runs it on PostgreSQL (that database is emptied first), and
+# BOT_WORKERS=N as `bot serve --workers N`.
 bench: install-test
 	BOT_SETTINGS=$(CURDIR)/tests/bench-settings.yaml PYTHON=$(CURDIR)/$(BIN)/python \
+	BENCH_DATABASE_URL="$(BENCH_DATABASE_URL)" BOT_WORKERS="$(BOT_WORKERS)" \
 		bash bench/compare.sh $(RATES)
 
 clean:

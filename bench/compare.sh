@@ -7,8 +7,14 @@
 # Run it from the project's checkout with its virtualenv active (or PYTHON=path/to/python). The project's
 # bot is started as `python -m bot serve --host 127.0.0.1 --port P` with WHATSAPP_* variables pointing at
 # the fake Graph API and DATABASE_URL at a fresh SQLite file (set BENCH_DATABASE_URL for another one).
-# SECONDS_PER_RATE (default 10) sets each step's length; BOT_ARGS adds arguments to `bot serve` (e.g.
-# BOT_ARGS="--workers 4" with BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench).
+# SECONDS_PER_RATE (default 10) sets each step's length; BOT_WORKERS=N runs `bot serve --workers N`;
+# BOT_ARGS adds other arguments to `bot serve`. A PostgreSQL BENCH_DATABASE_URL's database is emptied
+# first (dropped and created again): point it at a database kept for benchmarks.
+#
+# Beside the latency columns, the project's rows say how much memory the bot held (rss_mb: the largest
+# resident set of one bot process during the step; with workers, rss_all_mb adds them up) and how long
+# after the load stopped its inbox and outbox were empty (drain_s; "-" with what was left if they were
+# not within 10 s of the generator's end), sampled by bench/watch.py from the database every 0.25 s.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 py=${PYTHON:-python}
@@ -22,6 +28,13 @@ trap cleanup EXIT
 port() { "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.3; done; return 1; }
 
+database=${BENCH_DATABASE_URL:-sqlite://$work/bench.db}
+case "$database" in
+  postgres://*|postgresql://*) "$py" "$here/watch.py" recreate --database "$database" || exit 1 ;;
+esac
+bot_args=(${BOT_ARGS:-})
+[ -n "${BOT_WORKERS:-}" ] && bot_args+=(--workers "$BOT_WORKERS")
+
 gport=$(port); "$py" "$here/fake_graph.py" --port "$gport" --token bench-token & pids+=($!)
 wait_port "$gport" || { echo "fake Graph API did not start"; exit 1; }
 
@@ -32,22 +45,38 @@ bport=$(port)
 WHATSAPP_API_BASE_URL="http://127.0.0.1:$gport/v21.0" WHATSAPP_ACCESS_TOKEN=bench-token \
 WHATSAPP_APP_SECRET=bench-secret WHATSAPP_WEBHOOK_VERIFY_TOKEN=bench-verify \
 WHATSAPP_PHONE_NUMBER_ID=100000000000001 WHATSAPP_BUSINESS_ACCOUNT_ID=200000000000001 \
-DATABASE_URL="${BENCH_DATABASE_URL:-sqlite://$work/bench.db}" BOT_ADMIN_TOKEN=bench-admin \
-  "$py" -m bot serve --migrate --host 127.0.0.1 --port "$bport" ${BOT_ARGS:-} >"$work/bot.log" 2>&1 & pids+=($!)
+DATABASE_URL="$database" BOT_ADMIN_TOKEN=bench-admin \
+BOT_ENCRYPTION_KEYS="${BOT_ENCRYPTION_KEYS:-YmVuY2gtZW5jcnlwdGlvbi1rZXktMzItYnl0ZXMtISE=}" \
+  "$py" -m bot serve --migrate --host 127.0.0.1 --port "$bport" "${bot_args[@]}" >"$work/bot.log" 2>&1 & bot=$!
+pids+=($bot)
 wait_port "$bport" || { echo "the project's bot did not start; its log:"; tail -20 "$work/bot.log"; exit 1; }
 sleep 1
+"$py" "$here/watch.py" sample --pid "$bot" --database "$database" --out "$work/watch.jsonl" & pids+=($!)
 
-printf '%-10s %6s %8s %8s %8s %9s %9s %6s\n' bot rate acked ack_p50 ack_p99 e2e_p50 e2e_p99 lost
+printf '%-10s %6s %8s %8s %8s %9s %9s %6s %5s %6s %10s %7s\n' \
+  bot rate acked ack_p50 ack_p99 e2e_p50 e2e_p99 lost dup rss_mb rss_all_mb drain_s
 for rate in "${rates[@]}"; do
   for who in reference project; do
     if [ "$who" = reference ]; then url="http://127.0.0.1:$rport/webhook"; else url="http://127.0.0.1:$bport/webhook"; fi
     line=$("$py" "$here/load.py" --url "$url" --graph "http://127.0.0.1:$gport" --rate "$rate" \
            --seconds "$secs" --drain 20 | tail -n 1)
-    "$py" - "$who" "$line" <<'PY'
+    held='{}'
+    if [ "$who" = project ]; then
+      read -r start end < <("$py" -c 'import json,sys; r=json.loads(sys.argv[1]); print(r["load_start"], r["load_end"])' "$line")
+      for _ in $(seq 1 40); do
+        sleep 0.25
+        held=$("$py" "$here/watch.py" report --samples "$work/watch.jsonl" --start "$start" --end "$end")
+        case "$held" in *'"drain_s": null'*) ;; *) break ;; esac
+      done
+    fi
+    "$py" - "$who" "$line" "$held" <<'PY'
 import json, sys
-who, r = sys.argv[1], json.loads(sys.argv[2])
+who, r, held = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+drain = held.get("drain_s")
+drain = "-" if not held else (f"{drain:.2f}" if drain is not None else f"-({held['left']})")
 print(f"{who:<10} {r['offered_rate']:>6.0f} {r['acked']:>8} {r['ack_p50_ms']:>8} {r['ack_p99_ms']:>8} "
-      f"{r['e2e_p50_ms']:>9} {r['e2e_p99_ms']:>9} {r['lost']:>6}")
+      f"{r['e2e_p50_ms']:>9} {r['e2e_p99_ms']:>9} {r['lost']:>6} {r['duplicated']:>5} "
+      f"{held.get('rss_mb', '-'):>6} {held.get('rss_total_mb', '-'):>10} {drain:>7}")
 PY
   done
 done

@@ -451,6 +451,8 @@ async def run(a: argparse.Namespace) -> dict:
         "stale_sends": stale,
         "graph": {k: gstats.get(k) for k in ("requests", "ok", "throttled_429", "failed_500", "mark_read")},
         "timeout_s": a.timeout,
+        "load_start": round(run_start, 3),
+        "load_end": round(max(first_due.values(), default=0.0), 3),
     }
 
 

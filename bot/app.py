@@ -18,11 +18,15 @@ from bot.appointments.service import AppointmentService
 from bot.db import close_db, init_db
 from bot.engine import Engine
 from bot.engine.texts import TEXTS_DIR
+from bot.http import admin as admin_api
 from bot.http import appointments as appointments_api
 from bot.http import messages as api
+from bot.http import metrics as metrics_api
 from bot.http import orders as orders_api
+from bot.http import stats as stats_api
 from bot.http import technicians as handoff_api
 from bot.http.headers import add_security_headers
+from bot.master_keys import check_master_keys, load_key_ring
 from bot.orders.setup import build_order_service
 from bot.panel import add_routes as add_panel_routes
 from bot.pipeline import Pipeline, Workers
@@ -51,9 +55,12 @@ def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
     does a `shop:` setting the texts need (ShopSettingsMissing).
 
     At start-up the database schema must be current (else SchemaError stops it, naming the command);
-    `migrate` applies the pending migrations first (`bot serve --migrate`).
+    `migrate` applies the pending migrations first (`bot serve --migrate`). The encryption keys are
+    loaded here too: with WhatsApp credentials and no BOT_ENCRYPTION_KEYS it does not start
+    (EncryptionKeysRequired).
     """
     require_shop_settings(settings.shop, settings.templates_dir)
+    check_master_keys(settings)
     app = web.Application(client_max_size=settings.server.max_body_bytes)
     app[SETTINGS] = settings
     app[MIGRATE_AT_START] = migrate
@@ -71,16 +78,24 @@ def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
     app[api.ADMIN_TOKEN] = (
         settings.secrets.admin_token.get_secret_value() if settings.secrets.admin_token else ""
     )
+    app[metrics_api.METRICS_TOKEN] = (
+        settings.secrets.metrics_token.get_secret_value() if settings.secrets.metrics_token else ""
+    )
     app.cleanup_ctx.extend([_database, _whatsapp_client, _workers, _flow_watcher])
     add_security_headers(app)
     webhook.add_routes(app)
     api.add_routes(app)
-    orders_api.add_routes(app, build_order_service(settings, on_queued=pipeline.wake_outbox))
-    appointments = AppointmentService(
-        settings, on_queued=pipeline.wake_outbox, texts=lambda: pipeline.engine.flows.texts
+    admin_api.add_routes(app)
+    metrics_api.add_routes(app, settings.server.metrics_port)
+    stats_api.add_routes(app, settings, lambda: pipeline.engine.flows)
+    orders_api.add_routes(
+        app, build_order_service(settings, pipeline.content, on_queued=pipeline.wake_outbox)
     )
+    appointments = AppointmentService(settings, pipeline.content, on_queued=pipeline.wake_outbox)
     appointments_api.add_routes(app, appointments)
-    handoff_api.add_routes(app, pipeline.desk, client=lambda: app[CLIENT])
+    handoff_api.add_routes(
+        app, pipeline.desk, client=lambda: app[CLIENT], session_hours=settings.handoff.session_hours
+    )
     add_panel_routes(app)
     return app
 
@@ -89,6 +104,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     report = await init_db(app[SETTINGS].database_url, migrate_schema=app[MIGRATE_AT_START])
     for line in report.lines() if report else ():
         log.info("database: %s", line)  # init_db closes what it opened when it fails
+    load_key_ring(app[SETTINGS])
     yield
     await close_db()
 
@@ -130,8 +146,8 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _flow_watcher(app: web.Application) -> AsyncIterator[None]:
-    """Hot reload: saved flow, template and text files go live within seconds; a bad edit is refused
-    and logged."""
+    """Hot reload: saved flow, template and text files go live within seconds, together (the content is
+    read once per load, with the flows); a bad edit is refused and logged."""
     settings, engine = app[SETTINGS], app[ENGINE]
     if settings.flows.reload_seconds <= 0:
         yield

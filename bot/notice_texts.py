@@ -1,88 +1,81 @@
 """The shop's own texts files in templates/texts/ (read by the bot, never sent to Meta as templates):
-per-language texts with `{placeholders}`, checked when the server starts.
+per-language texts with `{placeholders}`, read and checked with the flows at every (re)load.
 
-Each file has its own model (bot/orders/texts.py, bot/appointments/notify.py); what they share is here:
-language codes, placeholders from a known list, labels WhatsApp accepts as template parameters, and
-reading a file into its model with every problem named by key path.
+Each file has its own model (bot/orders/texts.py, bot/appointments/notify.py) and its `TextsFile`
+(bot/engine/texts.py); what they share is here: language codes, placeholders from a known list, labels
+WhatsApp accepts as template parameters, and reading a file into its model with every problem named by
+file:line:column, as the flows' are.
 """
 
 from __future__ import annotations
 
 import string
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import yaml
 from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
-from bot.engine.schema import LANGUAGE
+from bot.engine.marked_yaml import MarkedSource
+from bot.engine.schema import LANGUAGE, flow_error
 
-TEXTS_DIR = Path("texts")
 Model = TypeVar("Model", bound=BaseModel)
 
 
-class TextsError(Exception):
-    """A texts file cannot be used; the message names the file, the key path and the reason."""
+def _language(code: str) -> str:
+    if not LANGUAGE.match(code):
+        raise flow_error(f"'{code}' is not a language code", "use codes like en, es, zh")
+    return code
 
 
-def _languages(value: dict[str, str]) -> dict[str, str]:
-    for language, text in value.items():
-        if not LANGUAGE.match(language):
-            raise ValueError(f"'{language}' is not a language code (use codes like en, es, zh)")
-        if not text.strip():
-            raise ValueError(f"the {language} text is empty")
-    return value
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise flow_error("this text is empty", 'write the text in quotes: "like this"')
+    return text
 
 
-def placeholders(allowed: Sequence[str]) -> Callable[[dict[str, str]], dict[str, str]]:
-    """A validator: each text's {placeholders} are among `allowed`, and its braces are well formed."""
+def placeholders(allowed: Sequence[str]) -> Callable[[str], str]:
+    """A validator: a text's {placeholders} are among `allowed`, and its braces are well formed."""
+    names = ", ".join(f"{{{p}}}" for p in allowed)
 
-    def check(value: dict[str, str]) -> dict[str, str]:
-        for language, text in value.items():
-            try:
-                fields = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
-            except ValueError as exc:
-                raise ValueError(
-                    f"the {language} text: {exc} (write a literal brace as {{{{ or }}}})"
-                ) from None
-            for name in fields:
-                if name not in allowed:
-                    raise ValueError(
-                        f"the {language} text uses {{{name}}}; the placeholders are "
-                        + ", ".join(f"{{{p}}}" for p in allowed)
-                    )
-        return value
+    def check(text: str) -> str:
+        try:
+            fields = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
+        except ValueError as exc:
+            raise flow_error(f"{exc}", "write a literal brace as {{ or }}") from None
+        for name in fields:
+            if name not in allowed:
+                raise flow_error(f"this text cannot use {{{name}}}", f"the placeholders are {names}")
+        return text
 
     return check
 
 
-def template_safe(value: dict[str, str]) -> dict[str, str]:
+def template_safe(label: str) -> str:
     """A label that goes out as a template parameter: WhatsApp refuses line breaks, tabs, 5 spaces."""
-    for language, label in value.items():
-        if any(ch in label for ch in "\n\t") or "     " in label:
-            raise ValueError(f"the {language} label has a line break, tab or 5 spaces: WhatsApp refuses them")
-    return value
+    if any(ch in label for ch in "\n\t") or "     " in label:
+        raise flow_error(
+            "this label has a line break, tab or 5 spaces in a row: WhatsApp refuses them in a template",
+            "write it on one line",
+        )
+    return label
 
 
-Texts = Annotated[dict[str, str], Field(min_length=1), AfterValidator(_languages)]
-"""Language code -> text."""
+Language = Annotated[str, AfterValidator(_language)]
+"""A language code as a key: en, es, zh_CN."""
+Text = Annotated[str, AfterValidator(_not_blank)]
+"""A text that is not blank; a model adds its own checks (placeholders, template_safe) after this."""
+NOT_EMPTY = Field(min_length=1)
+"""On a `dict[Language, ...]`: at least one language."""
 
 
-def read_texts(path: Path, model: type[Model], what: str) -> Model:
-    """`path` read into `model`; TextsError naming every problem ("{what}" says what the file holds)."""
+def read_model(source: MarkedSource, document: Any, model: type[Model]) -> Model | None:
+    """`document` (the file's YAML, read with its marks) as `model`; None with every problem added to
+    `source` at its file:line:column."""
     try:
-        document: Any = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        return model.model_validate(document)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise TextsError(f"{path}: cannot be read: {exc}") from None
+        return model.model_validate(document if document is not None else {})
     except ValidationError as exc:
-        problems = [
-            f"  {'.'.join(str(part) for part in error['loc']) or '(top level)'}: "
-            + error["msg"].removeprefix("Value error, ")
-            for error in exc.errors(include_url=False)
-        ]
-        raise TextsError("\n".join([f"{path}: invalid {what}", *problems])) from None
+        source.add_validation((), exc)
+        return None
 
 
 def format_text(text: str, names: Sequence[str], values: dict[str, str]) -> str:

@@ -2,8 +2,10 @@
 
 `Pipeline(settings)` holds what needs neither the network nor a running loop: the database's claims
 (bot/db/claims.py, chosen by its URL), the flows and engine (bot/wiring.py), the live events and the
-handoff desk. `workers(client)` then builds, on a WhatsApp client, the intake writer, the inbox (with
-the handoff policy: auto handoff after `handoff.after_misses` misunderstandings, the relay when
+handoff desk. The templates and texts are read once per (re)load with the flows; the flow set that
+serves carries them, and every part beside the engine reads them from there (`Pipeline.content`).
+`workers(client)` then builds, on a WhatsApp client, the intake writer, the inbox (with the handoff
+policy: auto handoff after `handoff.after_misses` misunderstandings, the relay when
 `handoff.relay_to_whatsapp`), the outbox (read receipts, quoted replies, retries as configured), the
 reminder scheduler and the handoff guards, wired to each other and to the events.
 
@@ -22,7 +24,7 @@ from bot.clock import Clock, utc_now
 from bot.db.claims import Claims, claims_for
 from bot.db.models import Message
 from bot.engine import Engine, FlowSet
-from bot.engine.texts import TextCatalog
+from bot.engine.content import Content
 from bot.handoff.events import EventHub, status_event
 from bot.handoff.guards import HandoffGuards
 from bot.handoff.policy import DeskPolicy
@@ -34,7 +36,7 @@ from bot.spine.intake import IntakeWriter
 from bot.spine.outbox import OutboxConfig, OutboxWorker
 from bot.spine.statuses import StatusChange
 from bot.whatsapp.client import WhatsAppClient
-from bot.wiring import build_engine, load_flow_set, registered_actions
+from bot.wiring import build_engine, load_flow_set, load_shop_content, registered_actions
 
 
 @dataclass(frozen=True)
@@ -84,14 +86,28 @@ class Pipeline:
         self.clock = clock
         self.events = events if events is not None else EventHub()
         self.claims = claims_for(settings.database_url)
-        if flows is None:  # may raise FlowLoadError: a bad flow stops start-up with its problems
-            actions = registered_actions(settings, clock=clock, events=self.events, claims=self.claims)
-            flows = load_flow_set(settings, actions)
+        if flows is None:  # may raise FlowLoadError: a bad flow or text stops start-up with its problems
+            content = load_shop_content(settings)
+            actions = registered_actions(
+                settings, self.content, clock=clock, events=self.events, claims=self.claims
+            )
+            flows = load_flow_set(settings, actions, content)
         self.engine: Engine = build_engine(settings, flows)
         self.desk = HandoffDesk(
-            settings, self.events, self.engine, clock=clock, on_queued=self.wake_outbox, claims=self.claims
+            settings,
+            self.content,
+            self.events,
+            self.engine,
+            clock=clock,
+            on_queued=self.wake_outbox,
+            claims=self.claims,
         )
         self._outbox: OutboxWorker | None = None
+
+    def content(self) -> Content:
+        """The templates and texts served now: those the engine's flows were loaded with (hot reload
+        swaps them together)."""
+        return self.engine.flows.content
 
     def wake_outbox(self) -> None:
         """Something was queued (a desk reply, an order notice): send it now rather than at the next poll."""
@@ -118,11 +134,9 @@ class Pipeline:
         inbox = self.inbox(outbox)
         intake = IntakeWriter(on_committed=inbox.wake, on_statuses=self._publish_statuses, clock=self.clock)
         reminders = ReminderScheduler(
-            settings, self.claims, clock=self.clock, on_queued=outbox.wake, texts=self._texts
+            settings, self.content, self.claims, clock=self.clock, on_queued=outbox.wake
         )
-        guards = HandoffGuards(
-            settings, self.events, clock=self.clock, on_queued=outbox.wake, texts=self._texts
-        )
+        guards = HandoffGuards(settings, self.content, self.events, clock=self.clock, on_queued=outbox.wake)
         return Workers(intake, inbox, outbox, reminders, guards, self.claims)
 
     def inbox(self, outbox: OutboxWorker | None = None) -> InboxWorker:
@@ -132,7 +146,10 @@ class Pipeline:
         return InboxWorker(
             self.engine,
             self.claims,
-            InboxConfig(default_language=settings.shop.default_language),
+            InboxConfig(
+                default_language=settings.shop.default_language,
+                inbound_per_minute=settings.limits.inbound_per_minute,
+            ),
             on_queued=outbox.wake if outbox is not None else _nothing,
             on_handled=outbox.mark_read if outbox is not None else None,
             clock=self.clock,
@@ -144,10 +161,6 @@ class Pipeline:
             ),
             on_parked=self._publish_parked,
         )
-
-    def _texts(self) -> TextCatalog:
-        """The engine's current texts (reloaded with the flows), for the parts beside it."""
-        return self.engine.flows.texts
 
     # --- live events for the technician panel
 

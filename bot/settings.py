@@ -24,6 +24,7 @@ from pydantic import (
     field_validator,
 )
 
+from bot.costs.settings import CostSettings, LimitSettings, MessagingLimit
 from bot.whatsapp.profile import About, Description, Email, Vertical, Websites
 
 DEFAULT_SETTINGS_FILE = "settings.yaml"
@@ -79,6 +80,9 @@ class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    """Also serve GET /metrics without a token on 127.0.0.1 at this port (for a Prometheus on the same
+    machine); unset: /metrics only on the main port, with the admin token or BOT_METRICS_TOKEN."""
 
 
 class TemplateSettings(_Section):
@@ -111,6 +115,10 @@ class WhatsAppSettings(_Section):
     request_timeout_seconds: float = Field(default=15, gt=0)
     mark_read: bool = True
     quote_replies: bool = False
+    messaging_limit: MessagingLimit = 250
+    """Meta's messaging limit for the business portfolio: unique customers reached by business-initiated
+    templates in a rolling 24 hours (250, 2000, 10000, 100000 or unlimited; Meta's TIER_2K … too). A
+    business_capability_update webhook replaces it; templates over it are held."""
 
 
 class OutboxSettings(_Section):
@@ -267,9 +275,21 @@ class HandoffSettings(_Section):
     """When technicians answer, per weekday; null: the appointments' opening hours and closed days."""
     check_seconds: float = Field(default=30, gt=0, le=60)
     """How often `bot serve` runs the guards."""
+    session_hours: float = Field(default=12, gt=0, le=720)
+    """How long a panel login lasts before the technician logs in again (bot/handoff/sessions.py)."""
     relay_to_whatsapp: bool = False
     """Relay handed-off chats to the claiming technician's own WhatsApp (Technician.phone): see
     bot/handoff/relay.py. Messages from an active technician's phone are then commands and replies."""
+
+
+class LoggingSettings(_Section):
+    json_: bool | Literal["auto"] = Field(default="auto", alias="json")
+    """JSON lines (one object per line: time, level, logger, message and the line's fields); auto: when
+    stderr is not a terminal (a service's journal, a container), plain text on a terminal."""
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """DEBUG shows phone numbers and message texts; no level above it ever does."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 class Secrets(_Section):
@@ -282,6 +302,9 @@ class Secrets(_Section):
     business_account_id: str | None = None
     api_base_url: str = DEFAULT_GRAPH_BASE_URL
     admin_token: SecretStr | None = None
+    encryption_keys: SecretStr | None = None
+    """BOT_ENCRYPTION_KEYS: comma-separated base64 master keys, the first encrypts (bot/master_keys.py)."""
+    metrics_token: SecretStr | None = None
 
     @property
     def sandbox(self) -> bool:
@@ -300,6 +323,9 @@ class Settings(_Section):
     orders: OrderSettings = OrderSettings()
     appointments: AppointmentSettings = AppointmentSettings()
     handoff: HandoffSettings = HandoffSettings()
+    logging: LoggingSettings = LoggingSettings()
+    costs: CostSettings = CostSettings()
+    limits: LimitSettings = LimitSettings()
     secrets: Secrets = Field(default_factory=Secrets, exclude=True)
     base_dir: Path = Field(default=Path("."), exclude=True)
 
@@ -343,6 +369,8 @@ _ENV_SECRETS = {
     "WHATSAPP_BUSINESS_ACCOUNT_ID": "business_account_id",
     "WHATSAPP_API_BASE_URL": "api_base_url",
     "BOT_ADMIN_TOKEN": "admin_token",
+    "BOT_ENCRYPTION_KEYS": "encryption_keys",
+    "BOT_METRICS_TOKEN": "metrics_token",
 }
 
 

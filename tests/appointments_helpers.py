@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -16,19 +16,6 @@ NEW_YORK = ZoneInfo("America/New_York")
 PHONE = "15550001234"
 OTHER = "15550005678"
 WEEKDAY = ["09:00-12:00", "14:00-15:00"]
-
-
-class Clock:
-    """Time stands still until a test moves it: no sleeping anywhere."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 def ny(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:

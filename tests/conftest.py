@@ -19,8 +19,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 
 from bot.app import create_app
+from bot.engine import FlowSet, load_flows
 from tests.helpers import (
     BENCH,
+    FLOWS,
     GRAPH_TOKEN,
     POSTGRES_AVAILABLE,
     POSTGRES_URL,
@@ -31,6 +33,7 @@ from tests.helpers import (
     graph_base,
     make_settings,
     reset_postgres,
+    shop_actions,
 )
 
 
@@ -39,6 +42,21 @@ def _own_postgres_database() -> Iterator[None]:
     yield
     if POSTGRES_AVAILABLE:
         asyncio.run(drop_postgres())
+
+
+@pytest.fixture(scope="module")
+def shipped() -> FlowSet:
+    """The shipped flows, loaded with the actions the server registers."""
+    return load_flows(FLOWS, shop_actions())
+
+
+@pytest.fixture
+def fresh_executor_cache() -> Iterator[None]:
+    """Tortoise caches SQL per connection name process-wide: a test that opens its own database (the
+    simulator's, a command's) after a PostgreSQL test starts from an empty cache, and leaves one."""
+    EXECUTOR_CACHE.clear()
+    yield
+    EXECUTOR_CACHE.clear()
 
 
 @pytest.fixture(

@@ -1,14 +1,18 @@
-"""Helpers the tests share: settings for a test server, signed webhooks, payloads, polling."""
+"""Helpers the tests share, each written once: settings for a test server, signed webhooks, payloads,
+polling, a clock the test moves, flow files written and checked."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import secrets
 import socket
+import textwrap
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +20,16 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.engine import ActionRegistry
+from bot.db.models import Direction, Message
+from bot.engine import ActionRegistry, FlowProblem, check_flows
+from bot.engine.content import ContentSource, served
 from bot.settings import Settings, load_settings
 from bot.whatsapp.signature import sign
 
 REPO = Path(__file__).resolve().parents[1]
+FLOWS = REPO / "flows"
+TEMPLATES = REPO / "templates"
+"""The shipped flows and templates (with templates/texts/: the bot's own words)."""
 PAYLOADS = REPO / "tests" / "payloads"
 BENCH = REPO / "bench"
 POSTGRES_SERVER = "postgres://postgres@127.0.0.1:5432"
@@ -28,9 +37,30 @@ POSTGRES_ADMIN_URL = f"{POSTGRES_SERVER}/test"
 """The database the machine provides; only used to create and drop each run's own database."""
 POSTGRES_URL = f"{POSTGRES_SERVER}/bot_test_{os.getpid()}_{secrets.token_hex(3)}"
 """This test run's own database (created on first use, dropped at the end), so runs never meet."""
+INBOUND_KINDS = frozenset(
+    {
+        "text",
+        "image",
+        "document",
+        "audio",
+        "video",
+        "sticker",
+        "location",
+        "contacts",
+        "interactive",
+        "button",
+        "reaction",
+        "order",
+        "system",
+        "unsupported",
+    }
+)
+"""What an inbound message's `kind` (and its stored message_type) can be."""
 APP_SECRET = "test-app-secret"
 GRAPH_TOKEN = "bench-token"
 ADMIN_TOKEN = "test-admin-token"
+ENCRYPTION_KEY = "dGVzdC1lbmNyeXB0aW9uLWtleS0zMi1ieXRlcy0hISE="
+"""BOT_ENCRYPTION_KEYS of the test servers (32 bytes, base64)."""
 VERIFY_TOKEN = "test-verify-token"
 PHONE_NUMBER_ID = "100000000000001"
 
@@ -39,7 +69,17 @@ def shop_actions() -> ActionRegistry:
     """The actions the shipped flows call, as the server registers them (from the repo's settings)."""
     from bot.wiring import registered_actions
 
-    return registered_actions(load_settings(REPO / "settings.yaml", {}))
+    settings = load_settings(REPO / "settings.yaml", {})
+    return registered_actions(settings, shop_content(settings))
+
+
+def shop_content(settings: Settings) -> ContentSource:
+    """settings' templates and texts, read once as a (re)load reads them (their problems fail the test)."""
+    from bot.wiring import load_shop_content
+
+    content = load_shop_content(settings)
+    assert not content.problems, "\n".join(str(problem) for problem in content.problems)
+    return served(content)
 
 
 def _postgres_answers() -> bool:
@@ -153,6 +193,7 @@ def make_settings(
         "WHATSAPP_WEBHOOK_VERIFY_TOKEN": VERIFY_TOKEN,
         "WHATSAPP_PHONE_NUMBER_ID": PHONE_NUMBER_ID,
         "BOT_ADMIN_TOKEN": ADMIN_TOKEN,
+        "BOT_ENCRYPTION_KEYS": ENCRYPTION_KEY,
     }
     if graph_url:
         environ["WHATSAPP_ACCESS_TOKEN"] = GRAPH_TOKEN
@@ -185,14 +226,129 @@ async def post_webhook(
     return await client.post("/webhook", data=raw, headers=headers)
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
-    """Poll until `check` holds; fail with a clear message after `within` seconds."""
+async def eventually(check: Callable[[], Awaitable[bool] | bool], within: float = 10.0) -> None:
+    """Poll until `check` (a coroutine function or a plain one) holds; fail with a clear message after
+    `within` seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
-    while not await check():
+    while not await _holds(check):
         if loop.time() > deadline:
             raise AssertionError(f"condition not reached within {within} s")
         await asyncio.sleep(0.02)
+
+
+async def _holds(check: Callable[[], Awaitable[bool] | bool]) -> bool:
+    result = check()
+    return bool(await result) if inspect.isawaitable(result) else bool(result)
+
+
+class Clock:
+    """Time stands still until a test moves it: no sleeping anywhere. `now` defaults to the present.
+    Also the pacer's clock (`monotonic`, and a `sleep` in which time passes and nobody waits)."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        self.now = now if now is not None else datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+    def monotonic(self) -> float:
+        return self.now.timestamp()
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+        await asyncio.sleep(0)  # others run meanwhile, as they would
+
+    def jump_to(self, when: datetime | None) -> None:
+        """On to `when` (a retry's due time), never back."""
+        assert when is not None
+        self.now = max(self.now, when)
+
+
+def write_flow(directory: Path, name: str, text: str) -> str:
+    """`text` as the flow file `name` in `directory` (made when missing), the indentation a test writes
+    it with inside a function taken off and the first blank line dropped; returns the text written (to
+    find a problem's line and column in, with `at`)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = textwrap.dedent(text).lstrip("\n")
+    (directory / name).write_text(written, encoding="utf-8")
+    return written
+
+
+def check_flow(tmp_path: Path, flow: str, templates: Path | None = TEMPLATES) -> list[FlowProblem]:
+    """The problems `bot flows check` finds in `flow` as flows/main.yaml, beside `templates`."""
+    write_flow(tmp_path / "flows", "main.yaml", flow)
+    return check_flows(tmp_path / "flows", templates=templates)
+
+
+def reasons(problems: list[FlowProblem]) -> list[str]:
+    """Each problem as "line: reason"."""
+    return [f"{p.line}: {p.reason}" for p in problems]
+
+
+def where(problems: list[FlowProblem], file: str) -> dict[tuple[int, int], str]:
+    """The problems in `file` (a name) by (line, column), the reasons at one place run together."""
+    found: dict[tuple[int, int], str] = {}
+    for p in problems:
+        if Path(p.file).name == file:
+            found[(p.line, p.column)] = found.get((p.line, p.column), "") + p.reason
+    return found
+
+
+def at(text: str, needle: str, nth: int = 1) -> tuple[int, int]:
+    """1-based line and column of the nth occurrence of `needle` in `text`."""
+    index = -1
+    for _ in range(nth):
+        index = text.index(needle, index + 1)
+    before = text[:index]
+    return before.count("\n") + 1, index - (before.rfind("\n") + 1) + 1
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (for a server started as its own process)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def handled(wamid: str) -> bool:
+    """The inbound message `wamid` is stored and the inbox has handled it."""
+    row = await Message.get_or_none(whatsapp_message_id=wamid)
+    return row is not None and row.processed_at is not None
+
+
+async def store_inbound(phone: str, wamid: str, text: str) -> None:
+    """A customer's text stored as the webhook's intake stores it, for the inbox to handle."""
+    from bot.spine.intake import inbound_row
+    from bot.whatsapp.notifications import parse_notification
+
+    raw = json.dumps(text_notification(phone, wamid, text)).encode()
+    [item] = parse_notification(raw).inbound_messages()
+    await inbound_row(item, datetime.now(UTC)).save()
+
+
+async def outbound_rows() -> list[Message]:
+    """Every message the bot queued or sent, oldest first."""
+    return await Message.filter(message_direction=Direction.OUTBOUND).order_by("id")
+
+
+async def outbound_texts(phone: str) -> list[str | None]:
+    """What the bot queued or sent to `phone`, oldest first: each message's text."""
+    rows = await Message.filter(address=phone, message_direction=Direction.OUTBOUND).order_by("id")
+    return [row.message_content for row in rows]
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def errors_of(body: dict[str, Any]) -> dict[str, str]:
+    """An API's 422 answer as field -> message."""
+    return {error["field"]: error["message"] for error in body["errors"]}
 
 
 def text_notification(phone: str, wamid: str, body: str, name: str = "Alex Example") -> dict[str, Any]:

@@ -11,7 +11,7 @@ from bot.db import close_db, init_db
 from bot.orders.service import OrderService
 from bot.orders.setup import build_order_service
 from bot.settings import Settings
-from tests.helpers import REPO, make_settings
+from tests.helpers import REPO, make_settings, shop_content
 
 TEMPLATES = f"templates:\n  directory: {REPO / 'templates'}\n"
 SHOP = "  address: 1 Test Street\n  opening_hours: {en: 9-5 weekdays, es: 9-17 entre semana}\n"
@@ -26,7 +26,9 @@ def order_settings(tmp_path: Path, database_url: str, extra: str = "") -> Settin
 async def started_service(settings: Settings, wakes: list[int] | None = None) -> AsyncIterator[OrderService]:
     await init_db(settings.database_url)
     try:
-        yield build_order_service(settings, on_queued=lambda: wakes.append(1) if wakes is not None else None)
+        yield build_order_service(
+            settings, shop_content(settings), on_queued=lambda: wakes.append(1) if wakes is not None else None
+        )
     finally:
         await close_db()
 

@@ -10,9 +10,9 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.db.models import AppointmentChange, Customer, DeliveryStatus, Direction, Message
+from bot.db.models import AppointmentChange, Customer, DeliveryStatus, Message
 from bot.orders.keys import create_key
-from tests.helpers import REPO, BotFactory, eventually, graph_sends
+from tests.helpers import REPO, BotFactory, eventually, graph_sends, outbound_rows
 
 Client = TestClient[web.Request, web.Application]
 PHONE = "15550001234"
@@ -59,10 +59,6 @@ async def patch(client: Client, auth: dict[str, str], appointment: int, **body: 
     return answer
 
 
-async def outbound() -> list[Message]:
-    return await Message.filter(message_direction=Direction.OUTBOUND).order_by("id")
-
-
 async def test_a_move_inside_the_window_is_a_text_in_the_customers_language(bot_client: BotFactory) -> None:
     client, auth, appointment = await booked(bot_client)
     await wrote(timedelta(hours=3), language="es")
@@ -70,7 +66,7 @@ async def test_a_move_inside_the_window_is_a_text_in_the_customers_language(bot_
     answer = await patch(client, auth, appointment, starts_at=ELEVEN)
 
     assert answer["notification"] == "text"
-    [row] = await outbound()
+    [row] = await outbound_rows()
     assert row.message_type == "text" and row.address == PHONE
     assert row.payload is not None
     assert row.payload["body"] == (
@@ -86,7 +82,7 @@ async def test_a_move_outside_the_window_is_the_approved_template(bot_client: Bo
     answer = await patch(client, auth, appointment, starts_at=ELEVEN)
 
     assert answer["notification"] == "template"
-    [row] = await outbound()
+    [row] = await outbound_rows()
     assert row.message_type == "template" and row.payload is not None
     assert row.payload["name"] == "appointment_update"
     assert row.payload["language"] == "en"
@@ -99,7 +95,7 @@ async def test_a_customer_who_never_wrote_gets_the_template_in_the_shops_languag
     client, auth, appointment = await booked(bot_client)
     answer = await patch(client, auth, appointment, status="cancelled")
     assert answer["notification"] == "template"
-    [row] = await outbound()
+    [row] = await outbound_rows()
     assert row.payload is not None
     assert (row.payload["language"], row.payload["body_params"]) == ("en", ["iPhone 13", "cancelled"])
 
@@ -113,7 +109,7 @@ async def test_a_cancellation_inside_the_window_says_when_and_how_to_book_again(
     answer = await patch(client, auth, appointment, status="cancelled")
 
     assert (answer["status"], answer["notification"]) == ("cancelled", "text")
-    [row] = await outbound()
+    [row] = await outbound_rows()
     assert row.payload is not None
     assert row.payload["body"] == (
         "Your repair appointment on Mon 7 Jan, 10:00 AM for iPhone 13 has been cancelled. "
@@ -121,7 +117,7 @@ async def test_a_cancellation_inside_the_window_says_when_and_how_to_book_again(
     )
     again = await patch(client, auth, appointment, status="cancelled")
     assert (again["status"], again["notification"]) == ("cancelled", None)
-    assert len(await outbound()) == 1  # cancelling twice tells once
+    assert len(await outbound_rows()) == 1  # cancelling twice tells once
 
 
 async def test_notify_false_changes_the_appointment_and_says_nothing(bot_client: BotFactory) -> None:
@@ -133,7 +129,7 @@ async def test_notify_false_changes_the_appointment_and_says_nothing(bot_client:
 
     assert (moved["starts_at"], moved["notification"]) == (ELEVEN, None)
     assert (cancelled["status"], cancelled["notification"]) == ("cancelled", None)
-    assert await outbound() == []
+    assert await outbound_rows() == []
     assert await AppointmentChange.filter(appointment_id=appointment).count() == 3  # booked, moved, cancelled
 
 
@@ -142,14 +138,14 @@ async def test_other_staff_changes_say_nothing(bot_client: BotFactory) -> None:
     await wrote(timedelta(hours=1))
     for body in ({"notes": "bring the charger"}, {"status": "confirmed"}, {"starts_at": TEN}):
         assert (await patch(client, auth, appointment, **body))["notification"] is None, body
-    assert await outbound() == []
+    assert await outbound_rows() == []
 
 
 async def test_an_appointment_in_the_past_is_record_keeping_not_news(bot_client: BotFactory) -> None:
     client, auth, appointment = await booked(bot_client, starts_at="2020-01-06T10:00:00+01:00")
     await wrote(timedelta(hours=1))
     assert (await patch(client, auth, appointment, status="cancelled"))["notification"] is None
-    assert await outbound() == []
+    assert await outbound_rows() == []
 
 
 async def test_notify_must_be_true_or_false(bot_client: BotFactory) -> None:
@@ -160,7 +156,7 @@ async def test_notify_must_be_true_or_false(bot_client: BotFactory) -> None:
         )
         assert response.status == 422, bad
         assert [e["field"] for e in (await response.json())["errors"]] == ["notify"]
-    assert await outbound() == []
+    assert await outbound_rows() == []
 
 
 async def test_the_notification_reaches_whatsapp(bot_client: BotFactory, fake_graph: TestServer) -> None:

@@ -22,12 +22,12 @@ from tests.appointments_helpers import (
     NEW_YORK,
     OTHER,
     PHONE,
-    Clock,
     appointment_settings,
     database,
     ny,
     utc,
 )
+from tests.helpers import Clock, shop_content
 
 MONDAY = date(2026, 12, 7)
 SPRING_FORWARD = date(2026, 3, 8)  # a Sunday: 02:00 EST jumps to 03:00 EDT
@@ -109,7 +109,8 @@ def test_opening_hours_are_validated() -> None:
 
 
 def service(database_url: str, clock: Clock, **changes: object) -> AppointmentService:
-    return AppointmentService(appointment_settings(database_url, **changes), clock=clock)
+    settings = appointment_settings(database_url, **changes)
+    return AppointmentService(settings, shop_content(settings), clock=clock)
 
 
 async def test_capacity_notice_and_horizon(database_url: str) -> None:

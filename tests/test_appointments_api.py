@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 from bot.db.models import Appointment, AppointmentSeat
 from bot.http.appointments import APPOINTMENTS
 from bot.orders.keys import create_key, revoke_key
-from tests.helpers import BotFactory
+from tests.helpers import BotFactory, errors_of
 
 Client = TestClient[web.Request, web.Application]
 PHONE = "15550001234"
@@ -42,10 +42,6 @@ def appointment_json(**changes: Any) -> dict[str, Any]:
     }
     body.update(changes)
     return {key: value for key, value in body.items() if value is not ...}
-
-
-def errors_of(body: dict[str, Any]) -> dict[str, str]:
-    return {error["field"]: error["message"] for error in body["errors"]}
 
 
 async def test_requests_without_a_live_key_are_refused(bot_client: BotFactory) -> None:

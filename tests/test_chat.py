@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tortoise.backends.base.executor import EXECUTOR_CACHE
 
 from bot.cli.chat import default_chat_database
 from bot.cli.main import main
 from tests.helpers import make_settings, write_settings
 
-
-@pytest.fixture(autouse=True)
-def fresh_executor_cache() -> Iterator[None]:
-    EXECUTOR_CACHE.clear()
-    yield
-    EXECUTOR_CACHE.clear()
+pytestmark = pytest.mark.usefixtures("fresh_executor_cache")
 
 
 def chat(

@@ -16,6 +16,7 @@ from tests.helpers import (
     eventually,
     make_settings,
     post_webhook,
+    shop_content,
     text_notification,
     write_settings,
 )
@@ -181,7 +182,8 @@ async def _release_every_chat(database_url: str, tmp_path: Path) -> None:
 
     await init_db(database_url)
     try:
-        desk = HandoffDesk(make_settings(tmp_path, database_url))
+        settings = make_settings(tmp_path, database_url)
+        desk = HandoffDesk(settings, shop_content(settings))
         for handoff in await Handoff.filter(status__in=["waiting", "claimed"]).prefetch_related(
             "conversation"
         ):

@@ -13,7 +13,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -28,10 +27,12 @@ from aiohttp.test_utils import TestServer
 from bot.whatsapp.signature import sign
 from tests.helpers import (
     APP_SECRET,
+    ENCRYPTION_KEY,
     GRAPH_TOKEN,
     PHONE_NUMBER_ID,
     POSTGRES_URL,
     REPO,
+    free_port,
     graph_base,
     graph_sends,
     text_notification,
@@ -40,13 +41,6 @@ from tests.helpers import (
 
 CUSTOMERS = 40
 MESSAGES_PER_CUSTOMER = 5
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class BotProcess:
@@ -128,12 +122,13 @@ async def test_sigkill_loses_no_acknowledged_message(
 ) -> None:
     graph = fake_graph
     settings = write_settings(tmp_path, "outbox:\n  concurrency: 16\n")
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "BOT_SETTINGS": str(settings),
         "DATABASE_URL": database_url,
         "WHATSAPP_ACCESS_TOKEN": GRAPH_TOKEN,
+        "BOT_ENCRYPTION_KEYS": ENCRYPTION_KEY,
         "WHATSAPP_APP_SECRET": APP_SECRET,
         "WHATSAPP_PHONE_NUMBER_ID": PHONE_NUMBER_ID,
         "WHATSAPP_API_BASE_URL": graph_base(graph),

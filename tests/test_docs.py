@@ -11,11 +11,9 @@ import pytest
 
 from bot.engine import Engine, check_flows, load_flows
 from bot.engine.templates import load_templates
-from tests.helpers import shop_actions
+from tests.helpers import REPO, TEMPLATES, shop_actions
 
-REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "flows.md"
-TEMPLATES = REPO / "templates"
 EXAMPLE = re.compile(r"<!-- example: ([\w-]+) -->\n```yaml\n(.*?)```", re.DOTALL)
 
 

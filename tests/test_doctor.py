@@ -22,6 +22,7 @@ from bot.settings import load_settings
 from tests.fake_account import WABA_ID, FakeAccount, approved_templates, base_url, graph_error, serve
 from tests.helpers import (
     APP_SECRET,
+    ENCRYPTION_KEY,
     GRAPH_TOKEN,
     PHONE_NUMBER_ID,
     REPO,
@@ -59,6 +60,7 @@ def live_environ(database_url: str, server: TestServer | None, **changes: str) -
             "WHATSAPP_WEBHOOK_VERIFY_TOKEN": VERIFY_TOKEN,
             "WHATSAPP_BUSINESS_ACCOUNT_ID": WABA_ID,
             "WHATSAPP_API_BASE_URL": base_url(server),
+            "BOT_ENCRYPTION_KEYS": ENCRYPTION_KEY,
         }
     return {**environ, **changes}
 
@@ -238,6 +240,20 @@ async def test_invalid_settings_are_the_first_line_and_nothing_else_runs(tmp_pat
     assert lines[0].startswith(f"FAIL  settings: {settings}: invalid settings; server.port: ")
     assert lines[0].endswith("→ correct the key or environment variable named above")
     assert [line.split()[0] for line in lines[1:-1]] == ["skip"] * 6
+
+
+async def test_credentials_without_encryption_keys_fail_the_settings_check(tmp_path: Path) -> None:
+    environ = live_environ("sqlite://x.db", None) | {
+        "WHATSAPP_ACCESS_TOKEN": GRAPH_TOKEN,
+        "WHATSAPP_APP_SECRET": APP_SECRET,
+    }
+
+    code, lines = await doctor(shop_settings(tmp_path), environ)
+
+    assert code == 1
+    assert lines[0].startswith("FAIL  settings: BOT_ENCRYPTION_KEYS is not set: with WhatsApp credentials")
+    assert lines[0].endswith("→ set BOT_ENCRYPTION_KEYS (`bot keys generate` makes a key)")
+    assert not (tmp_path / "data").exists()
 
 
 async def test_the_command_prints_the_lines_and_exits_0_when_ready(

@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tortoise.backends.base.executor import EXECUTOR_CACHE
 
 from bot.cli.main import main
 from tests.helpers import REPO, write_settings
 
-
-@pytest.fixture(autouse=True)
-def fresh_executor_cache() -> Iterator[None]:
-    EXECUTOR_CACHE.clear()
-    yield
-    EXECUTOR_CACHE.clear()
+pytestmark = pytest.mark.usefixtures("fresh_executor_cache")
 
 
 def flows_test(tmp_path: Path, capsys: pytest.CaptureFixture[str], *directory: Path) -> tuple[int, str]:

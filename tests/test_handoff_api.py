@@ -16,7 +16,6 @@ from bot.db.models import (
     AuditEvent,
     Conversation,
     ConversationMode,
-    Direction,
     Handoff,
     HandoffStatus,
     Message,
@@ -26,8 +25,11 @@ from bot.handoff.tokens import create_technician
 from tests.helpers import (
     ADMIN_TOKEN,
     BotFactory,
+    bearer,
     eventually,
+    handled,
     migrated_sqlite,
+    outbound_texts,
     post_webhook,
     text_notification,
     write_settings,
@@ -43,25 +45,11 @@ async def say(client: Client, text: str, wamid: str, phone: str = PHONE) -> None
     assert response.status == 200
 
 
-async def handled(wamid: str) -> bool:
-    row = await Message.get_or_none(whatsapp_message_id=wamid)
-    return row is not None and row.processed_at is not None
-
-
 async def waiting_chat(client: Client, phone: str = PHONE) -> None:
     """A customer asks for a person: the chat waits in the queue."""
     await say(client, "hi", f"wamid.{phone}.1", phone)
     await say(client, "I want a human please", f"wamid.{phone}.2", phone)
     await eventually(lambda: handled(f"wamid.{phone}.2"))
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-async def outbound_texts(phone: str = PHONE) -> list[str | None]:
-    rows = await Message.filter(address=phone, message_direction=Direction.OUTBOUND).order_by("id")
-    return [row.message_content for row in rows]
 
 
 async def test_no_token_a_bad_token_or_an_inactive_one_gets_401(bot_client: BotFactory) -> None:
@@ -102,7 +90,7 @@ async def test_the_engine_is_silent_while_a_person_has_the_chat(bot_client: BotF
     await waiting_chat(client)
     conversation = await Conversation.get(customer__wa_id=PHONE)
     assert conversation.mode == ConversationMode.HUMAN
-    texts = await outbound_texts()
+    texts = await outbound_texts(PHONE)
     assert "technician will answer" in (texts[-1] or "") or "technicians are away" in (texts[-1] or "")
     _, token = await create_technician("Ana")
     response = await client.get("/api/tech/queue", headers=bearer(token))
@@ -116,7 +104,7 @@ async def test_the_engine_is_silent_while_a_person_has_the_chat(bot_client: BotF
         await eventually(lambda: handled(f"wamid.{PHONE}.3"))
         event = await ws.receive_json(timeout=5)
         assert event["type"] == "message" and event["message"]["content"] == "menu"
-    assert len(await outbound_texts()) == before  # logged and shown, never answered
+    assert len(await outbound_texts(PHONE)) == before  # logged and shown, never answered
     assert await AuditEvent.filter(kind="handoff").count() == 1
 
 
@@ -180,7 +168,7 @@ async def test_another_technicians_chat_is_closed_to_a_technician_but_not_to_an_
     ).json()
     kinds = [(item["kind"], item["content"]) for item in history["messages"]]
     assert ("note", "screen only") in kinds and ("message", "Hi, Ana here") in kinds
-    assert "screen only" not in await outbound_texts()
+    assert "screen only" not in await outbound_texts(PHONE)
 
 
 async def test_transfer_then_release_gives_the_chat_back_to_the_bot(bot_client: BotFactory) -> None:
@@ -208,10 +196,10 @@ async def test_transfer_then_release_gives_the_chat_back_to_the_bot(bot_client: 
     assert (conversation.mode, conversation.state) == (ConversationMode.BOT, "menu")
     kinds = await AuditEvent.all().order_by("id").values_list("kind", flat=True)
     assert list(kinds) == ["handoff", "claim", "transfer", "release"]
-    before = len(await outbound_texts())
+    before = len(await outbound_texts(PHONE))
     await say(client, "hello", f"wamid.{PHONE}.9")
     await eventually(lambda: handled(f"wamid.{PHONE}.9"))
-    texts = await outbound_texts()
+    texts = await outbound_texts(PHONE)
     assert len(texts) > before and "What can we do for you?" in (texts[-1] or "")  # the bot answers again
 
 
@@ -332,7 +320,7 @@ async def test_a_message_the_bot_gave_up_on_is_in_the_log_and_listed_for_admins(
     [inbound] = [m for m in (await log.json())["messages"] if m["message_direction"] == "inbound"]
     assert (inbound["delivery_status"], inbound["attempts"]) == ("failed", 3)
     assert "not JSON serializable" in inbound["error_title"]
-    assert "something went wrong" in ((await outbound_texts())[-1] or "")  # one apology
+    assert "something went wrong" in ((await outbound_texts(PHONE))[-1] or "")  # one apology
 
     response = await client.get("/api/tech/failed", headers=bearer(boss))
     assert response.status == 200

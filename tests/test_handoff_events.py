@@ -4,7 +4,6 @@ relay go out after the transaction that made them true, and never for one that r
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,7 @@ from bot.handoff.relay import Relay
 from bot.handoff.service import HandoffDesk
 from bot.handoff.tokens import create_technician
 from bot.spine.inbox import InboxConfig, InboxWorker
-from bot.spine.intake import inbound_row
-from bot.whatsapp.notifications import parse_notification
-from tests.helpers import make_settings, text_notification
+from tests.helpers import Clock, make_settings, shop_content, store_inbound, write_flow
 
 FLOW = """
 flow: main
@@ -53,21 +50,14 @@ POISONED = "15550006666"
 ANA = "15550002001"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 class Desk:
     """The inbox wired to a desk and the relay as the server wires them, with the events collected."""
 
     def __init__(self, tmp_path: Path, database_url: str) -> None:
         self.clock = Clock()
         self.hub = EventHub()
-        self.desk = HandoffDesk(make_settings(tmp_path, database_url), self.hub, clock=self.clock)
+        settings = make_settings(tmp_path, database_url)
+        self.desk = HandoffDesk(settings, shop_content(settings), self.hub, clock=self.clock)
         registry = ActionRegistry()
         HandoffActions(self.desk, self.clock).register(registry)
 
@@ -76,8 +66,7 @@ class Desk:
             return ActionResult(variables={"when": datetime.now(UTC)})  # not JSON: the write fails
 
         flows = tmp_path / "flows"
-        flows.mkdir()
-        (flows / "main.yaml").write_text(FLOW)
+        write_flow(flows, "main.yaml", FLOW)
         self.inbox = InboxWorker(
             Engine(load_flows(flows, registry)),
             claims_for(database_url),
@@ -100,20 +89,14 @@ class Desk:
             await self.inbox.process_batch()
 
 
-async def store(phone: str, wamid: str, text: str) -> None:
-    raw = json.dumps(text_notification(phone, wamid, text)).encode()
-    [item] = parse_notification(raw).inbound_messages()
-    await inbound_row(item, datetime.now(UTC)).save()
-
-
 async def test_a_batch_that_rolls_back_publishes_nothing_of_what_it_undid(
     tmp_path: Path, database_url: str
 ) -> None:
     desk = Desk(tmp_path, database_url)
     await init_db(database_url)
     try:
-        await store(CUSTOMER, "wamid.H1", "human")  # opens a handoff inside the batch ...
-        await store(POISONED, "wamid.X1", "when")  # ... which then fails to write and rolls back
+        await store_inbound(CUSTOMER, "wamid.H1", "human")  # opens a handoff inside the batch ...
+        await store_inbound(POISONED, "wamid.X1", "when")  # ... which then fails to write and rolls back
         await desk.settle()
         events = desk.published()
         handoff = await Handoff.get(conversation__customer__wa_id=CUSTOMER)
@@ -122,7 +105,7 @@ async def test_a_batch_that_rolls_back_publishes_nothing_of_what_it_undid(
             ("waiting", handoff.id)
         ]
         assert (await Message.get(whatsapp_message_id="wamid.X1")).delivery_status == DeliveryStatus.FAILED
-        await store(CUSTOMER, "wamid.H2", "hello")  # the next good batch brings nothing stale along
+        await store_inbound(CUSTOMER, "wamid.H2", "hello")  # the next good batch brings nothing stale along
         await desk.settle()
         assert [e for e in desk.published() if e["type"] == "queue"] == []
     finally:
@@ -133,7 +116,7 @@ async def test_a_handoff_a_timer_opens_is_published(tmp_path: Path, database_url
     desk = Desk(tmp_path, database_url)
     await init_db(database_url)
     try:
-        await store(CUSTOMER, "wamid.W1", "wait")
+        await store_inbound(CUSTOMER, "wamid.W1", "wait")
         await desk.settle()
         desk.clock.now += timedelta(minutes=31)
         assert await desk.inbox.fire_timers() == 1
@@ -151,11 +134,13 @@ async def test_a_claim_from_the_relay_is_published_once_its_batch_commits(
     await init_db(database_url)
     try:
         ana, _ = await create_technician("Ana", phone=ANA)
-        await store(CUSTOMER, "wamid.H1", "human")
+        await store_inbound(CUSTOMER, "wamid.H1", "human")
         await desk.settle()
         assert [e["action"] for e in desk.published()] == ["waiting"]
-        await store(ANA, "wamid.A1", "claim")  # claimed through the relay inside the batch ...
-        await store(POISONED, "wamid.X1", "when")  # ... which rolls back: the claim is undone, then redone
+        await store_inbound(ANA, "wamid.A1", "claim")  # claimed through the relay inside the batch ...
+        await store_inbound(
+            POISONED, "wamid.X1", "when"
+        )  # ... which rolls back: the claim is undone, then redone
         await desk.settle()
         handoff = await Handoff.get(conversation__customer__wa_id=CUSTOMER)
         assert (handoff.status, handoff.technician_id) == (HandoffStatus.CLAIMED, ana.id)

@@ -20,7 +20,7 @@ from bot.db.models import (
     Order,
 )
 from bot.handoff.tokens import create_technician
-from tests.helpers import BotFactory, eventually, graph_sends, post_webhook, text_notification
+from tests.helpers import BotFactory, eventually, graph_sends, handled, post_webhook, text_notification
 
 PHONE = "15550007777"
 ANA = "15550002001"
@@ -33,11 +33,6 @@ async def say(client: Client, text: str, wamid: str, phone: str = PHONE, name: s
     response = await post_webhook(client, text_notification(phone, wamid, text, name))
     assert response.status == 200
     await eventually(lambda: handled(wamid))
-
-
-async def handled(wamid: str) -> bool:
-    row = await Message.get_or_none(whatsapp_message_id=wamid)
-    return row is not None and row.processed_at is not None
 
 
 async def to(phone: str) -> list[Message]:

@@ -9,8 +9,15 @@ from aiohttp.test_utils import TestClient
 from bot.db.models import TechnicianRole
 from bot.handoff.tokens import create_technician
 from bot.orders.keys import create_key
-from tests.helpers import ADMIN_TOKEN, BotFactory, eventually, post_webhook, text_notification
-from tests.test_handoff_api import bearer, handled
+from tests.helpers import (
+    ADMIN_TOKEN,
+    BotFactory,
+    bearer,
+    eventually,
+    handled,
+    post_webhook,
+    text_notification,
+)
 
 Client = TestClient[web.Request, web.Application]
 HUGE = "99999999999999999999999"

@@ -16,11 +16,10 @@ from bot.engine import ActionContext, ActionRegistry, ActionResult, Engine, load
 from bot.spine.inbox import InboxConfig, InboxWorker
 from bot.spine.intake import inbound_row
 from bot.whatsapp.notifications import parse_notification
-from tests.helpers import REPO, text_notification
+from tests.helpers import TEMPLATES, store_inbound, text_notification, write_flow
 
 APOLOGY = "Sorry, something went wrong on our side. A member of our team will look into it."
 """templates/texts/engine.yaml's `apology` in English."""
-TEMPLATES = REPO / "templates"
 
 FLOW = """
 flow: main
@@ -47,8 +46,7 @@ async def test_an_action_that_fails_gets_an_apology_and_keeps_the_state(
     async def lookup(context: ActionContext) -> ActionResult | None:
         raise RuntimeError("the shop's system is down")
 
-    (tmp_path / "flows").mkdir()
-    (tmp_path / "flows" / "main.yaml").write_text(FLOW)
+    write_flow(tmp_path / "flows", "main.yaml", FLOW)
     engine = Engine(load_flows(tmp_path / "flows", registry, TEMPLATES))  # its texts: the apology
     queued: list[bool] = []
     worker = InboxWorker(
@@ -122,17 +120,10 @@ def poison_registry() -> ActionRegistry:
 
 
 async def poison_worker(tmp_path: Path, database_url: str, flow: str = POISON_FLOW) -> InboxWorker:
-    (tmp_path / "flows").mkdir(exist_ok=True)
-    (tmp_path / "flows" / "main.yaml").write_text(flow)
+    write_flow(tmp_path / "flows", "main.yaml", flow)
     engine = Engine(load_flows(tmp_path / "flows", poison_registry(), TEMPLATES))
     await init_db(database_url)
     return InboxWorker(engine, claims_for(database_url), InboxConfig("en"), on_queued=lambda: None)
-
-
-async def store(phone: str, wamid: str, text: str) -> None:
-    raw = json.dumps(text_notification(phone, wamid, text)).encode()
-    [item] = parse_notification(raw).inbound_messages()
-    await inbound_row(item, datetime.now(UTC)).save()
 
 
 async def status(wamid: str) -> tuple[DeliveryStatus, int]:
@@ -150,10 +141,10 @@ async def test_a_row_that_cannot_be_written_is_parked_and_holds_up_no_one(
 ) -> None:
     worker = await poison_worker(tmp_path, database_url)
     try:
-        await store("15550000001", "wamid.P1", "when")  # its variables cannot be stored
-        await store("15550000001", "wamid.P2", "hello")  # the same customer, after it
-        await store("15550000002", "wamid.B1", "hello")
-        await store("15550000003", "wamid.C1", "hello")
+        await store_inbound("15550000001", "wamid.P1", "when")  # its variables cannot be stored
+        await store_inbound("15550000001", "wamid.P2", "hello")  # the same customer, after it
+        await store_inbound("15550000002", "wamid.B1", "hello")
+        await store_inbound("15550000003", "wamid.C1", "hello")
         caplog.set_level(logging.INFO, logger="bot.spine.inbox")
 
         assert await worker.process_batch() == 2  # the batch failed; one by one the others went through
@@ -163,7 +154,9 @@ async def test_a_row_that_cannot_be_written_is_parked_and_holds_up_no_one(
         assert await status("wamid.P1") == (DeliveryStatus.PENDING, 1)  # counted, committed
         assert await status("wamid.P2") == (DeliveryStatus.PENDING, 0)  # waits: order is kept
 
-        await store("15550000002", "wamid.B2", "hello")  # other customers keep being answered meanwhile
+        await store_inbound(
+            "15550000002", "wamid.B2", "hello"
+        )  # other customers keep being answered meanwhile
         assert await worker.process_batch() == 1
         assert await status("wamid.B2") == (DeliveryStatus.HANDLED, 0)
         assert await status("wamid.P1") == (DeliveryStatus.PENDING, 2)
@@ -199,8 +192,8 @@ async def test_an_action_that_breaks_a_constraint_costs_its_customer_an_apology_
             delivery_status=DeliveryStatus.HANDLED,
             whatsapp_message_id=TAKEN_WAMID,
         )
-        await store("15550000001", "wamid.G1", "grab")
-        await store("15550000002", "wamid.B1", "hello")
+        await store_inbound("15550000001", "wamid.G1", "grab")
+        await store_inbound("15550000002", "wamid.B1", "hello")
         for _ in range(3):
             await worker.process_batch()
         grabbed = await Message.get(whatsapp_message_id="wamid.G1")
@@ -229,8 +222,8 @@ states:
 """
     worker = await poison_worker(tmp_path, database_url, flow)
     try:
-        await store("15550000001", "wamid.D1", "deep")
-        await store("15550000002", "wamid.B1", "hello")
+        await store_inbound("15550000001", "wamid.D1", "deep")
+        await store_inbound("15550000002", "wamid.B1", "hello")
         for _ in range(3):
             await worker.process_batch()
         parked = await Message.get(whatsapp_message_id="wamid.D1")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -47,6 +46,7 @@ from tests.helpers import (
     POSTGRES_AVAILABLE,
     POSTGRES_URL,
     REPO,
+    free_port,
     make_settings,
     reset_postgres,
     write_settings,
@@ -468,16 +468,9 @@ def test_the_commands_refuse_a_database_that_is_behind(tmp_path: Path) -> None:
     assert asyncio.run(counts(f"sqlite://{path}")) == TABLES
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 async def test_serve_with_migrate_upgrades_the_database_and_starts(tmp_path: Path) -> None:
     path = sqlite_copy(tmp_path)
-    port = _free_port()
+    port = free_port()
     env = {"BOT_SETTINGS": str(write_settings(tmp_path)), "DATABASE_URL": f"sqlite://{path}"}
     server = await asyncio.create_subprocess_exec(
         sys.executable,

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.db.models import Customer, DeliveryStatus, Direction, Message, Order, OrderSource, OrderStatusChange
+from bot.db.models import Customer, DeliveryStatus, Message, Order, OrderSource, OrderStatusChange
 from bot.orders.schemas import OrderIn, OrderPatch
 from bot.orders.service import OrderService, UnknownStatus
+from tests.helpers import outbound_rows
 from tests.orders_helpers import PHONE, SHOP, order_json, order_settings, started_service
 
 JUST_INSIDE = timedelta(hours=23, minutes=59)
@@ -46,16 +47,12 @@ async def set_status(service: OrderService, status: str, number: str = "R-1001")
     assert change is not None
 
 
-async def outbound() -> list[Message]:
-    return await Message.filter(message_direction=Direction.OUTBOUND).order_by("id")
-
-
 async def test_inside_the_window_the_status_text_goes_in_the_customers_language(
     orders: OrderService, wakes: list[int]
 ) -> None:
     await customer(JUST_INSIDE, language="es")
     await post(orders, status="ready_for_pickup")
-    [row] = await outbound()
+    [row] = await outbound_rows()
     order = await Order.get(order_number="R-1001")
     assert row.message_type == "text"
     assert row.order_id == order.id
@@ -73,7 +70,7 @@ async def test_outside_the_window_the_approved_template_carries_number_and_statu
 ) -> None:
     await customer(JUST_OUTSIDE, language="es")
     await post(orders, status="ready_for_pickup")
-    [row] = await outbound()
+    [row] = await outbound_rows()
     assert row.message_type == "template"
     assert row.order_id == (await Order.get(order_number="R-1001")).id
     assert row.payload is not None
@@ -86,7 +83,7 @@ async def test_a_customer_who_never_wrote_gets_the_template_in_the_shops_languag
     orders: OrderService,
 ) -> None:
     await post(orders)
-    [row] = await outbound()
+    [row] = await outbound_rows()
     assert row.payload is not None
     assert (row.payload["name"], row.payload["language"]) == ("order_status_update", "en")
     assert row.payload["body_params"] == ["R-1001", "Received"]
@@ -95,7 +92,7 @@ async def test_a_customer_who_never_wrote_gets_the_template_in_the_shops_languag
 async def test_a_language_the_template_lacks_falls_back_to_the_shops_language(orders: OrderService) -> None:
     await customer(JUST_OUTSIDE, language="fr")
     await post(orders, status="completed")
-    [row] = await outbound()
+    [row] = await outbound_rows()
     assert row.payload is not None
     assert row.payload["language"] == "en"
     assert row.payload["body_params"] == ["R-1001", "Repair complete"]
@@ -106,7 +103,7 @@ async def test_the_default_texts_say_what_the_issue_asks(orders: OrderService) -
     await post(orders, status="received")
     for status in ("in_progress", "completed", "ready_for_pickup"):
         await set_status(orders, status)
-    texts = [row.message_content or "" for row in await outbound()]
+    texts = [row.message_content or "" for row in await outbound_rows()]
     assert "received your repair order" in texts[0] and "assigning a technician" in texts[0]
     assert "being repaired" in texts[1] and "keep you updated" in texts[1]
     assert "repair" in texts[2] and "complete" in texts[2] and "collect" in texts[2]
@@ -118,7 +115,7 @@ async def test_setting_the_same_status_twice_notifies_once(orders: OrderService,
     await post(orders, status="in_progress")
     await post(orders, status="in_progress")  # the shop's system sends the whole order again
     await set_status(orders, "in_progress")
-    assert len(await outbound()) == 1
+    assert len(await outbound_rows()) == 1
     assert await OrderStatusChange.all().count() == 1
     assert wakes == [1]
 
@@ -128,7 +125,7 @@ async def test_changes_in_a_row_are_queued_in_order(orders: OrderService) -> Non
     await post(orders, status="received")
     for status in ("diagnosing", "in_progress", "completed"):
         await set_status(orders, status)
-    rows = await outbound()
+    rows = await outbound_rows()
     assert len(rows) == 4
     assert [row.id for row in rows] == sorted(row.id for row in rows)
     for row, words in zip(rows, ["received", "diagnosed", "being repaired", "complete"], strict=True):
@@ -146,7 +143,7 @@ async def test_a_quiet_status_records_history_but_sends_nothing(orders: OrderSer
     await customer(JUST_INSIDE)
     await post(orders, status="ready_for_pickup")
     await set_status(orders, "picked_up")  # notify: false by default
-    assert len(await outbound()) == 1
+    assert len(await outbound_rows()) == 1
     assert (await Order.get(order_number="R-1001")).status == "picked_up"
     assert await OrderStatusChange.filter(to_status="picked_up").count() == 1
 
@@ -156,7 +153,7 @@ async def test_other_changes_without_a_status_change_send_nothing(orders: OrderS
     await orders.update("R-1001", OrderPatch(technician="Kim", quoted_price=None), OrderSource.API)
     order = await Order.get(order_number="R-1001")
     assert (order.technician, order.quoted_price) == ("Kim", None)
-    assert len(await outbound()) == 1
+    assert len(await outbound_rows()) == 1
 
 
 async def test_an_unknown_status_writes_nothing(orders: OrderService) -> None:

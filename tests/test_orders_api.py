@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bot.db.models import ApiKey, Customer, Direction, Message, Order
 from bot.orders.keys import create_key, revoke_key
-from tests.helpers import BotFactory, eventually, graph_sends
+from tests.helpers import BotFactory, errors_of, eventually, graph_sends
 from tests.orders_helpers import PHONE, TEMPLATES, order_json
 
 Client = TestClient[web.Request, web.Application]
@@ -21,10 +21,6 @@ async def start(bot_client: BotFactory) -> tuple[Client, dict[str, str]]:
     client = await bot_client(TEMPLATES)
     key = await create_key("shop-pos")
     return client, {"Authorization": f"Bearer {key}"}
-
-
-def errors_of(body: dict[str, Any]) -> dict[str, str]:
-    return {error["field"]: error["message"] for error in body["errors"]}
 
 
 async def test_requests_without_a_live_key_are_refused(bot_client: BotFactory) -> None:

@@ -7,16 +7,21 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
 
 from bot.app import ENGINE, FLOW_WATCHER, SETTINGS
-from bot.db.models import Conversation, Customer, DeliveryStatus, Message
+from bot.db.models import Conversation, Customer, DeliveryStatus, Message, Order
 from bot.engine import FlowSet, load_flows
+from bot.orders.keys import create_key
 from bot.reload import FlowWatcher
 from tests.helpers import REPO, BotFactory, eventually, post_webhook, text_notification
+from tests.orders_helpers import PHONE as ORDER_PHONE
+from tests.orders_helpers import order_json
 
 FLOW = """\
 flow: main
@@ -163,21 +168,14 @@ async def test_an_unexpected_error_is_logged_and_the_watcher_goes_on(
     watcher.start()
     try:
         _write(flows_dir, "First edit")
-        await eventually(_async(lambda: calls == 1), within=5)
+        await eventually(lambda: calls == 1, within=5)
         _write(flows_dir, "Second edit!!")
-        await eventually(_async(lambda: len(loaded) == 1), within=5)
+        await eventually(lambda: len(loaded) == 1, within=5)
     finally:
         await watcher.stop()
     assert [_greeting(flows) for flows in loaded] == ["Second edit!!"]
     failed = [r for r in caplog.records if "disk on fire" in (r.exc_text or "")]
     assert len(failed) == 1 and "last good flows keep serving" in failed[0].getMessage()
-
-
-def _async(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
-    async def run() -> bool:
-        return check()
-
-    return run
 
 
 async def test_reload_can_be_turned_off(bot_client: BotFactory) -> None:
@@ -237,7 +235,7 @@ async def test_saved_flows_go_live_in_the_running_server(
     started_with = engine.flows
     main.write_text(original.replace(OLD_MENU, NEW_MENU), encoding="utf-8")
     saved_at = time.monotonic()
-    await eventually(_async(lambda: engine.flows is not started_with), within=10)
+    await eventually(lambda: engine.flows is not started_with, within=10)
     await post_webhook(client, text_notification(PHONE, "wamid.R2", "menu"))
     (reply,) = await _replies("wamid.R2")
     elapsed = time.monotonic() - saved_at
@@ -249,7 +247,7 @@ async def test_saved_flows_go_live_in_the_running_server(
     good = engine.flows
     broken = original.replace(OLD_MENU, "Oops").replace("    say:", "    sayy:", 1)
     main.write_text(broken, encoding="utf-8")
-    await eventually(_async(lambda: "flows not reloaded" in caplog.text), within=10)
+    await eventually(lambda: "flows not reloaded" in caplog.text, within=10)
     line = broken.splitlines().index("    sayy:") + 1
     assert f"{main}:{line}:5: unknown key 'sayy'" in caplog.text
     assert engine.flows is good
@@ -263,7 +261,7 @@ async def test_saved_flows_go_live_in_the_running_server(
     orders_text = orders.read_text(encoding="utf-8")
     orders.write_text(orders_text.replace("main.help", "main.options"), encoding="utf-8")
     main.write_text(renamed.replace(OLD_MENU, NEW_MENU), encoding="utf-8")
-    await eventually(_async(lambda: engine.flows is not good), within=10)
+    await eventually(lambda: engine.flows is not good, within=10)
     assert not engine.flows.has_state("main", "help")
     await post_webhook(client, text_notification(OTHER_PHONE, "wamid.O4", "asdf"))
     restart, menu = await _replies("wamid.O4", count=2)
@@ -290,7 +288,51 @@ async def test_saved_texts_go_live_in_the_running_server(bot_client: BotFactory,
         texts.read_text(encoding="utf-8").replace('"Choose your language"', '"Pick a language"'),
         encoding="utf-8",
     )
-    await eventually(_async(lambda: engine.flows is not started_with), within=10)
+    await eventually(lambda: engine.flows is not started_with, within=10)
     await post_webhook(client, text_notification(PHONE, "wamid.T2", "language"))
     (menu,) = await _replies("wamid.T2")
     assert menu.message_content is not None and "Pick a language / Elige tu idioma" in menu.message_content
+
+
+async def _order_text(
+    client: TestClient[web.Request, web.Application], auth: dict[str, str], number: str
+) -> str:
+    """The status message a new order (status received) sends its customer, who wrote a moment ago."""
+    response = await client.post("/api/orders", json=order_json(number), headers=auth)
+    assert response.status == 201, await response.text()
+    order = await Order.get(order_number=number)
+    row = await Message.get(order_id=order.id)
+    assert row.message_type == "text" and row.message_content is not None
+    return row.message_content
+
+
+async def test_saved_status_texts_go_live_and_a_bad_file_is_refused_with_its_line(
+    bot_client: BotFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bot.reload")
+    templates = tmp_path / "live-templates"
+    shutil.copytree(REPO / "templates", templates)
+    client = await bot_client(extra=_flows_section(0.1, None) + f"templates:\n  directory: {templates}\n")
+    engine = client.app[ENGINE]
+    auth = {"Authorization": f"Bearer {await create_key('shop-pos')}"}
+    await post_webhook(client, text_notification(ORDER_PHONE, "wamid.S1", "hi"))  # the window is open
+    await _replies("wamid.S1")
+    assert "we have received your repair order R-1" in await _order_text(client, auth, "R-1")
+
+    texts = templates / "texts" / "order_statuses.yaml"
+    original = texts.read_text(encoding="utf-8")
+    started_with = engine.flows
+    edited = original.replace("we have received your repair order", "your repair order is in:", 1)
+    texts.write_text(edited, encoding="utf-8")
+    await eventually(lambda: engine.flows is not started_with, within=10)
+    assert "your repair order is in: R-2" in await _order_text(client, auth, "R-2")
+
+    # a misspelt placeholder: refused with the file, line and column; the last good texts keep serving
+    good = engine.flows
+    broken = edited.replace("is in: {order_number}", "is in: {order_numbr}", 1)
+    texts.write_text(broken, encoding="utf-8")
+    await eventually(lambda: "flows not reloaded" in caplog.text, within=10)
+    line = next(n for n, text in enumerate(broken.splitlines(), 1) if "{order_numbr}" in text)
+    assert f"{texts}:{line}:9: this text cannot use {{order_numbr}}" in caplog.text
+    assert engine.flows is good
+    assert "your repair order is in: R-3" in await _order_text(client, auth, "R-3")

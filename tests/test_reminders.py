@@ -18,18 +18,14 @@ from bot.db.models import (
     AppointmentReminder,
     Customer,
     DeliveryStatus,
-    Direction,
     Message,
     ReminderStatus,
 )
 from bot.settings import Settings
-from tests.appointments_helpers import OTHER, PHONE, Clock, appointment_settings, database, ny
+from tests.appointments_helpers import OTHER, PHONE, appointment_settings, database, ny
+from tests.helpers import Clock, outbound_rows, shop_content
 
 MONDAY_NINE = ny(2026, 12, 7, 9, 0)
-
-
-async def reminder_rows() -> list[Message]:
-    return await Message.filter(message_direction=Direction.OUTBOUND).order_by("id")
 
 
 async def statuses(appointment: Appointment) -> dict[int, tuple[str, str | None]]:
@@ -39,7 +35,7 @@ async def statuses(appointment: Appointment) -> dict[int, tuple[str, str | None]
 
 def setup(database_url: str, clock: Clock, **rules: object) -> tuple[Settings, AppointmentService]:
     settings = appointment_settings(database_url, **rules)
-    return settings, AppointmentService(settings, clock=clock)
+    return settings, AppointmentService(settings, shop_content(settings), clock=clock)
 
 
 async def test_each_reminder_is_sent_once_when_due(database_url: str) -> None:
@@ -50,14 +46,16 @@ async def test_each_reminder_is_sent_once_when_due(database_url: str) -> None:
         booked = await appointments.book(
             phone=PHONE, name="Ana", starts_at=MONDAY_NINE, device_model="iPhone 13"
         )
-        scheduler = ReminderScheduler(settings, clock=clock, on_queued=lambda: wakes.append(1))
+        scheduler = ReminderScheduler(
+            settings, shop_content(settings), clock=clock, on_queued=lambda: wakes.append(1)
+        )
         assert await scheduler.run_once() == 0
         clock.now = ny(2026, 12, 6, 8, 59)
         assert await scheduler.run_once() == 0
         clock.now = ny(2026, 12, 6, 9, 0)
         assert await scheduler.run_once() == 1
         assert await scheduler.run_once() == 0
-        [row] = await reminder_rows()
+        [row] = await outbound_rows()
         assert row.message_type == "template" and row.delivery_status == DeliveryStatus.QUEUED
         assert row.payload == {
             "kind": "template",
@@ -76,7 +74,7 @@ async def test_each_reminder_is_sent_once_when_due(database_url: str) -> None:
         assert sent.message_id == row.id and sent.sent_at == ny(2026, 12, 6, 9, 0)
         clock.now = ny(2026, 12, 7, 7, 0)
         assert await scheduler.run_once() == 1
-        assert len(await reminder_rows()) == 2
+        assert len(await outbound_rows()) == 2
 
 
 async def test_the_customers_language_and_a_missing_device(database_url: str) -> None:
@@ -90,8 +88,8 @@ async def test_the_customers_language_and_a_missing_device(database_url: str) ->
             phone=OTHER, name=None, starts_at=ny(2026, 12, 1, 14, 30), device_model="Pixel 8"
         )
         clock.now = ny(2026, 11, 30, 14, 30)
-        assert await ReminderScheduler(settings, clock=clock).run_once() == 2
-        payloads = {row.address: row.payload for row in await reminder_rows()}
+        assert await ReminderScheduler(settings, shop_content(settings), clock=clock).run_once() == 2
+        payloads = {row.address: row.payload for row in await outbound_rows()}
         assert payloads[PHONE] is not None and payloads[OTHER] is not None
         assert (payloads[PHONE]["language"], payloads[PHONE]["body_params"]) == (
             "es",
@@ -106,11 +104,11 @@ async def test_exactly_once_across_a_restart(database_url: str) -> None:
     async with database(database_url):
         await appointments.book(phone=PHONE, name=None, starts_at=MONDAY_NINE)
         clock.now = ny(2026, 12, 6, 9, 1)
-        assert await ReminderScheduler(settings, clock=clock).run_once() == 1
+        assert await ReminderScheduler(settings, shop_content(settings), clock=clock).run_once() == 1
     async with database(database_url):  # the server restarts: a new process, the same database
         clock.advance(minutes=5)
-        assert await ReminderScheduler(settings, clock=clock).run_once() == 0
-        assert len(await reminder_rows()) == 1
+        assert await ReminderScheduler(settings, shop_content(settings), clock=clock).run_once() == 0
+        assert len(await outbound_rows()) == 1
 
 
 class CrashingScheduler(ReminderScheduler):
@@ -127,13 +125,13 @@ async def test_a_crash_mid_send_leaves_it_pending_and_it_goes_out_once(database_
         booked = await appointments.book(phone=PHONE, name=None, starts_at=MONDAY_NINE)
         clock.now = ny(2026, 12, 6, 9, 0)
         with pytest.raises(RuntimeError):
-            await CrashingScheduler(settings, clock=clock).run_once()
+            await CrashingScheduler(settings, shop_content(settings), clock=clock).run_once()
         assert (await statuses(booked))[1440] == ("pending", None)
-        assert await reminder_rows() == []
+        assert await outbound_rows() == []
     async with database(database_url):
-        assert await ReminderScheduler(settings, clock=clock).run_once() == 1
-        assert await ReminderScheduler(settings, clock=clock).run_once() == 0
-        assert len(await reminder_rows()) == 1
+        assert await ReminderScheduler(settings, shop_content(settings), clock=clock).run_once() == 1
+        assert await ReminderScheduler(settings, shop_content(settings), clock=clock).run_once() == 0
+        assert len(await outbound_rows()) == 1
 
 
 async def test_two_schedulers_at_once_send_each_reminder_once(database_url: str) -> None:
@@ -149,10 +147,10 @@ async def test_two_schedulers_at_once_send_each_reminder_once(database_url: str)
         clock.now = ny(2026, 12, 2, 8, 30)
         # day 1 has started (skipped); day 2: the 09:00 and 10:00 ones' 2h reminders are due (their 24h
         # ones too, superseded), the 11:00 ones' 24h reminder; day 3: not due yet. One each: 9.
-        first = ReminderScheduler(settings, clock=clock, batch_size=4)
-        second = ReminderScheduler(settings, clock=clock, batch_size=4)
+        first = ReminderScheduler(settings, shop_content(settings), clock=clock, batch_size=4)
+        second = ReminderScheduler(settings, shop_content(settings), clock=clock, batch_size=4)
         sent = await asyncio.gather(first.run_once(), second.run_once(), first.run_once(), second.run_once())
-        rows = await reminder_rows()
+        rows = await outbound_rows()
         reminders = await AppointmentReminder.filter(status=ReminderStatus.SENT)
         assert sum(sent) == len(rows) == len(reminders) == 9
         assert len({r.message_id for r in reminders}) == len({r.appointment_id for r in reminders}) == 9
@@ -160,7 +158,7 @@ async def test_two_schedulers_at_once_send_each_reminder_once(database_url: str)
         assert await first.run_once() + await second.run_once() == 0
         clock.now = ny(2026, 12, 2, 11, 0)  # day 3's 24h reminders
         sent = await asyncio.gather(first.run_once(), second.run_once())
-        assert sum(sent) == 9 and len(await reminder_rows()) == 18
+        assert sum(sent) == 9 and len(await outbound_rows()) == 18
 
 
 async def test_late_reminders_are_sent_while_ahead_and_skipped_once_started(database_url: str) -> None:
@@ -170,8 +168,8 @@ async def test_late_reminders_are_sent_while_ahead_and_skipped_once_started(data
         ahead = await appointments.book(phone=PHONE, name=None, starts_at=ny(2026, 12, 7, 11, 0))
         started = await appointments.book(phone=OTHER, name=None, starts_at=ny(2026, 12, 7, 9, 0))
         clock.now = ny(2026, 12, 7, 10, 0)  # the server was down from Friday to Monday 10:00
-        assert await ReminderScheduler(settings, clock=clock).run_once() == 1
-        [row] = await reminder_rows()
+        assert await ReminderScheduler(settings, shop_content(settings), clock=clock).run_once() == 1
+        [row] = await outbound_rows()
         assert row.address == PHONE
         assert await statuses(ahead) == {
             1440: ("skipped", "a nearer reminder is due"),
@@ -192,11 +190,11 @@ async def test_cancelled_and_moved_appointments_get_no_old_reminders(database_ur
         await appointments.cancel(cancelled.id, PHONE)
         await appointments.reschedule(moved.id, OTHER, ny(2026, 12, 8, 9, 0))
         clock.now = ny(2026, 12, 6, 9, 30)
-        scheduler = ReminderScheduler(settings, clock=clock)
+        scheduler = ReminderScheduler(settings, shop_content(settings), clock=clock)
         assert await scheduler.run_once() == 0
         clock.now = ny(2026, 12, 7, 9, 0)
         assert await scheduler.run_once() == 1  # the moved one's new 24h reminder
-        [row] = await reminder_rows()
+        [row] = await outbound_rows()
         assert row.address == OTHER and row.payload is not None
         assert row.payload["body_params"][:2] == ["Tue 8 Dec", "9:00 AM"]
 
@@ -209,7 +207,7 @@ async def test_quiet_hours_hold_reminders_until_they_end(database_url: str) -> N
     )
     async with database(database_url):
         nine = await appointments.book(phone=PHONE, name=None, starts_at=MONDAY_NINE)
-        scheduler = ReminderScheduler(settings, clock=clock)
+        scheduler = ReminderScheduler(settings, shop_content(settings), clock=clock)
         clock.now = ny(2026, 12, 6, 21, 0)  # the 12h reminder is due in quiet hours
         assert await scheduler.run_once() == 0
         assert await statuses(nine) == {720: ("pending", "quiet hours"), 120: ("pending", None)}
@@ -230,7 +228,7 @@ async def test_a_reminder_in_quiet_hours_that_end_too_late_is_sent_at_once(datab
     async with database(database_url):
         eight = await appointments.book(phone=PHONE, name=None, starts_at=ny(2026, 12, 7, 8, 0))
         clock.now = ny(2026, 12, 7, 6, 0)  # quiet hours end at 08:00: the appointment's very start
-        assert await ReminderScheduler(settings, clock=clock).run_once() == 1
+        assert await ReminderScheduler(settings, shop_content(settings), clock=clock).run_once() == 1
         assert (await statuses(eight))[120] == ("sent", "quiet hours end too late")
 
 
@@ -257,7 +255,7 @@ async def test_reminders_due_lists_without_sending(database_url: str) -> None:
         assert "2h" in body and "held for quiet hours until Mon 2026-12-07 08:00" in body  # due 07:00
         assert "15550005678" in body and "sent when due" in body  # Monday 14:00, 24h before Tuesday 14:00
         assert lines[-1] == "3 reminder(s) due in the next 48 hours; nothing was sent"
-        assert await reminder_rows() == []
+        assert await outbound_rows() == []
         assert await AppointmentReminder.filter(status=ReminderStatus.PENDING).count() == 4
         assert (await due_report(settings, 1, ny(2026, 12, 1, 9, 0))) == [
             "no reminders due in the next 1 hours (nothing was sent)"
@@ -278,11 +276,11 @@ async def test_the_scheduler_loop_starts_and_stops_between_runs(database_url: st
     async with database(database_url):
         await appointments.book(phone=PHONE, name=None, starts_at=MONDAY_NINE)
         clock.now = ny(2026, 12, 6, 9, 0)
-        scheduler = ReminderScheduler(settings, clock=clock)
+        scheduler = ReminderScheduler(settings, shop_content(settings), clock=clock)
         scheduler.start()
         for _ in range(200):
-            if await reminder_rows():
+            if await outbound_rows():
                 break
             await asyncio.sleep(0.01)
         await scheduler.stop()
-        assert len(await reminder_rows()) == 1
+        assert len(await outbound_rows()) == 1

@@ -3,6 +3,7 @@ start-up and by `bot flows check`, with the text that needs it, instead of custo
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -89,9 +90,7 @@ def test_flows_check_names_them_too(tmp_path: Path) -> None:
 
 def test_flows_check_reports_broken_status_texts_without_a_traceback(tmp_path: Path) -> None:
     templates = tmp_path / "templates"
-    (templates / "texts").mkdir(parents=True)
-    for path in (REPO / "templates").glob("*.yaml"):
-        (templates / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    shutil.copytree(REPO / "templates", templates)
     broken = TEXTS.read_text(encoding="utf-8").replace("\nreceived:", "\nrecieved:")
     (templates / "texts" / "order_statuses.yaml").write_text(broken, encoding="utf-8")
     settings = _settings_file(tmp_path, '  address: "1 Main St"\n  opening_hours: "9-5"\n')
@@ -101,4 +100,34 @@ def test_flows_check_reports_broken_status_texts_without_a_traceback(tmp_path: P
 
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
-    assert "received: no texts for this status" in result.stdout
+    path = templates / "texts" / "order_statuses.yaml"
+    line = broken[: broken.index("\nrecieved:")].count("\n") + 2  # the misspelt status, the first entry
+    assert result.stdout.splitlines() == [
+        f"{path}:{line}:1: no texts for the status 'received' (settings.yaml orders.statuses has it) "
+        "(hint: add 'received:' with a label and a text)",
+        f"{path}:{line}:1: 'recieved' is not a status in settings.yaml orders.statuses "
+        "(hint: did you mean 'received'?)",
+    ]
+
+
+@pytest.mark.parametrize("command", [("serve",), ("chat",), ("flows", "test")])
+def test_a_bad_texts_file_stops_start_up_with_its_line_not_a_traceback(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    templates = tmp_path / "templates"
+    shutil.copytree(REPO / "templates", templates)
+    texts = templates / "texts" / "appointment_changes.yaml"
+    broken = APPOINTMENT_TEXTS.read_text(encoding="utf-8").replace(
+        'label: {en: "cancelled"', "label: {en: 7", 1
+    )
+    texts.write_text(broken, encoding="utf-8")
+    settings = _settings_file(tmp_path, '  address: "1 Main St"\n  opening_hours: "9-5"\n')
+    settings.write_text(settings.read_text().replace(str(REPO / "templates"), str(templates)))
+
+    result = run_bot(*command, env={"BOT_SETTINGS": str(settings)}, stdin="")
+
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "Traceback" not in output
+    line = next(n for n, text in enumerate(broken.splitlines(), 1) if "label: {en: 7" in text)
+    assert f"{texts}:{line}:15: expected a text here" in output

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tortoise.backends.base.executor import EXECUTOR_CACHE
 
 from bot.cli.simulator import ChoiceError, SimClock, Simulator
 from bot.db.models import Customer, DeliveryStatus, Direction, Message
@@ -24,12 +22,7 @@ PHONE = "15550002222"
 START = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 
 
-@pytest.fixture(autouse=True)
-def fresh_executor_cache() -> Iterator[None]:
-    """Tortoise caches SQL per connection name process-wide; a PostgreSQL test may have run before."""
-    EXECUTOR_CACHE.clear()
-    yield
-    EXECUTOR_CACHE.clear()
+pytestmark = pytest.mark.usefixtures("fresh_executor_cache")
 
 
 def api_and_client(clock: SimClock) -> tuple[FakeCloudAPI, WhatsAppClient]:
@@ -91,13 +84,6 @@ async def test_a_customer_who_never_wrote_gets_only_templates() -> None:
     _, client = api_and_client(SimClock(START))
     with pytest.raises(ReEngagement):
         await client.send(PHONE, Text(body="Hello"))
-
-
-def flows_dir(tmp_path: Path, text: str) -> Path:
-    directory = tmp_path / "flows"
-    directory.mkdir()
-    (directory / "main.yaml").write_text(text)
-    return directory
 
 
 async def test_a_turn_takes_the_real_path_and_is_logged(tmp_path: Path) -> None:

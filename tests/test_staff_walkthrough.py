@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -76,13 +75,6 @@ def test_a_typo_in_the_edit_names_the_file_line_and_fix(tmp_path: Path) -> None:
     assert f"{main}:{line}:9: unknown key 'tittle' (hint: did you mean 'title'?)" in checked.stdout
 
 
-def _async(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
-    async def run() -> bool:
-        return check()
-
-    return run
-
-
 async def answer_to(wamid: str) -> str:
     async def sent() -> bool:
         return await Message.filter(reply_to=wamid, delivery_status=DeliveryStatus.SENT).exists()
@@ -109,7 +101,7 @@ async def test_the_edit_goes_live_without_a_restart_and_a_typo_keeps_the_last_go
 
     before = engine.flows
     first_change(flows)
-    await eventually(_async(lambda: engine.flows is not before), within=10)
+    await eventually(lambda: engine.flows is not before, within=10)
     await post_webhook(client, text_notification(phone, "wamid.W3", QUESTION))
     assert HOURS in await answer_to("wamid.W3")
 
@@ -118,7 +110,7 @@ async def test_the_edit_goes_live_without_a_restart_and_a_typo_keeps_the_last_go
     main.write_text(
         main.read_text().replace("    buttons:\n      - id: booking", "    butons:\n      - id: booking")
     )
-    await eventually(_async(lambda: "flows not reloaded" in caplog.text), within=10)
+    await eventually(lambda: "flows not reloaded" in caplog.text, within=10)
     assert f"{main}:" in caplog.text and "unknown key 'butons' (hint: did you mean 'buttons'?)" in caplog.text
     assert engine.flows is good
     await post_webhook(client, text_notification(phone, "wamid.W4", "menu"))

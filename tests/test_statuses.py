@@ -85,7 +85,7 @@ async def test_statuses_for_unknown_wamids_are_parked_then_applied(database_url:
                     ),
                 ]
             )
-        assert changed == 0
+        assert changed == []
         assert await EarlyStatus.filter(whatsapp_message_id="wamid.LATE").count() == 2
 
         # the outbox records the send afterwards: the parked statuses apply, oldest first, and go away
@@ -103,7 +103,9 @@ async def test_statuses_for_unknown_wamids_are_parked_then_applied(database_url:
         # and a status for a known message updates the row directly
         async with in_transaction():
             await message.save()
-            assert await record_statuses([StatusChange("wamid.LATE", "read", T0 + timedelta(seconds=3))]) == 1
+            assert await record_statuses([StatusChange("wamid.LATE", "read", T0 + timedelta(seconds=3))]) == [
+                ("text", "read")
+            ]
         stored = await Message.get(id=message.id)
         assert stored.delivery_status == DeliveryStatus.READ
         assert stored.read_at == T0 + timedelta(seconds=3)

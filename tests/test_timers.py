@@ -17,7 +17,7 @@ from bot.engine import ActionContext, ActionRegistry, ActionResult, Engine, load
 from bot.spine.inbox import InboxConfig, InboxWorker
 from bot.spine.intake import inbound_row
 from bot.whatsapp.notifications import parse_notification
-from tests.helpers import text_notification
+from tests.helpers import Clock, text_notification, write_flow
 
 FLOW = """
 flow: main
@@ -38,19 +38,11 @@ states:
     goto: menu
 """
 PHONE = "15550007777"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
+START = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 async def start(tmp_path: Path, database_url: str, clock: Clock) -> InboxWorker:
-    (tmp_path / "flows").mkdir()
-    (tmp_path / "flows" / "main.yaml").write_text(FLOW)
+    write_flow(tmp_path / "flows", "main.yaml", FLOW)
     await init_db(database_url)
     engine = Engine(load_flows(tmp_path / "flows"))
     return InboxWorker(
@@ -71,7 +63,7 @@ async def bot_said(since: int = 0) -> list[str]:
 
 
 async def test_a_timeout_fires_once_when_due(tmp_path: Path, database_url: str) -> None:
-    clock = Clock()
+    clock = Clock(START)
     worker = await start(tmp_path, database_url, clock)
     try:
         await customer_writes(worker, clock, "wamid.T1", "hi")
@@ -92,7 +84,7 @@ async def test_a_timeout_fires_once_when_due(tmp_path: Path, database_url: str) 
 
 
 async def test_a_customer_message_replaces_the_timer(tmp_path: Path, database_url: str) -> None:
-    clock = Clock()
+    clock = Clock(START)
     worker = await start(tmp_path, database_url, clock)
     try:
         await customer_writes(worker, clock, "wamid.R1", "hi")
@@ -112,7 +104,7 @@ async def test_a_customer_message_replaces_the_timer(tmp_path: Path, database_ur
 async def test_a_timer_is_dropped_when_a_person_has_the_conversation(
     tmp_path: Path, database_url: str
 ) -> None:
-    clock = Clock()
+    clock = Clock(START)
     worker = await start(tmp_path, database_url, clock)
     try:
         await customer_writes(worker, clock, "wamid.H1", "hi")
@@ -167,10 +159,9 @@ async def test_a_timer_that_cannot_be_written_is_dropped_and_the_others_fire(
     async def stamp(context: ActionContext) -> ActionResult:
         return ActionResult(variables={"when": datetime.now(UTC)})  # not JSON: the write fails
 
-    (tmp_path / "flows").mkdir()
-    (tmp_path / "flows" / "main.yaml").write_text(POISON_FLOW)
+    write_flow(tmp_path / "flows", "main.yaml", POISON_FLOW)
     await init_db(database_url)
-    clock = Clock()
+    clock = Clock(START)
     worker = InboxWorker(
         Engine(load_flows(tmp_path / "flows", registry)),
         claims_for(database_url),

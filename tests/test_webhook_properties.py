@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from bot.db.models import ADDRESS_LENGTH, Direction, EarlyStatus, Message
 from bot.whatsapp.notifications import parse_notification
 from tests.helpers import (
+    INBOUND_KINDS,
     PAYLOADS,
     BotFactory,
     eventually,
@@ -34,22 +35,6 @@ from tests.helpers import (
 )
 
 FILES = sorted(path.name for path in PAYLOADS.glob("*.json") if path.name.startswith(("inbound_", "status_")))
-KINDS = {
-    "text",
-    "image",
-    "document",
-    "audio",
-    "video",
-    "sticker",
-    "location",
-    "contacts",
-    "interactive",
-    "button",
-    "reaction",
-    "order",
-    "system",
-    "unsupported",
-}
 _ids = itertools.count()
 FRESH = "wamid.P"
 """Starts every message and status id the strategy writes; the test makes them unique to the example (a
@@ -82,7 +67,7 @@ _scalars = st.one_of(
     _long_text,
     st.sampled_from(["", "\x00", "\ud800", "\udfff", "\ud83d", "a\x00b", "9" * 100_000, "😀" * 30_000]),
     st.sampled_from(["-1", "99999999999999999999", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-05:00"]),
-    st.sampled_from([*sorted(KINDS), "interactive", "nfm_reply", "poll", "call", "edit", "revoke"]),
+    st.sampled_from([*sorted(INBOUND_KINDS), "interactive", "nfm_reply", "poll", "call", "edit", "revoke"]),
 )
 _values = st.one_of(
     _scalars,
@@ -191,7 +176,7 @@ def _assert_complete(row: Message) -> None:
     """An inbound row holds all of its message, as the inbox needs it."""
     assert row.address and len(row.address) <= ADDRESS_LENGTH and row.customer_id is not None
     assert row.whatsapp_message_id and len(row.whatsapp_message_id) <= 128
-    assert row.message_type in KINDS
+    assert row.message_type in INBOUND_KINDS
     assert row.received_at is not None and row.sent_at is not None
     assert row.payload is not None and "profile_name" in row.payload
     raw = row.payload["message"]

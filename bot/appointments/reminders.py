@@ -35,8 +35,8 @@ from bot.appointments.slots import next_wall_time
 from bot.clock import Clock, utc_now
 from bot.db.claims import Claims, claims_for
 from bot.db.models import Appointment, AppointmentReminder, Customer, Message, ReminderStatus
-from bot.engine.templates import load_templates
-from bot.engine.texts import TextCatalog, TextSource, pick_language, read_once
+from bot.engine.content import ContentSource
+from bot.engine.texts import TextCatalog, pick_language
 from bot.loops import Loop
 from bot.settings import Settings
 from bot.spine.outbox import outbound_row
@@ -113,21 +113,18 @@ class ReminderScheduler:
     def __init__(
         self,
         settings: Settings,
+        content: ContentSource,
         claims: Claims | None = None,
         clock: Clock = utc_now,
         on_queued: Callable[[], None] = lambda: None,
         batch_size: int = BATCH_SIZE,
-        texts: TextSource | None = None,
     ) -> None:
-        """`claims`: the database's (bot/db/claims.py), else chosen by settings' database URL. `texts`: the
-        engine's current texts (the server's); else templates/texts/ read once."""
+        """`content`: the reminder template's languages and the texts (the served ones). `claims`: the
+        database's (bot/db/claims.py), else chosen by settings' database URL."""
         self.rules = settings.appointments
         self.zone = ZoneInfo(settings.shop.timezone)
         self._default_language = settings.shop.default_language
-        catalog, _ = load_templates(settings.templates_dir)  # problems are reported with the flows'
-        template = catalog.get(REMINDER_TEMPLATE)
-        self._template_languages: tuple[str, ...] = tuple(template.languages) if template else ()
-        self._texts = texts if texts is not None else read_once(settings.templates_dir)
+        self._content = content
         self._claims = claims if claims is not None else claims_for(settings.database_url)
         self._clock = clock
         self._on_queued = on_queued
@@ -212,10 +209,12 @@ class ReminderScheduler:
         return True
 
     def _message_row(self, appointment: Appointment, customer: Customer, now: datetime) -> Message:
-        default = self._default_language
+        default, content = self._default_language, self._content()
         language = customer.language or default
-        template_language = pick_language(self._template_languages, language, default) or language
-        message = reminder_message(appointment, template_language, self.zone, self._texts(), default)
+        template = content.templates.get(REMINDER_TEMPLATE)
+        written = tuple(template.languages) if template else ()  # none: the file is not in templates/
+        template_language = pick_language(written, language, default) or language
+        message = reminder_message(appointment, template_language, self.zone, content.texts, default)
         return outbound_row(customer, message, now=now, order_id=appointment.order_id)
 
 

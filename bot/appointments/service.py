@@ -41,7 +41,7 @@ from bot.db.models import (
     Order,
     ReminderStatus,
 )
-from bot.engine.texts import TextSource
+from bot.engine.content import ContentSource
 from bot.identity import customer_by_address, customer_for_phone
 from bot.settings import Settings
 from bot.spine.outbox import enqueue
@@ -88,14 +88,14 @@ class AppointmentService:
     def __init__(
         self,
         settings: Settings,
+        content: ContentSource,
         on_queued: Callable[[], None] = lambda: None,
         clock: Clock = utc_now,
-        texts: TextSource | None = None,
     ) -> None:
-        """`texts`: the bot's own texts for the notices (the engine's current ones in the server)."""
+        """`content`: the templates and texts the notices of staff changes are made of (the served ones)."""
         self.rules = settings.appointments
         self.zone = ZoneInfo(settings.shop.timezone)
-        self._notifier = build_appointment_notifier(settings, texts)  # AppointmentTextsError stops start-up
+        self._notifier = build_appointment_notifier(settings, content)
         self._on_queued = on_queued  # staff changes queue the customer's notification; the chat speaks itself
         self._clock: Clock = lambda: clock().astimezone(UTC)  # stored and compared in UTC, always
 

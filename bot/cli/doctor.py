@@ -21,9 +21,11 @@ from typing import Literal, TextIO
 from tortoise import Tortoise, connections
 from yarl import URL
 
+from bot.crypto import KeyConfigError
 from bot.db import close_db
 from bot.db.config import sqlite_file, tortoise_config
 from bot.db.schema import MIGRATE_HINT, SchemaError, check
+from bot.master_keys import check_master_keys
 from bot.settings import Settings, SettingsError, load_settings, settings_file
 from bot.whatsapp.account import BusinessAccount, graph_transport
 from bot.whatsapp.client import HttpTransport
@@ -119,6 +121,12 @@ async def settings_valid(run: DoctorRun) -> Outcome:
     except SettingsError as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         return Outcome.fail("; ".join(lines), "correct the key or environment variable named above")
+    try:  # the sandbox's own key file is made by the server, never by the doctor
+        check_master_keys(run.settings)
+    except KeyConfigError as exc:
+        return Outcome.fail(
+            str(exc).split(". ")[0], "set BOT_ENCRYPTION_KEYS (`bot keys generate` makes a key)"
+        )
     mode = "sandbox mode (no WHATSAPP_ACCESS_TOKEN)" if run.settings.sandbox else "WhatsApp credentials set"
     return Outcome.ok(f"{settings_file(run.settings_path, run.environ).resolve()} is valid; {mode}")
 
@@ -151,24 +159,18 @@ async def database_migrated(run: DoctorRun) -> Outcome:
 
 
 async def flows_and_templates_valid(run: DoctorRun) -> Outcome:
-    from bot.engine.templates import load_templates
-    from bot.notice_texts import TextsError
-    from bot.wiring import flow_problems
+    from bot.wiring import flow_problems, load_shop_content
 
     settings = run.ready_settings
-    try:
-        problems = flow_problems(settings)
-    except TextsError as exc:
-        first = str(exc).splitlines()
-        return Outcome.fail(" ".join(line.strip() for line in first[:2]), "correct the texts file named")
+    problems = flow_problems(settings)
     if problems:
         return Outcome.fail(
             f"{len(problems)} problem(s), the first: {problems[0]}",
             "run `bot flows check` and fix each file:line:column it prints",
         )
-    catalog, _ = load_templates(settings.templates_dir)
+    templates = load_shop_content(settings).templates
     return Outcome.ok(
-        f"the flows in {settings.flows_dir}, {len(catalog.templates)} template(s) in "
+        f"the flows in {settings.flows_dir}, {len(templates.templates)} template(s) in "
         f"{settings.templates_dir} and the texts' shop settings are valid"
     )
 

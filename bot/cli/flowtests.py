@@ -36,11 +36,12 @@ from bot.cli.simulator import (
 from bot.db.config import MEMORY, sqlite_url
 from bot.db.models import AppointmentStatus, Order
 from bot.engine import FlowLoadError, FlowProblem, FlowSet
+from bot.engine.content import served
 from bot.engine.marked_yaml import MarkedSource, YamlPath
 from bot.engine.schema import Duration, flow_error, format_duration
 from bot.settings import Settings
 from bot.whatsapp.outbound import Buttons, ListMessage, Media, OutboundMessage, Template, Text
-from bot.wiring import load_flow_set, registered_actions
+from bot.wiring import load_flow_set, load_shop_content, registered_actions
 
 TESTS_FOLDER = "tests"
 DEFAULT_START = datetime(2026, 3, 2, 10, 0)
@@ -361,7 +362,7 @@ async def run_test(simulator: Simulator, loaded: LoadedFile, index: int) -> Outc
         )
     if test.appointments:
         zone = ZoneInfo(simulator.settings.shop.timezone)
-        booking = AppointmentService(simulator.settings, clock=simulator.clock)
+        booking = AppointmentService(simulator.settings, simulator.content, clock=simulator.clock)
         for appointment in test.appointments:
             at = appointment.at if appointment.at.tzinfo else appointment.at.replace(tzinfo=zone)
             await booking.create(
@@ -436,7 +437,9 @@ def run_flow_tests(settings: Settings, directory: Path, out: Callable[[str], Non
     )
     clock = SimClock()
     try:
-        flows = load_flow_set(local, registered_actions(local, clock=clock))  # actions see the test's clock
+        content = load_shop_content(local)  # read once: the flows and the actions' services share it
+        actions = registered_actions(local, served(content), clock=clock)  # actions see the test's clock
+        flows = load_flow_set(local, actions, content)
     except FlowLoadError as exc:
         problems = [*exc.problems, *problems]
     else:

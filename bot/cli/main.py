@@ -7,7 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from aiohttp import web
@@ -23,26 +23,48 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("transitions").setLevel(logging.WARNING)  # it logs every state change at INFO
+    from bot.monitoring.logs import mask_handlers
+
+    mask_handlers()  # a whole phone number never leaves at INFO or above, whoever logs it
     if not getattr(args, "verbose", False):  # "Tortoise-ORM startup/shutdown" around every command
         logging.getLogger("tortoise").setLevel(logging.WARNING)
     if args.command == "doctor":  # reading the settings is its first check
         return _doctor(args)
+    if args.command == "keys" and args.keys_command == "generate":  # needs no settings
+        return _keys_generate(args)
     try:
         settings = load_settings(args.settings)
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 2
+    _structured_logs(settings, verbose=getattr(args, "verbose", False))
     handler = args.handler
     try:
         result: int = handler(settings, args)
     except Exception as exc:
         from bot.db.schema import SchemaError  # loaded here: commands without a database stay quick
+        from bot.engine import FlowLoadError
 
+        if isinstance(exc, FlowLoadError):  # a command that runs the flows (chat, replay, ...)
+            print("The flows, templates or texts have problems:", file=sys.stderr)
+            for problem in exc.problems:
+                print(f"  {problem}", file=sys.stderr)
+            return 2
         if not isinstance(exc, SchemaError):
             raise
         print(exc, file=sys.stderr)  # behind (or ahead of) the code: one line naming the command
         return 2
     return result
+
+
+def _structured_logs(settings: Settings, *, verbose: bool) -> None:
+    """`logging.json` (auto: JSON lines when stderr is not a terminal) and `logging.level`; -v still
+    means DEBUG."""
+    from bot.monitoring.logs import use_json, wants_json
+
+    use_json(wants_json(settings.logging.json_))
+    if not verbose:
+        logging.getLogger().setLevel(settings.logging.level)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -106,7 +128,9 @@ def _parser() -> argparse.ArgumentParser:
         "flow", nargs="?", help="a flow name, or a flows directory or .yaml file (default: every flow)"
     )
     graph.add_argument("--dir", dest="directory", type=Path, help="default: flows.directory in settings")
-    graph.add_argument("--format", choices=("mermaid", "dot"), default="mermaid", help="default: mermaid")
+    graph.add_argument(
+        "--format", choices=("mermaid", "dot", "json"), default="mermaid", help="default: mermaid"
+    )
     graph.set_defaults(handler=_flows_graph)
 
     chat = commands.add_parser(
@@ -170,6 +194,9 @@ def _parser() -> argparse.ArgumentParser:
     apikeys_revoke = apikey_commands.add_parser("revoke", help="revoke a key: it stops working at once")
     apikeys_revoke.add_argument("name")
     apikeys_revoke.set_defaults(handler=_apikeys_revoke)
+    apikey_commands.add_parser(
+        "list", help="every key: name, created, last used, revoked (never the key itself)"
+    ).set_defaults(handler=_apikeys_list)
 
     technicians = commands.add_parser("technicians", help="the people who answer handed-off chats")
     technician_commands = technicians.add_subparsers(dest="technicians_command", required=True)
@@ -180,6 +207,21 @@ def _parser() -> argparse.ArgumentParser:
     technicians_add.add_argument("--role", choices=["technician", "admin"], default="technician")
     technicians_add.add_argument("--phone", help="their phone number (optional)")
     technicians_add.set_defaults(handler=_technicians_add)
+    technician_commands.add_parser(
+        "list", help="every technician: id, name, role, phone, active, created"
+    ).set_defaults(handler=_technicians_list)
+    technicians_revoke = technician_commands.add_parser(
+        "revoke", help="deactivate a technician: their token and panel sessions stop working at once"
+    )
+    technicians_revoke.add_argument("name")
+    technicians_revoke.set_defaults(handler=_technicians_revoke)
+
+    keys = commands.add_parser("keys", help="the encryption keys of customers' data at rest")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    key_commands.add_parser(
+        "generate",
+        help="print a new master key for BOT_ENCRYPTION_KEYS (base64, 32 bytes); its id goes to stderr",
+    )
 
     orders = commands.add_parser("orders", help="repair orders")
     order_commands = orders.add_subparsers(dest="orders_command", required=True)
@@ -188,6 +230,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     orders_import.add_argument("file", type=Path)
     orders_import.set_defaults(handler=_orders_import)
+
+    stats = commands.add_parser(
+        "stats", help="the shop's numbers as tables: messages, delivery, failures, handoffs, reply times"
+    )
+    stats.add_argument("--from", dest="first", type=date.fromisoformat, help="first shop day, YYYY-MM-DD")
+    stats.add_argument("--to", dest="end", type=date.fromisoformat, help="the day after the last (exclusive)")
+    stats.add_argument("--group", choices=("day", "week", "month"), default="day", help="default: day")
+    stats.set_defaults(handler=_stats)
 
     reminders = commands.add_parser("reminders", help="appointment reminders")
     reminder_commands = reminders.add_subparsers(dest="reminders_command", required=True)
@@ -206,14 +256,14 @@ def _timestamp(text: str) -> datetime:
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from bot.app import create_app
+    from bot.crypto import KeyConfigError
     from bot.engine import FlowLoadError
-    from bot.notice_texts import TextsError
     from bot.shop_texts import ShopSettingsMissing
 
     try:
         app = create_app(settings, migrate=args.migrate)
     except FlowLoadError as exc:
-        print("The flows have problems; the server did not start:", file=sys.stderr)
+        print("The flows, templates or texts have problems; the server did not start:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
@@ -222,7 +272,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
-    except TextsError as exc:
+    except KeyConfigError as exc:
         print(f"{exc}\nThe server did not start.", file=sys.stderr)
         return 2
     web.run_app(
@@ -232,6 +282,17 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         access_log=None,
         print=lambda text: logging.getLogger("bot").info("%s", text.strip()),
     )
+    return 0
+
+
+def _keys_generate(args: argparse.Namespace) -> int:
+    import base64
+
+    from bot.crypto import generate_master_key, key_id
+
+    key = generate_master_key()
+    print(key)
+    print(f"key id {key_id(base64.b64decode(key))}: put it first in BOT_ENCRYPTION_KEYS", file=sys.stderr)
     return 0
 
 
@@ -255,15 +316,10 @@ def _whatsapp_profile(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _flows_check(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.notice_texts import TextsError
     from bot.wiring import flow_problems
 
     directory = args.directory or settings.flows_dir
-    try:
-        problems = flow_problems(settings, directory)
-    except TextsError as exc:
-        print(exc)
-        return 1
+    problems = flow_problems(settings, directory)
     for problem in problems:
         print(problem)
     if problems:
@@ -292,12 +348,12 @@ def _chat(settings: Settings, args: argparse.Namespace) -> int:
 def _flows_graph(settings: Settings, args: argparse.Namespace) -> int:
     """Print the diagram; exit 1 with the problems when the flows do not load, 2 for an unknown flow."""
     from bot.engine import FlowLoadError, load_flows
-    from bot.engine.graph import dot, mermaid
-    from bot.wiring import registered_actions
+    from bot.engine.graph import as_data, dot, mermaid
+    from bot.wiring import checked_actions, load_shop_content
 
     directory, file, name = _graph_source(args.flow, args.directory or settings.flows_dir)
     try:
-        flows = load_flows(directory, registered_actions(settings), settings.templates_dir)
+        flows = load_flows(directory, checked_actions(settings), load_shop_content(settings))
     except FlowLoadError as exc:
         for problem in exc.problems:
             print(problem)
@@ -310,6 +366,11 @@ def _flows_graph(settings: Settings, args: argparse.Namespace) -> int:
         known = ", ".join(sorted(flows.flows))
         print(f"there is no flow '{name}' in {directory}; the flows are: {known}", file=sys.stderr)
         return 2
+    if args.format == "json":
+        import json
+
+        print(json.dumps(as_data(flows, names), indent=2, ensure_ascii=False))
+        return 0
     print(dot(flows, names) if args.format == "dot" else mermaid(flows, names), end="")
     return 0
 
@@ -398,6 +459,24 @@ def _technicians_add(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(technicians_add(settings, args.name, args.role, args.phone))
 
 
+def _apikeys_list(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.cli.orders import apikeys_list
+
+    return asyncio.run(apikeys_list(settings))
+
+
+def _technicians_list(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.cli.technicians import technicians_list
+
+    return asyncio.run(technicians_list(settings))
+
+
+def _technicians_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.cli.technicians import technicians_revoke
+
+    return asyncio.run(technicians_revoke(settings, args.name))
+
+
 def _orders_import(settings: Settings, args: argparse.Namespace) -> int:
     from bot.cli.orders import orders_import
 
@@ -409,3 +488,16 @@ def _reminders_due(settings: Settings, args: argparse.Namespace) -> int:
 
     logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.WARNING)  # the report only
     return asyncio.run(reminders_due(settings, args.hours))
+
+
+def _stats(settings: Settings, args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from bot.cli.stats import print_stats
+
+    logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.WARNING)  # the tables only
+    try:
+        return asyncio.run(print_stats(settings, args.first, args.end, args.group))
+    except (ValidationError, ValueError) as exc:
+        print(f"bot stats: {exc}", file=sys.stderr)
+        return 2

@@ -47,6 +47,7 @@ from bot.db.models import (
     OrderStatusChange,
 )
 from bot.engine import FlowSet
+from bot.engine.content import ContentSource
 from bot.engine.templates import TemplateCatalog
 from bot.engine.texts import pick_language
 from bot.identity import customer_by_address, customer_for_phone
@@ -173,6 +174,8 @@ class Simulator:
         self._templates: TemplateCatalog | None = None
         self.workers: Workers
         """The server's workers (bot/pipeline.py), set on enter."""
+        self.content: ContentSource
+        """The templates and texts the pipeline serves, set on enter."""
         self._run = secrets.token_hex(4)
 
     async def __aenter__(self) -> Simulator:
@@ -187,6 +190,7 @@ class Simulator:
         self.workers = pipeline.workers(client)
         self.workers.intake.start()  # commits what `receive` hands it; the other loops never start
         self._templates = pipeline.engine.flows.templates
+        self.content = pipeline.content
         for phone, last in (
             await Customer.exclude(last_inbound_at=None)
             .exclude(wa_id=None)

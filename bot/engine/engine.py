@@ -65,6 +65,11 @@ class Outcome:
     """The event was not understood (a fallback answered it): the inbox counts these in a row."""
     hand_off: bool = False
     """An action handed the chat to a person (ActionResult.hand_off): from now on the engine is silent."""
+    entered: list[tuple[str, str]] = field(default_factory=list)
+    """Every (flow, state) entered for this event, in order, those passed through by `goto` too: the
+    conversation's steps (its funnel in bot/stats.py)."""
+    sent_from: list[str] = field(default_factory=list)
+    """The flow each of `outbound` was sent from (same order): the cost ledger's flow."""
 
 
 class ActionError(Exception):
@@ -164,6 +169,8 @@ class _Run:
         self.missed = False
         """A fallback answered: the event was not understood."""
         self.hand_off = False
+        self.entered: list[tuple[str, str]] = []
+        self.sent_from: list[str] = []
         """An action handed the chat to a person."""
         self.language = ""
         self.set_language(customer.language, chosen=False)
@@ -179,8 +186,22 @@ class _Run:
         timeout = self.flows.flows[flow].states[state].on
         wait = timeout.timeout.after if timeout is not None and timeout.timeout is not None else None
         return Outcome(
-            flow, state, self.variables, self.outbound, wait, self.new_language, self.missed, self.hand_off
+            flow,
+            state,
+            self.variables,
+            self.outbound,
+            wait,
+            self.new_language,
+            self.missed,
+            self.hand_off,
+            self.entered,
+            self.mark_sent(flow),
         )
+
+    def mark_sent(self, flow: str) -> list[str]:
+        """The messages queued since the last mark were sent from `flow`."""
+        self.sent_from.extend([flow] * (len(self.outbound) - len(self.sent_from)))
+        return self.sent_from
 
     async def first(self, event: Event) -> tuple[str, str]:
         """A new customer's first message: answered when the start state understands it ("what are
@@ -296,6 +317,7 @@ class _Run:
         """Send each entered state's messages and follow `goto`s until a state waits for the customer."""
         for _ in range(MAX_HOPS):
             spec = self.flows.flows[flow].states[state]
+            self.entered.append((flow, state))
             trigger = await self.call(flow, state, spec) if spec.call else None
             if not self.silent:
                 self.send_state(spec)
@@ -306,6 +328,7 @@ class _Run:
                     (f"choose:{i}" for i, b in enumerate(spec.choose) if branch_holds(b, self.variables)),
                     None,
                 )
+            self.mark_sent(flow)
             if trigger is None:
                 return flow, state
             flow, state = self.flows.machines[flow].fire(state, trigger)

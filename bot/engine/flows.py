@@ -3,9 +3,9 @@
 Loading collects *all* problems before refusing, so one run of `bot flows check` lists everything to
 fix. Each state is validated on its own, so a typo in one state does not hide the mistakes in the
 others. The schema is `schema.py`; one state's rules beyond it are `rules.py`; references across states
-and flows are `checks.py` and `reach.py`; the templates they may send are `templates.py`. The bot's
-own texts (templates/texts/, `texts.py`) are read and checked in the same pass, so they go live with
-the flows and a mistake in them is refused with the flows' problems.
+and flows are `checks.py` and `reach.py`; the templates they may send are `templates.py`. The templates
+and texts (templates/, `content.py`) are read once per load and checked in the same pass, so they go
+live with the flows and a mistake in them is refused with the flows' problems.
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ from pydantic import ValidationError
 
 from bot.engine.actions import ActionRegistry
 from bot.engine.checks import GraphIssue, check_graph, suggest
+from bot.engine.content import Content, load_content
 from bot.engine.machine import FlowMachine
 from bot.engine.marked_yaml import FlowProblem, MarkedSource, YamlPath
 from bot.engine.reach import outside_window, unreachable
 from bot.engine.rules import StateRules
 from bot.engine.schema import NAME, Flow, FlowHeader, State, split_target
-from bot.engine.templates import TemplateCatalog, load_templates
-from bot.engine.texts import TextCatalog, load_texts
+from bot.engine.templates import TemplateCatalog
+from bot.engine.texts import TextCatalog
 
 
 class FlowSet:
@@ -37,17 +38,29 @@ class FlowSet:
         self,
         flows: Mapping[str, Flow],
         actions: ActionRegistry | None = None,
-        templates: TemplateCatalog | None = None,
-        texts: TextCatalog | None = None,
+        content: Content | None = None,
     ) -> None:
         self.flows: Mapping[str, Flow] = MappingProxyType(dict(flows))
         self.actions = actions if actions is not None else ActionRegistry()
-        self.templates = templates
-        self.texts = texts if texts is not None else TextCatalog()
-        """The bot's own texts; empty when the flows were loaded without a templates folder."""
+        self._content = content
         self.machines: Mapping[str, FlowMachine] = MappingProxyType(
             {name: FlowMachine(flow, self.actions) for name, flow in self.flows.items()}
         )
+
+    @property
+    def content(self) -> Content:
+        """The templates and texts this set was loaded with (empty without a templates folder)."""
+        return self._content if self._content is not None else Content()
+
+    @property
+    def templates(self) -> TemplateCatalog | None:
+        """None when the flows were loaded without a templates folder (nothing to check against)."""
+        return self._content.templates if self._content is not None else None
+
+    @property
+    def texts(self) -> TextCatalog:
+        """The bot's own texts; empty when the flows were loaded without a templates folder."""
+        return self.content.texts
 
     def has_state(self, flow: str | None, state: str | None) -> bool:
         found = self.flows.get(flow) if flow is not None else None
@@ -60,35 +73,34 @@ class FlowLoadError(Exception):
         super().__init__("\n".join(str(p) for p in problems))
 
 
-def _templates(
-    directory: Path | None,
-) -> tuple[TemplateCatalog | None, TextCatalog | None, list[FlowProblem]]:
-    if directory is None:
-        return None, None, []
-    catalog, template_problems = load_templates(directory)
-    texts, text_problems = load_texts(directory)
-    return catalog, texts, template_problems + text_problems
+def _content(templates: Path | Content | None) -> Content | None:
+    if templates is None or isinstance(templates, Content):
+        return templates
+    return load_content(templates)
 
 
 def load_flows(
-    directory: Path, actions: ActionRegistry | None = None, templates: Path | None = None
+    directory: Path, actions: ActionRegistry | None = None, templates: Path | Content | None = None
 ) -> FlowSet:
-    """Every *.yaml / *.yml in `directory`, checked against the templates in `templates` (a folder),
-    with the texts in its texts/; raises FlowLoadError listing all problems."""
-    catalog, texts, template_problems = _templates(templates)
-    flows, problems = _load(Path(directory), actions, catalog)
-    if problems or template_problems:
-        raise FlowLoadError(template_problems + problems)
-    return FlowSet(flows, actions, catalog, texts)
+    """Every *.yaml / *.yml in `directory`, checked against the templates: a folder (read here, with
+    its texts/) or the content already read from one; raises FlowLoadError listing all problems (the
+    content's among them)."""
+    content = _content(templates)
+    flows, problems = _load(Path(directory), actions, content.templates if content else None)
+    before = list(content.problems) if content else []
+    if problems or before:
+        raise FlowLoadError(before + problems)
+    return FlowSet(flows, actions, content)
 
 
 def check_flows(
-    directory: Path, actions: ActionRegistry | None = None, templates: Path | None = None
+    directory: Path, actions: ActionRegistry | None = None, templates: Path | Content | None = None
 ) -> list[FlowProblem]:
     """All problems in `directory`'s flows (and the templates and texts beside them); [] when they
     would load."""
-    catalog, _, template_problems = _templates(templates)
-    return template_problems + _load(Path(directory), actions, catalog)[1]
+    content = _content(templates)
+    before = list(content.problems) if content else []
+    return before + _load(Path(directory), actions, content.templates if content else None)[1]
 
 
 # --- loading --------------------------------------------------------------------------------------

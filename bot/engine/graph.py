@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from bot.engine.edges import ANSWERED, FALLBACK, GOTO, Edge, state_edges
 from bot.engine.events import TIMEOUT
@@ -122,6 +123,45 @@ def dot(flows: FlowSet, names: list[str] | None = None) -> str:
         lines.append(f'  "{source}" -> "{target}"{attributes};')
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def as_data(flows: FlowSet, names: list[str] | None = None) -> dict[str, Any]:
+    """The same graph as plain data (`bot flows graph --format json`, the panel's dashboard, which
+    draws it itself): per flow its states (`id`, `state`, `label`, `end`: a state that moves on to
+    another flow by itself, or has no way out: where a funnel ends) and the merged edges with their labels."""
+    graph = _build(flows, names)
+    ends: dict[tuple[str, str], bool] = {}
+    for flow in _selected(flows, names):
+        for name, state in flow.states.items():
+            edges = list(state_edges(state, flows.actions))
+            leaves = [
+                e for e in edges if e.trigger == GOTO and split_target(flow.name, e.target)[0] != flow.name
+            ]
+            ends[(flow.name, name)] = not edges or bool(leaves)
+    return {
+        "flows": [
+            {
+                "flow": cluster.flow,
+                "entry": cluster.entry,
+                "start": cluster.start,
+                "states": [
+                    {
+                        "id": node.id,
+                        "state": node.label,
+                        "label": node.label,
+                        "end": ends.get((cluster.flow, node.label), False),
+                    }
+                    for node in cluster.nodes
+                ],
+            }
+            for cluster in graph.clusters
+        ],
+        "outside": [{"id": node.id, "label": node.label} for node in graph.outside],
+        "edges": [
+            {"source": source, "target": target, "label": ", ".join(labels)}
+            for (source, target), labels in graph.edges.items()
+        ],
+    }
 
 
 # --- the graph both formats draw -----------------------------------------------------------------

@@ -4,7 +4,9 @@ Flows hold most of what customers read; what the code itself says (the engine's 
 understand that.", the hint when an answer does not fit, the apology when something fails, the handoff's
 wait) is in templates/texts/<file>.yaml, edited by staff like the flows, read with them and reloaded
 with them. `TEXTS` lists every such text and the {placeholders} it may use; a file that misses one,
-misspells one or uses another placeholder is refused with its file:line, like a flow.
+misspells one or uses another placeholder is refused with its file:line, like a flow. The other files
+there (an order's status texts, an appointment change's) belong to the parts that send them: each gives
+a `TextsFile` that reads its own shape, and they are read, checked and reloaded in the same pass.
 
 Every per-language text, from a flow, the settings or these files, is picked by `pick_language`: the
 customer's language, its base language (es_MX → es), the shop's default language, English, and last the
@@ -15,11 +17,11 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from bot.engine.marked_yaml import FlowProblem, MarkedSource, YamlPath
 from bot.engine.schema import LANGUAGE
@@ -41,6 +43,7 @@ TEXTS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
         "language_prompt": (),
         "language_chosen": (),
         "apology": (),
+        "flood": (),
     },
     "handoff": {
         "wait": ("minutes",),
@@ -86,11 +89,28 @@ def pick_text(text: str | Mapping[str, str] | None, language: str | None, defaul
     return text[code] if code is not None else ""
 
 
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class TextsFile(Generic[T]):
+    """Another file of templates/texts/, read with the bot's own texts: `read` turns its YAML into the
+    value its part uses (`T`), adding every problem to the source with its file:line; None when the
+    file cannot be used. A missing file is allowed unless `required` (its part then does without)."""
+
+    name: str
+    """The file's name without .yaml: templates/texts/<name>.yaml."""
+    read: Callable[[MarkedSource, Any], T | None]
+    required: bool = False
+
+
 @dataclass(frozen=True)
 class TextCatalog:
-    """The loaded texts: 'engine.not_understood' -> language -> text."""
+    """The loaded texts: 'engine.not_understood' -> language -> text, and the other files' values."""
 
     texts: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    files: Mapping[str, object] = field(default_factory=dict)
+    """TextsFile.name -> what its `read` made of it (files that are missing are not here)."""
 
     def say(self, key: str, language: str | None, default: str | None = None, **values: Any) -> str:
         """The text in the customer's language with its {placeholders} filled; "" when the catalog was
@@ -100,42 +120,51 @@ class TextCatalog:
         text = pick_text(self.texts.get(key), language, default)
         return _PLACEHOLDER.sub(lambda found: str(values.get(found.group(1), found.group(0))), text)
 
-
-TextSource = Callable[[], TextCatalog]
-"""Where a part that runs beside the engine gets the texts: the engine's current ones (app.py)."""
-
-
-def read_once(templates: Path) -> TextSource:
-    """templates/texts/ read once, for a part used without the engine (its problems are reported when
-    the flows load, so they are not repeated here)."""
-    catalog, _ = load_texts(templates)
-    return lambda: catalog
+    def file(self, name: str, kind: type[T]) -> T | None:
+        """What TextsFile `name` read, or None (the file is missing, or was not asked for)."""
+        value = self.files.get(name)
+        return value if isinstance(value, kind) else None
 
 
-def load_texts(templates: Path) -> tuple[TextCatalog, list[FlowProblem]]:
-    """templates/texts/<file>.yaml for every file in TEXTS; every problem in them, with file:line."""
+def load_texts(
+    templates: Path, files: Sequence[TextsFile[Any]] = ()
+) -> tuple[TextCatalog, list[FlowProblem]]:
+    """templates/texts/<file>.yaml for every file in TEXTS and `files`; every problem in them, with
+    file:line."""
     texts: dict[str, Mapping[str, str]] = {}
+    read: dict[str, object] = {}
     problems: list[FlowProblem] = []
     for file, specs in TEXTS.items():
-        path = templates / TEXTS_DIR / f"{file}.yaml"
-        source = MarkedSource(str(path))
-        try:
-            document = source.parse(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            reason = "this file is missing: the bot's own texts are read from it"
-            source.problems.append(
-                FlowProblem(str(path), 1, 1, reason, "copy it from the bot's templates/texts/")
-            )
-            document = None
-        except (OSError, UnicodeDecodeError) as exc:
-            source.problems.append(FlowProblem(str(path), 1, 1, f"cannot read this file: {exc}"))
-            document = None
+        source, document = _parsed(templates / TEXTS_DIR / f"{file}.yaml", required=True)
         if document is not None:
             for name, by_language in _file_texts(source, document, specs).items():
                 texts[f"{file}.{name}"] = MappingProxyType(by_language)
         problems.extend(source.problems)
+    for spec in files:
+        source, document = _parsed(templates / TEXTS_DIR / f"{spec.name}.yaml", required=spec.required)
+        if document is not None:
+            value = spec.read(source, document)
+            if value is not None and not source.problems:
+                read[spec.name] = value
+        problems.extend(source.problems)
     problems.sort(key=lambda p: (p.file, p.line, p.column))
-    return TextCatalog(MappingProxyType(texts)), problems
+    return TextCatalog(MappingProxyType(texts), MappingProxyType(read)), problems
+
+
+def _parsed(path: Path, *, required: bool) -> tuple[MarkedSource, Any]:
+    """The file's YAML with its marks; None (and the problem noted) when it cannot be read."""
+    source = MarkedSource(str(path))
+    try:
+        return source, source.parse(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        if required:
+            reason = "this file is missing: the bot's own texts are read from it"
+            source.problems.append(
+                FlowProblem(str(path), 1, 1, reason, "copy it from the bot's templates/texts/")
+            )
+    except (OSError, UnicodeDecodeError) as exc:
+        source.problems.append(FlowProblem(str(path), 1, 1, f"cannot read this file: {exc}"))
+    return source, None
 
 
 def _file_texts(

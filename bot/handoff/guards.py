@@ -24,7 +24,7 @@ from bot.db.models import (
     Message,
 )
 from bot.db.transactions import atomic
-from bot.engine.texts import TextSource, read_once
+from bot.engine.content import ContentSource
 from bot.handoff.events import EventHub
 from bot.handoff.service import HandoffDesk, customer_of, queue_event
 from bot.handoff.texts import IDLE_NOTE
@@ -40,15 +40,15 @@ class HandoffGuards:
     def __init__(
         self,
         settings: Settings,
+        content: ContentSource,
         events: EventHub | None = None,
         clock: Clock = utc_now,
         on_queued: Callable[[], None] = lambda: None,
-        texts: TextSource | None = None,
     ) -> None:
-        """`texts`: the engine's current texts (the server's); else templates/texts/ read once."""
+        """`content`: where the apology's words are (the served texts)."""
         self.rules = settings.handoff
         self._default_language = settings.shop.default_language
-        self._texts = texts if texts is not None else read_once(settings.templates_dir)
+        self._content = content
         self.events = events if events is not None else EventHub()
         self._clock = clock
         self._on_queued = on_queued
@@ -84,7 +84,9 @@ class HandoffGuards:
                 customer = await customer_of(handoff)
                 if customer is None:
                     continue
-                text = self._texts().say("handoff.unclaimed", customer.language, self._default_language)
+                text = self._content().texts.say(
+                    "handoff.unclaimed", customer.language, self._default_language
+                )
                 await enqueue(customer, Text(body=text), now=now)
                 await AuditEvent.create(
                     kind=AuditKind.GUARD_UNCLAIMED,

@@ -38,8 +38,9 @@ from bot.db.models import (
 )
 from bot.db.transactions import atomic, on_commit
 from bot.engine import Engine
-from bot.engine.templates import TemplateCatalog, load_templates
-from bot.engine.texts import TextCatalog, load_texts, pick_language
+from bot.engine.content import ContentSource
+from bot.engine.templates import TemplateCatalog
+from bot.engine.texts import TextCatalog, pick_language
 from bot.handoff.events import EventHub
 from bot.handoff.texts import WorkingHours, wait_text
 from bot.identity import customer_by_address
@@ -169,13 +170,15 @@ class HandoffDesk:
     def __init__(
         self,
         settings: Settings,
+        content: ContentSource,
         events: EventHub | None = None,
         engine: Engine | None = None,
         clock: Clock = utc_now,
         on_queued: Callable[[], None] = lambda: None,
         claims: Claims | None = None,
     ) -> None:
-        """`claims`: the database's (bot/db/claims.py), else chosen by settings' database URL."""
+        """`content`: the templates technicians may send and the texts of the wait (the served ones).
+        `claims`: the database's (bot/db/claims.py), else chosen by settings' database URL."""
         self.settings = settings
         self.events = events if events is not None else EventHub()
         self.engine = engine
@@ -183,23 +186,15 @@ class HandoffDesk:
         self.hours = WorkingHours(settings)
         self._clock = clock
         self._on_queued = on_queued
-        self._catalog: TemplateCatalog | None = None
-        self._texts: TextCatalog | None = None
+        self._content = content
 
     @property
     def catalog(self) -> TemplateCatalog:
-        if self._catalog is None:
-            self._catalog, _ = load_templates(self.settings.templates_dir)
-        return self._catalog
+        return self._content().templates
 
     @property
     def texts(self) -> TextCatalog:
-        """The bot's texts: the engine's (reloaded with the flows), else templates/texts/ read once."""
-        if self.engine is not None:
-            return self.engine.flows.texts
-        if self._texts is None:
-            self._texts, _ = load_texts(self.settings.templates_dir)  # problems: reported with the flows'
-        return self._texts
+        return self._content().texts
 
     def approved_templates(self) -> list[str]:
         return [name for name in self.catalog if self.catalog.templates[name].status == "approved"]

@@ -11,7 +11,7 @@ import secrets
 from tortoise.exceptions import IntegrityError
 
 from bot.db.models import Technician, TechnicianRole
-from bot.orders.keys import hash_key
+from bot.orders.keys import hash_key, hash_matches
 
 TOKEN_PREFIX = "rt_"
 
@@ -38,4 +38,13 @@ async def verify_token(token: str) -> Technician | None:
     """The active technician this token belongs to; None for anything else."""
     if not token.startswith(TOKEN_PREFIX):
         return None
-    return await Technician.get_or_none(token_hash=hash_key(token), active=True)
+    found = await Technician.get_or_none(token_hash=hash_key(token), active=True)
+    if found is None or not hash_matches(found.token_hash, token):
+        return None
+    return found
+
+
+async def revoke_technician(name: str) -> bool:
+    """Deactivate the technician named `name`: their token stops working at once (their chats and notes
+    stay, with their name). False when there is no such active technician."""
+    return await Technician.filter(name=name, active=True).update(active=False) > 0

@@ -1,6 +1,7 @@
 """The technician API under /api/tech/ (bearer token from `bot technicians add`), and its WebSocket.
 
 Routes (JSON in and out; errors are `{"error": "..."}` with 401, 403, 404, 409 or 422):
+  POST /api/tech/sessions                    a panel session for the login token (it expires)
   GET  /api/tech/me                          the technician the token belongs to
   GET  /api/tech/technicians                 active technicians (whom a chat can be transferred to)
   GET  /api/tech/queue                       waiting chats, longest wait first
@@ -25,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from aiohttp import BodyPartReader, WSMsgType, web
@@ -32,7 +34,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bot.db.models import Handoff, HandoffStatus, Technician
 from bot.handoff.service import OPEN, ChatKey, DeskError, HandoffDesk, is_admin
-from bot.handoff.tokens import verify_token
+from bot.handoff.sessions import issue_session, technician_of
+from bot.handoff.tokens import TOKEN_PREFIX, verify_token
 from bot.http.errors import (
     RowId,
     bearer_token,
@@ -112,12 +115,33 @@ def technician_out(technician: Technician) -> dict[str, Any]:
     }
 
 
+SESSION_HOURS = web.AppKey("session_hours", float)
+RECHECK_SECONDS = 30.0
+"""How often an open WebSocket checks that its session still holds (expired, or ended by an admin)."""
+
+
 async def authenticate(request: web.Request) -> Technician:
-    """The active technician whose token the request carries; 401 otherwise."""
-    technician = await verify_token(bearer_token(request))
+    """The active technician whose token or session the request carries; 401 otherwise."""
+    technician = await technician_of(bearer_token(request))
+    if technician is None:
+        raise unauthorized("missing, unknown, expired or inactive technician token", "technicians")
+    return technician
+
+
+async def new_session(request: web.Request) -> web.Response:
+    """Only a login token opens a session (a session cannot extend itself)."""
+    token = bearer_token(request)
+    technician = await verify_token(token) if token.startswith(TOKEN_PREFIX) else None
     if technician is None:
         raise unauthorized("missing, unknown or inactive technician token", "technicians")
-    return technician
+    session = issue_session(technician, timedelta(hours=request.app[SESSION_HOURS]))
+    return web.json_response(
+        {
+            "session": session.token,
+            "expires_at": session.expires_at.isoformat(),
+            "technician": technician_out(technician),
+        }
+    )
 
 
 def route(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -260,22 +284,35 @@ async def visible(technician: Technician, event: dict[str, Any]) -> bool:
 async def websocket(request: web.Request) -> web.StreamResponse:
     """Live events as JSON text frames; the first is `{"type": "hello", "technician": {...}}`."""
     token = request.query.get("token", "")
-    technician = await verify_token(token) if token else None
+    technician = await technician_of(token) if token else None
     if technician is None:
-        return error_response(401, "missing, unknown or inactive technician token")
+        return error_response(401, "missing, unknown, expired or inactive technician token")
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_SECONDS)
     await ws.prepare(request)
     request.app[SOCKETS].add(ws)
     with request.app[DESK].events.subscription() as events:
         await ws.send_json({"type": "hello", "technician": technician_out(technician)})
         incoming = asyncio.create_task(_drain(ws))
+        loop = asyncio.get_running_loop()
+        checked = loop.time()
         try:
             while not ws.closed:
                 next_event = asyncio.create_task(events.get())
-                done, _ = await asyncio.wait({next_event, incoming}, return_when=asyncio.FIRST_COMPLETED)
-                if next_event not in done:
+                done, _ = await asyncio.wait(
+                    {next_event, incoming}, timeout=RECHECK_SECONDS, return_when=asyncio.FIRST_COMPLETED
+                )
+                if incoming in done:
                     next_event.cancel()
                     break
+                if loop.time() - checked >= RECHECK_SECONDS:  # expired or ended meanwhile: close
+                    checked = loop.time()
+                    if await technician_of(token) is None:
+                        next_event.cancel()
+                        await ws.close(code=4001, message=b"session ended")
+                        break
+                if next_event not in done:
+                    next_event.cancel()
+                    continue
                 event = next_event.result()
                 if await visible(technician, event):
                     await ws.send_json(event)
@@ -298,12 +335,19 @@ async def _close_sockets(app: web.Application) -> None:
         await ws.close(code=1001, message=b"server shutting down")
 
 
-def add_routes(app: web.Application, desk: HandoffDesk, client: Callable[[], WhatsAppClient]) -> None:
+def add_routes(
+    app: web.Application,
+    desk: HandoffDesk,
+    client: Callable[[], WhatsAppClient],
+    session_hours: float = 12,
+) -> None:
     app[DESK] = desk
+    app[SESSION_HOURS] = session_hours
     app[WA_CLIENT] = client
     app[SOCKETS] = set()
     app.on_shutdown.append(_close_sockets)
     add = app.router
+    add.add_post("/api/tech/sessions", new_session)
     add.add_get("/api/tech/me", route(me))
     add.add_get("/api/tech/technicians", route(technicians))
     add.add_get("/api/tech/queue", route(queue))

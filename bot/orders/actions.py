@@ -21,6 +21,7 @@ from bot.engine.actions import ListArgs
 from bot.orders.notify import StatusNotifier
 from bot.orders.numbers import read_order_number
 from bot.orders.owner import orders_of
+from bot.orders.texts import OrderTexts, order_texts
 
 CLOSED_STATUSES = frozenset({"picked_up", "cancelled"})
 """Orders in these statuses are history: `orders.mine` does not offer them (a lookup still finds them)."""
@@ -76,10 +77,15 @@ class OrderActions:
         if not orders:
             return ActionResult(next="none")
         if len(orders) == 1:
-            return ActionResult(variables=self.described(orders[0], context.customer.language), next="one")
+            return ActionResult(variables=self.described(orders[0], context), next="one")
         language = context.customer.language
+        texts = order_texts(context.texts)
         rows = [
-            (order.order_number, order.order_number, f"{order.device_model} · {self._label(order, language)}")
+            (
+                order.order_number,
+                order.order_number,
+                f"{order.device_model} · {_label(texts, order, language)}",
+            )
             for order in orders
         ]
         choose = args.message(language, rows)
@@ -105,7 +111,7 @@ class OrderActions:
             None,
         )
         if found is not None:
-            described = self.described(found, context.customer.language)
+            described = self.described(found, context)
             return ActionResult(variables={**looked_up, **described}, next="found")
         close = (
             difflib.get_close_matches(wanted, list(by_number), n=1, cutoff=SUGGESTION_CUTOFF)
@@ -117,17 +123,18 @@ class OrderActions:
             return ActionResult(variables={**looked_up, **suggestion}, next="did_you_mean")
         return ActionResult(variables=looked_up, next="not_found")
 
-    def described(self, order: Order, language: str) -> dict[str, Any]:
-        """The variables a flow shows an order with."""
-        texts = self.notifier.texts
+    def described(self, order: Order, context: ActionContext) -> dict[str, Any]:
+        """The variables a flow shows an order with, in the texts of the engine run that asks."""
+        language = context.customer.language
+        texts = order_texts(context.texts)
         update = texts.text(order.status, language, self.notifier.values(order, language)) if texts else None
         return {
             "order_number": order.order_number,
             "order_device": order.device_model,
-            "order_status": self._label(order, language),
+            "order_status": _label(texts, order, language),
             "order_update": update or "",
         }
 
-    def _label(self, order: Order, language: str) -> str:
-        texts = self.notifier.texts
-        return texts.label(order.status, language) if texts else order.status.replace("_", " ")
+
+def _label(texts: OrderTexts | None, order: Order, language: str) -> str:
+    return texts.label(order.status, language) if texts else order.status.replace("_", " ")

@@ -8,7 +8,9 @@ leaked key recognisable to secret scanners and lets a stray token be refused wit
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -28,6 +30,31 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def hash_matches(stored_hash: str, key: str) -> bool:
+    """Constant-time: the row found by its hash is checked again without an early exit. (The indexed
+    lookup itself compares hashes, whose timing tells nothing about the key: a hash has no prefix an
+    attacker could grow byte by byte towards a valid key.)"""
+    return hmac.compare_digest(stored_hash.encode(), hash_key(key).encode())
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """What `bot apikeys list` and the admin API show of a key: never the key or its hash."""
+
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    def as_json(self) -> dict[str, str | None]:
+        return {
+            "name": self.name,
+            "created_at": self.created_at.isoformat(),
+            "last_used_at": self.last_used_at.isoformat() if self.last_used_at else None,
+            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+        }
+
+
 async def create_key(name: str) -> str:
     """A new key named `name`; the only time the key itself exists outside its holder's hands."""
     key = KEY_PREFIX + secrets.token_urlsafe(32)
@@ -45,10 +72,18 @@ async def verify_key(key: str, now: datetime | None = None) -> ApiKey | None:
     if not key.startswith(KEY_PREFIX):
         return None
     found = await ApiKey.get_or_none(key_hash=hash_key(key), revoked_at=None)
+    if found is not None and not hash_matches(found.key_hash, key):
+        return None
     if found is not None:
         found.last_used_at = now or datetime.now(UTC)
         await ApiKey.filter(id=found.id).update(last_used_at=found.last_used_at)
     return found
+
+
+async def list_keys() -> list[KeyInfo]:
+    """Every key, revoked ones too (names stay unique for the audit trail), oldest first."""
+    rows = await ApiKey.all().order_by("id")
+    return [KeyInfo(row.name, row.created_at, row.last_used_at, row.revoked_at) for row in rows]
 
 
 async def revoke_key(name: str, now: datetime | None = None) -> bool:

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.db.models import Customer, Order
+from bot.engine.content import Content, ContentSource
 from bot.engine.texts import pick_text
 from bot.notices import WINDOW, PerLanguage, WindowRule
-from bot.orders.texts import OrderTexts
+from bot.orders.texts import order_texts
 from bot.whatsapp.outbound import OutboundMessage, Template
 
 STATUS_TEMPLATE = "order_status_update"
@@ -22,26 +23,27 @@ STATUS_TEMPLATE = "order_status_update"
 
 @dataclass(frozen=True)
 class StatusNotifier:
-    texts: OrderTexts | None
-    """None: no texts file; every notification is the template."""
+    content: ContentSource
+    """The texts (order_statuses.yaml: none, every notification is the template) and the template's
+    languages: the content served now."""
     notify: Mapping[str, bool]
     """Status name -> whether entering it tells the customer."""
     default_language: str
-    template_languages: tuple[str, ...]
-    """The languages `order_status_update` is approved in; empty when the template file is not here."""
     address: PerLanguage = ""
     opening_hours: PerLanguage = ""
     window: timedelta = WINDOW
 
-    @property
-    def rule(self) -> WindowRule:
-        return WindowRule(self.default_language, self.template_languages, self.window)
+    def rule(self, content: Content) -> WindowRule:
+        template = content.templates.get(STATUS_TEMPLATE)
+        languages = tuple(template.languages) if template else ()  # none: the file is not in templates/
+        return WindowRule(self.default_language, languages, self.window)
 
     def message_for(self, order: Order, customer: Customer | None, now: datetime) -> OutboundMessage | None:
         """The notification for the status `order` is now in, or None when that status stays quiet."""
         if not self.notify.get(order.status, False):
             return None
-        texts = self.texts
+        content = self.content()
+        texts = order_texts(content.texts)
 
         def text(language: str) -> str | None:
             return texts.text(order.status, language, self.values(order, language)) if texts else None
@@ -50,7 +52,7 @@ class StatusNotifier:
             label = texts.label(order.status, language) if texts else order.status
             return Template(name=STATUS_TEMPLATE, language=language, body_params=(order.order_number, label))
 
-        return self.rule.message(customer, now, text, template)
+        return self.rule(content).message(customer, now, text, template)
 
     def values(self, order: Order, language: str) -> dict[str, str]:
         return {

@@ -4,31 +4,33 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bot.engine.templates import load_templates
-from bot.orders.notify import STATUS_TEMPLATE, StatusNotifier
+from bot.engine.content import ContentSource
+from bot.engine.texts import TextsFile
+from bot.orders.notify import StatusNotifier
 from bot.orders.service import OrderService
-from bot.orders.texts import load_order_texts
+from bot.orders.texts import OrderTexts, order_texts_file
 from bot.settings import Settings
 
 
-def build_order_service(settings: Settings, on_queued: Callable[[], None] = lambda: None) -> OrderService:
+def build_order_service(
+    settings: Settings, content: ContentSource, on_queued: Callable[[], None] = lambda: None
+) -> OrderService:
     statuses = [status.name for status in settings.orders.statuses]
-    return OrderService(statuses, build_status_notifier(settings), on_queued=on_queued)
+    return OrderService(statuses, build_status_notifier(settings, content), on_queued=on_queued)
 
 
-def build_status_notifier(settings: Settings) -> StatusNotifier:
-    """Reads templates/texts/order_statuses.yaml (OrderTextsError when it is invalid) and the
-    order_status_update template's languages."""
-    statuses = [status.name for status in settings.orders.statuses]
-    texts = load_order_texts(settings.templates_dir, statuses, settings.shop.default_language)
-    catalog, _ = load_templates(settings.templates_dir)  # template problems are reported with the flows'
-    template = catalog.get(STATUS_TEMPLATE)
-    notifier = StatusNotifier(
-        texts=texts,
+def build_status_notifier(settings: Settings, content: ContentSource) -> StatusNotifier:
+    """`content`: the served one, with order_statuses.yaml read by `status_texts_file(settings)`."""
+    return StatusNotifier(
+        content=content,
         notify={status.name: status.notify for status in settings.orders.statuses},
         default_language=settings.shop.default_language,
-        template_languages=tuple(template.languages) if template else (),
         address=settings.shop.address,
         opening_hours=settings.shop.opening_hours,
     )
-    return notifier
+
+
+def status_texts_file(settings: Settings) -> TextsFile[OrderTexts]:
+    """templates/texts/order_statuses.yaml, checked against settings.yaml's statuses and language."""
+    statuses = [status.name for status in settings.orders.statuses]
+    return order_texts_file(statuses, settings.shop.default_language)

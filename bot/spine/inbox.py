@@ -51,6 +51,8 @@ from bot.engine.events import TIMEOUT
 from bot.engine.texts import TextCatalog
 from bot.identity import customer_for_address
 from bot.loops import Loop
+from bot.monitoring import metrics
+from bot.spine.flood import Throttled, throttled
 from bot.spine.outbox import enqueue, outbound_row
 from bot.whatsapp.notifications import InboundMessage
 from bot.whatsapp.outbound import OutboundMessage, Text
@@ -75,6 +77,8 @@ class InboxConfig:
     default_language: str
     batch_size: int = BATCH_SIZE
     max_attempts: int = MAX_ATTEMPTS
+    inbound_per_minute: int = 30
+    """limits.inbound_per_minute: more from one customer in a minute are kept, not answered (flood.py)."""
 
 
 MISUNDERSTOOD = "_misunderstood"
@@ -237,7 +241,14 @@ class InboxWorker:
                 await row.save(update_fields=["attempts", "error_title", "updated_at"])
                 return False
             await self._park(row)
-        log.error("gave up on %s after %d attempts: %s", row.whatsapp_message_id, row.attempts, reason)
+        log.error(
+            "gave up on %s after %d attempts: %s",
+            row.whatsapp_message_id,
+            row.attempts,
+            reason,
+            extra={"wamid": row.whatsapp_message_id, "outcome": "parked"},
+        )
+        metrics.inbound([row.message_type], "failed")
         return True
 
     async def _park(self, row: Message) -> None:
@@ -293,6 +304,7 @@ class InboxWorker:
             self._on_queued()
         if self._on_handled:
             self._on_handled([row.whatsapp_message_id for row in batch.rows if row.whatsapp_message_id])
+        metrics.inbound((row.message_type for row in batch.rows), "handled")
 
     async def fire_timers(self) -> int:
         """Move conversations whose `on: timeout` is due (as of the clock); returns how many moved.
@@ -389,28 +401,46 @@ class InboxWorker:
             customers[_customer_of(row)] for row in rows if row.address not in technicians
         )
         batch.customers.extend(customers.values())  # profile name and window, even when not moved
+        flood = await throttled([row for row in rows if row.address not in technicians], self._limit)
         for row in rows:
             started = time.perf_counter()
+            conversation_id: int | None = None
             customer = customers[_customer_of(row)]
             if (technician := technicians.get(row.address)) is not None:
                 _note_sender(customer, row)  # their 24-hour window, as anyone's
                 outcome = await self._technician_row(technician, row, batch)
             else:
                 conversation = conversations[customer.id]
-                outcome = await self._handle_one(row, customer, conversation, batch)
+                conversation_id = conversation.id
+                if row.id in flood and conversation.mode == ConversationMode.BOT:
+                    outcome = self._flooded(row, customer, flood[row.id], batch)
+                else:
+                    outcome = await self._handle_one(row, customer, conversation, batch)
             row.delivery_status = DeliveryStatus.HANDLED
             row.processed_at = batch.now
-            log.info(
-                "handled %s: %s in %.2f ms",
-                row.whatsapp_message_id,
-                outcome,
-                (time.perf_counter() - started) * 1e3,
-            )
+            handled_line(row.whatsapp_message_id, conversation_id, outcome, started)
         await batch.write()
         await Message.bulk_update(
             rows, fields=["customer_id", "delivery_status", "processed_at", "error_title", "updated_at"]
         )
         return batch
+
+    @property
+    def _limit(self) -> int:
+        return self._config.inbound_per_minute
+
+    def _flooded(self, row: Message, customer: Customer, throttle: Throttled, batch: _Batch) -> str:
+        """Over the limit: kept and marked handled, never run through the engine; the first one gets
+        the note (templates/texts/engine.yaml `flood`)."""
+        _note_sender(customer, row)
+        row.error_title = f"not answered: more than {self._limit} messages in a minute (flood)"
+        if not throttle.note:
+            return "not answered (flood)"
+        note = self.engine.flows.texts.say("engine.flood", customer.language, self._config.default_language)
+        batch.outbound.append(
+            outbound_row(customer, Text(body=note or "…"), reply_to=row.whatsapp_message_id, now=batch.now)
+        )
+        return "not answered (flood), note queued"
 
     async def _technician_row(self, technician: Technician, row: Message, batch: _Batch) -> str:
         """A technician writing to the business number (the relay): a command or a reply, no customer."""
@@ -460,30 +490,44 @@ class InboxWorker:
                 )
             )
             return "engine error, apology queued"
-        batch.apply(conversation, customer, result, reply_to=row.whatsapp_message_id)
         if result.hand_off:
+            batch.apply(conversation, customer, result, reply_to=row.whatsapp_message_id)
             conversation.mode = ConversationMode.HUMAN  # the action updated the row; later rows see it
             await self._relayed(customer, row, batch, opened=True)
             return f"{result.flow}.{result.state}, handed to a person"
+        if not self._missed_too_often(result):
+            batch.apply(conversation, customer, result, reply_to=row.whatsapp_message_id)
+            return f"{result.flow}.{result.state}, {len(result.outbound)} outbound"
+        # Too many misunderstandings: the customer hears one thing, the wait, not the fallback's
+        # "I didn't understand" (or the help state it led to) before it.
+        assert self._handoff is not None
+        result.outbound.clear()
+        batch.apply(conversation, customer, result, reply_to=row.whatsapp_message_id)
+        language = customer.language or self._config.default_language
+        told = await self._handoff.auto_handoff(conversation.id, customer, language, batch.now)
+        batch.outbound.extend(
+            outbound_row(customer, message, reply_to=row.whatsapp_message_id, now=batch.now)
+            for message in told
+        )
+        conversation.mode = ConversationMode.HUMAN
+        await self._relayed(customer, row, batch, opened=True)
+        return f"{result.flow}.{result.state}, handed to a person after {self._handoff.after_misses} misses"
+
+    def _missed_too_often(self, result: Outcome) -> bool:
+        """Count misunderstandings in a row in the conversation's variables (a good answer starts again);
+        True when this one reaches `after_misses` and the chat is to go to a person."""
         after = self._handoff.after_misses if self._handoff else 0
-        if not (self._handoff and after):
-            pass
-        elif not result.missed:
+        if not after:
+            return False
+        if not result.missed:
             result.variables.pop(MISUNDERSTOOD, None)
-        elif (missed := int(result.variables.get(MISUNDERSTOOD) or 0) + 1) < after:
+            return False
+        missed = int(result.variables.get(MISUNDERSTOOD) or 0) + 1
+        if missed < after:
             result.variables[MISUNDERSTOOD] = missed
-        else:
-            result.variables.pop(MISUNDERSTOOD, None)
-            language = customer.language or self._config.default_language
-            told = await self._handoff.auto_handoff(conversation.id, customer, language, batch.now)
-            batch.outbound.extend(
-                outbound_row(customer, message, reply_to=row.whatsapp_message_id, now=batch.now)
-                for message in told
-            )
-            conversation.mode = ConversationMode.HUMAN
-            await self._relayed(customer, row, batch, opened=True)
-            return f"{result.flow}.{result.state}, handed to a person after {after} misses"
-        return f"{result.flow}.{result.state}, {len(result.outbound)} outbound"
+            return False
+        result.variables.pop(MISUNDERSTOOD, None)
+        return True
 
     async def _run_engine(
         self, conversation: Conversation, customer: Customer, event: Event, now: datetime
@@ -561,6 +605,20 @@ class _Batch:
                 await ConversationTimer.bulk_create(timers)
         if self.outbound:
             await Message.bulk_create(self.outbound)
+
+
+def handled_line(wamid: str | None, conversation_id: int | None, outcome: str, started: float) -> None:
+    """The one INFO line per handled message: its wamid, conversation and outcome as fields too (the
+    JSON log lines carry them as keys: bot/monitoring/logs.py); never the customer's text or number."""
+    ms = round((time.perf_counter() - started) * 1e3, 2)
+    log.info(
+        "handled %s (conversation %s): %s in %.2f ms",
+        wamid,
+        conversation_id,
+        outcome,
+        ms,
+        extra={"wamid": wamid, "conversation_id": conversation_id, "outcome": outcome, "ms": ms},
+    )
 
 
 NOTED_FIELDS = ("profile_name", "username", "last_inbound_at")

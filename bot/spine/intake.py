@@ -26,6 +26,7 @@ from bot.clock import Clock, utc_now
 from bot.db.models import DeliveryStatus, Direction, Message
 from bot.identity import resolve_senders
 from bot.loops import finish
+from bot.monitoring import metrics
 from bot.spine.statuses import StatusChange, record_statuses
 from bot.whatsapp.notifications import InboundItem, Notification
 
@@ -192,4 +193,5 @@ class IntakeWriter:
                 ):
                     row.customer_id = customer_id
                 await Message.bulk_create(inbound, ignore_conflicts=True)
-            await record_statuses(statuses)
+            moved = await record_statuses(statuses)
+        metrics.outbound(moved)

@@ -83,26 +83,31 @@ def apply_status(message: Message, change: StatusChange) -> bool:
     return changed
 
 
-async def record_statuses(changes: Sequence[StatusChange]) -> int:
+async def record_statuses(changes: Sequence[StatusChange]) -> list[tuple[str, str]]:
     """Apply status webhooks to the outbound rows they name; park the rest. Runs inside the caller's
-    transaction. Returns how many rows changed."""
+    transaction. Returns the (message type, new status) of each status a row moved to (/metrics)."""
     if not changes:
-        return 0
+        return []
     wamids = {change.wamid for change in changes}
     rows = {row.whatsapp_message_id: row for row in await Message.filter(whatsapp_message_id__in=wamids)}
     changed: dict[int, Message] = {}
     early: list[EarlyStatus] = []
+    moved: list[tuple[str, str]] = []
     for change in changes:
         row = rows.get(change.wamid)
         if row is None:
             early.append(_early(change))
-        elif apply_status(row, change):
+            continue
+        before = row.delivery_status
+        if apply_status(row, change):
             changed[row.id] = row
+            if row.delivery_status != before:
+                moved.append((row.message_type, str(row.delivery_status)))
     if changed:
         await Message.bulk_update(list(changed.values()), fields=[*STATUS_FIELDS, "updated_at"])
     if early:
         await EarlyStatus.bulk_create(early, ignore_conflicts=True)
-    return len(changed)
+    return moved
 
 
 async def claim_early_statuses(messages: Iterable[Message]) -> list[Message]:

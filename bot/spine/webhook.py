@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from bot.monitoring import metrics
 from bot.spine.intake import IntakeWriter, NotStored
 from bot.whatsapp import signature
 from bot.whatsapp.notifications import NotificationError, parse_notification
@@ -48,8 +49,25 @@ async def verify(request: web.Request) -> web.Response:
 
 
 async def receive(request: web.Request) -> web.Response:
-    config = request.app[WEBHOOK_CONFIG]
+    """The POST, timed and counted by outcome for /metrics."""
     started = time.perf_counter()
+    outcome = "aborted"  # the client went away, or the server is stopping
+    try:
+        response = await _receive(request, started)
+        outcome = _OUTCOMES.get(response.status, "ok")
+        return response
+    except web.HTTPException as exc:  # aiohttp's own 413 for a chunked body over the cap
+        outcome = _OUTCOMES.get(exc.status, "bad_request")
+        raise
+    finally:
+        metrics.webhook_request(outcome, time.perf_counter() - started)
+
+
+_OUTCOMES = {401: "unauthorized", 400: "bad_request", 413: "too_large", 500: "not_stored"}
+
+
+async def _receive(request: web.Request, started: float) -> web.Response:
+    config = request.app[WEBHOOK_CONFIG]
     if request.content_length is not None and request.content_length > config.max_body_bytes:
         log.warning("webhook refused: body of %d bytes over the cap", request.content_length)
         raise web.HTTPRequestEntityTooLarge(

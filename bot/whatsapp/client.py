@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from bot.monitoring import metrics
 from bot.whatsapp.errors import GraphError, TransportError, UnexpectedResponse, error_from_response
 from bot.whatsapp.outbound import OutboundMessage, to_request_body
 from bot.whatsapp.pacing import Pacer
@@ -148,6 +149,7 @@ class WhatsAppClient:
         try:
             response = await self.transport.post_json(self._messages_path, body)
         except GraphError as err:
+            metrics.graph_error(err.code)
             if err.per_recipient and self.pacer is not None:
                 self.pacer.hold(key, err.retry_delay(0))
             raise
@@ -161,7 +163,11 @@ class WhatsAppClient:
         body: dict[str, Any] = {"messaging_product": "whatsapp", "status": "read", "message_id": message_id}
         if typing:
             body["typing_indicator"] = {"type": "text"}
-        response = await self.transport.post_json(self._messages_path, body)
+        try:
+            response = await self.transport.post_json(self._messages_path, body)
+        except GraphError as err:
+            metrics.graph_error(err.code)
+            raise
         if response.get("success") is not True:
             raise UnexpectedResponse.about("mark-read without success: true", response)
 

@@ -607,6 +607,10 @@ class MessagesChange(_Model):
     value: MessagesValue
 
 
+LIMIT_FIELDS = ("business_capability_update", "phone_number_quality_update")
+LIMIT_KEY = "max_daily_conversations_per_business"
+
+
 class OtherChange(_Model):
     """account_update, message_template_status_update…: other shapes, kept as they came and ignored."""
 
@@ -706,6 +710,24 @@ class Notification(_Model):
     def errors(self) -> list[GraphErrorInfo]:
         """Errors about the app, account or number (value.errors), not about one message."""
         return [error for value in self._values() for error in value.errors]
+
+    def messaging_limits(self) -> list[int | None]:
+        """The portfolio's messaging limit from `business_capability_update` (and the limit a
+        `phone_number_quality_update` carries): `max_daily_conversations_per_business`, -1 (None here)
+        meaning unlimited. A value of another shape is ignored: it is Meta's news, not our input."""
+        found: list[int | None] = []
+        for entry in self.entry:
+            for change in entry.changes:
+                if not isinstance(change, OtherChange) or change.field not in LIMIT_FIELDS:
+                    continue
+                value = change.value.get(LIMIT_KEY) if isinstance(change.value, dict) else None
+                if isinstance(value, bool) or not isinstance(value, int):
+                    continue
+                if value == -1:
+                    found.append(None)
+                elif 0 < value < 2**31:
+                    found.append(value)
+        return found
 
 
 def _contradicts(contact: Sender, message: InboundMessage) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +23,9 @@ from bot.engine import (
     load_flows,
 )
 from bot.whatsapp.outbound import Buttons, ListMessage, Media, ReplyButton, Template, Text
-from tests.helpers import shop_actions
+from tests.helpers import FLOWS, TEMPLATES, shop_actions, write_flow
 
-FLOWS = Path(__file__).parents[2] / "flows"
-TEMPLATES = FLOWS.parent / "templates"
 ANA = Customer(wa_id="34600111222", name="Ana", language="en")
-
-
-@pytest.fixture(scope="module")
-def shipped() -> FlowSet:
-    return load_flows(FLOWS, shop_actions())
 
 
 def with_stub_handoff() -> FlowSet:
@@ -62,9 +54,8 @@ def say(flows: FlowSet, state: str, language: str = "en", flow: str = "main") ->
 def write_flows(
     directory: Path, actions: ActionRegistry | None = None, templates: Path | None = None, **files: str
 ) -> FlowSet:
-    directory.mkdir(exist_ok=True)
     for name, text in files.items():
-        (directory / f"{name}.yaml").write_text(textwrap.dedent(text), encoding="utf-8")
+        write_flow(directory, f"{name}.yaml", text)
     return load_flows(directory, actions, templates)
 
 
@@ -288,6 +279,9 @@ async def test_goto_chains_send_every_state_in_order(tmp_path: Path) -> None:
         Media(media_type="image", link="https://example.com/a.jpg", caption="Ana"),
         Template(name="repair_ready", language="en", body_params=("Ana", "x")),
     ]
+    # the states passed through count as entered (the conversation's steps, for the funnels)
+    assert outcome.entered == [("main", "a"), ("main", "b"), ("other", "c")]
+    assert outcome.sent_from == ["main", "main", "other", "other", "other"]  # the flow of each message
 
 
 MENU_AND_QUESTION = """

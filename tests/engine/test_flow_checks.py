@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from bot.engine import FlowProblem, check_flows
 from bot.engine.templates import load_templates
-
-TEMPLATES = Path(__file__).parents[2] / "templates"
-
-
-def check(tmp_path: Path, flow: str, templates: Path | None = TEMPLATES) -> list[FlowProblem]:
-    flows = tmp_path / "flows"
-    flows.mkdir(exist_ok=True)
-    (flows / "main.yaml").write_text(textwrap.dedent(flow).lstrip("\n"), encoding="utf-8")
-    return check_flows(flows, templates=templates)
-
-
-def reasons(problems: list[FlowProblem]) -> list[str]:
-    return [f"{p.line}: {p.reason}" for p in problems]
-
+from tests.helpers import TEMPLATES, reasons
+from tests.helpers import check_flow as check
 
 NUDGE = """
     flow: main

@@ -2,40 +2,13 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
 
 from bot.engine import ActionRegistry, ActionResult, FlowLoadError, FlowProblem, check_flows, load_flows
-from tests.helpers import shop_actions
-
-FLOWS = Path(__file__).parents[2] / "flows"
-
-
-def write(directory: Path, name: str, text: str) -> str:
-    text = textwrap.dedent(text).lstrip("\n")
-    (directory / name).write_text(text, encoding="utf-8")
-    return text
-
-
-def at(text: str, needle: str, nth: int = 1) -> tuple[int, int]:
-    """1-based line and column of the nth occurrence of `needle` in `text`."""
-    index = -1
-    for _ in range(nth):
-        index = text.index(needle, index + 1)
-    before = text[:index]
-    return before.count("\n") + 1, index - (before.rfind("\n") + 1) + 1
-
-
-def where(problems: list[FlowProblem], file: str) -> dict[tuple[int, int], str]:
-    found: dict[tuple[int, int], str] = {}
-    for p in problems:
-        if Path(p.file).name == file:
-            found[(p.line, p.column)] = found.get((p.line, p.column), "") + p.reason
-    return found
-
+from tests.helpers import FLOWS, at, shop_actions, where, write_flow
 
 MINIMAL = """
     flow: main
@@ -63,10 +36,10 @@ def test_problem_reads_as_file_line_column() -> None:
 
 
 def test_many_problems_in_one_file_are_all_reported_at_their_place(tmp_path: Path) -> None:
-    write(
+    write_flow(
         tmp_path, "orders.yaml", "flow: orders\nstart: ask_number\nstates:\n  ask_number:\n    say: Number?\n"
     )
-    text = write(
+    text = write_flow(
         tmp_path,
         "main.yaml",
         r"""
@@ -144,7 +117,7 @@ def test_many_problems_in_one_file_are_all_reported_at_their_place(tmp_path: Pat
 
 
 def test_hints_say_what_to_do(tmp_path: Path) -> None:
-    write(
+    write_flow(
         tmp_path,
         "main.yaml",
         """
@@ -164,8 +137,8 @@ def test_hints_say_what_to_do(tmp_path: Path) -> None:
 
 
 def test_missing_flow_and_start_and_start_not_a_state(tmp_path: Path) -> None:
-    write(tmp_path, "main.yaml", "states:\n  menu:\n    say: Hi\n")
-    text = write(tmp_path, "other.yaml", "flow: other\nstart: begin\nstates:\n  menu:\n    say: Hi\n")
+    write_flow(tmp_path, "main.yaml", "states:\n  menu:\n    say: Hi\n")
+    text = write_flow(tmp_path, "other.yaml", "flow: other\nstart: begin\nstates:\n  menu:\n    say: Hi\n")
     found = where(check_flows(tmp_path), "main.yaml")
     assert found == {(1, 1): "'flow' is missing here'start' is missing here"}
     assert where(check_flows(tmp_path), "other.yaml") == {
@@ -174,16 +147,16 @@ def test_missing_flow_and_start_and_start_not_a_state(tmp_path: Path) -> None:
 
 
 def test_flow_name_must_be_the_file_name(tmp_path: Path) -> None:
-    write(tmp_path, "main.yaml", MINIMAL)
-    text = write(tmp_path, "booking.yaml", "flow: bookings\nstart: a\nstates:\n  a:\n    say: Hi\n")
+    write_flow(tmp_path, "main.yaml", MINIMAL)
+    text = write_flow(tmp_path, "booking.yaml", "flow: bookings\nstart: a\nstates:\n  a:\n    say: Hi\n")
     problems = check_flows(tmp_path)
     assert where(problems, "booking.yaml") == {at(text, "bookings"): "flow 'bookings' is in file 'booking'"}
     assert problems[0].hint == "the flow name must be the file name"
 
 
 def test_yaml_syntax_error_has_its_mark_and_other_files_are_still_checked(tmp_path: Path) -> None:
-    text = write(tmp_path, "broken.yaml", "flow: broken\nstart: a\nstates:\n  a:\n    say: Hi: there\n")
-    write(tmp_path, "main.yaml", MINIMAL + "        sayy: typo\n")
+    text = write_flow(tmp_path, "broken.yaml", "flow: broken\nstart: a\nstates:\n  a:\n    say: Hi: there\n")
+    write_flow(tmp_path, "main.yaml", MINIMAL + "        sayy: typo\n")
     problems = check_flows(tmp_path)
     broken = [p for p in problems if p.file.endswith("broken.yaml")]
     assert [(p.line, p.column, p.reason) for p in broken] == [
@@ -194,13 +167,13 @@ def test_yaml_syntax_error_has_its_mark_and_other_files_are_still_checked(tmp_pa
 
 
 def test_targets_into_an_unparsable_flow_are_not_reported_twice(tmp_path: Path) -> None:
-    write(tmp_path, "broken.yaml", "flow: broken\n  bad indentation: [\n")
-    write(tmp_path, "main.yaml", MINIMAL + "        goto: broken.somewhere\n")
+    write_flow(tmp_path, "broken.yaml", "flow: broken\n  bad indentation: [\n")
+    write_flow(tmp_path, "main.yaml", MINIMAL + "        goto: broken.somewhere\n")
     assert where(check_flows(tmp_path), "main.yaml") == {}
 
 
 def test_on_keys_that_yaml_11_would_turn_into_booleans_stay_text(tmp_path: Path) -> None:
-    write(
+    write_flow(
         tmp_path,
         "main.yaml",
         """
@@ -219,7 +192,7 @@ def test_on_keys_that_yaml_11_would_turn_into_booleans_stay_text(tmp_path: Path)
 
 
 def test_goto_cycles_are_refused_and_chains_accepted(tmp_path: Path) -> None:
-    text = write(
+    text = write_flow(
         tmp_path,
         "main.yaml",
         """
@@ -243,7 +216,7 @@ def test_goto_cycles_are_refused_and_chains_accepted(tmp_path: Path) -> None:
 
 
 def test_buttons_need_transitions_and_a_body(tmp_path: Path) -> None:
-    text = write(
+    text = write_flow(
         tmp_path,
         "main.yaml",
         """
@@ -272,7 +245,7 @@ def test_actions_are_checked_against_the_registry(tmp_path: Path) -> None:
     async def lookup(context: object) -> ActionResult:
         return ActionResult()
 
-    text = write(
+    text = write_flow(
         tmp_path,
         "main.yaml",
         """

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,20 +17,13 @@ from bot.engine import graph as graph_module
 from bot.engine.edges import Edge, state_edges
 from bot.engine.graph import dot, mermaid
 from bot.engine.schema import State, split_target
-from tests.helpers import shop_actions, write_settings
+from tests.helpers import FLOWS, shop_actions, write_flow, write_settings
 
-FLOWS = Path(__file__).parents[2] / "flows"
 SAFE_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MERMAID_NODE = re.compile(r'^\s*(\w+)\["(.*)"\]$')
 MERMAID_EDGE = re.compile(r'^\s*(\w+) -->(?:\|"(.*)"\|)? (\w+)$')
 DOT_NODE = re.compile(r'^\s*"(\w+)" \[label="((?:[^"\\]|\\.)*)"')
 DOT_EDGE = re.compile(r'^\s*"(\w+)" -> "(\w+)"(?: \[label="((?:[^"\\]|\\.)*)"\])?;$')
-
-
-def write(directory: Path, name: str, text: str) -> Path:
-    path = directory / name
-    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
-    return path
 
 
 def nodes(text: str) -> dict[str, str]:
@@ -62,11 +54,6 @@ def node_id(text: str, label: str) -> str:
 
 def label_between(text: str, source: str, target: str) -> str:
     return edge_map(text)[(node_id(text, source), node_id(text, target))]
-
-
-@pytest.fixture
-def shipped() -> FlowSet:
-    return load_flows(FLOWS, shop_actions())
 
 
 TWO_FLOWS_MAIN = """
@@ -108,8 +95,8 @@ TWO_FLOWS_ORDERS = """
 def two_flows(tmp_path: Path) -> Path:
     directory = tmp_path / "two"
     directory.mkdir()
-    write(directory, "main.yaml", TWO_FLOWS_MAIN)
-    write(directory, "orders.yaml", TWO_FLOWS_ORDERS)
+    write_flow(directory, "main.yaml", TWO_FLOWS_MAIN)
+    write_flow(directory, "orders.yaml", TWO_FLOWS_ORDERS)
     return directory
 
 
@@ -213,7 +200,7 @@ def test_state_names_with_dashes_get_safe_ids(two_flows: Path) -> None:
 
 
 def test_labels_are_escaped(tmp_path: Path) -> None:
-    write(
+    write_flow(
         tmp_path,
         "main.yaml",
         """
@@ -244,7 +231,7 @@ def test_actions_and_unknown_triggers_still_render(tmp_path: Path, monkeypatch: 
     async def lookup(context: object) -> ActionResult:
         raise NotImplementedError
 
-    write(
+    write_flow(
         tmp_path,
         "main.yaml",
         """
@@ -300,8 +287,8 @@ def test_dot_output_renders_with_graphviz(source: str, tmp_path: Path) -> None:
         flows = load_flows(FLOWS, shop_actions())
     else:
         title = "'My \"re\\pair\" <x>'" if source == "escapes" else '"My repair"'
-        write(tmp_path, "main.yaml", TWO_FLOWS_MAIN.replace('"My repair"', title))
-        write(tmp_path, "orders.yaml", TWO_FLOWS_ORDERS)
+        write_flow(tmp_path, "main.yaml", TWO_FLOWS_MAIN.replace('"My repair"', title))
+        write_flow(tmp_path, "orders.yaml", TWO_FLOWS_ORDERS)
         flows, shown = load_flows(tmp_path), "ask&#45;number"
     rendered = subprocess.run(
         ["dot", "-Tsvg"], input=dot(flows), capture_output=True, text=True, timeout=60, check=False
@@ -355,7 +342,8 @@ def test_flows_with_problems_exit_1_with_file_line_and_column(
 ) -> None:
     flows = tmp_path / "flows"
     flows.mkdir()
-    broken = write(flows, "main.yaml", "flow: main\nstart: menu\nstates:\n  menu:\n    goto: nowhere\n")
+    broken = flows / "main.yaml"
+    write_flow(flows, broken.name, "flow: main\nstart: menu\nstates:\n  menu:\n    goto: nowhere\n")
     assert run(tmp_path, "--dir", str(flows)) == 1
     out = capsys.readouterr().out
     assert out.startswith(f"{broken}:5:") and "nowhere" in out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,9 +9,9 @@ import pytest
 
 from bot.engine import Conversation, Customer, Engine, Event, FlowSet, Outcome, load_flows
 from bot.whatsapp.outbound import Buttons, Text
+from tests.helpers import TEMPLATES, write_flow
 
 ANA = Customer(wa_id="34600111222", name="Ana", language="en")
-TEMPLATES = Path(__file__).parents[2] / "templates"
 # a Wednesday, late evening in New York: already Thursday in UTC
 NOW = datetime(2026, 11, 26, 2, 30, tzinfo=UTC)
 
@@ -70,7 +69,7 @@ BOOKING = """
 
 
 def flows_from(tmp_path: Path, text: str) -> FlowSet:
-    (tmp_path / "main.yaml").write_text(textwrap.dedent(text), encoding="utf-8")
+    write_flow(tmp_path, "main.yaml", text)
     return load_flows(tmp_path, templates=TEMPLATES)  # the shipped texts: the engine's own words
 
 
@@ -307,7 +306,7 @@ def test_replies_must_lead_somewhere_and_be_patterns(tmp_path: Path) -> None:
     broken = REPLIES.replace(
         '"appt:confirm:{appointment}": confirmed', '"{x}": confirmd\n      "appt:{a b}": menu'
     )
-    (tmp_path / "main.yaml").write_text(textwrap.dedent(broken), encoding="utf-8")
+    write_flow(tmp_path, "main.yaml", broken)
     found = [p.reason for p in check_flows(tmp_path)]
     assert "'{x}' is not a reply id pattern" in found
     assert "'appt:{a b}' is not a reply id pattern" in found
@@ -316,7 +315,7 @@ def test_replies_must_lead_somewhere_and_be_patterns(tmp_path: Path) -> None:
 def test_a_reply_leading_to_a_missing_state_is_named(tmp_path: Path) -> None:
     from bot.engine import check_flows
 
-    (tmp_path / "main.yaml").write_text(textwrap.dedent(REPLIES.replace(": confirmed\n", ": confirmd\n", 1)))
+    write_flow(tmp_path, "main.yaml", REPLIES.replace(": confirmed\n", ": confirmd\n", 1))
     [problem] = check_flows(tmp_path)
-    assert (problem.line, problem.reason) == (5, "there is no state 'confirmd'")
+    assert (problem.line, problem.reason) == (4, "there is no state 'confirmd'")
     assert problem.hint == "did you mean 'confirmed'?"

@@ -9,10 +9,11 @@ import pytest
 
 from bot.engine import Conversation, Customer, Engine, Event, FlowLoadError, check_flows, load_flows
 from bot.engine.texts import TEXTS, TextCatalog, load_texts, pick_language, pick_text
-from bot.orders.texts import load_order_texts
+from bot.orders.texts import order_texts, order_texts_file
+from bot.settings import OrderSettings
 from bot.whatsapp.outbound import Text
+from tests.helpers import TEMPLATES, write_flow
 
-TEMPLATES = Path(__file__).parents[2] / "templates"
 FLOW = "flow: main\nstart: menu\nstates:\n  menu:\n    say: Hi\n    on: {keywords: {menu: [menu]}}\n"
 
 
@@ -61,8 +62,7 @@ async def test_an_edited_text_is_what_the_customer_reads(tmp_path: Path) -> None
         ),
         encoding="utf-8",
     )
-    (tmp_path / "flows").mkdir()
-    (tmp_path / "flows" / "main.yaml").write_text(FLOW, encoding="utf-8")
+    write_flow(tmp_path / "flows", "main.yaml", FLOW)
     engine = Engine(load_flows(tmp_path / "flows", templates=templates))
     outcome = await engine.handle(
         Conversation("main", "menu", {}), Customer("1", None, "es_MX"), Event.of_text("qwerty")
@@ -83,8 +83,7 @@ def test_a_broken_texts_file_is_refused_with_its_place(tmp_path: Path) -> None:
     ]
     engine_texts.write_text("\n".join(edited) + "\n", encoding="utf-8")
     (templates / "texts" / "appointments.yaml").unlink()
-    (tmp_path / "flows").mkdir()
-    (tmp_path / "flows" / "main.yaml").write_text(FLOW, encoding="utf-8")
+    write_flow(tmp_path / "flows", "main.yaml", FLOW)
     problems = check_flows(tmp_path / "flows", templates=templates)
     found = [(Path(p.file).name, p.line, p.reason, p.hint) for p in problems]
     range_en = at['  en: "Please answer with a number from {min} to {max}."']
@@ -128,7 +127,9 @@ def test_flows_loaded_without_templates_have_no_texts(tmp_path: Path) -> None:
 
 
 def test_order_status_texts_follow_the_same_rule(tmp_path: Path) -> None:
-    texts = load_order_texts(TEMPLATES, ["received"], "en")
-    assert texts is not None
+    statuses = [status.name for status in OrderSettings().statuses]  # the shipped file's
+    catalog, problems = load_texts(TEMPLATES, [order_texts_file(statuses, "en")])
+    texts = order_texts(catalog)
+    assert texts is not None and problems == []
     assert texts.label("received", "es_MX") == "Recibida"  # its base language, not the shop's default
     assert texts.label("received", "fr") == "Received"

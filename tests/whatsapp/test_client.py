@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import json
 import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -35,9 +33,8 @@ from bot.whatsapp.outbound import (
     Text,
 )
 from bot.whatsapp.pacing import Pacer
+from tests.helpers import BENCH, payload
 
-REPO = Path(__file__).resolve().parents[2]
-PAYLOADS = REPO / "tests" / "payloads"
 BASE = "https://graph.example.test/v21.0"
 PNID = "100000000000001"
 MESSAGES_URL = f"{BASE}/{PNID}/messages"
@@ -45,14 +42,9 @@ TOKEN = "test-token"
 TO = "+15550002222"
 
 
-def payload(name: str) -> Any:
-    return json.loads((PAYLOADS / name).read_text())
-
-
 def fake_graph_app(**kwargs: Any) -> web.Application:
-    bench = REPO / "bench"
-    if str(bench) not in sys.path:
-        sys.path.insert(0, str(bench))
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
     app: web.Application = importlib.import_module("fake_graph").build_app(**kwargs)
     return app
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 import itertools
 import json
 import random
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.whatsapp import errors as e
-
-PAYLOADS = Path(__file__).resolve().parents[1] / "payloads"
+from tests.helpers import PAYLOADS, payload
 
 # file code -> (class, retryable, per_recipient, max_attempts); None: transient, bounded by the horizon
 EXPECTED: dict[int, tuple[type[e.GraphError], bool, bool, int | None]] = {
@@ -29,10 +27,6 @@ EXPECTED: dict[int, tuple[type[e.GraphError], bool, bool, int | None]] = {
 }
 
 
-def _payload(name: str) -> Any:
-    return json.loads((PAYLOADS / name).read_text())
-
-
 def test_every_error_payload_file_is_expected() -> None:
     codes = {int(p.stem.removeprefix("error_")) for p in PAYLOADS.glob("error_*.json")}
     assert codes == set(EXPECTED)
@@ -40,7 +34,7 @@ def test_every_error_payload_file_is_expected() -> None:
 
 @pytest.mark.parametrize("code", sorted(EXPECTED))
 def test_error_payload_maps_to_class(code: int) -> None:
-    body = _payload(f"error_{code}.json")
+    body = payload(f"error_{code}.json")
     cls, retryable, per_recipient, max_attempts = EXPECTED[code]
     err = e.error_from_response(400, body)
     assert type(err) is cls
@@ -57,14 +51,14 @@ def test_error_payload_maps_to_class(code: int) -> None:
 
 
 def test_throttling_is_retryable_whatever_the_status() -> None:
-    body = _payload("error_130429.json")
+    body = payload("error_130429.json")
     for status in (400, 429, 200, 503):
         assert isinstance(e.error_from_response(status, body), e.RateLimitHit)
     assert e.error_from_response(400, body).retryable
 
 
 def test_permanent_code_stays_permanent_on_5xx() -> None:
-    err = e.error_from_response(500, _payload("error_131047.json"))
+    err = e.error_from_response(500, payload("error_131047.json"))
     assert isinstance(err, e.ReEngagement)
     assert not err.retryable
 
@@ -92,7 +86,7 @@ def test_unknown_code_uses_status() -> None:
 
 
 def test_json_text_body_is_parsed() -> None:
-    err = e.error_from_response(400, json.dumps(_payload("error_131056.json")).encode())
+    err = e.error_from_response(400, json.dumps(payload("error_131056.json")).encode())
     assert isinstance(err, e.PairRateLimit)
 
 
@@ -166,7 +160,7 @@ def test_transient_classes_have_no_attempt_limit() -> None:
 
 
 def test_pair_rate_limit_backoff_is_four_to_the_x() -> None:
-    err = e.error_from_response(400, _payload("error_131056.json"))
+    err = e.error_from_response(400, payload("error_131056.json"))
     rng = random.Random(1)
     for attempt, base in enumerate([1, 4, 16, 64, 256]):
         delay = err.retry_delay(attempt, rng)
@@ -175,7 +169,7 @@ def test_pair_rate_limit_backoff_is_four_to_the_x() -> None:
 
 
 def test_backoff_grows_is_capped_and_jittered() -> None:
-    err = e.error_from_response(400, _payload("error_130429.json"))
+    err = e.error_from_response(400, payload("error_130429.json"))
     delays = [err.retry_delay(a, random.Random(7)) for a in range(12)]
     assert delays[0] >= err.base_delay
     assert all(b >= a for a, b in itertools.pairwise(delays))
@@ -195,5 +189,5 @@ def test_transport_error() -> None:
 
 def test_errors_are_raisable_and_repr_is_readable() -> None:
     with pytest.raises(e.ThrottlingError) as info:
-        raise e.error_from_response(429, _payload("error_130429.json"))
+        raise e.error_from_response(429, payload("error_130429.json"))
     assert "RateLimitHit(code=130429" in repr(info.value)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,31 +17,10 @@ from bot.whatsapp.notifications import (
     NotificationError,
     parse_notification,
 )
+from tests.helpers import INBOUND_KINDS, PAYLOADS, payload
 
-PAYLOADS = Path(__file__).resolve().parents[1] / "payloads"
-KINDS = {
-    "text",
-    "image",
-    "document",
-    "audio",
-    "video",
-    "sticker",
-    "location",
-    "contacts",
-    "interactive",
-    "button",
-    "reaction",
-    "order",
-    "system",
-    "unsupported",
-}
 USER = "15550002222"
 PHONE_NUMBER_ID = "100000000000001"
-
-
-def _payload(name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((PAYLOADS / name).read_text())
-    return loaded
 
 
 def _files(prefix: str) -> list[str]:
@@ -110,7 +88,7 @@ def _only(data: dict[str, Any]) -> InboundMessage:
     ],
 )
 def test_inbound_examples(name: str, kind: str, text: str | None, reply_id: str | None) -> None:
-    data = _payload(name)
+    data = payload(name)
     notification = parse_notification(_raw(data))
     [item] = notification.inbound_messages()
     assert item.message.kind == kind
@@ -126,7 +104,7 @@ def test_inbound_examples(name: str, kind: str, text: str | None, reply_id: str 
 
 @pytest.mark.parametrize("name", _files("inbound_"))
 def test_every_inbound_file_parses(name: str) -> None:
-    data = _payload(name)
+    data = payload(name)
     notification = parse_notification(_raw(data))
     raw_messages = [
         message
@@ -138,7 +116,7 @@ def test_every_inbound_file_parses(name: str) -> None:
     assert [item.raw for item in items] == raw_messages
     for item in items:
         message = item.message
-        assert message.kind in KINDS
+        assert message.kind in INBOUND_KINDS
         assert message.kind == message.type or message.kind == "unsupported"
         assert message.timestamp.tzinfo is UTC
         # the inbox rebuilds the message from the stored raw JSON: same reading
@@ -156,18 +134,18 @@ def test_payload_folder_has_the_examples() -> None:
 
 
 def test_raw_is_the_received_object_itself() -> None:
-    data = _payload("inbound_text.json")
+    data = payload("inbound_text.json")
     [item] = Notification.model_validate(data).inbound_messages()
     assert item.raw is _first_message(data)
 
 
 def test_media_fields_and_timestamp() -> None:
-    document = _only(_payload("inbound_document.json"))
+    document = _only(payload("inbound_document.json"))
     assert document.file_name == "invoice-123.pdf"
     assert document.media_id == "300000000000002"
     assert document.media_mime_type == "application/pdf"
 
-    image = _only(_payload("inbound_image.json"))
+    image = _only(payload("inbound_image.json"))
     assert image.timestamp == datetime(2025, 6, 15, 15, 8, 20, tzinfo=UTC)
     assert image.timestamp == datetime.fromtimestamp(1750000100, tz=UTC)
     assert image.media_id == "300000000000001"
@@ -175,53 +153,53 @@ def test_media_fields_and_timestamp() -> None:
     assert image.image is not None and image.image.url is not None
     assert image.file_name is None
 
-    voice = _only(_payload("inbound_audio_voice.json"))
+    voice = _only(payload("inbound_audio_voice.json"))
     assert voice.audio is not None and voice.audio.voice is True
     assert voice.media_mime_type == "audio/ogg; codecs=opus"
     assert voice.media_id == "300000000000003"
 
-    sticker = _only(_payload("inbound_sticker.json"))
+    sticker = _only(payload("inbound_sticker.json"))
     assert sticker.sticker is not None and sticker.sticker.animated is False
     assert sticker.media_mime_type == "image/webp"
 
-    video = _only(_payload("inbound_video.json"))
+    video = _only(payload("inbound_video.json"))
     assert (video.media_id, video.media_mime_type) == ("300000000000005", "video/mp4")
 
-    text = _only(_payload("inbound_text.json"))
+    text = _only(payload("inbound_text.json"))
     assert (text.media_id, text.media_mime_type, text.file_name) == (None, None, None)
 
 
 def test_context_reply_and_forwards() -> None:
-    reply = _only(_payload("inbound_text_reply_context.json"))
+    reply = _only(payload("inbound_text_reply_context.json"))
     assert reply.context is not None
     assert (reply.context.from_, reply.context.id) == ("15550001111", "wamid.OUT_0001")
     assert not reply.context.forwarded
 
-    forwarded = _only(_payload("inbound_text_forwarded.json"))
+    forwarded = _only(payload("inbound_text_forwarded.json"))
     assert forwarded.context is not None and forwarded.context.forwarded is True
 
-    many = _only(_payload("inbound_text_frequently_forwarded.json"))
+    many = _only(payload("inbound_text_frequently_forwarded.json"))
     assert many.context is not None and many.context.frequently_forwarded is True
 
-    button = _only(_payload("inbound_interactive_button_reply.json"))
+    button = _only(payload("inbound_interactive_button_reply.json"))
     assert button.context is not None and button.context.id == "wamid.OUT_BTN_0001"
 
 
 def test_flow_completion() -> None:
-    message = _only(_payload("inbound_interactive_nfm_reply.json"))
+    message = _only(payload("inbound_interactive_nfm_reply.json"))
     assert message.kind == "interactive"
     assert message.flow_response == {"flow_token": "FLOW_TOKEN_1", "rating": "5"}
     assert message.interactive is not None and message.interactive.nfm_reply is not None
     assert message.interactive.nfm_reply.body == "Sent"
-    assert _only(_payload("inbound_text.json")).flow_response is None
+    assert _only(payload("inbound_text.json")).flow_response is None
 
 
 def test_list_reply_keeps_description_and_location_its_coordinates() -> None:
-    listed = _only(_payload("inbound_interactive_list_reply.json"))
+    listed = _only(payload("inbound_interactive_list_reply.json"))
     assert listed.interactive is not None and listed.interactive.list_reply is not None
     assert listed.interactive.list_reply.description == "Next day"
 
-    place = _only(_payload("inbound_location.json"))
+    place = _only(payload("inbound_location.json"))
     assert place.location is not None
     assert (place.location.latitude, place.location.longitude) == (37.4611978, -122.2164385)
     pin = _only(_with_messages(_message("w", "location", location={"latitude": 1.5, "longitude": -2.25})))
@@ -229,19 +207,19 @@ def test_list_reply_keeps_description_and_location_its_coordinates() -> None:
 
 
 def test_reaction_and_order_objects() -> None:
-    reaction = _only(_payload("inbound_reaction.json"))
+    reaction = _only(payload("inbound_reaction.json"))
     assert reaction.reaction is not None and reaction.reaction.message_id == "wamid.OUT_0001"
-    removed = _only(_payload("inbound_reaction_removed.json"))
+    removed = _only(payload("inbound_reaction_removed.json"))
     assert removed.reaction is not None and removed.reaction.emoji is None
 
-    order = _only(_payload("inbound_order.json"))
+    order = _only(payload("inbound_order.json"))
     assert order.order is not None
     [product] = order.order.product_items
     assert (product.product_retailer_id, product.quantity, product.item_price) == ("SKU-123", 2, 9.99)
 
 
 def test_system_message_has_no_profile() -> None:
-    notification = parse_notification(_raw(_payload("inbound_system_user_changed_number.json")))
+    notification = parse_notification(_raw(payload("inbound_system_user_changed_number.json")))
     [item] = notification.inbound_messages()
     assert item.message.kind == "system"
     assert item.profile_name is None
@@ -250,7 +228,7 @@ def test_system_message_has_no_profile() -> None:
 
 
 def test_unsupported_131051_keeps_its_error() -> None:
-    message = _only(_payload("inbound_unsupported_131051.json"))
+    message = _only(payload("inbound_unsupported_131051.json"))
     assert message.kind == "unsupported"
     assert message.unsupported is not None and message.unsupported.type == "poll_creation"
     [error] = message.errors
@@ -273,7 +251,7 @@ def test_unsupported_131051_keeps_its_error() -> None:
     ],
 )
 def test_status_examples(name: str, status: str, category: str | None, error_code: int | None) -> None:
-    data = _payload(name)
+    data = payload(name)
     notification = parse_notification(_raw(data))
     assert notification.inbound_messages() == []
     assert notification.errors() == []
@@ -289,13 +267,13 @@ def test_status_examples(name: str, status: str, category: str | None, error_cod
 
 @pytest.mark.parametrize("name", _files("status_"))
 def test_every_status_file_parses(name: str) -> None:
-    notification = parse_notification(_raw(_payload(name)))
+    notification = parse_notification(_raw(payload(name)))
     assert notification.status_updates()
     assert all(update.timestamp.tzinfo is UTC for update in notification.status_updates())
 
 
 def test_status_details() -> None:
-    [marketing] = parse_notification(_raw(_payload("status_sent_template_marketing.json"))).status_updates()
+    [marketing] = parse_notification(_raw(payload("status_sent_template_marketing.json"))).status_updates()
     assert marketing.biz_opaque_callback_data == "order-123"
     assert marketing.pricing is not None
     assert (marketing.pricing.billable, marketing.pricing.pricing_model, marketing.pricing.type) == (
@@ -311,10 +289,10 @@ def test_status_details() -> None:
     }
     assert marketing.conversation is None
 
-    [legacy] = parse_notification(_raw(_payload("status_sent_legacy_v23_conversation.json"))).status_updates()
+    [legacy] = parse_notification(_raw(payload("status_sent_legacy_v23_conversation.json"))).status_updates()
     assert legacy.conversation is not None and legacy.conversation["origin"] == {"type": "service"}
 
-    [failed] = parse_notification(_raw(_payload("status_failed_131047.json"))).status_updates()
+    [failed] = parse_notification(_raw(payload("status_failed_131047.json"))).status_updates()
     [error] = failed.errors
     assert error.title == "Re-engagement message"
     assert error.href == "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/"
@@ -344,7 +322,7 @@ def test_unknown_status_value_and_broken_optional_parts_still_parse() -> None:
 
 
 def test_value_level_errors() -> None:
-    notification = parse_notification(_raw(_payload("inbound_value_errors_130429.json")))
+    notification = parse_notification(_raw(payload("inbound_value_errors_130429.json")))
     [error] = notification.errors()
     assert error.code == 130429
     assert error.details == "Cloud API message throughput has been reached."
@@ -368,7 +346,7 @@ def test_error_summary_without_details_or_title() -> None:
 
 
 def test_unknown_types_fields_and_broken_type_objects_parse_as_unsupported() -> None:
-    data = _payload("inbound_text.json")
+    data = payload("inbound_text.json")
     value = data["entry"][0]["changes"][0]["value"]
     value["future_field"] = [1, 2]
     value["messages"] = [
@@ -412,7 +390,7 @@ def test_interactive_without_a_reply_object_is_unsupported() -> None:
     assert (message.text_content, message.reply_id, message.flow_response) == (None, None, None)
 
 
-@pytest.mark.parametrize("type_", sorted(KINDS))
+@pytest.mark.parametrize("type_", sorted(INBOUND_KINDS))
 @pytest.mark.parametrize("body", [None, 1, "x", [], {}, [1, "a", None], {"id": 5, "body": ["no"]}])
 def test_garbage_type_objects_never_raise(type_: str, body: Any) -> None:
     message = _only(_with_messages(_message("w", type_, **{type_: body}, context=body, referral=body)))
@@ -606,7 +584,7 @@ def test_a_status_without_its_envelope_fields_is_refused() -> None:
 
 
 def test_parsing_does_not_change_the_input() -> None:
-    data = _payload("inbound_interactive_button_reply.json")
+    data = payload("inbound_interactive_button_reply.json")
     before = copy.deepcopy(data)
     Notification.model_validate(data).inbound_messages()
     assert data == before

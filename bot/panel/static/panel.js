@@ -3,7 +3,7 @@
 // panel refetches that part. So a missed event costs at most one refetch, never a wrong screen.
 
 const $ = (sel) => document.querySelector(sel);
-const TOKEN_KEY = "repairbot.techToken";
+const TOKEN_KEY = "repairbot.techSession"; // only the session is kept: it expires, the login token does not
 
 const state = {
   token: localStorage.getItem(TOKEN_KEY) || "",
@@ -43,8 +43,8 @@ async function api(path, { method = "GET", json, form } = {}) {
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch { data = { error: text }; }
   if (response.status === 401) {
-    // A revoked or wrong token: back to the login screen rather than a page of errors.
-    logout("Your token was not accepted. Please log in again.");
+    // A revoked or wrong token, or a session that expired or was ended: back to the login screen.
+    logout("Your session ended or your token was not accepted. Please log in again.");
     throw new ApiError(401, data);
   }
   if (!response.ok) throw new ApiError(response.status, data);
@@ -58,6 +58,11 @@ const chatPath = (phone, rest = "") => `/api/tech/chats/${encodeURIComponent(pho
 async function login(token) {
   state.token = token.trim();
   try {
+    if (!state.token.startsWith("rs_")) {
+      // The login token buys a session that expires; the browser remembers only the session.
+      const session = await api("/api/tech/sessions", { method: "POST" });
+      state.token = session.session;
+    }
     state.me = await api("/api/tech/me");
   } catch (err) {
     if (err.status !== 401) $("#login-error").textContent = `Cannot log in: ${err.message}`;
@@ -68,6 +73,7 @@ async function login(token) {
   $("#app-view").hidden = false;
   $("#me").textContent = `${state.me.name} (${state.me.role})`;
   $("#failed-box").hidden = !isAdmin();
+  $("#dash-toggle").hidden = !isAdmin();
   connect();
   await Promise.all([loadQueue(), loadChats(), loadFailed()]);
 }
@@ -261,6 +267,25 @@ function renderFailed() {
     list.append(li);
   }
   if (!state.failed.length) list.innerHTML = `<li class="muted">none</li>`;
+}
+
+// ---------- the dashboard (admins) ----------
+
+async function showDashboard() {
+  const { renderDashboard } = await import("./dashboard.js"); // loaded only when an admin asks
+  await renderDashboard($("#dashboard"), api, {
+    from: $("#dash-from").value,
+    to: $("#dash-to").value,
+    group: $("#dash-group").value,
+  });
+}
+
+function toggleDashboard() {
+  const on = !document.body.classList.contains("show-dash");
+  document.body.classList.toggle("show-dash", on);
+  $("#dash-view").hidden = !on;
+  $("#dash-toggle").textContent = on ? "Chats" : "Dashboard";
+  if (on) showDashboard();
 }
 
 // ---------- the open chat ----------
@@ -555,6 +580,11 @@ async function loadCustomer(phone) {
 function init() {
   $("#login-form").onsubmit = (e) => { e.preventDefault(); login($("#token").value); };
   $("#logout").onclick = () => logout();
+  $("#dash-toggle").onclick = toggleDashboard;
+  $("#dash-form").onsubmit = (e) => {
+    e.preventDefault();
+    showDashboard();
+  };
   $("#composer-form").onsubmit = (e) => { e.preventDefault(); send(); };
   $("#composer").addEventListener("keydown", (e) => {
     // Enter sends, Shift+Enter breaks the line; never while an IME is composing (Chinese input).

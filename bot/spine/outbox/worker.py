@@ -31,6 +31,7 @@ from bot.db.claims import Claims
 from bot.db.models import Customer, DeliveryStatus, Direction, Message
 from bot.identity import masked
 from bot.loops import finish
+from bot.monitoring import metrics
 from bot.spine.outbox.leases import Leases
 from bot.spine.outbox.pause import AccountPause
 from bot.spine.outbox.retries import GiveUp, Horizon, RetryPolicy
@@ -257,6 +258,7 @@ class OutboxWorker:
             return None
         free_form = is_free_form(message)
         if free_form and not window_open(last_inbound_at, now):
+            metrics.held("window")
             self._give_up(row, now, WINDOW_ERROR_CODE, _window_title(row), "refused before sending")
             return None
         paused_until = self._pause.holds(now)  # another send found an account-wide error meanwhile
@@ -267,6 +269,7 @@ class OutboxWorker:
         pace_as = f"customer:{_customer_of(row)}"
         wait = pacer.delay_for(pace_as) if pacer else 0.0
         if wait > PACE_HOLD_SECONDS:
+            metrics.held("pacing")
             row.next_attempt_at = now + timedelta(seconds=wait)
             return row.next_attempt_at
         row.attempts += 1
@@ -301,6 +304,7 @@ class OutboxWorker:
             return None
         row.error_code, row.error_title = exc.code, exc.title
         row.next_attempt_at = decision.at
+        metrics.retry()
         log.info(
             "send %s to %s: %s; attempt %d failed, next at %s",
             row.id,
@@ -374,6 +378,7 @@ class OutboxWorker:
         rows, self._results = self._results, []
         if not rows:
             return
+        moved = _moved(rows)  # before parked statuses move them further
         try:
             async with in_transaction():
                 await Message.bulk_update(rows, fields=list(RESULT_FIELDS))
@@ -386,6 +391,7 @@ class OutboxWorker:
             self._results[:0] = rows
             raise
         self._leases.release(row.id for row in rows)
+        metrics.outbound(moved + _moved(early))
         for row in rows:
             key = _customer_of(row)
             self._unwritten[key] -= 1
@@ -429,6 +435,16 @@ class OutboxWorker:
 def _customer_of(row: Message) -> int:
     """The customer a row goes to; a row without one (none is written so) is a group of its own."""
     return row.customer_id if row.customer_id is not None else -row.id
+
+
+def _moved(rows: Sequence[Message]) -> list[tuple[str, str]]:
+    """(type, status) of what a results write moved, for /metrics: sends and failures, then the
+    parked statuses it applied (a row put back for later is still queued: no transition)."""
+    return [
+        (row.message_type, str(row.delivery_status))
+        for row in rows
+        if row.delivery_status != DeliveryStatus.QUEUED
+    ]
 
 
 def _window_title(row: Message) -> str:

@@ -1,0 +1,73 @@
+"""Hand-written read-only SQL that runs on both databases: for grouped reports (bot/stats.py, the
+scrape-time gauges) that the ORM cannot express, computed in the database, never row by row in Python.
+
+Queries are written with `?` placeholders; PostgreSQL gets `$1, $2 ...`. A datetime parameter is
+passed as the database compares it: on SQLite as the text Tortoise stores (`YYYY-MM-DD HH:MM:SS[.f]+00:00`,
+in UTC, which orders as the times do, so an index on the column still serves the range), on PostgreSQL
+as the value. `as_datetime` reads a time back from either.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from tortoise import connections
+from tortoise.backends.base.client import BaseDBAsyncClient
+
+from bot.db.config import CONNECTION
+
+_PLACEHOLDER = re.compile(r"\?")
+
+
+def connection() -> BaseDBAsyncClient:
+    client: BaseDBAsyncClient = connections.get(CONNECTION)
+    return client
+
+
+def on_sqlite() -> bool:
+    return connection().capabilities.dialect == "sqlite"
+
+
+def _param(value: Any, sqlite: bool) -> Any:
+    if isinstance(value, datetime):
+        utc = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        return utc.isoformat(sep=" ") if sqlite else utc
+    return value
+
+
+def _numbered(sql: str) -> str:
+    counter = iter(range(1, 10_000))
+    return _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)
+
+
+async def fetch(sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    """The rows of one SELECT, as dicts. Call with an already aggregated query: the rows are held."""
+    client = connection()
+    sqlite = client.capabilities.dialect == "sqlite"
+    values = [_param(value, sqlite) for value in params]
+    return list(await client.execute_query_dict(sql if sqlite else _numbered(sql), values))
+
+
+async def scalar(sql: str, params: Sequence[Any] = ()) -> Any:
+    rows = await fetch(sql, params)
+    return next(iter(rows[0].values())) if rows else None
+
+
+def as_datetime(value: Any) -> datetime | None:
+    """A time as either database returns it from a raw query (text on SQLite), in UTC."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    assert isinstance(value, datetime)
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def seconds_between(later: str, earlier: str) -> str:
+    """SQL for `later - earlier` in seconds (two column expressions)."""
+    if on_sqlite():
+        return f"((julianday({later}) - julianday({earlier})) * 86400.0)"
+    return f"EXTRACT(EPOCH FROM ({later} - {earlier}))"
