@@ -276,3 +276,79 @@ async def test_a_message_without_a_sender_is_refused_with_the_reason(bot_client:
     assert (await post_webhook(client, too_long)).status == 400
     assert await Message.all().count() == 0
     assert not await CustomerIdentity.filter(kind=IdentityKind.BSUID).exists()
+
+
+async def _order(number: str, phone: str, device: str = "Pixel 8") -> None:
+    from datetime import UTC, datetime
+
+    from bot.db.models import Order
+    from bot.identity import customer_for_phone
+
+    owner = await customer_for_phone(phone, datetime.now(UTC))
+    await Order.create(
+        order_number=number,
+        customer_phone=phone,
+        customer=owner,
+        customer_name="Robin",
+        device_model=device,
+        problem="battery",
+        status="in_progress",
+    )
+
+
+async def _replies(wamid: str) -> list[Message]:
+    async def answered() -> bool:
+        return await Message.filter(reply_to=wamid, message_direction=Direction.OUTBOUND).exists()
+
+    await eventually(answered)
+    return await Message.filter(reply_to=wamid).order_by("id")
+
+
+async def test_a_customer_without_a_phone_shares_it_and_then_finds_their_order_and_only_theirs(
+    bot_client: BotFactory, fake_graph: TestServer
+) -> None:
+    client = await bot_client()
+    await _order("7001", "15550007777")  # Robin's, filed by the shop under the phone
+    await _order("8001", "15550008888", "Galaxy S21")  # someone else's
+
+    await post_webhook(client, bsuid_text("wamid.ASK_1", "status 7001"))
+    [offer] = await _replies("wamid.ASK_1")
+    assert offer.payload is not None and offer.payload["kind"] == "contact_request"
+    assert "7001" in offer.payload["body"] and "Pixel" not in (offer.message_content or "")
+    await eventually(lambda: _sent(offer))
+    sends = [
+        s
+        for s in await graph_sends(fake_graph)
+        if s[4] == (await Message.get(id=offer.id)).whatsapp_message_id
+    ]
+    assert [(s[1], s[2]) for s in sends] == [(BSUID, "interactive")]
+
+    someone_elses_card = fresh("inbound_contacts.json")  # a card of another person: links nothing
+    message = _value(someone_elses_card)["messages"][0]
+    del message["from"]
+    message.update(from_user_id=BSUID, id="wamid.CARD_1")
+    _value(someone_elses_card)["contacts"] = [{"profile": {"name": "Robin Example"}, "user_id": BSUID}]
+    await post_webhook(client, someone_elses_card)
+    await eventually(lambda: handled("wamid.CARD_1"))
+    assert (await Customer.get(bsuid=BSUID)).wa_id is None
+
+    await post_webhook(client, bsuid_text("wamid.ASK_2", "status 7001"))
+    await _replies("wamid.ASK_2")
+    assert (await post_webhook(client, fresh("inbound_contacts_contact_request.json"))).status == 200
+    shown = await _replies("wamid.IN_CONREQ_0001")
+    robin = await Customer.get(bsuid=BSUID)
+    assert robin.wa_id == "15550007777"
+    assert ("phone", "15550007777") in await identities(robin)
+    assert any(
+        "7001" in (row.message_content or "") and "Pixel 8" in (row.message_content or "") for row in shown
+    )
+    assert shown[0].address == "15550007777"  # a phone on file now: replies go `to` it
+
+    await post_webhook(client, bsuid_text("wamid.ASK_3", "8001"))
+    texts = " ".join(row.message_content or "" for row in await _replies("wamid.ASK_3"))
+    assert "8001" in texts and "Galaxy" not in texts  # the other customer's order: never shown
+    assert "Order 8001" not in texts
+
+
+async def _sent(row: Message) -> bool:
+    return (await Message.get(id=row.id)).delivery_status == DeliveryStatus.SENT

@@ -211,6 +211,10 @@ def _check_interactive(obj: dict[str, Any]) -> None:
     if obj.get("type") == "button":
         _length(body.get("text"), "body.text", limits.BUTTON_BODY_MAX)
         _check_buttons(action.get("buttons"))
+    elif obj.get("type") == "request_contact_info":
+        _length(body.get("text"), "body.text", limits.BUTTON_BODY_MAX)
+        if action.get("name") != "request_contact_info":
+            raise Refusal(131008, "action.name must be request_contact_info")
     elif obj.get("type") == "list":
         _length(body.get("text"), "body.text", limits.LIST_BODY_MAX)
         _length(action.get("button"), "action.button", limits.LIST_BUTTON_MAX)

@@ -274,8 +274,31 @@ def _add_header_footer(obj: dict[str, Any], header: str | None, footer: str | No
         obj["footer"] = {"text": footer}
 
 
+class ContactRequest(_Value):
+    """WhatsApp's "share my number" button (the interactive request_contact_info message): the user's tap
+    sends their own phone number back, as a `contacts` message with origin contact_request. For a
+    customer known only by their business-scoped user ID. The button's own text is WhatsApp's."""
+
+    kind: Literal["contact_request"] = "contact_request"
+    body: str = Field(min_length=1, max_length=BUTTON_BODY_MAX)
+
+    @property
+    def message_type(self) -> str:
+        return "interactive"
+
+    def type_object(self) -> dict[str, Any]:
+        return {
+            "type": "request_contact_info",
+            "body": {"text": self.body},
+            "action": {"name": "request_contact_info"},
+        }
+
+    def log_content(self) -> str:
+        return f"{self.body} [share my number]"
+
+
 OutboundMessage = Annotated[
-    Text | Media | Template | Buttons | ListMessage | Reaction,
+    Text | Media | Template | Buttons | ListMessage | Reaction | ContactRequest,
     Field(discriminator="kind"),
 ]
 OUTBOUND_ADAPTER: TypeAdapter[OutboundMessage] = TypeAdapter(OutboundMessage)
