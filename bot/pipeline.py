@@ -200,6 +200,7 @@ class Pipeline:
                     str(row.delivery_status),
                     row.error_title,
                     row.id,
+                    row.customer_id,
                 )
             )
 

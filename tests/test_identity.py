@@ -352,3 +352,63 @@ async def test_a_customer_without_a_phone_shares_it_and_then_finds_their_order_a
 
 async def _sent(row: Message) -> bool:
     return (await Message.get(id=row.id)).delivery_status == DeliveryStatus.SENT
+
+
+async def test_the_technician_api_serves_a_customer_without_a_phone_by_their_id(
+    bot_client: BotFactory, fake_graph: TestServer
+) -> None:
+    from bot.handoff.tokens import create_technician
+    from tests.helpers import bearer
+
+    client = await bot_client()
+    await post_webhook(client, bsuid_text("wamid.H_1", "hi"))
+    await post_webhook(client, bsuid_text("wamid.H_2", "I want a human please"))
+    await eventually(lambda: handled("wamid.H_1", "wamid.H_2"))
+    _, token = await create_technician("Tess")
+    robin = await Customer.get(bsuid=BSUID)
+
+    [waiting] = await (await client.get("/api/tech/queue", headers=bearer(token))).json()
+    assert (waiting["customer_id"], waiting["phone"], waiting["address"]) == (robin.id, None, BSUID)
+    assert waiting["display_name"] == "@robin.fixes"
+
+    base = f"/api/tech/customers/{robin.id}"
+    assert (await client.post(f"{base}/claim", headers=bearer(token))).status == 200
+    history = await (await client.get(f"{base}/messages", headers=bearer(token))).json()
+    assert [m["content"] for m in history["messages"] if m["direction"] == "inbound"] == [
+        "hi",
+        "I want a human please",
+    ]
+    sent = await client.post(
+        f"{base}/messages", json={"text": "Tess here, how can I help?"}, headers=bearer(token)
+    )
+    assert sent.status == 200, await sent.text()
+    row = await Message.get(message_content="Tess here, how can I help?")
+    assert (row.address, row.customer_id) == (BSUID, robin.id)
+    await eventually(lambda: _sent(row))
+    # the phone routes take the BSUID as well
+    by_address = await client.get(f"/api/tech/chats/{BSUID}/messages", headers=bearer(token))
+    assert by_address.status == 200
+    assert (await client.get("/api/tech/customers/999999/messages", headers=bearer(token))).status == 404
+
+
+async def test_the_message_log_api_finds_a_customer_by_their_bsuid(bot_client: BotFactory) -> None:
+    from tests.helpers import ADMIN_TOKEN, bearer
+
+    client = await bot_client()
+    await post_webhook(client, bsuid_text("wamid.LOG_B", "hi", "US.15550002222"))
+    await post_webhook(client, text_notification("15550002222", "wamid.LOG_P", "hello"))  # another customer
+    await eventually(lambda: handled("wamid.LOG_B", "wamid.LOG_P"))
+    by_bsuid = await (
+        await client.get("/api/conversations/US.15550002222/messages", headers=bearer(ADMIN_TOKEN))
+    ).json()
+    by_phone = await (
+        await client.get("/api/conversations/15550002222/messages", headers=bearer(ADMIN_TOKEN))
+    ).json()
+    assert [m["message_content"] for m in by_bsuid["messages"] if m["message_direction"] == "inbound"] == [
+        "hi"
+    ]
+    assert [m["message_content"] for m in by_phone["messages"] if m["message_direction"] == "inbound"] == [
+        "hello"
+    ]
+    assert by_bsuid["customer_id"] != by_phone["customer_id"]
+    assert by_bsuid["messages"][0]["address"] == "US.15550002222"

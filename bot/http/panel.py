@@ -54,7 +54,11 @@ class CustomerOut(BaseModel):
 
 async def customer(request: web.Request) -> web.Response:
     await authenticate(request)
-    phone = normalize_phone(request.match_info["phone"])
+    raw = request.match_info["phone"].strip()
+    if any(ch.isalpha() for ch in raw):  # a business-scoped user ID: a customer without a phone
+        found = await customer_by_address(raw)
+        return await _customer_view(found, found.wa_id if found else None)
+    phone = normalize_phone(raw)
     return await _customer_view(await customer_by_address(phone) if phone else None, phone or None)
 
 

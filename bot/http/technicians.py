@@ -44,6 +44,7 @@ from bot.http.errors import (
     unauthorized,
     validated_body,
 )
+from bot.identity import customer_by_address
 from bot.whatsapp.client import WhatsAppClient
 from bot.whatsapp.errors import GraphError
 from bot.whatsapp.outbound import OutboundMessage, Text
@@ -273,6 +274,9 @@ async def visible(technician: Technician, event: dict[str, Any]) -> bool:
     if is_admin(technician) or event.get("type") == "queue":
         return True
     customer_id = event.get("customer_id")
+    if not customer_id and event.get("phone"):  # a status webhook names its recipient by address only
+        customer = await customer_by_address(str(event["phone"]))
+        customer_id = customer.id if customer else None
     if not customer_id:
         return False
     handoff = await Handoff.filter(conversation__customer_id=customer_id, status__in=list(OPEN)).first()

@@ -683,20 +683,21 @@ class Notification(_Model):
             by_id: dict[str, Sender] = {}
             for entry in senders:
                 for key in (entry.wa_id, entry.user_id):
-                    if key:
-                        by_id.setdefault(key, entry)
+                    if key and (key not in by_id or (by_id[key].profile is None and entry.profile)):
+                        by_id[key] = entry  # the first with a profile, else the first
             only = senders[0] if len(senders) == 1 else None
             phone_number_id = value.metadata.phone_number_id
             for message in value.messages:
                 contact: Sender | None = by_id.get(message.from_user_id or "") or by_id.get(
                     message.from_ or ""
                 )
+                named = contact or only  # the only contact's name, even when its ids differ
                 if contact is None and only is not None and not _contradicts(only, message):
-                    contact = only
+                    contact = only  # its ids too, when they do not name someone else
                 items.append(
                     InboundItem(
                         message,
-                        (contact.profile.name or None) if contact and contact.profile else None,
+                        (named.profile.name or None) if named and named.profile else None,
                         phone_number_id,
                         message.raw,
                         _sender(message, contact),
