@@ -5,11 +5,18 @@ POST /{version}/{phone_number_id}/messages   needs a Bearer token, checks messag
                                              "type" (a missing type with a "text" object is
                                              text, as in the real API), answers like the real API,
                                              records the send
-POST /{version}/{phone_number_id}/media      answers with a media id
+POST /{version}/{phone_number_id}/media      an upload (multipart `file`): kept, answered with its id
+GET  /{version}/{media_id}                   needs the token: the file's URL, mime_type, sha256, file_size
+GET  /download/{media_id}                    needs the token: the file itself
+PUT  /received/{media_id}                    (for tests) a file someone sent the number: the body, of
+                                             the request's Content-Type (X-Announce-Size: the file_size
+                                             to announce instead of the real one)
+GET  /uploads                                every upload: [id, mime_type, filename, sha256]
 GET  /stats                                  counts (requests, ok, 429, 500, 401, 400, mark-read)
 GET  /dump                                   every successful send: [arrival, to, type, ref, wamid]
 GET  /dump?all=1                             every attempt, failures too:
                                              [arrival, to, type, ref, wamid, status]
+GET  /dump?bodies=1                          every successful send's request body
 POST /reset                                  forget everything recorded
 
 arrival is wall-clock time.time() when the request reached the handler. ref is the inbound message the
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import itertools
 import json
 import random
@@ -90,6 +98,10 @@ def build_app(
 ) -> web.Application:
     """The fake API as an aiohttp app. token '' accepts any Bearer token; fail_every is the 130429 period."""
     attempts: list[list] = []  # [arrival, to, type, ref, wamid, status]
+    bodies: list[dict] = []  # the request body of each successful send
+    files: dict[str, tuple[bytes, str]] = {}  # media id -> (data, mime type): received and uploaded
+    announced: dict[str, str] = {}  # media id -> a file_size that is not the real one (tests of limits)
+    uploads: list[list] = []  # [id, mime_type, filename, sha256]
     counts = {
         "requests": 0,
         "ok": 0,
@@ -147,6 +159,7 @@ def build_app(
         counts["ok"] += 1
         wamid = f"wamid.FAKE{next(ids):012d}"
         attempts.append([arrival, to, mtype, ref, wamid, 200])
+        bodies.append(body)
         return web.json_response(
             {
                 "messaging_product": "whatsapp",
@@ -155,20 +168,73 @@ def build_app(
             }
         )
 
+    def authorized(request: web.Request) -> bool:
+        auth = request.headers.get("Authorization", "")
+        return auth.startswith("Bearer ") and (not token or auth == expected_auth)
+
     async def media(request: web.Request) -> web.Response:
-        await request.read()
-        return web.json_response({"id": f"{next(ids):016d}"})
+        if not authorized(request):
+            return web.json_response(BAD_TOKEN, status=401)
+        form = await request.post()
+        upload = form.get("file")
+        media_id = f"{next(ids):016d}"
+        if isinstance(upload, web.FileField):
+            data = upload.file.read()
+            files[media_id] = (data, upload.content_type)
+            uploads.append([media_id, upload.content_type, upload.filename, hashlib.sha256(data).hexdigest()])
+        return web.json_response({"id": media_id})
+
+    async def media_url(request: web.Request) -> web.Response:
+        if not authorized(request):
+            return web.json_response(BAD_TOKEN, status=401)
+        media_id = request.match_info["media_id"]
+        if media_id not in files:
+            return _bad_request(f"Unsupported get request. Object with ID '{media_id}' does not exist")
+        data, mime_type = files[media_id]
+        return web.json_response(
+            {
+                "messaging_product": "whatsapp",
+                "url": str(request.url.origin().with_path(f"/download/{media_id}")),
+                "mime_type": mime_type,
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "file_size": announced.get(media_id, str(len(data))),
+                "id": media_id,
+            }
+        )
+
+    async def download(request: web.Request) -> web.Response:
+        if not authorized(request):  # "If you omit your token, the request will fail."
+            return web.json_response(BAD_TOKEN, status=401)
+        found = files.get(request.match_info["media_id"])
+        if found is None:
+            return web.Response(status=404)
+        return web.Response(body=found[0], content_type=found[1])
+
+    async def received(request: web.Request) -> web.Response:
+        media_id = request.match_info["media_id"]
+        files[media_id] = (await request.read(), request.content_type)
+        if size := request.headers.get("X-Announce-Size"):
+            announced[media_id] = size
+        return web.json_response({"ok": True})
+
+    async def uploaded(request: web.Request) -> web.Response:
+        return web.json_response(uploads)
 
     async def stats(request: web.Request) -> web.Response:
         return web.json_response({**counts, "sends": counts["ok"], "recorded": len(attempts)})
 
     async def dump(request: web.Request) -> web.Response:
+        if request.query.get("bodies"):
+            return web.json_response(bodies)
         if request.query.get("all"):
             return web.json_response(attempts)
         return web.json_response([a[:5] for a in attempts if a[5] == 200])
 
     async def reset(request: web.Request) -> web.Response:
         attempts.clear()
+        bodies.clear()
+        files.clear()
+        uploads.clear()
         for k in counts:
             counts[k] = 0
         return web.json_response({"ok": True})
@@ -178,7 +244,11 @@ def build_app(
     app.router.add_post("/{version}/{phone_id}/media", media)
     app.router.add_get("/stats", stats)
     app.router.add_get("/dump", dump)
+    app.router.add_get("/uploads", uploaded)
     app.router.add_post("/reset", reset)
+    app.router.add_put("/received/{media_id}", received)
+    app.router.add_get("/download/{media_id}", download)
+    app.router.add_get("/{version}/{media_id}", media_url)
     return app
 
 

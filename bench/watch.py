@@ -2,14 +2,16 @@
 
   watch.py sample --pid PID --database URL --out FILE     every 0.25 s until killed, one JSON line each:
                                                           wall time, the RSS (MB) of PID and of each of its
-                                                          child processes (`bot serve --workers N`), and
-                                                          the inbound rows pending and outbound rows queued
+                                                          child processes (`bot serve --workers N`), their
+                                                          CPU seconds so far, and the inbound rows pending
+                                                          and outbound rows queued
   watch.py recreate --database URL                        drop and create a PostgreSQL database (a fresh
                                                           one for each benchmark run)
   watch.py report --samples FILE --start T0 --end T1      for one step of load (wall times from load.py):
                                                           the largest RSS of one process and of all of them
                                                           between T0 and now, and how long after T1 both
-                                                          queues were first empty (drain)
+                                                          queues were first empty (drain), and the CPU
+                                                          seconds the bot used from T0 to then
 
 Reads the database directly (sqlite3, or asyncpg for PostgreSQL), never through the bot, so a bot that is
 behind cannot slow its own measurement; counting uses the delivery_status index.
@@ -21,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -41,6 +44,18 @@ def rss_mb(pid: int) -> float | None:
     except OSError:
         return None
     return None
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User and system CPU time the process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def children(pid: int) -> list[int]:
@@ -75,7 +90,9 @@ async def sample(pid: int, database: str, out: Path) -> None:
                 pending, queued = await count()
             except Exception:  # the database not there yet, or locked for a moment
                 pending = queued = None
-            line = {"t": round(started, 3), "rss": [round(r, 1) for r in rss], "pending": pending}
+            cpu = sum(c for c in (cpu_seconds(p) for p in processes) if c is not None)
+            line = {"t": round(started, 3), "rss": [round(r, 1) for r in rss], "cpu": round(cpu, 2)}
+            line["pending"] = pending
             line["queued"] = queued
             file.write(json.dumps(line) + "\n")
             file.flush()
@@ -88,7 +105,11 @@ def report(samples: Path, start: float, end: float) -> dict[str, float | int | s
     after = [line for line in lines if line["t"] >= end and line["pending"] is not None]
     drained = next((line for line in after if line["pending"] == 0 and line["queued"] == 0), None)
     left = after[-1] if after else None
+    before = [line for line in lines if line["t"] < start]
+    until = drained or left
+    cpu = until["cpu"] - before[-1]["cpu"] if before and until else None
     return {
+        "cpu_s": round(cpu, 2) if cpu is not None else None,
         "rss_mb": round(max((max(line["rss"]) for line in during), default=0.0)),
         "rss_total_mb": round(max((sum(line["rss"]) for line in during), default=0.0)),
         "drain_s": round(drained["t"] - end, 2) if drained else None,

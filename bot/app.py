@@ -27,15 +27,18 @@ from bot.http import stats as stats_api
 from bot.http import technicians as handoff_api
 from bot.http.headers import add_security_headers
 from bot.master_keys import check_master_keys, load_key_ring
+from bot.media.fetch import MediaFetcher
+from bot.media.store import MediaStore
 from bot.orders.setup import build_order_service
 from bot.panel import add_routes as add_panel_routes
 from bot.pipeline import Pipeline, Workers
+from bot.privacy.retention import Retention, RetentionJob
 from bot.reload import FlowWatcher
 from bot.settings import SANDBOX_APP_SECRET, Settings
 from bot.shop_texts import require_shop_settings
 from bot.spine import webhook
 from bot.whatsapp.client import HttpTransport, Transport, WhatsAppClient
-from bot.whatsapp.pacing import Pacer
+from bot.whatsapp.pacing import Pacer, SharedPacer
 from bot.whatsapp.sandbox import SandboxTransport
 from bot.wiring import load_flow_set
 
@@ -81,7 +84,7 @@ def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
     app[metrics_api.METRICS_TOKEN] = (
         settings.secrets.metrics_token.get_secret_value() if settings.secrets.metrics_token else ""
     )
-    app.cleanup_ctx.extend([_database, _whatsapp_client, _workers, _flow_watcher])
+    app.cleanup_ctx.extend([_database, _whatsapp_client, _workers, _media_fetcher, _retention, _flow_watcher])
     add_security_headers(app)
     webhook.add_routes(app)
     api.add_routes(app)
@@ -94,7 +97,11 @@ def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
     appointments = AppointmentService(settings, pipeline.content, on_queued=pipeline.wake_outbox)
     appointments_api.add_routes(app, appointments)
     handoff_api.add_routes(
-        app, pipeline.desk, client=lambda: app[CLIENT], session_hours=settings.handoff.session_hours
+        app,
+        pipeline.desk,
+        client=lambda: app[CLIENT],
+        session_hours=settings.handoff.session_hours,
+        media_store=MediaStore(settings.media_dir),
     )
     add_panel_routes(app)
     return app
@@ -128,10 +135,16 @@ async def _whatsapp_client(app: web.Application) -> AsyncIterator[None]:
                 settings.secrets.access_token.get_secret_value(),
                 timeout=settings.whatsapp.request_timeout_seconds,
             )
-        pacer = Pacer(
-            messages_per_second=settings.whatsapp.messages_per_second,
-            pair_interval=settings.whatsapp.pair_interval_seconds,
-            pair_burst=settings.whatsapp.pair_burst,
+        limits = (
+            settings.whatsapp.messages_per_second,
+            settings.whatsapp.pair_interval_seconds,
+            settings.whatsapp.pair_burst,
+        )
+        buckets = app[PIPELINE].claims.buckets  # shared by every process on the database, if several
+        pacer = (
+            SharedPacer(buckets, settings.secrets.phone_number_id, *limits)
+            if buckets is not None
+            else Pacer(*limits)
         )
         app[CLIENT] = WhatsAppClient(transport, settings.secrets.phone_number_id, pacer)
         yield
@@ -143,6 +156,35 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
     await workers.start()
     yield
     await workers.stop()
+
+
+async def _media_fetcher(app: web.Application) -> AsyncIterator[None]:
+    """Inbound media fetched and kept encrypted (bot/media/); not in sandbox mode, which has no Meta."""
+    settings = app[SETTINGS]
+    if settings.sandbox or not settings.media.fetch:
+        yield
+        return
+    fetcher = MediaFetcher(
+        app[CLIENT],
+        app[handoff_api.MEDIA_STORE],
+        settings.media.max_mb * 1024 * 1024,
+        clock=app[PIPELINE].clock,
+    )
+    fetcher.start()
+    yield
+    await fetcher.stop()
+
+
+async def _retention(app: web.Application) -> AsyncIterator[None]:
+    """The daily deletion of what is older than privacy.retention_days (bot/privacy/retention.py)."""
+    settings = app[SETTINGS]
+    retention = Retention(
+        settings.privacy.retention_days, app[handoff_api.MEDIA_STORE], clock=app[PIPELINE].clock
+    )
+    job = RetentionJob(retention)
+    job.start()
+    yield
+    await job.stop()
 
 
 async def _flow_watcher(app: web.Application) -> AsyncIterator[None]:

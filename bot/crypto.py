@@ -261,15 +261,17 @@ class KeyRing:
     def encrypt(self, plaintext: bytes, context: str, owner: str | None = None) -> str:
         """Seal `plaintext` for the place `context` (table.column): under the owner's data key when it
         is cached, else under the primary master key."""
+        header, aead = self._sealing_key(owner)
+        sealed = _seal(aead, plaintext, _associated(header, context))
+        return header.text + base64.urlsafe_b64encode(sealed).decode("ascii")
+
+    def _sealing_key(self, owner: str | None) -> tuple[Header, AESGCM]:
         owner = owner or ""
         _check_owner(owner)
         aead = self._data_keys.get(owner) if owner else None
         if aead is not None:
-            header = Header("d", owner)
-        else:
-            header, aead = Header(f"m.{self.primary.id}", owner), self.primary.aead
-        sealed = _seal(aead, plaintext, _associated(header, context))
-        return header.text + base64.urlsafe_b64encode(sealed).decode("ascii")
+            return Header("d", owner), aead
+        return Header(f"m.{self.primary.id}", owner), self.primary.aead
 
     def decrypt(self, value: str, context: str, row_owner: str | None = None) -> bytes:
         """Open a stored value; `row_owner`, when the reader knows it, must be the value's owner."""
@@ -290,6 +292,23 @@ class KeyRing:
 
     def key_of(self, value: str) -> Header:
         return parse(value)[0]
+
+    # -- files: the same, binary (the header on its own first line) ---------------------------------
+
+    def encrypt_bytes(self, plaintext: bytes, context: str, owner: str | None = None) -> bytes:
+        header, aead = self._sealing_key(owner)
+        return header.text.encode() + b"\n" + _seal(aead, plaintext, _associated(header, context))
+
+    def decrypt_bytes(self, data: bytes, context: str, row_owner: str | None = None) -> bytes:
+        first, newline, sealed = data.partition(b"\n")
+        if not newline:
+            raise TamperedValue(f"{context}: not an encrypted file")
+        try:
+            header_text = first.decode("ascii")
+        except UnicodeDecodeError:
+            raise TamperedValue(f"{context}: not an encrypted file") from None
+        value = header_text + base64.urlsafe_b64encode(sealed).decode("ascii")
+        return self.decrypt(value, context, row_owner)
 
     # -- signatures ---------------------------------------------------------------------------------
 

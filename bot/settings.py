@@ -282,6 +282,21 @@ class HandoffSettings(_Section):
     bot/handoff/relay.py. Messages from an active technician's phone are then commands and replies."""
 
 
+class MediaSettings(_Section):
+    """Media customers send (bot/media/): fetched from the Cloud API, kept encrypted under random names."""
+
+    fetch: bool = True
+    """Download inbound images, voice notes, videos, documents and stickers (with credentials only)."""
+    directory: Path = Path("data/media")
+    max_mb: int = Field(default=16, ge=1, le=100)
+    """The largest file kept, whatever its type allows (images 5 MB, audio and video 16, documents 100)."""
+
+
+class PrivacySettings(_Section):
+    retention_days: int = Field(default=365, ge=1, le=36_500)
+    """Messages, their media and finished conversations older than this are deleted (bot/privacy/)."""
+
+
 class LoggingSettings(_Section):
     json_: bool | Literal["auto"] = Field(default="auto", alias="json")
     """JSON lines (one object per line: time, level, logger, message and the line's fields); auto: when
@@ -324,6 +339,8 @@ class Settings(_Section):
     appointments: AppointmentSettings = AppointmentSettings()
     handoff: HandoffSettings = HandoffSettings()
     logging: LoggingSettings = LoggingSettings()
+    media: MediaSettings = MediaSettings()
+    privacy: PrivacySettings = PrivacySettings()
     costs: CostSettings = CostSettings()
     limits: LimitSettings = LimitSettings()
     secrets: Secrets = Field(default_factory=Secrets, exclude=True)
@@ -353,6 +370,11 @@ class Settings(_Section):
     @property
     def flows_dir(self) -> Path:
         directory = self.flows.directory
+        return directory if directory.is_absolute() else (self.base_dir / directory).resolve()
+
+    @property
+    def media_dir(self) -> Path:
+        directory = self.media.directory
         return directory if directory.is_absolute() else (self.base_dir / directory).resolve()
 
     @property

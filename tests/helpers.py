@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import io
 import json
 import os
 import secrets
@@ -213,6 +214,22 @@ async def graph_sends(server: TestServer, *, every_attempt: bool = False) -> lis
         async with session.get(url) as response:
             sends: list[list[Any]] = await response.json()
     return sends
+
+
+async def receive_file(server: TestServer, media_id: str, data: bytes, mime_type: str) -> None:
+    """A file someone sent the business number, kept by the fake Graph API (bench/fake_graph.py) to be
+    asked for (GET /{media-id}) and downloaded as the Cloud API would."""
+    async with aiohttp.ClientSession() as session:
+        url = server.make_url(f"/received/{media_id}")
+        body = io.BytesIO(data)  # a large file as raw bytes would hold up the event loop (aiohttp warns)
+        async with session.put(url, data=body, headers={"Content-Type": mime_type}) as response:
+            assert response.status == 200
+
+
+async def fake_graph_json(server: TestServer, path: str) -> Any:
+    """What the fake Graph API recorded: /uploads, /dump?bodies=1 (see bench/fake_graph.py)."""
+    async with aiohttp.ClientSession() as session, session.get(server.make_url(path)) as response:
+        return await response.json()
 
 
 async def post_webhook(

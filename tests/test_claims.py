@@ -7,8 +7,17 @@ import asyncio
 import re
 from datetime import UTC, datetime
 
+from bot.db.buckets import DatabaseBuckets
 from bot.db.claims import claims_for
-from bot.db.models import Conversation, ConversationMode, Customer, Handoff
+from bot.db.models import (
+    Conversation,
+    ConversationMode,
+    Customer,
+    DeliveryStatus,
+    Direction,
+    Handoff,
+    Message,
+)
 from bot.db.transactions import atomic
 from bot.handoff.service import open_handoff
 from tests.appointments_helpers import database
@@ -55,3 +64,62 @@ def test_only_bot_db_knows_the_database() -> None:
         if branch.search(line)
     ]
     assert found == []
+
+
+async def test_the_database_buckets_are_one_timeline_for_every_process(database_url: str) -> None:
+    """PostgreSQL's shared buckets (SQLite's one process paces in memory): two stores, as two processes
+    have, take tokens from one bucket one after the other, never the same slot twice."""
+    claims = claims_for(database_url)
+    if claims.buckets is None:
+        assert claims.one_process
+        return
+    async with database(database_url):
+        first, second = DatabaseBuckets(), DatabaseBuckets()
+        ahead = [await first.reserve({"business:x": 10.0}), await second.reserve({"business:x": 10.0})]
+        # the second process's tokens start where the first's end: 10 s further ahead (less the
+        # milliseconds between the two statements), never at the same slot
+        assert 19.0 < ahead[1]["business:x"] <= 20.0
+        assert 9.0 < ahead[0]["business:x"] <= 10.0
+        both = await first.reserve({"business:x": 1.0, "pair:1555": 6.0})
+        assert 20.0 < both["business:x"] <= 21.0 and 5.0 < both["pair:1555"] <= 6.0
+        await second.hold("pair:1555", 60.0)
+        assert (await first.reserve({"pair:1555": 6.0}))["pair:1555"] > 60.0
+        await first.sweep(0.0)  # only buckets full for a while go: these are all ahead
+        assert (await first.reserve({"pair:1555": 6.0}))["pair:1555"] > 66.0
+
+
+async def test_claims_take_a_customers_rows_in_order_past_rows_another_process_holds(
+    database_url: str,
+) -> None:
+    """An inbound row another transaction holds (SKIP LOCKED passes it by) keeps its customer's later
+    rows back too: a worker takes a customer's messages up to the first it cannot have."""
+    claims = claims_for(database_url)
+    if claims.one_process:
+        return  # one process: its transactions are exclusive, nothing is held elsewhere
+    async with database(database_url):
+        rows = [
+            await Message.create(
+                address=phone,
+                message_direction=Direction.INBOUND,
+                message_type="text",
+                whatsapp_message_id=f"wamid.ORDER.{n}",
+                delivery_status=DeliveryStatus.PENDING,
+                received_at=NOW,
+            )
+            for n, phone in enumerate([PHONE, PHONE, "15550003333", PHONE])
+        ]
+        holding, held = asyncio.Event(), asyncio.Event()
+
+        async def other_process() -> None:
+            async with atomic():
+                await Message.filter(id=rows[1].id).select_for_update()
+                holding.set()
+                await held.wait()
+
+        other = asyncio.create_task(other_process())
+        await holding.wait()
+        async with atomic():
+            taken = [row.whatsapp_message_id for row in await claims.pending_inbound(10)]
+        held.set()
+        await other
+        assert taken == ["wamid.ORDER.0", "wamid.ORDER.2"]  # not ORDER.3: ORDER.1 is before it

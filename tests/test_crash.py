@@ -4,7 +4,11 @@ The bot runs as a real `python -m bot serve` process against a fake Graph API se
 Webhooks are posted concurrently from many customers; mid-way the process is killed. Whatever was not
 acknowledged is posted again after the restart, as Meta would retry it, and a share of the acknowledged
 ones are posted again too (Meta's duplicates). In the end every acknowledged message has been handled
-exactly once (one reply row each) and every reply has reached the Graph API.
+exactly once (one reply row each), in order per customer, and every reply has reached the Graph API.
+
+On PostgreSQL it runs again as `bot serve --workers 3`, and one worker process is killed: the others go
+on answering (the supervisor starts a new one), and the rows the dead worker had claimed are picked up
+by the others once its leases have run out.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import TestServer
 
+from bot.spine.outbox import OutboxConfig
 from bot.whatsapp.signature import sign
 from tests.helpers import (
     APP_SECRET,
@@ -44,16 +50,20 @@ MESSAGES_PER_CUSTOMER = 5
 
 
 class BotProcess:
-    """`python -m bot serve` in its own process, as `make run` starts it."""
+    """`python -m bot serve` in its own process, as `make run` starts it (with `workers`, as
+    `bot serve --workers N`)."""
 
-    def __init__(self, env: dict[str, str], port: int, log_path: Path) -> None:
-        self.env, self.port, self.log_path = env, port, log_path
+    def __init__(self, env: dict[str, str], port: int, log_path: Path, workers: int = 1) -> None:
+        self.env, self.port, self.log_path, self.workers = env, port, log_path, workers
         self.process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
+        command = [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        if self.workers > 1:
+            command += ["--workers", str(self.workers)]
         with self.log_path.open("ab") as log:
             self.process = await asyncio.create_subprocess_exec(
-                *[sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                *command,
                 cwd=REPO,
                 env=self.env,
                 stdout=log,
@@ -71,6 +81,27 @@ class BotProcess:
                 assert self.process.returncode is None, self.log_path.read_text()[-3000:]
                 await asyncio.sleep(0.1)
         raise AssertionError("the bot did not start:\n" + self.log_path.read_text()[-3000:])
+
+    def worker_pids(self) -> list[int]:
+        """The supervisor's worker processes (Linux: the kernel lists a process's children)."""
+        assert self.process is not None
+        pid = self.process.pid
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+    async def until_workers(self) -> None:
+        """Until every worker is serving (the first one answering /healthz is not all of them)."""
+        for _ in range(300):
+            log = self.log_path.read_text()
+            if all(f"worker {index} ready" in log for index in range(self.workers)):
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError("the workers did not start:\n" + self.log_path.read_text()[-3000:])
+
+    async def kill_one_worker(self) -> int:
+        """SIGKILL one worker process (not the supervisor); returns its pid."""
+        victim = self.worker_pids()[0]
+        os.kill(victim, signal.SIGKILL)
+        return victim
 
     async def kill(self) -> None:
         assert self.process is not None
@@ -117,9 +148,15 @@ async def _query(database_url: str, sql: str) -> list[tuple[Any, ...]]:
         await connection.close()
 
 
+LEASE_SECONDS = OutboxConfig().lease.total_seconds()
+
+
+@pytest.mark.parametrize("workers", [1, 3])
 async def test_sigkill_loses_no_acknowledged_message(
-    tmp_path: Path, database_url: str, fake_graph: TestServer
+    tmp_path: Path, database_url: str, fake_graph: TestServer, workers: int
 ) -> None:
+    if workers > 1 and database_url.startswith("sqlite://"):
+        pytest.skip("several workers share a PostgreSQL database only")
     graph = fake_graph
     settings = write_settings(tmp_path, "outbox:\n  concurrency: 16\n")
     port = free_port()
@@ -133,7 +170,7 @@ async def test_sigkill_loses_no_acknowledged_message(
         "WHATSAPP_PHONE_NUMBER_ID": PHONE_NUMBER_ID,
         "WHATSAPP_API_BASE_URL": graph_base(graph),
     }
-    bot = BotProcess(env, port, tmp_path / "bot.log")
+    bot = BotProcess(env, port, tmp_path / "bot.log", workers)
     url = f"http://127.0.0.1:{port}/webhook"
     bodies = {
         f"wamid.CRASH.{customer}.{n}": json.dumps(
@@ -142,12 +179,20 @@ async def test_sigkill_loses_no_acknowledged_message(
         for n in range(MESSAGES_PER_CUSTOMER)
         for customer in range(CUSTOMERS)
     }
+    by_customer = {
+        customer: [f"wamid.CRASH.{customer}.{n}" for n in range(MESSAGES_PER_CUSTOMER)]
+        for customer in range(CUSTOMERS)
+    }
     acked: set[str] = set()
     try:
         await bot.start()
+        if workers > 1:
+            await bot.until_workers()
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-            # wave one: a steady stream of webhooks; the process dies once a third are acknowledged and
-            # replies are going out, so intake, inbox and outbox all have work in flight at the kill
+            # wave one: every customer writes their messages one after another (the next once the last
+            # was acknowledged), many customers at once; the process
+            # dies once a third are acknowledged and replies are going out, so intake, inbox and outbox
+            # all have work in flight at the kill
             third_acked = asyncio.Event()
             acked_count = 0
 
@@ -159,31 +204,50 @@ async def test_sigkill_loses_no_acknowledged_message(
                     third_acked.set()
                 return ok
 
-            async def stream() -> dict[str, asyncio.Task[bool]]:
-                tasks = {}
-                for wamid, body in bodies.items():
-                    tasks[wamid] = asyncio.create_task(post_and_count(body))
-                    await asyncio.sleep(0.002)  # about 500 webhooks a second
+            async def customer_writes(wamids: list[str]) -> dict[str, bool]:
+                """Until one is not acknowledged: the rest wait for Meta's retries (wave two)."""
+                results = {}
+                for wamid in wamids:
+                    results[wamid] = await post_and_count(bodies[wamid])
+                    if not results[wamid]:
+                        break
+                return results
+
+            async def stream() -> list[asyncio.Task[dict[str, bool]]]:
+                tasks = []
+                for wamids in by_customer.values():
+                    tasks.append(asyncio.create_task(customer_writes(wamids)))
+                    await asyncio.sleep(0.01)
                 return tasks
 
             producer = asyncio.create_task(stream())
             await asyncio.wait_for(third_acked.wait(), 30)
             await _until_sending(graph)
             killed_at = time.time()
-            await bot.kill()
-            for wamid, task in (await producer).items():
-                if await task:
-                    acked.add(wamid)
+            if workers > 1:  # one worker dies; the others (and the one started again) go on
+                await bot.kill_one_worker()
+            else:
+                await bot.kill()
+            for task in await producer:
+                acked.update(wamid for wamid, ok in (await task).items() if ok)
             acked_first = set(acked)
             assert 0 < len(acked) < len(bodies), "the kill should land mid-way"
 
-            await bot.start()
-            # Meta retries what was not acknowledged, and sends some acknowledged ones again
-            redeliver = [w for w in bodies if w not in acked] + sorted(acked)[::4]
-            while redeliver:
-                results = await asyncio.gather(*(_post(session, url, bodies[w]) for w in redeliver))
-                acked.update(w for w, ok in zip(redeliver, results, strict=True) if ok)
-                redeliver = [w for w, ok in zip(redeliver, results, strict=True) if not ok]
+            if workers == 1:
+                await bot.start()
+            # Meta retries what was not acknowledged, and sends some acknowledged ones again; each
+            # customer's one after another, each until it is acknowledged
+            again = set(sorted(acked)[::4])
+
+            async def redeliver(wamids: list[str]) -> None:
+                for wamid in [w for w in wamids if w not in acked] + [w for w in wamids if w in again]:
+                    for _ in range(600):
+                        if await _post(session, url, bodies[wamid]):
+                            acked.add(wamid)
+                            break
+                        await asyncio.sleep(0.1)
+
+            await asyncio.gather(*(redeliver(wamids) for wamids in by_customer.values()))
 
         async def settled() -> bool:
             rows = await _query(
@@ -192,10 +256,14 @@ async def test_sigkill_loses_no_acknowledged_message(
             )
             return rows[0][0] == 0
 
-        deadline = time.monotonic() + 60
+        # with workers, what the dead one had claimed is the others' once its leases run out
+        deadline = time.monotonic() + (60 if workers == 1 else LEASE_SECONDS + 30)
         while not await settled():
-            assert time.monotonic() < deadline, "messages still pending after restart"
+            assert time.monotonic() < deadline, "messages still pending after the kill"
             await asyncio.sleep(0.1)
+        if workers > 1:
+            log = bot.log_path.read_text()
+            assert "was killed by signal 9; starting it again" in log, log[-3000:]
     finally:
         await bot.stop()
 
@@ -212,6 +280,24 @@ async def test_sigkill_loses_no_acknowledged_message(
         " WHERE message_direction = 'outbound'",
     )
     per_inbound = Counter(reply_to for reply_to, _, _ in replies)
+    # in order per customer: replies queued in the order the customer's messages were stored, and
+    # sent in that order
+    stored = await _query(
+        database_url,
+        "SELECT address, whatsapp_message_id FROM message WHERE message_direction = 'inbound'"
+        " ORDER BY id",
+    )
+    answered = await _query(
+        database_url,
+        "SELECT address, reply_to, sent_at FROM message WHERE message_direction = 'outbound'"
+        " ORDER BY id",
+    )
+    for phone in {phone for phone, _ in stored}:
+        asked = [wamid for p, wamid in stored if p == phone]
+        replied = [(reply_to, sent_at) for p, reply_to, sent_at in answered if p == phone]
+        assert [reply_to for reply_to, _ in replied] == asked, f"{phone} answered out of order"
+        sent = [sent_at for _, sent_at in replied]
+        assert sent == sorted(sent), f"{phone}'s replies sent out of order"
     assert set(per_inbound) == set(bodies)
     assert set(per_inbound.values()) == {1}, "an inbound message was handled twice"
     assert {status for _, status, _ in replies} == {"sent"}

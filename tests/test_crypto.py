@@ -283,3 +283,18 @@ async def test_plaintext_from_before_encryption_reads_as_it_is(notes_db: crypto.
     )
     again = await SecretNote.get(id=note.id)
     assert (again.body, again.extra) == ("old plain text", {"x": 2})
+
+
+def test_a_file_round_trips_and_does_not_open_under_another_name() -> None:
+    keys = ring()
+    raw, _ = keys.new_data_key("42")
+    keys.add_data_key("42", raw)
+    sealed = keys.encrypt_bytes(b"\x89PNG the photo", "media:" + "a" * 32, "42")
+    assert sealed.startswith(b"enc1:d:42:\n") and b"photo" not in sealed
+    assert keys.decrypt_bytes(sealed, "media:" + "a" * 32, "42") == b"\x89PNG the photo"
+    with pytest.raises(crypto.TamperedValue):
+        keys.decrypt_bytes(sealed, "media:" + "b" * 32, "42")  # renamed or copied
+    with pytest.raises(crypto.TamperedValue):
+        keys.decrypt_bytes(sealed[:-1] + bytes([sealed[-1] ^ 1]), "media:" + "a" * 32, "42")
+    with pytest.raises(crypto.TamperedValue):
+        keys.decrypt_bytes(b"plain file", "media:" + "a" * 32)

@@ -3,6 +3,8 @@ Graph API, customers and technicians both writing over webhooks."""
 
 from __future__ import annotations
 
+import hashlib
+import time
 from typing import Any
 
 from aiohttp import web
@@ -18,9 +20,20 @@ from bot.db.models import (
     HandoffStatus,
     Message,
     Order,
+    RelayPointer,
 )
 from bot.handoff.tokens import create_technician
-from tests.helpers import BotFactory, eventually, graph_sends, handled, post_webhook, text_notification
+from tests.helpers import (
+    BotFactory,
+    eventually,
+    fake_graph_json,
+    graph_sends,
+    handled,
+    payload,
+    post_webhook,
+    receive_file,
+    text_notification,
+)
 
 PHONE = "15550007777"
 ANA = "15550002001"
@@ -168,3 +181,93 @@ async def test_without_the_setting_a_technicians_phone_is_just_a_customer(bot_cl
     await say(client, "claim", "wamid.a.1", ANA, "Ana")
     assert await Customer.exists(wa_id=ANA)
     assert all(row.technician_id is None for row in await to(ANA))
+
+
+def technician_file(name: str, wamid: str, sender: str) -> dict[str, Any]:
+    """tests/payloads/`name` (a photo, a document ...) as sent by `sender`, with its own wamid."""
+    body = payload(name)
+    value = body["entry"][0]["changes"][0]["value"]
+    value["contacts"][0]["wa_id"] = sender
+    message = value["messages"][0]
+    message.update({"from": sender, "id": wamid, "timestamp": str(int(time.time()))})
+    return body
+
+
+async def test_a_technicians_photo_and_document_reach_the_customer_as_copies(
+    bot_client: BotFactory, fake_graph: TestServer
+) -> None:
+    client = await bot_client(RELAY)
+    ana, _ = await create_technician("Ana", phone=ANA)
+    photo, invoice = b"\xff\xd8\xff the repaired screen", b"%PDF-1.7 invoice 123"
+    await receive_file(fake_graph, "300000000000001", photo, "image/jpeg")  # inbound_image.json's id
+    await receive_file(fake_graph, "300000000000002", invoice, "application/pdf")  # inbound_document.json's
+    await say(client, "hi", "wamid.c.1")
+    await say(client, "I want a human please", "wamid.c.2")
+    await say(client, "claim", "wamid.a.1", ANA, "Ana")
+    before, told_ana = len(await to(PHONE)), len(await to(ANA))
+
+    for name, wamid in (("inbound_image.json", "wamid.a.2"), ("inbound_document.json", "wamid.a.3")):
+        assert (await post_webhook(client, technician_file(name, wamid, ANA))).status == 200
+        await eventually(lambda wamid=wamid: handled(wamid))
+    image, document = (await to(PHONE))[before:]
+    assert (image.message_type, image.technician_id, image.message_content) == (
+        "image",
+        ana.id,
+        "Damaged box",
+    )
+    assert image.payload is not None and image.payload["relayed_media_id"] == "300000000000001"
+    assert (document.message_type, document.message_content) == ("document", "Invoice")
+
+    async def both_sent() -> bool:
+        rows = [await Message.get(id=row.id) for row in (image, document)]
+        return all(row.delivery_status not in ("queued", "failed") for row in rows)
+
+    await eventually(both_sent)
+    uploads = {row[0]: row[1:] for row in await fake_graph_json(fake_graph, "/uploads")}
+    bodies = await fake_graph_json(fake_graph, "/dump?bodies=1")
+    sent = [body for body in bodies if str(body["to"]).lstrip("+") == PHONE]
+    sent_image, sent_document = sent[-2:]
+    assert sent_image["image"]["caption"] == "Damaged box"
+    assert uploads[sent_image["image"]["id"]] == ["image/jpeg", "file.jpg", hashlib.sha256(photo).hexdigest()]
+    assert sent_document["document"]["filename"] == "invoice-123.pdf"
+    assert uploads[sent_document["document"]["id"]] == [
+        "application/pdf",
+        "invoice-123.pdf",
+        hashlib.sha256(invoice).hexdigest(),
+    ]
+    assert len(await to(ANA)) == told_ana  # sent: nothing to tell Ana (no "only text" note)
+
+
+async def test_what_list_and_switch_numbered_survives_a_restart(bot_client: BotFactory) -> None:
+    """Kept in the database by customer: after a restart `claim 2` is still the second chat of Ana's
+    last list, and her replies still go where `switch` sent them, not to her latest chat."""
+    carla, dan = "15550007001", "15550007002"
+    client = await bot_client(RELAY)
+    ana, _ = await create_technician("Ana", phone=ANA)
+    await create_technician("Ben", phone=BEN)
+    for n, (phone, name) in enumerate(((PHONE, "Alex"), (carla, "Carla")), start=1):
+        await say(client, "hi", f"wamid.c{n}.1", phone, name)
+        await say(client, "I want a human please", f"wamid.c{n}.2", phone, name)
+    await say(client, "list", "wamid.a.1", ANA, "Ana")
+    listing = (await to(ANA))[-1].message_content or ""
+    assert "1. Alex" in listing and "2. Carla" in listing
+    await say(client, "claim 1", "wamid.b.1", BEN, "Ben")  # Alex is Ben's now: only Carla waits
+
+    await client.close()  # the server restarts
+    client = await bot_client(RELAY)
+    await say(client, "claim 2", "wamid.a.2", ANA, "Ana")  # 2 of her list: Carla, not "no chat 2"
+    assert "You have Carla" in ((await to(ANA))[-1].message_content or "")
+    await say(client, "hi", "wamid.c3.1", dan, "Dan")
+    await say(client, "I want a human please", "wamid.c3.2", dan, "Dan")
+    await say(client, "claim", "wamid.a.3", ANA, "Ana")  # Dan: her latest chat
+    await say(client, "switch 1", "wamid.a.4", ANA, "Ana")  # back to Carla, claimed first
+    assert "Your replies now go to Carla" in ((await to(ANA))[-1].message_content or "")
+    carla_id = (await Customer.get(wa_id=carla)).id
+    assert (await RelayPointer.get(technician_id=ana.id)).current_customer_id == carla_id
+
+    await client.close()  # and again
+    client = await bot_client(RELAY)
+    told_dan = len(await to(dan))
+    await say(client, "Your screen is done", "wamid.a.5", ANA, "Ana")
+    assert (await to(carla))[-1].message_content == "Your screen is done"
+    assert len(await to(dan)) == told_dan

@@ -82,6 +82,13 @@ def _parser() -> argparse.ArgumentParser:
         help="apply pending database migrations at start-up (without it, a schema that is behind stops "
         "start-up with the command to run)",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes on the one port (default 1); more than one needs PostgreSQL: they share "
+        "its database, the conversations and the throughput limits",
+    )
     serve.set_defaults(handler=_serve)
 
     commands.add_parser(
@@ -223,6 +230,16 @@ def _parser() -> argparse.ArgumentParser:
         help="print a new master key for BOT_ENCRYPTION_KEYS (base64, 32 bytes); its id goes to stderr",
     )
 
+    retention = commands.add_parser("retention", help="deleting what is older than privacy.retention_days")
+    retention_commands = retention.add_subparsers(dest="retention_command", required=True)
+    retention_run = retention_commands.add_parser(
+        "run",
+        help="delete messages, media files and finished conversations older than privacy.retention_days "
+        "now (bot serve does it daily)",
+    )
+    retention_run.add_argument("--dry-run", action="store_true", help="count what would go; delete nothing")
+    retention_run.set_defaults(handler=_retention_run)
+
     orders = commands.add_parser("orders", help="repair orders")
     order_commands = orders.add_subparsers(dest="orders_command", required=True)
     orders_import = order_commands.add_parser(
@@ -257,9 +274,21 @@ def _timestamp(text: str) -> datetime:
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from bot.app import create_app
     from bot.crypto import KeyConfigError
+    from bot.db.claims import claims_for
     from bot.engine import FlowLoadError
     from bot.shop_texts import ShopSettingsMissing
 
+    if args.workers < 1:
+        print("bot serve --workers takes 1 or more", file=sys.stderr)
+        return 2
+    if args.workers > 1 and claims_for(settings.database_url).one_process:
+        print(
+            f"bot serve --workers {args.workers} needs PostgreSQL: a SQLite database serves one process "
+            f"(database.url or DATABASE_URL is {settings.database_url}). Run one worker on SQLite, or set "
+            "DATABASE_URL=postgres://user@host:5432/db.",
+            file=sys.stderr,
+        )
+        return 2
     try:
         app = create_app(settings, migrate=args.migrate)
     except FlowLoadError as exc:
@@ -275,10 +304,22 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     except KeyConfigError as exc:
         print(f"{exc}\nThe server did not start.", file=sys.stderr)
         return 2
+    host, port = args.host or settings.server.host, args.port or settings.server.port
+    if args.workers > 1:
+        from bot.cli.workers import serve_workers
+
+        return serve_workers(
+            settings,
+            host,
+            port,
+            args.workers,
+            migrate=args.migrate,
+            build_app=lambda: create_app(settings),
+        )
     web.run_app(
         app,
-        host=args.host or settings.server.host,
-        port=args.port or settings.server.port,
+        host=host,
+        port=port,
         access_log=None,
         print=lambda text: logging.getLogger("bot").info("%s", text.strip()),
     )
@@ -475,6 +516,12 @@ def _technicians_revoke(settings: Settings, args: argparse.Namespace) -> int:
     from bot.cli.technicians import technicians_revoke
 
     return asyncio.run(technicians_revoke(settings, args.name))
+
+
+def _retention_run(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.cli.privacy import retention_run
+
+    return asyncio.run(retention_run(settings, dry_run=args.dry_run))
 
 
 def _orders_import(settings: Settings, args: argparse.Namespace) -> int:

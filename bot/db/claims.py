@@ -19,9 +19,10 @@ from datetime import datetime
 from typing import Any
 
 from tortoise import connections
-from tortoise.functions import Min
+from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
 
+from bot.db.buckets import DatabaseBuckets
 from bot.db.models import (
     Appointment,
     AppointmentReminder,
@@ -38,6 +39,8 @@ class Claims(ABC):
     one_process: bool
     """True when one process has the database to itself (SQLite): whatever was claimed when it starts
     was claimed by a process that has died, so its outbox leases are released at once."""
+    buckets: DatabaseBuckets | None
+    """The throughput buckets processes share (PostgreSQL); None: one process, which paces in memory."""
 
     @abstractmethod
     async def pending_inbound(self, limit: int) -> list[Message]:
@@ -104,6 +107,52 @@ def _sender(row: Message) -> int | str:
     return row.customer_id if row.customer_id is not None else row.address
 
 
+def _queued_outbound() -> QuerySet[Message]:
+    return Message.filter(message_direction=Direction.OUTBOUND, delivery_status=DeliveryStatus.QUEUED)
+
+
+async def _leading(rows: list[Message], waiting: QuerySet[Message]) -> list[Message]:
+    """Of each customer's claimed rows (oldest first), those that overtake none of theirs in `waiting`:
+    a customer's rows are kept up to the first gap, where an earlier row of theirs is not among them
+    (another process holds it: SKIP LOCKED passed it by; it waits for a lease or a retry). So a
+    customer's messages are taken in order even while several processes claim at once. A row written
+    without its customer (tools, tests) is its address's."""
+    if not rows:
+        return rows
+    last: dict[int | str, int] = {}
+    for row in rows:
+        last[_sender(row)] = row.id
+    earlier: dict[int | str, list[int]] = {key: [] for key in last}
+    ids = [key for key in last if isinstance(key, int)]
+    addresses = [key for key in last if isinstance(key, str)]
+    mine = (
+        Q(customer_id__in=ids) | Q(customer_id=None, address__in=addresses)
+        if addresses
+        else Q(customer_id__in=ids)
+    )
+    found = await (
+        waiting.filter(mine, id__lte=max(last.values()))
+        .order_by("id")
+        .values_list("customer_id", "address", "id")
+    )
+    for customer_id, address, row_id in found:
+        key = customer_id if customer_id is not None else address
+        if key in last and row_id <= last[key]:
+            earlier[key].append(row_id)
+    kept, taken, broken = [], dict.fromkeys(last, 0), set()
+    for row in rows:
+        key = _sender(row)
+        if key in broken:
+            continue
+        ids_before = earlier[key]
+        if taken[key] < len(ids_before) and ids_before[taken[key]] == row.id:
+            kept.append(row)
+            taken[key] += 1
+        else:
+            broken.add(key)
+    return kept
+
+
 async def _earliest_pending(row: Message | None) -> Message | None:
     if row is None:
         return None
@@ -118,6 +167,7 @@ class SqliteClaims(Claims):
     """One process per SQLite file, whose write transactions are exclusive: plain reads."""
 
     one_process = True
+    buckets = None
 
     async def pending_inbound(self, limit: int) -> list[Message]:
         return await _pending_inbound().limit(limit)
@@ -146,32 +196,14 @@ class PostgresClaims(Claims):
 
     one_process = False
 
+    def __init__(self) -> None:
+        self.buckets = DatabaseBuckets()
+
     async def pending_inbound(self, limit: int) -> list[Message]:
         rows = await _pending_inbound().limit(limit).select_for_update(skip_locked=True)
-        if not rows:
-            return []
-        first_by_sender: dict[int | str, int] = {}
-        for row in rows:
-            first_by_sender.setdefault(_sender(row), row.id)
-        pending = Message.filter(message_direction=Direction.INBOUND, delivery_status=DeliveryStatus.PENDING)
-        ids = [key for key in first_by_sender if isinstance(key, int)]
-        earliest: dict[int | str, int] = dict(
-            await pending.filter(customer_id__in=ids)
-            .group_by("customer_id")
-            .annotate(first=Min("id"))
-            .values_list("customer_id", "first")
-        )
-        addresses = [key for key in first_by_sender if isinstance(key, str)]
-        if addresses:  # rows written without their customer (tools, tests): kept in order by address
-            earliest.update(
-                await pending.filter(customer_id=None, address__in=addresses)
-                .group_by("address")
-                .annotate(first=Min("id"))
-                .values_list("address", "first")
-            )
-        ready = [key for key, first_id in first_by_sender.items() if earliest.get(key) == first_id]
-        held = await _hold_conversations(ready)  # the others: an earlier message is with another worker
-        return [row for row in rows if _sender(row) in held]
+        rows = await _leading(rows, _pending_inbound())
+        held = await _hold_conversations(list(dict.fromkeys(_sender(row) for row in rows)))
+        return [row for row in rows if _sender(row) in held]  # the others: a timer moves them
 
     async def inbound_row(self, row_id: int) -> Message | None:
         row = await _pending_inbound().filter(id=row_id).select_for_update(skip_locked=True).first()
@@ -181,7 +213,10 @@ class PostgresClaims(Claims):
         return row
 
     async def due_outbound(self, now: datetime, limit: int, skip_customers: Sequence[int]) -> list[Message]:
-        return await _due_outbound(now, skip_customers).limit(limit).select_for_update(skip_locked=True)
+        """Only a customer's rows that nothing of theirs queued earlier waits before (claimed by another
+        process, being claimed there right now, or waiting for a retry): see `_leading`."""
+        rows = await _due_outbound(now, skip_customers).limit(limit).select_for_update(skip_locked=True)
+        return await _leading(rows, _queued_outbound())
 
     async def due_timers(self, now: datetime, limit: int) -> list[ConversationTimer]:
         timers = await _due_timers(now).limit(limit).select_for_update(skip_locked=True)
@@ -209,17 +244,22 @@ class PostgresClaims(Claims):
 
 
 async def _hold_conversations(customers: Sequence[Any]) -> set[Any]:
-    """Transaction-scoped advisory locks, one per customer: one worker moves a conversation at a time
-    (inbox or timer)."""
-    connection = connections.get("default")
-    held: set[Any] = set()
-    for customer_id in customers:
-        _, result = await connection.execute_query(
-            "SELECT pg_try_advisory_xact_lock(hashtext($1)) AS ok", [f"conversation:{customer_id}"]
-        )
-        if result and result[0]["ok"]:
-            held.add(customer_id)
-    return held
+    """Transaction-scoped advisory locks, one per customer (or address, for a row written without its
+    customer): one worker moves a conversation at a time (inbox or timer)."""
+    by_key = {str(customer): customer for customer in customers}
+    return {by_key[key] for key in await _hold(list(by_key), "conversation")}
+
+
+_TRY_LOCKS = "SELECT k FROM unnest($1::text[]) AS k WHERE pg_try_advisory_xact_lock(hashtext($2 || ':' || k))"
+"""Every lock a claim wants, tried in one statement (one round trip, not one per key)."""
+
+
+async def _hold(keys: Sequence[str], kind: str) -> set[str]:
+    """The keys whose `kind` advisory lock this transaction now holds (others hold the rest)."""
+    if not keys:
+        return set()
+    _, rows = await connections.get("default").execute_query(_TRY_LOCKS, [list(keys), kind])
+    return {row["k"] for row in rows}
 
 
 def claims_for(database_url: str) -> Claims:

@@ -33,6 +33,8 @@ NAME_LENGTH = 256
 """Customer.profile_name, Message.file_name."""
 STATUS_LENGTH = 16
 """EarlyStatus.status."""
+PACE_KEY_LENGTH = 64
+"""PaceBucket.key: `business:` or `pair:` and a number or id."""
 INT_RANGE = range(-(2**31), 2**31)
 """What an IntField holds on PostgreSQL (error_code)."""
 
@@ -226,6 +228,19 @@ class EarlyStatus(Model):
     class Meta:
         table = "early_status"
         unique_together = (("whatsapp_message_id", "status"),)
+
+
+class PaceBucket(Model):
+    """A throughput bucket every process shares (bot/db/buckets.py): the business number's messages per
+    second and each recipient's pair limit, as the time the bucket is full again (GCRA's theoretical
+    arrival time, in seconds of the database's clock). On PostgreSQL the table is UNLOGGED: a commit
+    that only moves a bucket waits for no disk, and a crash that empties it only leaves buckets full."""
+
+    key = fields.CharField(max_length=PACE_KEY_LENGTH, primary_key=True)
+    tat = fields.FloatField()
+
+    class Meta:
+        table = "pace_bucket"
 
 
 class Template(Model):
@@ -522,6 +537,34 @@ class Handoff(Model):
 
     class Meta:
         table = "handoff"
+
+
+class RelayPointer(Model):
+    """Where a technician's relay commands point (bot/handoff/relay.py), kept here so a restart changes
+    nothing a technician relies on: the chat their plain replies go to (`claim`, `switch N`), the waiting
+    chats their last `list` numbered (`claim N`), the chat last announced to them (a late `claim`).
+    Chats are their customers (Customer.id), not phone numbers."""
+
+    id = fields.IntField(primary_key=True)
+    technician: fields.OneToOneRelation[Technician] = fields.OneToOneField(
+        "models.Technician", related_name="relay_pointer", on_delete=fields.CASCADE
+    )
+    technician_id: int
+    current_customer: fields.ForeignKeyNullableRelation[Customer] = fields.ForeignKeyField(
+        "models.Customer", related_name="relay_current_of", null=True, on_delete=fields.SET_NULL
+    )
+    current_customer_id: int | None
+    offered_customer: fields.ForeignKeyNullableRelation[Customer] = fields.ForeignKeyField(
+        "models.Customer", related_name="relay_offered_to", null=True, on_delete=fields.SET_NULL
+    )
+    offered_customer_id: int | None
+    listed: fields.JSONField[list[int] | None] = fields.JSONField(null=True)
+    """The customers whose waiting chats the last `list` numbered, from 1, in its order; None: the
+    technician has not asked for a list yet."""
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "relay_pointer"
 
 
 class HandoffNote(Model):

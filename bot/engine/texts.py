@@ -53,6 +53,12 @@ TEXTS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
     "appointments": {
         "your_device": (),
     },
+    "consent": {
+        "stop_words": (),
+        "start_words": (),
+        "opted_out": (),
+        "opted_in": (),
+    },
 }
 """File (templates/texts/<file>.yaml) -> its texts -> the placeholders each may use."""
 KNOWN = frozenset(f"{file}.{name}" for file, names in TEXTS.items() for name in names)

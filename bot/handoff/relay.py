@@ -5,7 +5,9 @@ digits as WhatsApp's wa_id) is the technician's, never a customer's: it never re
 opens no conversation. It is a command (`list`, `claim [N]`, `switch N`, `release`, `help`; Spanish
 words too) or a reply to the technician's current chat, queued to the customer from the business number
 with the technician's id, through the same HandoffDesk as the panel: one owner per chat, the same audit
-log, the customer's 24-hour window.
+log, the customer's 24-hour window. A reply may be text or a file (a photo, a video, a voice note, a
+document, a sticker): the file is queued by its received id, and the outbox sends a copy of it (the
+client downloads it from the Cloud API and uploads it again, bot/whatsapp/client.py).
 
 The other way: a new waiting chat is announced to every active technician with a phone, and a customer's
 message in a claimed chat goes to its owner as "[name · +phone · order N] text". A technician whose own
@@ -14,8 +16,10 @@ window is closed (no message from them to the business number for 24 hours: thei
 are their customers' (ids), so a customer without a phone is relayed like any other, under their name.
 
 Everything runs inside the inbox's batch transaction (the inbox asks `technicians()` before the engine),
-so each message is handled exactly once with what it caused. Which of several chats plain replies go to
-(`switch N`) is kept in memory; after a restart it is the technician's most recently claimed chat.
+so each message is handled exactly once with what it caused. What the commands point at (which of
+several chats plain replies go to, `switch N`; what `claim N` means after a `list`; the chat last
+announced) is kept in the database by customer id (bot/handoff/pointers.py), so a restart changes none
+of it; with no pointer, replies go to the technician's most recently claimed chat.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from bot.clock import utc_now
 from bot.db.models import (
@@ -34,11 +38,22 @@ from bot.db.models import (
     Technician,
 )
 from bot.engine.texts import pick_language
+from bot.handoff.pointers import RelayPointers
 from bot.handoff.service import OPEN, WINDOW, DeskError, HandoffDesk
 from bot.identity import customer_for_phone
 from bot.orders.owner import orders_of
 from bot.spine.outbox import outbound_row
-from bot.whatsapp.outbound import OutboundMessage, Template, Text
+from bot.whatsapp.notifications import MEDIA_KINDS, InboundMessage
+from bot.whatsapp.outbound import (
+    CAPTION_MAX,
+    FILENAME_MAX,
+    Media,
+    MediaKind,
+    OutboundMessage,
+    Template,
+    Text,
+    clip,
+)
 
 TEMPLATE = "technician_relay"
 CLOSED_ORDER_STATUSES = frozenset({"picked_up", "cancelled"})
@@ -51,6 +66,10 @@ HELP = (
 )
 OUTSIDE = "Outside the customer's 24-hour window: only a template can be sent — use the panel."
 NO_CHAT = "You have no chat right now. Send 'list' to see who is waiting, or 'claim' to take the first."
+NOT_RELAYED = (
+    "Only text, photos, videos, voice notes, documents and stickers reach your customer; "
+    "send anything else from the panel."
+)
 
 COMMANDS: dict[str, str] = {
     "list": "list",
@@ -85,12 +104,8 @@ class Relay:
     def __init__(self, desk: HandoffDesk, clock: Callable[[], datetime] | None = None) -> None:
         self.desk = desk
         self._clock = clock or utc_now
-        self._current: dict[int, int] = {}
-        """Technician id -> the customer their plain replies go to."""
-        self._listed: dict[int, list[int]] = {}
-        """Technician id -> the waiting chats' customers their last `list` numbered (`claim N`)."""
-        self._offered: dict[int, int] = {}
-        """Technician id -> the chat last announced to them (what a late `claim` means)."""
+        self.pointers = RelayPointers()
+        """Technician -> what their commands point at (customer ids), in the database."""
 
     # --- asked by the inbox
 
@@ -138,7 +153,7 @@ class Relay:
         rows = []
         for technician in await Technician.filter(active=True, phone__isnull=False).order_by("id"):
             if digits(technician.phone):
-                self._offered[technician.id] = customer.id
+                await self.pointers.point(technician.id, offered=customer.id)
                 rows.append(await self._relayed(technician, who, where, body, now, waiting=True))
         return rows
 
@@ -158,7 +173,7 @@ class Relay:
             if number is None or not 0 < number <= len(mine):
                 return f"Give the number of one of your chats (1-{len(mine)}); send 'list'."
             handoff = mine[number - 1]
-            self._current[technician.id] = handoff.conversation.customer_id
+            await self.pointers.point(technician.id, current=handoff.conversation.customer_id)
             who, where = await self._label_for(handoff.conversation.customer_id)
             return f"Your replies now go to {who} ({where})."
         return await self._release(technician)
@@ -171,7 +186,7 @@ class Relay:
             await self.desk.release(technician, handoff.conversation.customer_id)
         except DeskError as exc:
             return await self._explain(exc)
-        self._current.pop(technician.id, None)
+        await self.pointers.point(technician.id, current=None)
         who, _ = await self._label_for(handoff.conversation.customer_id)
         rest = await self._mine(technician)
         after = f" You still have {len(rest)} chat(s); send 'list'." if rest else ""
@@ -181,16 +196,17 @@ class Relay:
         """`claim N`: chat N of the technician's last `list`; `claim`: the first waiting, or else the one
         last announced to them (so a late claim hears who was faster)."""
         customer_id: int | None
+        pointer = await self.pointers.get(technician.id)
         if number is not None:
-            listed = self._listed.get(technician.id)
+            listed = pointer.listed
             if listed is None:
-                listed = [handoff.conversation.customer_id for handoff in await self._waiting()]
+                listed = tuple(handoff.conversation.customer_id for handoff in await self._waiting())
             if not 0 < number <= len(listed):
                 return f"There is no waiting chat {number}; send 'list'."
             customer_id = listed[number - 1]
         else:
             waiting = await self._waiting()
-            customer_id = waiting[0].conversation.customer_id if waiting else self._offered.get(technician.id)
+            customer_id = waiting[0].conversation.customer_id if waiting else pointer.offered
             if customer_id is None:
                 return "Nobody is waiting."
         if not await Handoff.filter(conversation__customer_id=customer_id, status__in=list(OPEN)).exists():
@@ -199,19 +215,21 @@ class Relay:
         return await self._claim(technician, customer_id)
 
     async def _claim(self, technician: Technician, customer_id: int) -> str:
+        customer = await Customer.get(id=customer_id)
         try:
-            await self.desk.claim(technician, customer_id)
+            await self.desk.claim(technician, customer.id)
         except DeskError as exc:
             return await self._explain(exc)
-        self._current[technician.id] = customer_id
-        who, where = await self._label_for(customer_id)
+        await self.pointers.point(technician.id, current=customer_id)
+        who, where = await self._label(customer)
         return f"You have {who} ({where}) now. Your replies go to them; 'release' gives them back to the bot."
 
     async def _list(self, technician: Technician, now: datetime) -> str:
         waiting = await self._waiting()
         mine = await self._mine(technician)
         current = await self._current_chat(technician)
-        self._listed[technician.id] = [handoff.conversation.customer_id for handoff in waiting]
+        listed = [handoff.conversation.customer_id for handoff in waiting]
+        await self.pointers.point(technician.id, listed=listed)
         lines = ["Waiting:" if waiting else "Nobody is waiting."]
         for n, handoff in enumerate(waiting, 1):
             who, where = await self._label_for(handoff.conversation.customer_id)
@@ -227,10 +245,13 @@ class Relay:
         handoff = await self._current_chat(technician)
         if handoff is None:
             return NO_CHAT
-        if row.message_type != "text" or not text:
-            return "Only text replies can be relayed; send files from the panel."
+        message: OutboundMessage | None = relayed_file(row)
+        if message is None and row.message_type == "text" and text:
+            message = Text(body=text[:4096])
+        if message is None:
+            return NOT_RELAYED
         try:
-            await self.desk.send(technician, handoff.conversation.customer_id, Text(body=text[:4096]))
+            await self.desk.send(technician, handoff.conversation.customer_id, message)
         except DeskError as exc:
             return await self._explain(exc)
         return None  # sent: no answer needed
@@ -254,6 +275,7 @@ class Relay:
         )
 
     async def _mine(self, technician: Technician) -> list[Handoff]:
+        """The technician's chats, numbered from 1 by when they claimed them (what `switch N` means)."""
         return (
             await Handoff.filter(status=HandoffStatus.CLAIMED, technician_id=technician.id)
             .order_by("claimed_at", "id")
@@ -262,7 +284,7 @@ class Relay:
 
     async def _current_chat(self, technician: Technician) -> Handoff | None:
         mine = await self._mine(technician)
-        chosen = self._current.get(technician.id)
+        chosen = (await self.pointers.get(technician.id)).current
         for handoff in mine:
             if handoff.conversation.customer_id == chosen:
                 return handoff
@@ -270,7 +292,7 @@ class Relay:
 
     async def _label_for(self, customer_id: int) -> tuple[str, str]:
         customer = await Customer.get_or_none(id=customer_id)
-        return await self._label(customer) if customer else (f"customer {customer_id}", "-")
+        return await self._label(customer) if customer else ("a customer", "gone")
 
     async def _label(self, customer: Customer) -> tuple[str, str]:
         """(who, where): the customer's name, and "+phone · order N" with their latest open order (no
@@ -321,6 +343,29 @@ class Relay:
     ) -> Message:
         customer = await customer_for_phone(digits(technician.phone), now)
         return outbound_row(customer, message, now=now, technician_id=technician.id)
+
+
+def relayed_file(row: Message) -> Media | None:
+    """A technician's photo, video, voice note, document or sticker as the message that relays it to
+    their customer (by its received id, with its caption and file name); None for anything else."""
+    raw = (row.payload or {}).get("message")
+    try:
+        inbound = InboundMessage.model_validate(raw)
+    except ValueError:
+        return None
+    kind, media_id = inbound.kind, inbound.media_id
+    if kind not in MEDIA_KINDS or not media_id:
+        return None
+    captioned = kind in ("image", "video", "document")  # audio and stickers take none
+    caption = clip(inbound.text_content or "", CAPTION_MAX) if captioned else ""
+    audio = inbound.audio if kind == "audio" else None
+    return Media(
+        media_type=cast(MediaKind, kind),
+        relayed_media_id=media_id,
+        caption=caption or None,
+        filename=clip(inbound.file_name or "", FILENAME_MAX) or None,
+        voice=bool(audio and audio.voice),
+    )
 
 
 def _param(value: Any) -> str:

@@ -44,6 +44,8 @@ from bot.engine.texts import TextCatalog, pick_language
 from bot.handoff.events import EventHub
 from bot.handoff.texts import WorkingHours, wait_text
 from bot.identity import customer_by_address
+from bot.media.store import REF_PREFIX as MEDIA_REF_PREFIX
+from bot.media.store import REFUSED_PREFIX as MEDIA_REFUSED_PREFIX
 from bot.settings import Settings
 from bot.spine.outbox import enqueue
 from bot.whatsapp.outbound import Media, OutboundMessage, Template, Text
@@ -129,14 +131,24 @@ def queue_event(action: str, handoff: Handoff, customer: Customer | None, **extr
 
 
 def history_item(row: Message) -> dict[str, Any]:
+    """`file_url` of a kept file is where the panel fetches it with its token; a file not kept has
+    none, and `file_note` says why."""
+    file_url: str | None = row.file_url
+    file_note: str | None = None
+    if file_url and file_url.startswith(MEDIA_REF_PREFIX):
+        file_url = f"/api/tech/media/{row.id}"
+    elif file_url and file_url.startswith(MEDIA_REFUSED_PREFIX):
+        file_note = file_url.removeprefix(MEDIA_REFUSED_PREFIX)
+        file_url = None
     return {
         "kind": "message",
         "id": row.id,
         "direction": str(row.message_direction),
         "type": row.message_type,
         "content": row.message_content,
-        "file_url": row.file_url,
+        "file_url": file_url,
         "file_name": row.file_name,
+        "file_note": file_note,
         "status": str(row.delivery_status),
         "error": row.error_title,
         "error_code": row.error_code,
@@ -312,6 +324,16 @@ class HandoffDesk:
             raise DeskError(404, f"no chat with this {what}")
         handoff = await Handoff.filter(conversation_id=conversation.id, status__in=list(OPEN)).first()
         return Chat(conversation, customer, handoff)
+
+    async def visible_message(self, technician: Technician, message_id: int) -> Message:
+        """A message of a chat this technician may open (its media: GET /api/tech/media/{id})."""
+        row = await Message.get_or_none(id=message_id)
+        if row is None:
+            raise DeskError(404, "no such message")
+        self._may_see(
+            technician, await self.chat(row.customer_id if row.customer_id is not None else row.address)
+        )
+        return row
 
     def _may_see(self, technician: Technician, chat: Chat) -> None:
         if is_admin(technician):

@@ -15,6 +15,7 @@ Routes (JSON in and out; errors are `{"error": "..."}` with 401, 403, 404, 409 o
   POST /api/tech/chats/{phone}/release       {"flow"?, "state"?}: back to the bot
   /api/tech/customers/{id}/...               the same seven, the chat named by the customer's id (a
                                              customer without a phone too); {phone} may also be a BSUID
+  GET  /api/tech/media/{message id}          a kept file of a chat I may open, decrypted (never cached)
   GET  /api/tech/failed                      admin: inbound messages the bot gave up on, newest first
   GET  /api/tech/ws?token=...                live events (bot/handoff/events.py)
 
@@ -28,10 +29,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from aiohttp import BodyPartReader, WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from bot.crypto import CryptoError
 from bot.db.models import Handoff, HandoffStatus, Technician
 from bot.handoff.service import OPEN, ChatKey, DeskError, HandoffDesk, is_admin
 from bot.handoff.sessions import issue_session, technician_of
@@ -41,10 +44,13 @@ from bot.http.errors import (
     bearer_token,
     error_response,
     field_errors,
+    path_id,
     unauthorized,
     validated_body,
 )
 from bot.identity import customer_by_address
+from bot.media import types as media_types
+from bot.media.store import MediaStore, is_stored, media_owner
 from bot.whatsapp.client import WhatsAppClient
 from bot.whatsapp.errors import GraphError
 from bot.whatsapp.outbound import OutboundMessage, Text
@@ -250,6 +256,45 @@ async def media(request: web.Request, technician: Technician) -> dict[str, Any]:
     return await desk.send(technician, phone, desk.media(media_id, mime, filename, caption))
 
 
+MEDIA_STORE = web.AppKey("media_store", MediaStore)
+
+
+async def media_file(request: web.Request) -> web.StreamResponse:
+    """A customer's file, only to a technician who may open their chat: decrypted here, sent with a
+    type checked when it was kept, never cached, and sandboxed should a browser open it directly."""
+    technician = await authenticate(request)
+    message_id = path_id(request, "id", "no such file")
+    try:
+        row = await request.app[DESK].visible_message(technician, message_id)
+    except DeskError as exc:
+        return web.json_response({"error": exc.message}, status=exc.status)
+    if not is_stored(row.file_url):
+        return error_response(404, "no file is kept for this message")
+    assert row.file_url is not None
+    try:
+        data = await request.app[MEDIA_STORE].get(row.file_url, media_owner(row.customer_id, row.address))
+    except FileNotFoundError:
+        return error_response(404, "the file is gone (retention or erasure)")
+    except CryptoError as exc:
+        log.error("media of message %s cannot be opened: %s", row.id, exc)
+        return error_response(500, "the file cannot be decrypted")
+    raw = (row.payload or {}).get("message") or {}
+    media = raw.get(row.message_type) if isinstance(raw, dict) else None
+    mime = media_types.base_type(media.get("mime_type") if isinstance(media, dict) else None)
+    mime = mime if mime in media_types.ALLOWED else "application/octet-stream"
+    disposition = "inline" if mime in media_types.INLINE else "attachment"
+    name = quote(row.file_name or f"{row.message_type}-{row.id}", safe="")
+    return web.Response(
+        body=data,
+        content_type=mime,
+        headers={
+            "Cache-Control": "no-store",
+            "Content-Disposition": f"{disposition}; filename*=UTF-8''{name}",
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+        },
+    )
+
+
 async def note(request: web.Request, technician: Technician) -> dict[str, Any]:
     body = await validated(request, NoteIn)
     return await request.app[DESK].note(technician, _chat_key(request), body.text)
@@ -344,8 +389,11 @@ def add_routes(
     desk: HandoffDesk,
     client: Callable[[], WhatsAppClient],
     session_hours: float = 12,
+    media_store: MediaStore | None = None,
 ) -> None:
     app[DESK] = desk
+    if media_store is not None:
+        app[MEDIA_STORE] = media_store
     app[SESSION_HOURS] = session_hours
     app[WA_CLIENT] = client
     app[SOCKETS] = set()
@@ -364,5 +412,6 @@ def add_routes(
         add.add_post(f"{chat}/notes", route(note))
         add.add_post(f"{chat}/transfer", route(transfer))
         add.add_post(f"{chat}/release", route(release))
+    add.add_get("/api/tech/media/{id}", media_file)
     add.add_get("/api/tech/failed", route(failed))
     add.add_get("/api/tech/ws", websocket)

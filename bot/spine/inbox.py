@@ -29,6 +29,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any, Protocol
 
+from tortoise import timezone
 from tortoise.exceptions import DBConnectionError
 
 from bot.clock import Clock, utc_now
@@ -44,6 +45,7 @@ from bot.db.models import (
     Technician,
 )
 from bot.db.transactions import atomic, on_commit
+from bot.db.writes import update_rows
 from bot.engine import Conversation as ConversationState
 from bot.engine import Customer as CustomerInfo
 from bot.engine import Engine, Event, Outcome
@@ -303,7 +305,7 @@ class InboxWorker:
         if batch.outbound or batch.relayed:
             self._on_queued()
         if self._on_handled:
-            self._on_handled([row.whatsapp_message_id for row in batch.rows if row.whatsapp_message_id])
+            self._on_handled(_newest_per_sender(batch.rows))
         metrics.inbound((row.message_type for row in batch.rows), "handled")
 
     async def fire_timers(self) -> int:
@@ -400,7 +402,7 @@ class InboxWorker:
         conversations = await _conversations_for(
             customers[_customer_of(row)] for row in rows if row.address not in technicians
         )
-        batch.customers.extend(customers.values())  # profile name and window, even when not moved
+        batch.customers.update((c.id, c) for c in customers.values())  # name and window, even unmoved
         flood = await throttled([row for row in rows if row.address not in technicians], self._limit)
         for row in rows:
             started = time.perf_counter()
@@ -420,9 +422,7 @@ class InboxWorker:
             row.processed_at = batch.now
             handled_line(row.whatsapp_message_id, conversation_id, outcome, started)
         await batch.write()
-        await Message.bulk_update(
-            rows, fields=["customer_id", "delivery_status", "processed_at", "error_title", "updated_at"]
-        )
+        await _mark_handled(rows, batch.now)
         return batch
 
     @property
@@ -553,8 +553,10 @@ class _Batch:
     """The inbound rows handled (none for timers)."""
     isolated: bool = False
     """Handled alone after a failure: each step that may fail runs in its own savepoint."""
-    conversations: list[Conversation] = field(default_factory=list)
-    customers: list[Customer] = field(default_factory=list)
+    conversations: dict[int, Conversation] = field(default_factory=dict)
+    """Conversation id -> the conversation moved (a dict: a batch's membership test stays O(1))."""
+    customers: dict[int, Customer] = field(default_factory=dict)
+    """Customer id -> the customer whose name, language or window to write."""
     timers: dict[int, ConversationTimer | None] = field(default_factory=dict)
     """Conversation id -> its timer from now on (None: none); conversations not here keep theirs."""
     outbound: list[Message] = field(default_factory=list)
@@ -571,12 +573,10 @@ class _Batch:
             result.state,
             result.variables,
         )
-        if conversation not in self.conversations:
-            self.conversations.append(conversation)
+        self.conversations[conversation.id] = conversation
         if result.language:
             customer.language = result.language
-        if customer not in self.customers:
-            self.customers.append(customer)
+        self.customers[customer.id] = customer
         self.timers[conversation.id] = (
             ConversationTimer(
                 conversation_id=conversation.id,
@@ -593,10 +593,12 @@ class _Batch:
     async def write(self) -> None:
         """Call inside the batch's transaction."""
         if self.customers:
-            await Customer.bulk_update(self.customers, fields=[*NOTED_FIELDS, "language", "updated_at"])
+            await update_rows(
+                Customer, list(self.customers.values()), [*NOTED_FIELDS, "language", "updated_at"]
+            )
         if self.conversations:
-            await Conversation.bulk_update(
-                self.conversations, fields=["flow", "state", "variables", "updated_at"]
+            await update_rows(
+                Conversation, list(self.conversations.values()), ["flow", "state", "variables", "updated_at"]
             )
         if self.timers:
             await ConversationTimer.filter(conversation_id__in=list(self.timers)).delete()
@@ -605,6 +607,32 @@ class _Batch:
                 await ConversationTimer.bulk_create(timers)
         if self.outbound:
             await Message.bulk_create(self.outbound)
+
+
+def _newest_per_sender(rows: Sequence[Message]) -> list[str]:
+    """The wamid of each sender's newest handled message: marking it read marks the earlier ones too
+    (Meta's mark-as-read), so one receipt per sender and batch is enough."""
+    newest = {_sender(row): row.whatsapp_message_id for row in rows if row.whatsapp_message_id}
+    return [wamid for wamid in newest.values() if wamid]
+
+
+async def _mark_handled(rows: Sequence[Message], now: datetime) -> None:
+    """The rows are handled: one UPDATE for all of them (the same values), one per row only for those
+    with an error noted (rare), not a CASE over every column of every row."""
+    stamp = timezone.now()
+    plain = [row.id for row in rows if row.error_title is None]
+    if plain:
+        await Message.filter(id__in=plain).update(
+            delivery_status=DeliveryStatus.HANDLED, processed_at=now, updated_at=stamp
+        )
+    for row in rows:
+        if row.error_title is not None:
+            await Message.filter(id=row.id).update(
+                delivery_status=DeliveryStatus.HANDLED,
+                processed_at=now,
+                error_title=row.error_title,
+                updated_at=stamp,
+            )
 
 
 def handled_line(wamid: str | None, conversation_id: int | None, outcome: str, started: float) -> None:
@@ -657,6 +685,7 @@ async def _customers_for(rows: Sequence[Message]) -> dict[int, Customer]:
     for row in rows:
         if row.customer_id is None:
             row.customer_id = (await customer_for_address(row.address, utc_now())).id
+            await Message.filter(id=row.id).update(customer_id=row.customer_id)
     ids = list(dict.fromkeys(_customer_of(row) for row in rows))
     return {c.id: c for c in await Customer.filter(id__in=ids)}
 

@@ -10,6 +10,7 @@ API's limits before any request is made.
 from __future__ import annotations
 
 import json
+import mimetypes
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -17,8 +18,14 @@ from typing import Any, Protocol
 import aiohttp
 
 from bot.monitoring import metrics
-from bot.whatsapp.errors import GraphError, TransportError, UnexpectedResponse, error_from_response
-from bot.whatsapp.outbound import OutboundMessage, to_request_body
+from bot.whatsapp.errors import (
+    GraphError,
+    MediaError,
+    TransportError,
+    UnexpectedResponse,
+    error_from_response,
+)
+from bot.whatsapp.outbound import MB, MEDIA_MAX_BYTES, Media, OutboundMessage, to_request_body
 from bot.whatsapp.pacing import Pacer
 from bot.whatsapp.sandbox import SandboxTransport
 
@@ -49,9 +56,18 @@ class Transport(Protocol):
 
     async def get_json(self, path: str, params: Mapping[str, str] | None = None) -> dict[str, Any]: ...
 
-    async def get_bytes(self, url: str) -> bytes:
-        """GET an absolute URL with the bearer token (media download)."""
+    async def get_bytes(self, url: str, limit: int | None = None) -> bytes:
+        """GET an absolute URL with the bearer token (media download); more than `limit` bytes raise
+        TooLarge without reading the rest."""
         ...
+
+
+class TooLarge(Exception):
+    """A download longer than the caller's limit; what was read is dropped."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"more than {limit} bytes")
+        self.limit = limit
 
 
 class HttpTransport:
@@ -89,9 +105,26 @@ class HttpTransport:
     async def get_json(self, path: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
         return _json_object(*await self._request("GET", self._url(path), params=dict(params or {})))
 
-    async def get_bytes(self, url: str) -> bytes:
+    async def get_bytes(self, url: str, limit: int | None = None) -> bytes:
         """Only give this URLs from `get_media_url`: the bearer token goes with the request."""
-        return (await self._request("GET", url))[1]
+        if limit is None:
+            return (await self._request("GET", url))[1]
+        try:
+            async with self._session.get(
+                url, headers=self._headers, timeout=self._timeout, raise_for_status=False
+            ) as response:
+                if not 200 <= response.status < 300:
+                    raise error_from_response(response.status, await response.read())
+                if (response.content_length or 0) > limit:
+                    raise TooLarge(limit)
+                data = bytearray()
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    data.extend(chunk)
+                    if len(data) > limit:
+                        raise TooLarge(limit)
+                return bytes(data)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransportError.from_exception(exc) from exc
 
     def _url(self, path: str) -> str:
         return f"{self._base_url}/{path.lstrip('/')}"
@@ -141,7 +174,14 @@ class WhatsAppClient:
     ) -> SendResult:
         """Send one message to a phone or a BSUID (`to_request_body`), paced first, per `pace_as` (the
         customer, whatever their address) or else per address. After an error about this recipient only
-        (131056, the pair rate limit) the pacer holds the recipient, then it raises."""
+        (131056, the pair rate limit) the pacer holds the recipient, then it raises. A relayed file goes
+        as its copy."""
+        if isinstance(message, Media) and message.relayed_media_id is not None:
+            try:
+                message = await self.copy(message)
+            except GraphError as err:
+                metrics.graph_error(err.code)
+                raise
         body = to_request_body(to, message, reply_to)
         key = pace_as or to
         if pace and self.pacer is not None:
@@ -190,9 +230,49 @@ class WhatsAppClient:
             raise UnexpectedResponse.about("media lookup without a url", response)
         return response
 
-    async def download_media(self, url: str) -> bytes:
-        """Fetch media from a `get_media_url` URL (it needs the bearer token)."""
-        return await self.transport.get_bytes(url)
+    async def download_media(self, url: str, limit: int | None = None) -> bytes:
+        """Fetch media from a `get_media_url` URL (it needs the bearer token); TooLarge over `limit`."""
+        return await self.transport.get_bytes(url, limit)
+
+    async def copy(self, message: Media) -> Media:
+        """`message` with the file it relays made the business number's own: its URL asked for
+        (GET /{media-id}, good for 5 minutes), downloaded with the token and uploaded again; each try
+        of a send makes its copy. A file larger than WhatsApp sends of its kind is refused (131053)."""
+        assert message.relayed_media_id is not None
+        info = await self.get_media_url(message.relayed_media_id)
+        limit = MEDIA_MAX_BYTES[message.media_type]
+        _within(_size(info.get("file_size")), limit, message.media_type)
+        try:
+            data = await self.download_media(info["url"], limit)  # stops reading past the limit
+        except TooLarge:
+            raise _too_large(message.media_type, limit) from None
+        mime_type = str(info.get("mime_type") or "application/octet-stream").split(";")[0].strip()
+        media_id = await self.upload_media(data, mime_type, message.filename or _file_name(mime_type))
+        return message.model_copy(update={"media_id": media_id, "relayed_media_id": None})
+
+
+def _size(value: Any) -> int:
+    """GET /{media-id}'s file_size (a string of digits in Meta's answers); 0 when not given."""
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _within(size: int, limit: int, kind: str) -> None:
+    if size > limit:
+        raise _too_large(kind, limit, size)
+
+
+def _too_large(kind: str, limit: int, size: int | None = None) -> MediaError:
+    what = f"{size / MB:.1f} MB" if size is not None else f"larger than {limit / MB:g} MB"
+    return MediaError(131053, f"the {kind} is {what}; WhatsApp sends at most {limit / MB:g} MB")
+
+
+def _file_name(mime_type: str) -> str:
+    """An upload's file name when the message names none: "file" with the type's extension."""
+    extension = mimetypes.guess_extension(mime_type) or ""
+    return f"file{extension}"
 
 
 def _send_result(response: dict[str, Any]) -> SendResult:

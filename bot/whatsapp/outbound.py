@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 TEXT_MAX = 4096
 CAPTION_MAX = 1024
+FILENAME_MAX = 240
 BUTTON_BODY_MAX = 1024
 BUTTON_TITLE_MAX = 20
 BUTTON_ID_MAX = 256
@@ -57,23 +58,36 @@ class Text(_Value):
 
 
 MediaKind = Literal["image", "document", "audio", "video", "sticker"]
+MB = 1024 * 1024
+MEDIA_MAX_BYTES: dict[str, int] = {
+    "image": 5 * MB,
+    "video": 16 * MB,
+    "audio": 16 * MB,
+    "document": 100 * MB,
+    "sticker": 500 * 1024,
+}
+"""The largest file WhatsApp sends of each kind (Meta's Media page)."""
 
 
 class Media(_Value):
-    """Media by public link or by uploaded media id (exactly one of them)."""
+    """Media by public link, by uploaded media id, or by a media id the business number received
+    (exactly one of them)."""
 
     kind: Literal["media"] = "media"
     media_type: MediaKind
     link: str | None = None
     media_id: str | None = None
+    relayed_media_id: str | None = Field(default=None, min_length=1, max_length=128)
+    """A file someone sent the business number (a technician's photo for their customer): a received id
+    is not one to send, so the client sends a copy, downloaded and uploaded again (WhatsAppClient.send)."""
     caption: str | None = Field(default=None, max_length=CAPTION_MAX)
-    filename: str | None = None
+    filename: str | None = Field(default=None, max_length=FILENAME_MAX)
     voice: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> Media:
-        if (self.link is None) == (self.media_id is None):
-            raise ValueError("give exactly one of link or media_id")
+        if sum(source is not None for source in (self.link, self.media_id, self.relayed_media_id)) != 1:
+            raise ValueError("give exactly one of link, media_id or relayed_media_id")
         if self.caption and self.media_type in ("audio", "sticker"):
             raise ValueError(f"{self.media_type} messages take no caption")
         if self.filename and self.media_type != "document":
@@ -87,6 +101,8 @@ class Media(_Value):
         return self.media_type
 
     def type_object(self) -> dict[str, Any]:
+        if self.relayed_media_id is not None:
+            raise ValueError("a relayed file is sent as its copy: WhatsAppClient.send uploads it first")
         obj: dict[str, Any] = {"link": self.link} if self.link else {"id": self.media_id}
         if self.caption:
             obj["caption"] = self.caption

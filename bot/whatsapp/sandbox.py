@@ -60,7 +60,7 @@ class SandboxTransport:
     async def get_json(self, path: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
         return media_info(path, "sandbox")
 
-    async def get_bytes(self, url: str) -> bytes:
+    async def get_bytes(self, url: str, limit: int | None = None) -> bytes:
         return b""
 
 

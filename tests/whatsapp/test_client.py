@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import inspect
 import socket
@@ -33,7 +34,7 @@ from bot.whatsapp.outbound import (
     Text,
 )
 from bot.whatsapp.pacing import Pacer
-from tests.helpers import BENCH, payload
+from tests.helpers import BENCH, fake_graph_json, payload, receive_file
 
 BASE = "https://graph.example.test/v21.0"
 PNID = "100000000000001"
@@ -437,6 +438,47 @@ async def test_fake_graph_throttling_and_timeout(
     transport = HttpTransport(session, str(slow.make_url("/v21.0")), TOKEN, timeout=0.05)
     with pytest.raises(errors.TransportError):
         await WhatsAppClient(transport, PNID).send(TO, HI)
+
+
+async def test_a_relayed_file_goes_as_a_copy_made_through_the_cloud_api(
+    session: aiohttp.ClientSession, aiohttp_server: AiohttpServer
+) -> None:
+    server = await aiohttp_server(fake_graph_app(token=TOKEN))
+    photo = b"\xff\xd8\xff a photo of the screen"
+    await receive_file(server, "300000000000001", photo, "image/jpeg")
+    client = WhatsAppClient(HttpTransport(session, str(server.make_url("/v21.0")), TOKEN), PNID, Pacer())
+
+    relayed = Media(media_type="image", relayed_media_id="300000000000001", caption="Fixed!")
+    result = await client.send(TO, relayed)
+
+    [[uploaded_id, mime_type, filename, sha256]] = await fake_graph_json(server, "/uploads")
+    assert (mime_type, filename, sha256) == ("image/jpeg", "file.jpg", hashlib.sha256(photo).hexdigest())
+    [body] = await fake_graph_json(server, "/dump?bodies=1")
+    assert body["type"] == "image" and body["image"] == {"id": uploaded_id, "caption": "Fixed!"}
+    assert result.wamid.startswith("wamid.FAKE")
+
+
+async def test_a_relayed_file_too_large_to_send_is_refused_for_good(
+    session: aiohttp.ClientSession, aiohttp_server: AiohttpServer
+) -> None:
+    server = await aiohttp_server(fake_graph_app(token=TOKEN))
+    big = b"x" * (5 * 1024 * 1024 + 1)  # images: 5 MB at most
+    await receive_file(server, "300000000000002", big, "image/png")
+    client = WhatsAppClient(HttpTransport(session, str(server.make_url("/v21.0")), TOKEN), PNID, Pacer())
+
+    with pytest.raises(errors.MediaError) as info:
+        await client.send(TO, Media(media_type="image", relayed_media_id="300000000000002"))
+    assert info.value.code == 131053 and not info.value.retryable
+    assert "at most 5 MB" in info.value.title
+    assert await fake_graph_json(server, "/uploads") == []  # nothing uploaded, nothing sent
+    assert await fake_graph_json(server, "/dump") == []
+
+
+def test_a_relayed_file_cannot_be_sent_as_it_is() -> None:
+    with pytest.raises(ValueError, match="sent as its copy"):
+        Media(media_type="image", relayed_media_id="300000000000001").type_object()
+    with pytest.raises(ValueError, match="exactly one of"):
+        Media(media_type="image", media_id="1", relayed_media_id="300000000000001")
 
 
 def test_http_transport_repr_hides_token(session: aiohttp.ClientSession) -> None:

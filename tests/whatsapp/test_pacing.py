@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+from collections.abc import Mapping
 
 import pytest
 
-from bot.whatsapp.pacing import SWEEP_SECONDS, Pacer, TokenBucket
+from bot.whatsapp.errors import TransportError
+from bot.whatsapp.pacing import SWEEP_SECONDS, Pacer, SharedPacer, TokenBucket
 
 
 class FakeTime:
@@ -176,3 +178,84 @@ def test_pacer_rejects_bad_arguments() -> None:
         Pacer(pair_interval=-1)
     with pytest.raises(ValueError):
         Pacer(pair_burst=0)
+
+
+class MemoryBuckets:
+    """The shared store's arithmetic (bot/db/buckets.py) on the test's clock: one timeline per key."""
+
+    def __init__(self, clock: FakeTime) -> None:
+        self.clock = clock
+        self.tats: dict[str, float] = {}
+        self.round_trips = 0
+
+    async def reserve(self, spans: Mapping[str, float]) -> dict[str, float]:
+        self.round_trips += 1
+        now = self.clock.now
+        ahead = {}
+        for key, span in spans.items():
+            self.tats[key] = max(self.tats.get(key, now), now) + span
+            ahead[key] = self.tats[key] - now
+        return ahead
+
+    async def hold(self, key: str, seconds: float) -> None:
+        self.tats[key] = max(self.tats.get(key, 0.0), self.clock.now + seconds)
+
+    async def sweep(self, older_than: float) -> None:
+        self.tats = {k: tat for k, tat in self.tats.items() if tat >= self.clock.now - older_than}
+
+
+async def test_shared_pacers_share_one_business_bucket() -> None:
+    """Two processes' pacers on one store: their sends together keep the number's rate, slot by slot."""
+    t = FakeTime()
+    store = MemoryBuckets(t)
+    waits: list[float] = []
+
+    async def record(seconds: float) -> None:  # the time stands still: each wait is the send's slot
+        waits.append(seconds)
+
+    pacers = [
+        SharedPacer(store, "100", messages_per_second=10, burst=1, clock=t.clock, sleep=record) for _ in "ab"
+    ]
+    for n in range(10):
+        await pacers[n % 2].acquire(f"1555{n}")  # ten recipients: only the business bucket binds
+    assert sorted(waits) == pytest.approx([k / 10 for k in range(1, 10)])  # the first at once, unslept
+    assert len(waits) == 9
+
+
+async def test_shared_pacers_share_each_recipients_bucket() -> None:
+    t = FakeTime()
+    store = MemoryBuckets(t)
+    slept: list[float] = []
+
+    async def record(seconds: float) -> None:
+        slept.append(seconds)
+
+    first, second = (
+        SharedPacer(
+            store, "100", messages_per_second=1000, pair_interval=6, pair_burst=1, clock=t.clock, sleep=record
+        )
+        for _ in "ab"
+    )
+    await first.acquire("+15550001111")
+    assert slept == []
+    await second.acquire("15550001111")  # another process, the same recipient: one pair interval later
+    assert slept and slept[0] == pytest.approx(6.0)
+
+
+async def test_waiting_sends_share_a_round_trip() -> None:
+    t = FakeTime(auto=True)
+    store = MemoryBuckets(t)
+    pacer = SharedPacer(store, "100", messages_per_second=1000, clock=t.clock, sleep=t.sleep)
+    await asyncio.gather(*(pacer.acquire(f"1555{n}") for n in range(50)))
+    assert store.round_trips <= 2  # fifty sends waiting at once: one statement (and a prefetch)
+
+
+async def test_a_store_that_cannot_be_reached_fails_the_send_as_a_transport_error() -> None:
+    class Down(MemoryBuckets):
+        async def reserve(self, spans: Mapping[str, float]) -> dict[str, float]:
+            raise ConnectionError("database down")
+
+    t = FakeTime(auto=True)
+    pacer = SharedPacer(Down(t), "100", clock=t.clock, sleep=t.sleep)
+    with pytest.raises(TransportError):
+        await pacer.acquire("15550001111")

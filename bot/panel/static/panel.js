@@ -343,6 +343,7 @@ function normalize(m) {
     content: m.content ?? m.message_content ?? m.text ?? "",
     fileUrl: m.file_url || m.url || null,
     fileName: m.file_name || m.filename || null,
+    fileNote: m.file_note || null,
     status: m.delivery_status || m.status || null,
     error: m.error || m.error_title || (m.error_code ? `error ${m.error_code}` : null),
     wamid: m.whatsapp_message_id || m.wamid || null,
@@ -396,10 +397,46 @@ function tickFor(m) {
   return tick;
 }
 
+// A customer's file comes only with the technician's session (a header an <img> cannot send), so it
+// is fetched, kept as a blob for this page, and shown from that.
+const mediaBlobs = new Map();
+
+async function mediaUrl(path) {
+  if (!mediaBlobs.has(path)) {
+    const response = await fetch(path, { headers: { Authorization: `Bearer ${state.token}` } });
+    if (!response.ok) throw new ApiError(response.status, null);
+    mediaBlobs.set(path, URL.createObjectURL(await response.blob()));
+  }
+  return mediaBlobs.get(path);
+}
+
 function bodyFor(m) {
   const box = document.createElement("div");
-  const isUrl = m.fileUrl && /^(https?:|\/)/.test(m.fileUrl);
-  if ((m.type === "image" || m.type === "sticker") && isUrl) {
+  const isKept = m.fileUrl && m.fileUrl.startsWith("/api/tech/media/");
+  const isUrl = m.fileUrl && /^(https?:|\/)/.test(m.fileUrl) && !isKept;
+  if ((m.type === "image" || m.type === "sticker") && isKept) {
+    const img = document.createElement("img");
+    img.alt = m.fileName || "image";
+    mediaUrl(m.fileUrl).then((url) => { img.src = url; }).catch(() => { img.alt = "image not available"; });
+    box.append(img);
+  } else if (isKept) {
+    const a = document.createElement("a");
+    a.href = "#";
+    a.textContent = `📄 ${m.fileName || m.type}`;
+    a.onclick = async (e) => {
+      e.preventDefault();
+      const link = document.createElement("a");
+      link.href = await mediaUrl(m.fileUrl);
+      link.download = m.fileName || m.type;
+      link.click();
+    };
+    box.append(a);
+  } else if (m.fileNote) {
+    const span = document.createElement("span");
+    span.className = "muted";
+    span.textContent = `📄 ${m.fileName || m.type}: not kept (${m.fileNote})`;
+    box.append(span);
+  } else if ((m.type === "image" || m.type === "sticker") && isUrl) {
     const img = document.createElement("img");
     img.src = m.fileUrl;
     img.alt = m.fileName || "image";

@@ -141,7 +141,7 @@ async def _forward(apps: Any, editor: BaseSchemaEditor) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = [("models", "0002_inbound_handled")]
+    dependencies = [("models", "0004_relay_pointer")]
 
     initial = False
 

@@ -1,0 +1,112 @@
+"""`bot serve --workers N`: several server processes on one port and one PostgreSQL database.
+
+The business number's throughput is Meta's limit for the number, not for a process: three workers
+together must stay under `whatsapp.messages_per_second`, counted where Meta would count it (the fake
+Graph API's arrival times), not by timing the bot. SQLite serves one process, so N > 1 is refused there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from tests.helpers import (
+    APP_SECRET,
+    ENCRYPTION_KEY,
+    GRAPH_TOKEN,
+    PHONE_NUMBER_ID,
+    POSTGRES_AVAILABLE,
+    POSTGRES_URL,
+    create_schema,
+    eventually,
+    free_port,
+    graph_base,
+    graph_sends,
+    reset_postgres,
+    text_notification,
+    write_settings,
+)
+from tests.test_commands import run_bot
+from tests.test_crash import BotProcess, _post
+
+RATE = 20
+CUSTOMERS = 120
+
+
+def test_several_workers_refuse_sqlite(tmp_path: Path) -> None:
+    result = run_bot(
+        "serve",
+        "--workers",
+        "3",
+        env={"BOT_SETTINGS": str(write_settings(tmp_path)), "DATABASE_URL": f"sqlite://{tmp_path}/bot.db"},
+    )
+    assert result.returncode == 2
+    assert "--workers 3 needs PostgreSQL" in result.stderr
+    assert not (tmp_path / "bot.db").exists()  # refused before anything was opened
+
+
+def _most_in_a_second(arrivals: list[float]) -> int:
+    """The most sends whose arrivals fall within one second of each other (a sliding window)."""
+    arrivals = sorted(arrivals)
+    most, start = 0, 0
+    for end, arrival in enumerate(arrivals):
+        while arrival - arrivals[start] >= 1.0:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not POSTGRES_AVAILABLE, reason="no PostgreSQL at 127.0.0.1:5432")
+async def test_three_workers_together_stay_under_messages_per_second(
+    tmp_path: Path, fake_graph: TestServer
+) -> None:
+    await reset_postgres()
+    await create_schema(POSTGRES_URL)
+    settings = write_settings(tmp_path, "outbox:\n  concurrency: 16\n").read_text()
+    settings = settings.replace("messages_per_second: 1000", f"messages_per_second: {RATE}")
+    (tmp_path / "settings.yaml").write_text(settings)
+    port = free_port()
+    env = {
+        **os.environ,
+        "BOT_SETTINGS": str(tmp_path / "settings.yaml"),
+        "DATABASE_URL": POSTGRES_URL,
+        "WHATSAPP_ACCESS_TOKEN": GRAPH_TOKEN,
+        "WHATSAPP_APP_SECRET": APP_SECRET,
+        "WHATSAPP_PHONE_NUMBER_ID": PHONE_NUMBER_ID,
+        "WHATSAPP_API_BASE_URL": graph_base(fake_graph),
+        "BOT_ENCRYPTION_KEYS": ENCRYPTION_KEY,
+    }
+    bot = BotProcess(env, port, tmp_path / "bot.log", workers=3)
+    url = f"http://127.0.0.1:{port}/webhook"
+    try:
+        await bot.start()
+        await bot.until_workers()
+        async with aiohttp.ClientSession() as session:
+            bodies = [
+                json.dumps(text_notification(f"1555800{n:04d}", f"wamid.RATE.{n}", "hi")).encode()
+                for n in range(CUSTOMERS)
+            ]
+            acked = await asyncio.gather(*(_post(session, url, body) for body in bodies))
+        assert all(acked)
+
+        async def all_sent() -> bool:
+            return len(await graph_sends(fake_graph)) >= CUSTOMERS
+
+        await eventually(all_sent, within=CUSTOMERS / RATE * 4 + 30)
+        log = bot.log_path.read_text()
+    finally:
+        await bot.stop()
+
+    arrivals = [send[0] for send in await graph_sends(fake_graph)]
+    assert len(arrivals) == CUSTOMERS
+    burst = max(1, round(RATE / 10))  # the business bucket's burst (bot/whatsapp/pacing.py)
+    assert _most_in_a_second(arrivals) <= RATE + burst, log[-3000:]
+    # and over the whole run, no faster than the limit: n sends need (n - burst) / rate seconds
+    assert max(arrivals) - min(arrivals) >= (CUSTOMERS - burst) / RATE * 0.95
