@@ -30,6 +30,7 @@ bport=$(port)
 WHATSAPP_API_BASE_URL="http://127.0.0.1:$gport/v21.0" WHATSAPP_ACCESS_TOKEN=bench-token \
 WHATSAPP_APP_SECRET=bench-secret WHATSAPP_WEBHOOK_VERIFY_TOKEN=bench-verify \
 WHATSAPP_PHONE_NUMBER_ID=100000000000001 WHATSAPP_BUSINESS_ACCOUNT_ID=200000000000001 \
+BOT_ENCRYPTION_KEYS="${BOT_ENCRYPTION_KEYS:-YmVuY2gtZW5jcnlwdGlvbi1rZXktMzItYnl0ZXMtISE=}" \
 DATABASE_URL="${BENCH_DATABASE_URL:-sqlite://$work/bench.db}" BOT_ADMIN_TOKEN=bench-admin \
   "$py" -m bot serve --migrate --host 127.0.0.1 --port "$bport" ${BOT_ARGS:-} >"$work/bot.log" 2>&1 & bot=$!
 pids+=($bot)

@@ -45,6 +45,7 @@ from bot.db.models import (
     Technician,
 )
 from bot.db.transactions import atomic, on_commit
+from bot.db.writes import update_rows
 from bot.engine import Conversation as ConversationState
 from bot.engine import Customer as CustomerInfo
 from bot.engine import Engine, Event, Outcome
@@ -590,13 +591,14 @@ class _Batch:
     async def write(self) -> None:
         """Call inside the batch's transaction."""
         if self.customers:
-            await Customer.bulk_update(
+            await update_rows(
+                Customer,
                 list(self.customers.values()),
-                fields=["profile_name", "language", "last_inbound_at", "updated_at"],
+                ["profile_name", "language", "last_inbound_at", "updated_at"],
             )
         if self.conversations:
-            await Conversation.bulk_update(
-                list(self.conversations.values()), fields=["flow", "state", "variables", "updated_at"]
+            await update_rows(
+                Conversation, list(self.conversations.values()), ["flow", "state", "variables", "updated_at"]
             )
         if self.timers:
             await ConversationTimer.filter(conversation_id__in=list(self.timers)).delete()

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.db.models import DeliveryStatus, EarlyStatus, Message
+from bot.db.writes import update_rows
 
 _RANK = {
     DeliveryStatus.PENDING: 0,
@@ -104,7 +105,7 @@ async def record_statuses(changes: Sequence[StatusChange]) -> list[tuple[str, st
             if row.delivery_status != before:
                 moved.append((row.message_type, str(row.delivery_status)))
     if changed:
-        await Message.bulk_update(list(changed.values()), fields=[*STATUS_FIELDS, "updated_at"])
+        await update_rows(Message, list(changed.values()), [*STATUS_FIELDS, "updated_at"])
     if early:
         await EarlyStatus.bulk_create(early, ignore_conflicts=True)
     return moved

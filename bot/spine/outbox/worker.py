@@ -29,6 +29,7 @@ from tortoise.transactions import in_transaction
 from bot.clock import Clock, utc_now
 from bot.db.claims import Claims
 from bot.db.models import Customer, DeliveryStatus, Direction, Message
+from bot.db.writes import update_rows
 from bot.loops import finish
 from bot.monitoring import metrics
 from bot.spine.outbox.leases import Leases
@@ -379,10 +380,10 @@ class OutboxWorker:
         moved = _moved(rows)  # before parked statuses move them further
         try:
             async with in_transaction():
-                await Message.bulk_update(rows, fields=list(RESULT_FIELDS))
+                await update_rows(Message, rows, RESULT_FIELDS)
                 early = await claim_early_statuses(row for row in rows if row.whatsapp_message_id)
                 if early:
-                    await Message.bulk_update(early, fields=list(RESULT_FIELDS))
+                    await update_rows(Message, early, RESULT_FIELDS)
         except BaseException:
             # not written (an error, or a stop in the middle): keep them for the next write, so a send
             # Meta accepted is never forgotten and sent again
