@@ -52,10 +52,11 @@ format: install-test
 
 # The load benchmark (bench/): this bot beside the lean reference bot, same rates, one run.
 # BENCH_DATABASE_URL=postgres://... runs it on PostgreSQL (that database is emptied first), and
-# BOT_WORKERS=N as `bot serve --workers N`.
+# BOT_WORKERS=N as `bot serve --workers N`, and BENCH_BSUID=1 makes every customer one without a phone
+# number (business-scoped user IDs only: load.py --bsuid).
 bench: install-test
 	BOT_SETTINGS=$(CURDIR)/tests/bench-settings.yaml PYTHON=$(CURDIR)/$(BIN)/python \
-	BENCH_DATABASE_URL="$(BENCH_DATABASE_URL)" BOT_WORKERS="$(BOT_WORKERS)" \
+	BENCH_DATABASE_URL="$(BENCH_DATABASE_URL)" BOT_WORKERS="$(BOT_WORKERS)" BENCH_BSUID="$(BENCH_BSUID)" \
 		bash bench/compare.sh $(RATES)
 
 clean:

@@ -77,7 +77,7 @@ def build_app(
             try:
                 await Message.create(
                     whatsapp_message_id=m["id"],
-                    customer_phone=m["from"],
+                    customer_phone=m.get("from") or m["from_user_id"],
                     message_direction="inbound",
                     message_content=text,
                 )
@@ -88,7 +88,7 @@ def build_app(
                 con.execute(
                     "INSERT INTO message (whatsapp_message_id, customer_phone, message_direction, "
                     "message_content) VALUES (?,?,?,?)",
-                    (m["id"], m["from"], "inbound", text),
+                    (m["id"], m.get("from") or m["from_user_id"], "inbound", text),
                 )
             except sqlite3.IntegrityError:
                 return False
@@ -104,7 +104,7 @@ def build_app(
         payload = {
             "messaging_product": "whatsapp",
             "recipient_type": "individual",
-            "to": to,
+            **({"to": to} if to.isdigit() else {"recipient": to}),  # a BSUID goes as "recipient"
             "type": "text",
             "text": {"preview_url": False, "body": text},
         }
@@ -158,7 +158,8 @@ def build_app(
                 if not await store_in(m, text):
                     stats["duplicates"] += 1
                     continue
-                t = asyncio.create_task(reply(session, m["from"], f"Echo: {text}"))
+                sender = m.get("from") or m["from_user_id"]
+                t = asyncio.create_task(reply(session, sender, f"Echo: {text}"))
                 tasks.add(t)
                 t.add_done_callback(tasks.discard)
         return web.Response(text="OK")

@@ -9,7 +9,9 @@
 # the fake Graph API and DATABASE_URL at a fresh SQLite file (set BENCH_DATABASE_URL for another one).
 # SECONDS_PER_RATE (default 10) sets each step's length; BOT_WORKERS=N runs `bot serve --workers N`;
 # BOT_ARGS adds other arguments to `bot serve`. A PostgreSQL BENCH_DATABASE_URL's database is emptied
-# first (dropped and created again): point it at a database kept for benchmarks.
+# first (dropped and created again): point it at a database kept for benchmarks. BENCH_BSUID=1 makes
+# every customer one without a phone number (load.py --bsuid: business-scoped user IDs only), for both
+# bots.
 #
 # Beside the latency columns, the project's rows say how much memory the bot held (rss_mb: the largest
 # resident set of one bot process during the step; with workers, rss_all_mb adds them up) and how long
@@ -61,7 +63,7 @@ for rate in "${rates[@]}"; do
   for who in reference project; do
     if [ "$who" = reference ]; then url="http://127.0.0.1:$rport/webhook"; else url="http://127.0.0.1:$bport/webhook"; fi
     line=$("$py" "$here/load.py" --url "$url" --graph "http://127.0.0.1:$gport" --rate "$rate" \
-           --seconds "$secs" --drain 20 | tail -n 1)
+           --seconds "$secs" --drain 20 ${BENCH_BSUID:+--bsuid} | tail -n 1)
     held='{}'
     if [ "$who" = project ]; then
       read -r start end < <("$py" -c 'import json,sys; r=json.loads(sys.argv[1]); print(r["load_start"], r["load_end"])' "$line")

@@ -1,7 +1,8 @@
 """A fake WhatsApp Cloud (Graph) API for tests and benchmarks. It listens on 127.0.0.1 only.
 
 POST /{version}/{phone_number_id}/messages   needs a Bearer token, checks messaging_product == "whatsapp",
-                                             "to" and "type" (a missing type with a "text" object is
+                                             "to" (a phone) or "recipient" (a BSUID: one of them) and
+                                             "type" (a missing type with a "text" object is
                                              text, as in the real API), answers like the real API,
                                              records the send
 POST /{version}/{phone_number_id}/media      an upload (multipart `file`): kept, answered with its id
@@ -137,10 +138,10 @@ def build_app(
             counts["mark_read"] += 1
             return web.json_response({"success": True})
         mtype = body.get("type") or ("text" if "text" in body else None)  # the real API defaults to text
-        if "to" not in body or mtype is None:
+        if ("to" in body) == ("recipient" in body) or mtype is None:
             counts["bad_request_400"] += 1
-            return _bad_request("Invalid parameter: 'to' and 'type' are required")
-        to, mtype = str(body["to"]), str(mtype)
+            return _bad_request("Invalid parameter: 'to' (or 'recipient', a BSUID) and 'type' are required")
+        to, mtype = str(body.get("to") or body["recipient"]), str(mtype)
         ctx = body.get("context")
         ref = ctx.get("message_id") if isinstance(ctx, dict) else None
         if ref is None:
@@ -162,7 +163,7 @@ def build_app(
         return web.json_response(
             {
                 "messaging_product": "whatsapp",
-                "contacts": [{"input": body["to"], "wa_id": to}],
+                "contacts": [{"input": to, "wa_id": to} if "to" in body else {"input": to, "user_id": to}],
                 "messages": [{"id": wamid}],
             }
         )

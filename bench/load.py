@@ -3,7 +3,10 @@
 Every inbound is a realistic Cloud API notification (object whatsapp_business_account, entry/changes/value
 with metadata, contacts and one text message with a unique wamid), signed with X-Hub-Signature-256. The
 text carries a '#<seq>' token (seq counts from a random base, so runs do not mix). Message seq goes
-to customer base_phone + seq % customers, so each customer writes at rate/customers per second.
+to customer base_phone + seq % customers, so each customer writes at rate/customers per second. With
+--bsuid the customers have no phone number: each writes as the business-scoped user ID US.<number>0000000
+alone (no `from`, no `wa_id`: `from_user_id` and `contacts[].user_id`), and replies go to it as
+`recipient`; --with-bsuid puts that id beside the phone instead.
 
 Modes:  --rate R          open loop: message i is due at i/R s, whether or not earlier ones were answered;
                           latency counts from the due time: a slow bot shows as latency, not a lower rate
@@ -64,7 +67,14 @@ def build_requests(a: argparse.Namespace, run_id: str, base: int) -> tuple[list[
     reqs, customers, wamids = [], [], []
     for seq in range(a.messages):
         phone = str(a.base_phone + seq % a.customers)
+        bsuid = f"US.{phone}0000000"
         wamid = f"wamid.HBgL{run_id}{seq:08d}FQIAEhgU"
+        if a.bsuid:  # a customer known only by their BSUID (a username user who hides their number)
+            sender: dict[str, str] = {"user_id": bsuid}
+            origin: dict[str, str] = {"from_user_id": bsuid}
+        else:
+            sender = {"wa_id": phone, **({"user_id": bsuid} if a.with_bsuid else {})}
+            origin = {"from": phone, **({"from_user_id": bsuid} if a.with_bsuid else {})}
         payload = {
             "object": "whatsapp_business_account",
             "entry": [
@@ -81,13 +91,12 @@ def build_requests(a: argparse.Namespace, run_id: str, base: int) -> tuple[list[
                                 "contacts": [
                                     {
                                         "profile": {"name": f"Customer {seq % a.customers}"},
-                                        "wa_id": phone,
-                                        **({"user_id": f"US.{phone}0000000"} if a.bsuid else {}),
+                                        **sender,
                                     }
                                 ],
                                 "messages": [
                                     {
-                                        "from": phone,
+                                        **origin,
                                         "id": wamid,
                                         "timestamp": str(now + int(seq / max(a.rate, 1))),
                                         "type": "text",
@@ -106,7 +115,7 @@ def build_requests(a: argparse.Namespace, run_id: str, base: int) -> tuple[list[
         reqs.append(
             head + f"Content-Length: {len(raw)}\r\nX-Hub-Signature-256: sha256={sig}\r\n\r\n".encode() + raw
         )
-        customers.append(phone)
+        customers.append(bsuid if a.bsuid else phone)
         wamids.append(wamid)
     return reqs, customers, wamids
 
@@ -385,6 +394,7 @@ async def run(a: argparse.Namespace) -> dict:
     unmatched = stale = 0
     run_start = min(first_due.values(), default=0.0)
     for t, to, _typ, ref, _w in sends:
+        to = to.lstrip("+")  # a phone as the bot wrote it ("+1555..."); a BSUID as it is
         if t < run_start:  # a late answer to an earlier run
             stale += 1
             continue
@@ -524,8 +534,14 @@ def main() -> None:
     ap.add_argument(
         "--bsuid",
         action="store_true",
-        help="also put a business-scoped user id (contacts[].user_id) in each notification, "
-        "as newer payloads do (pywa 4.5 requires it)",
+        help="BSUID-only customers: each writes as a business-scoped user id alone (from_user_id, "
+        'contacts[].user_id; no phone), and is answered at it ("recipient")',
+    )
+    ap.add_argument(
+        "--with-bsuid",
+        action="store_true",
+        help="also put a business-scoped user id beside the phone in each notification, as newer payloads "
+        "do (pywa 4.5 requires it)",
     )
     ap.add_argument("--seed", type=int, default=1, help="seed for choosing the redelivered messages")
     ap.add_argument("--no-reset", action="store_true", help="do not clear the fake Graph API's record first")

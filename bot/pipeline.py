@@ -170,7 +170,8 @@ class Pipeline:
             self.events.publish(
                 {
                     "type": "message",
-                    "phone": row.customer_phone,
+                    "phone": row.address,
+                    "customer_id": row.customer_id,
                     "conversation_id": None,
                     "message": history_item(row),
                 }
@@ -181,7 +182,8 @@ class Pipeline:
         self.events.publish(
             {
                 "type": "failed",
-                "phone": row.customer_phone,
+                "phone": row.address,
+                "customer_id": row.customer_id,
                 "conversation_id": None,
                 "message": history_item(row),
             }
@@ -193,11 +195,12 @@ class Pipeline:
         for row in rows:
             self.events.publish(
                 status_event(
-                    row.customer_phone,
+                    row.address,
                     row.whatsapp_message_id,
                     str(row.delivery_status),
                     row.error_title,
                     row.id,
+                    row.customer_id,
                 )
             )
 

@@ -264,7 +264,8 @@ async def percentiles(
 
 async def _handoffs(start: datetime, end: datetime) -> Handoffs:
     wait = seconds_between(
-        "(SELECT MIN(m.created_at) FROM message m WHERE m.customer_phone = h.customer_phone"
+        "(SELECT MIN(m.created_at) FROM message m JOIN conversation c ON c.customer_id = m.customer_id"
+        " WHERE c.id = h.conversation_id"
         " AND m.message_direction = 'outbound' AND m.technician_id IS NOT NULL"
         " AND m.created_at >= h.requested_at)",
         "h.requested_at",
@@ -276,11 +277,12 @@ async def _handoffs(start: datetime, end: datetime) -> Handoffs:
     )
     totals = await fetch(
         "SELECT COUNT(*) AS handoffs,"
-        " (SELECT COUNT(DISTINCT customer_phone) FROM message WHERE message_direction = 'inbound'"
+        " (SELECT COUNT(DISTINCT customer_id) FROM message WHERE message_direction = 'inbound'"
         "  AND created_at >= ? AND created_at < ?) AS conversations,"
-        " (SELECT COUNT(DISTINCT customer_phone) FROM message WHERE message_direction = 'inbound'"
-        "  AND created_at >= ? AND created_at < ? AND customer_phone NOT IN"
-        "  (SELECT customer_phone FROM handoff WHERE requested_at >= ? AND requested_at < ?)) AS by_bot"
+        " (SELECT COUNT(DISTINCT customer_id) FROM message WHERE message_direction = 'inbound'"
+        "  AND created_at >= ? AND created_at < ? AND customer_id NOT IN"
+        "  (SELECT c.customer_id FROM handoff hh JOIN conversation c ON c.id = hh.conversation_id"
+        "   WHERE hh.requested_at >= ? AND hh.requested_at < ?)) AS by_bot"
         " FROM handoff WHERE requested_at >= ? AND requested_at < ?",
         [start, end, start, end, start, end, start, end],
     )

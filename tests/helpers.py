@@ -355,7 +355,7 @@ async def outbound_rows() -> list[Message]:
 
 async def outbound_texts(phone: str) -> list[str | None]:
     """What the bot queued or sent to `phone`, oldest first: each message's text."""
-    rows = await Message.filter(customer_phone=phone, message_direction=Direction.OUTBOUND).order_by("id")
+    rows = await Message.filter(address=phone, message_direction=Direction.OUTBOUND).order_by("id")
     return [row.message_content for row in rows]
 
 

@@ -45,7 +45,11 @@ async def booked(bot_client: BotFactory, starts_at: str = TEN) -> tuple[Client, 
 
 
 async def wrote(ago: timedelta, language: str | None = None) -> None:
-    await Customer.create(wa_id=PHONE, language=language, last_inbound_at=datetime.now(UTC) - ago)
+    """The customer the booking made for the phone wrote `ago`."""
+    updated = await Customer.filter(wa_id=PHONE).update(
+        language=language, last_inbound_at=datetime.now(UTC) - ago
+    )
+    assert updated == 1
 
 
 async def patch(client: Client, auth: dict[str, str], appointment: int, **body: Any) -> dict[str, Any]:
@@ -63,7 +67,7 @@ async def test_a_move_inside_the_window_is_a_text_in_the_customers_language(bot_
 
     assert answer["notification"] == "text"
     [row] = await outbound_rows()
-    assert row.message_type == "text" and row.customer_phone == PHONE
+    assert row.message_type == "text" and row.address == PHONE
     assert row.payload is not None
     assert row.payload["body"] == (
         "Hemos cambiado tu cita de reparación para iPhone 13 al lun 7 ene, 11:00. ¡Te esperamos en "

@@ -39,12 +39,12 @@ async def test_two_handoffs_opening_at_once_make_one(database_url: str) -> None:
         async def second() -> bool:
             await first_opened.wait()
             async with atomic():
-                _, new = await open_handoff(claims, conversation.id, PHONE, "misunderstood", NOW)
+                _, new = await open_handoff(claims, conversation.id, "misunderstood", NOW)
             return new
 
         racing = asyncio.create_task(second())  # outside the first's transaction: a transaction of its own
         async with atomic():
-            _, first_new = await open_handoff(claims, conversation.id, PHONE, "asked", NOW)
+            _, first_new = await open_handoff(claims, conversation.id, "asked", NOW)
             first_opened.set()
             done, _ = await asyncio.wait({racing}, timeout=0.5)
             assert not done, "the second opened a handoff while the first held the conversation"
@@ -99,7 +99,7 @@ async def test_claims_take_a_customers_rows_in_order_past_rows_another_process_h
     async with database(database_url):
         rows = [
             await Message.create(
-                customer_phone=phone,
+                address=phone,
                 message_direction=Direction.INBOUND,
                 message_type="text",
                 whatsapp_message_id=f"wamid.ORDER.{n}",

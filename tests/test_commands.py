@@ -126,7 +126,7 @@ async def test_a_dry_run_replay_leaves_the_database_exactly_as_it_was(
         await post_webhook(client, text_notification("15550008888", wamid, text))
 
     async def handed_off() -> bool:
-        return await Handoff.filter(customer_phone="15550008888").exists()
+        return await Handoff.filter(conversation__customer__wa_id="15550008888").exists()
 
     await eventually(handed_off)
     await client.close()
@@ -153,11 +153,11 @@ async def test_a_resent_replay_hands_off_after_misses_as_the_server_does(
         await post_webhook(client, text_notification(phone, f"wamid.M{number}", text))
 
     async def all_handled() -> bool:
-        pending = Message.filter(customer_phone=phone, delivery_status=DeliveryStatus.PENDING)
-        return await Message.filter(customer_phone=phone).count() >= len(texts) and not await pending.exists()
+        pending = Message.filter(address=phone, delivery_status=DeliveryStatus.PENDING)
+        return await Message.filter(address=phone).count() >= len(texts) and not await pending.exists()
 
     await eventually(all_handled)
-    assert not await Handoff.filter(customer_phone=phone).exists()
+    assert not await Handoff.filter(conversation__customer__wa_id=phone).exists()
     await client.close()
     env = {"BOT_SETTINGS": str(write_settings(tmp_path)), "DATABASE_URL": database_url}  # after_misses: 4
 
@@ -169,7 +169,7 @@ async def test_a_resent_replay_hands_off_after_misses_as_the_server_does(
 
     await init_db(database_url)
     try:
-        [handoff] = await Handoff.filter(customer_phone=phone)
+        [handoff] = await Handoff.filter(conversation__customer__wa_id=phone)
         assert handoff.reason == "misunderstood"
     finally:
         await close_db()
@@ -184,8 +184,10 @@ async def _release_every_chat(database_url: str, tmp_path: Path) -> None:
     try:
         settings = make_settings(tmp_path, database_url)
         desk = HandoffDesk(settings, shop_content(settings))
-        for handoff in await Handoff.filter(status__in=["waiting", "claimed"]):
-            await desk.release(None, handoff.customer_phone)
+        for handoff in await Handoff.filter(status__in=["waiting", "claimed"]).prefetch_related(
+            "conversation"
+        ):
+            await desk.release(None, handoff.conversation.customer_id)
     finally:
         await close_db()
 

@@ -284,13 +284,11 @@ async def test_sigkill_loses_no_acknowledged_message(
     # sent in that order
     stored = await _query(
         database_url,
-        "SELECT customer_phone, whatsapp_message_id FROM message WHERE message_direction = 'inbound'"
-        " ORDER BY id",
+        "SELECT address, whatsapp_message_id FROM message WHERE message_direction = 'inbound' ORDER BY id",
     )
     answered = await _query(
         database_url,
-        "SELECT customer_phone, reply_to, sent_at FROM message WHERE message_direction = 'outbound'"
-        " ORDER BY id",
+        "SELECT address, reply_to, sent_at FROM message WHERE message_direction = 'outbound' ORDER BY id",
     )
     for phone in {phone for phone, _ in stored}:
         asked = [wamid for p, wamid in stored if p == phone]

@@ -120,7 +120,7 @@ async def test_two_technicians_racing_to_claim_one_wins(bot_client: BotFactory) 
         client.post(f"/api/tech/chats/{PHONE}/claim", headers=bearer(ben)),
     )
     assert sorted([first.status, second.status]) == [200, 409]
-    handoff = await Handoff.get(customer_phone=PHONE)
+    handoff = await Handoff.get(conversation__customer__wa_id=PHONE)
     assert handoff.status == HandoffStatus.CLAIMED
     assert await AuditEvent.filter(kind="claim").count() == 1
     response = await client.get("/api/tech/queue", headers=bearer(ana))
@@ -183,7 +183,7 @@ async def test_transfer_then_release_gives_the_chat_back_to_the_bot(bot_client: 
         f"/api/tech/chats/{PHONE}/transfer", json={"technician_id": ben_row.id}, headers=bearer(ana)
     )
     assert response.status == 200, await response.text()
-    assert (await Handoff.get(customer_phone=PHONE)).technician_id == ben_row.id
+    assert (await Handoff.get(conversation__customer__wa_id=PHONE)).technician_id == ben_row.id
     response = await client.post(f"/api/tech/chats/{PHONE}/messages", json={"text": "x"}, headers=bearer(ana))
     assert response.status == 403
     response = await client.post(
@@ -237,7 +237,7 @@ async def test_media_is_uploaded_then_sent_by_id_and_bad_types_are_refused(bot_c
     form.add_field("file", b"%PDF-1.4 quote", filename="quote.pdf", content_type="application/pdf")
     response = await client.post(f"/api/tech/chats/{PHONE}/media", data=form, headers=bearer(ana))
     assert response.status == 200, await response.text()
-    row = await Message.filter(customer_phone=PHONE, message_type="document").first()
+    row = await Message.filter(address=PHONE, message_type="document").first()
     assert row is not None and row.payload and row.payload["media_id"]
     form = FormData()
     form.add_field("file", b"MZ...", filename="virus.exe", content_type="application/x-msdownload")

@@ -99,7 +99,7 @@ async def test_a_batch_that_rolls_back_publishes_nothing_of_what_it_undid(
         await store_inbound(POISONED, "wamid.X1", "when")  # ... which then fails to write and rolls back
         await desk.settle()
         events = desk.published()
-        handoff = await Handoff.get(customer_phone=CUSTOMER)
+        handoff = await Handoff.get(conversation__customer__wa_id=CUSTOMER)
         # one event for the handoff that exists, none for the one the failed batch opened and undid
         assert [(e["action"], e["handoff_id"]) for e in events if e["type"] == "queue"] == [
             ("waiting", handoff.id)
@@ -120,7 +120,7 @@ async def test_a_handoff_a_timer_opens_is_published(tmp_path: Path, database_url
         await desk.settle()
         desk.clock.now += timedelta(minutes=31)
         assert await desk.inbox.fire_timers() == 1
-        handoff = await Handoff.get(customer_phone=CUSTOMER)
+        handoff = await Handoff.get(conversation__customer__wa_id=CUSTOMER)
         [event] = desk.published()
         assert (event["type"], event["action"], event["handoff_id"]) == ("queue", "waiting", handoff.id)
     finally:
@@ -142,7 +142,7 @@ async def test_a_claim_from_the_relay_is_published_once_its_batch_commits(
             POISONED, "wamid.X1", "when"
         )  # ... which rolls back: the claim is undone, then redone
         await desk.settle()
-        handoff = await Handoff.get(customer_phone=CUSTOMER)
+        handoff = await Handoff.get(conversation__customer__wa_id=CUSTOMER)
         assert (handoff.status, handoff.technician_id) == (HandoffStatus.CLAIMED, ana.id)
         assert [(e["action"], e["technician_id"]) for e in desk.published() if e["type"] == "queue"] == [
             ("claimed", ana.id)

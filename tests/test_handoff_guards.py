@@ -31,7 +31,7 @@ async def test_a_waiting_chat_nobody_claims_gets_one_apology(bot_client: BotFact
     texts = await outbound_texts(PHONE)
     assert "Leave us a message" in (texts[-1] or "")
     assert await AuditEvent.filter(kind="guard_unclaimed").count() == 1
-    assert (await Handoff.get(customer_phone=PHONE)).status == HandoffStatus.WAITING
+    assert (await Handoff.get(conversation__customer__wa_id=PHONE)).status == HandoffStatus.WAITING
 
 
 async def test_a_claimed_chat_idle_too_long_goes_back_to_the_bot(bot_client: BotFactory) -> None:
@@ -45,7 +45,7 @@ async def test_a_claimed_chat_idle_too_long_goes_back_to_the_bot(bot_client: Bot
     assert await guards.run_once() == (0, 0)
     clock.advance(minutes=2)
     assert await guards.run_once() == (0, 1)
-    handoff = await Handoff.get(customer_phone=PHONE)
+    handoff = await Handoff.get(conversation__customer__wa_id=PHONE)
     assert handoff.status == HandoffStatus.RELEASED
     assert (await Conversation.get(customer__wa_id=PHONE)).mode == ConversationMode.BOT
     note = await HandoffNote.get(handoff_id=handoff.id)
@@ -66,7 +66,7 @@ async def test_too_many_misunderstandings_hand_the_chat_to_a_person(bot_client: 
     for n in range(1, 4):
         await say(client, f"gibberish {n}", f"wamid.m.{n}")
     await eventually(lambda: handled("wamid.m.3"))
-    handoff = await Handoff.get(customer_phone=PHONE)
+    handoff = await Handoff.get(conversation__customer__wa_id=PHONE)
     assert (handoff.status, handoff.reason) == (HandoffStatus.WAITING, "misunderstood")
     assert (await Conversation.get(customer__wa_id=PHONE)).mode == ConversationMode.HUMAN
     # one reply to the last misunderstanding, the wait: not the help state's hint before it

@@ -49,7 +49,7 @@ async def say(client: Client, text: str, wamid: str, phone: str = PHONE, name: s
 
 
 async def to(phone: str) -> list[Message]:
-    return await Message.filter(customer_phone=phone, message_direction=Direction.OUTBOUND).order_by("id")
+    return await Message.filter(address=phone, message_direction=Direction.OUTBOUND).order_by("id")
 
 
 async def sent_to(fake_graph: TestServer, phone: str) -> list[str]:
@@ -90,14 +90,15 @@ async def test_a_technician_answers_a_handed_off_chat_from_their_own_whatsapp(
 
     await eventually(templates_sent)
 
-    # Ana claims from her phone: she owns the chat, audited with her id; her number is no customer
+    # Ana claims from her phone: she owns the chat, audited with her id; her number has no conversation
+    # (its customer row holds only her identity and her 24-hour window)
     await say(client, "Claim", "wamid.a.1", ANA, "Ana")
-    handoff = await Handoff.get(customer_phone=PHONE)
+    handoff = await Handoff.get(conversation__customer__wa_id=PHONE)
     assert (handoff.status, handoff.technician_id) == (HandoffStatus.CLAIMED, ana.id)
     claim = await AuditEvent.get(kind="claim")
     assert claim.technician_id == ana.id
     assert "You have Alex Example" in ((await to(ANA))[-1].message_content or "")
-    assert not await Customer.exists(wa_id=ANA)
+    assert (await Customer.get(wa_id=ANA)).last_inbound_at is not None
     assert not await Conversation.exists(customer__wa_id=ANA)
 
     # the customer writes: relayed to Ana as free text now (she wrote a moment ago), with who and order
@@ -131,7 +132,7 @@ async def test_a_technician_answers_a_handed_off_chat_from_their_own_whatsapp(
     await say(client, "hello?", "wamid.b.2", BEN, "Ben")
     assert "You have no chat" in ((await to(BEN))[-1].message_content or "")
     assert len(await to(PHONE)) == before + 1
-    assert (await Handoff.get(customer_phone=PHONE)).technician_id == ana.id
+    assert (await Handoff.get(conversation__customer__wa_id=PHONE)).technician_id == ana.id
 
     # list, then release: the bot answers the customer's next message, and Ana hears nothing of it
     await say(client, "lista", "wamid.a.3", ANA, "Ana")
@@ -162,7 +163,7 @@ async def test_replies_outside_the_customers_window_are_refused_and_commands_exp
     await say(client, "help", "wamid.a.1", ANA, "Ana")
     assert "claim" in ((await to(ANA))[-1].message_content or "")
     await say(client, "claim 1", "wamid.a.2", ANA, "Ana")
-    assert (await Handoff.get(customer_phone=PHONE)).technician_id == ana.id
+    assert (await Handoff.get(conversation__customer__wa_id=PHONE)).technician_id == ana.id
     await Customer.filter(wa_id=PHONE).update(last_inbound_at=datetime.now(UTC) - timedelta(hours=25))
     before = len(await to(PHONE))
     await say(client, "are you there?", "wamid.a.3", ANA, "Ana")

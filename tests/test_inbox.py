@@ -107,7 +107,8 @@ def poison_registry() -> ActionRegistry:
     @registry.register("grab")
     async def grab(context: ActionContext) -> ActionResult:
         await Message.create(
-            customer_phone=context.customer.wa_id,
+            address=str(context.customer.wa_id),
+            customer_id=context.customer.id,
             message_direction=Direction.OUTBOUND,
             message_type="text",
             delivery_status=DeliveryStatus.QUEUED,
@@ -185,7 +186,7 @@ async def test_an_action_that_breaks_a_constraint_costs_its_customer_an_apology_
     worker = await poison_worker(tmp_path, database_url)
     try:
         await Message.create(
-            customer_phone="15550009999",
+            address="15550009999",
             message_direction=Direction.INBOUND,
             message_type="text",
             delivery_status=DeliveryStatus.HANDLED,

@@ -72,7 +72,7 @@ async def test_a_handled_message_is_one_json_line_without_its_text(
     ]
     assert len(handled) == 1  # one line per handled message
     line = json.loads(JsonFormatter().format(handled[0]))
-    conversation = (await Message.get(whatsapp_message_id="wamid.LOG1")).customer_phone
+    conversation = (await Message.get(whatsapp_message_id="wamid.LOG1")).address
     assert conversation == PHONE
     assert line["level"] == "INFO"
     assert line["wamid"] == "wamid.LOG1"

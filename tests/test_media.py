@@ -149,7 +149,7 @@ async def test_a_file_of_the_wrong_type_or_size_is_refused_and_not_kept(
     assert (await post_webhook(client, text_notification(PHONE, "wamid.MEDIA.3b", "hi"))).status == 200
 
     async def answered() -> bool:
-        return await Message.filter(customer_phone=PHONE, message_direction=Direction.OUTBOUND).exists()
+        return await Message.filter(address=PHONE, message_direction=Direction.OUTBOUND).exists()
 
     await eventually(answered)
 

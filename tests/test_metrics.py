@@ -111,7 +111,7 @@ async def _seed() -> None:
     1 skipped, 1 held for quiet hours, 1 pending."""
     for due in (NOW - timedelta(seconds=90), NOW - timedelta(seconds=5), NOW + timedelta(minutes=5)):
         await Message.create(
-            customer_phone="15550001001",
+            address="15550001001",
             message_direction=Direction.OUTBOUND,
             message_type="text",
             delivery_status=DeliveryStatus.QUEUED,
@@ -119,7 +119,7 @@ async def _seed() -> None:
         )
     for index, received in enumerate((NOW - timedelta(seconds=30), NOW - timedelta(seconds=2))):
         await Message.create(
-            customer_phone="15550001002",
+            address="15550001002",
             message_direction=Direction.INBOUND,
             message_type="text",
             whatsapp_message_id=f"wamid.P{index}",
@@ -133,14 +133,12 @@ async def _seed() -> None:
     for conversation, waited in zip(conversations, (600, 60), strict=False):
         await Handoff.create(
             conversation=conversation,
-            customer_phone="1",
             status=HandoffStatus.WAITING,
             reason="asked",
             requested_at=NOW - timedelta(seconds=waited),
         )
     await Handoff.create(
         conversation=conversations[2],
-        customer_phone="1",
         status=HandoffStatus.CLAIMED,
         reason="asked",
         requested_at=NOW - timedelta(hours=3),

@@ -31,7 +31,16 @@ from bot.app import create_app
 from bot.db import close_db, init_db
 from bot.db.config import tortoise_config
 from bot.db.introspect import Column, Constraint, Index, describe
-from bot.db.models import Appointment, Conversation, Customer, DeliveryStatus, Message, Order
+from bot.db.models import (
+    Appointment,
+    Conversation,
+    Customer,
+    CustomerIdentity,
+    DeliveryStatus,
+    IdentityKind,
+    Message,
+    Order,
+)
 from bot.db.schema import SchemaAhead, SchemaBehind, model_changes, sqlite_statements
 from tests.helpers import (
     POSTGRES_AVAILABLE,
@@ -222,10 +231,27 @@ async def check_the_rows_survived(url: str, *, served: bool = False) -> None:
         appointment = await Appointment.get(order_number="R-1001")
         assert appointment.starts_at.isoformat() == "2026-03-03T10:00:00+00:00"
         assert (await Customer.get(wa_id="34600111222")).profile_name == "María Pérez"
+        await check_the_customers_own_their_rows()
         newcomer = await Customer.create(wa_id="15550007777")  # ids go on from the old rows
         assert newcomer.id == len(V0_IDS["customer"]) + 1 or served
     finally:
         await close_db()
+
+
+async def check_the_customers_own_their_rows() -> None:
+    """0003_identity: every phone is a customer's identity, and every row of a phone is its customer's."""
+    customers = {c.wa_id: c for c in await Customer.all()}
+    phones = set(await CustomerIdentity.filter(kind=IdentityKind.PHONE).values_list("value", flat=True))
+    assert phones == set(customers)
+    for identity in await CustomerIdentity.all():
+        assert customers[identity.value].id == identity.customer_id
+    for row in await Message.all():
+        assert row.customer_id == customers[row.address].id, row.id
+    for order in await Order.all():
+        assert order.customer_id == customers[order.customer_phone].id
+    for appointment in await Appointment.all():
+        assert appointment.customer_phone is not None
+        assert appointment.customer_id == customers[appointment.customer_phone].id
 
 
 # ---- upgrading the committed databases in place
@@ -284,6 +310,50 @@ def test_a_database_from_before_the_handoff_tables_gets_them_and_keeps_its_rows(
     assert found == {table: 0 if table in HANDOFF_TABLES else rows for table, rows in TABLES.items()}
     fresh = asyncio.run(migrated_from_nothing(f"sqlite://{tmp_path / 'fresh.db'}"))
     assert_same_schema(asyncio.run(schema_of(f"sqlite://{path}")), fresh)
+
+
+def test_phones_that_only_orders_appointments_or_messages_name_become_customers(tmp_path: Path) -> None:
+    """Sam the technician wrote to the business number, a shop order and a booking name phones nobody
+    wrote from: after the upgrade each is a customer (Sam's 24-hour window his message's), owning them."""
+    path = sqlite_copy(tmp_path)
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            "INSERT INTO message (customer_phone, message_direction, message_type, message_content, "
+            "delivery_status, attempts, sent_at, created_at, updated_at) VALUES ('15550003333', 'inbound', "
+            "'text', 'list', 'delivered', 0, '2026-03-02 08:00:00+00:00', '2026-03-02 08:00:01+00:00', "
+            "'2026-03-02 08:00:01+00:00')"
+        )
+        connection.execute(
+            "INSERT INTO repair_order (order_number, customer_phone, customer_name, device_model, problem, "
+            "status, created_at, updated_at) VALUES ('R-2000', '15550009000', 'Kim', 'Pixel 8', 'battery', "
+            "'received', '2026-03-01 10:00:00+00:00', '2026-03-01 10:00:00+00:00')"
+        )
+        connection.execute(
+            "INSERT INTO appointment (customer_phone, starts_at, duration_minutes, status, plan, created_at, "
+            "updated_at) VALUES ('15550009001', '2026-03-04 10:00:00+00:00', 30, 'booked', 1, "
+            "'2026-03-01 10:00:00+00:00', '2026-03-01 10:00:00+00:00')"
+        )
+
+    result = migrate_command(f"sqlite://{path}", tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    asyncio.run(_check_new_customers(f"sqlite://{path}"))
+
+
+async def _check_new_customers(url: str) -> None:
+    await init_db(url)
+    try:
+        await check_the_customers_own_their_rows()
+        assert await Customer.all().count() == TABLES["customer"] + 3
+        sam = await Customer.get(wa_id="15550003333")
+        assert sam.last_inbound_at is not None and sam.last_inbound_at.isoformat().startswith(
+            "2026-03-02T08:00"
+        )
+        assert (await Order.get(order_number="R-2000")).customer_id == (
+            await Customer.get(wa_id="15550009000")
+        ).id
+    finally:
+        await close_db()
 
 
 def test_tables_that_are_not_the_releases_are_refused_and_left_alone(tmp_path: Path) -> None:

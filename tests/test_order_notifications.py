@@ -56,7 +56,7 @@ async def test_inside_the_window_the_status_text_goes_in_the_customers_language(
     order = await Order.get(order_number="R-1001")
     assert row.message_type == "text"
     assert row.order_id == order.id
-    assert row.customer_phone == PHONE
+    assert row.address == PHONE
     assert row.delivery_status == DeliveryStatus.QUEUED
     assert row.payload is not None
     body = row.payload["body"]

@@ -31,6 +31,7 @@ from bot.app import create_app
 from bot.db import close_db, init_db
 from bot.db.claims import Claims, claims_for
 from bot.db.models import Customer, DeliveryStatus, Direction, EarlyStatus, Message
+from bot.identity import customer_for_phone
 from bot.spine.outbox import OutboxConfig, OutboxWorker, outbound_row
 from bot.spine.statuses import StatusChange, record_statuses
 from bot.whatsapp.client import HttpTransport, WhatsAppClient
@@ -97,7 +98,7 @@ class Outbox:
         """A queued outbox row, as the inbox writes it."""
         if isinstance(message, str):
             message = Text(body=message)
-        row = outbound_row(phone, message, now=self.clock.now)
+        row = outbound_row(await customer_for_phone(phone, self.clock.now), message, now=self.clock.now)
         await row.save()
         return row
 

@@ -173,12 +173,12 @@ async def test_a_technician_takes_a_chat_in_the_panel_and_gives_it_back(
         # the reply reached the fake Graph API
         async def reply_sent() -> bool:
             row = await Message.filter(
-                customer_phone=CUSTOMER, message_direction=Direction.OUTBOUND, message_content=REPLY
+                address=CUSTOMER, message_direction=Direction.OUTBOUND, message_content=REPLY
             ).first()
             return bool(row and row.whatsapp_message_id)
 
         await eventually(reply_sent)
-        row = await Message.get(customer_phone=CUSTOMER, message_content=REPLY)
+        row = await Message.get(address=CUSTOMER, message_content=REPLY)
         wamid = row.whatsapp_message_id
         assert wamid is not None
         assert row.technician_id is not None
@@ -207,7 +207,7 @@ async def test_a_technician_takes_a_chat_in_the_panel_and_gives_it_back(
 
         async def bot_answered() -> bool:
             answers = await Message.filter(
-                customer_phone=CUSTOMER, reply_to="wamid.E2E_3", message_direction=Direction.OUTBOUND
+                address=CUSTOMER, reply_to="wamid.E2E_3", message_direction=Direction.OUTBOUND
             ).exclude(whatsapp_message_id=None)
             sent = {send[4] for send in await _sends_to(fake_graph)}
             return any(a.technician_id is None and a.whatsapp_message_id in sent for a in answers)

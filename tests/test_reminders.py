@@ -89,7 +89,7 @@ async def test_the_customers_language_and_a_missing_device(database_url: str) ->
         )
         clock.now = ny(2026, 11, 30, 14, 30)
         assert await ReminderScheduler(settings, shop_content(settings), clock=clock).run_once() == 2
-        payloads = {row.customer_phone: row.payload for row in await outbound_rows()}
+        payloads = {row.address: row.payload for row in await outbound_rows()}
         assert payloads[PHONE] is not None and payloads[OTHER] is not None
         assert (payloads[PHONE]["language"], payloads[PHONE]["body_params"]) == (
             "es",
@@ -170,7 +170,7 @@ async def test_late_reminders_are_sent_while_ahead_and_skipped_once_started(data
         clock.now = ny(2026, 12, 7, 10, 0)  # the server was down from Friday to Monday 10:00
         assert await ReminderScheduler(settings, shop_content(settings), clock=clock).run_once() == 1
         [row] = await outbound_rows()
-        assert row.customer_phone == PHONE
+        assert row.address == PHONE
         assert await statuses(ahead) == {
             1440: ("skipped", "a nearer reminder is due"),
             120: ("sent", None),
@@ -195,7 +195,7 @@ async def test_cancelled_and_moved_appointments_get_no_old_reminders(database_ur
         clock.now = ny(2026, 12, 7, 9, 0)
         assert await scheduler.run_once() == 1  # the moved one's new 24h reminder
         [row] = await outbound_rows()
-        assert row.customer_phone == OTHER and row.payload is not None
+        assert row.address == OTHER and row.payload is not None
         assert row.payload["body_params"][:2] == ["Tue 8 Dec", "9:00 AM"]
 
 

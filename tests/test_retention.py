@@ -48,7 +48,7 @@ async def message(phone: str, at: datetime, status: DeliveryStatus, **fields: ob
         else Direction.OUTBOUND
     )
     row = await Message.create(
-        customer_phone=phone,
+        address=phone,
         message_direction=direction,
         message_type="text",
         message_content=f"text of {phone} at {at:%Y-%m-%d}",

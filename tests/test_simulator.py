@@ -10,6 +10,7 @@ import pytest
 
 from bot.cli.simulator import ChoiceError, SimClock, Simulator
 from bot.db.models import Customer, DeliveryStatus, Direction, Message
+from bot.identity import customer_for_phone
 from bot.spine.outbox import outbound_row
 from bot.whatsapp.client import WhatsAppClient
 from bot.whatsapp.errors import InvalidParameter, ReEngagement
@@ -114,9 +115,10 @@ async def test_a_notification_queued_after_24_hours_is_refused_but_a_template_go
         await ana.says("hi")
         assert await ana.wait(timedelta(hours=25)) == []
         now = simulator.clock.now
-        await outbound_row(PHONE, Text(body="Your phone is ready!"), reply_to=None, now=now).save()
+        customer = await customer_for_phone(PHONE, now)
+        await outbound_row(customer, Text(body="Your phone is ready!"), reply_to=None, now=now).save()
         template = Template(name="follow_up", language="en", body_params=("Ana",))
-        await outbound_row(PHONE, template, reply_to=None, now=now).save()
+        await outbound_row(customer, template, reply_to=None, now=now).save()
         refused, sent = await ana.wait(timedelta(0))
         assert refused.refused and refused.error_code == 131047
         assert sent.delivered and isinstance(sent.message, Template)

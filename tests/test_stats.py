@@ -15,7 +15,6 @@ from zoneinfo import ZoneInfo
 from bot.db import close_db, init_db
 from bot.db.models import (
     Conversation,
-    Customer,
     DeliveryStatus,
     Direction,
     Handoff,
@@ -25,6 +24,7 @@ from bot.db.models import (
 )
 from bot.db.sql import connection, on_sqlite
 from bot.handoff.tokens import create_technician
+from bot.identity import customer_for_phone
 from bot.periods import Range, offsets
 from bot.stats import compute, describe
 from tests.helpers import ADMIN_TOKEN, BotFactory, migrated_sqlite, write_settings
@@ -40,7 +40,8 @@ def at(text: str) -> datetime:
 
 async def message(direction: Direction, created: str, **fields: Any) -> Message:
     fields.setdefault("message_type", "text")
-    fields.setdefault("customer_phone", A)
+    phone = fields.pop("customer_phone", A)
+    fields.update(address=phone, customer_id=(await customer_for_phone(phone, at(created))).id)
     fields.setdefault(
         "delivery_status", DeliveryStatus.HANDLED if direction == Direction.INBOUND else DeliveryStatus.SENT
     )
@@ -117,11 +118,10 @@ async def seed() -> None:
             error_code=code,
         )
     for phone, requested in ((B, "2026-11-02T12:00:20"), (C, "2026-11-02T13:00:00")):
-        customer = await Customer.create(wa_id=phone)
+        customer = await customer_for_phone(phone, at(requested))
         conversation = await Conversation.create(customer=customer)
         await Handoff.create(
             conversation=conversation,
-            customer_phone=phone,
             status=HandoffStatus.WAITING,
             reason="asked",
             requested_at=at(requested),
@@ -249,7 +249,7 @@ async def add_messages(count: int) -> None:
             f" FROM generate_series(1, {count}) AS n"
         )
     await connection().execute_script(
-        "INSERT INTO message (customer_phone, message_direction, message_type, delivery_status, attempts,"
+        "INSERT INTO message (address, message_direction, message_type, delivery_status, attempts,"
         " sent_at, delivered_at, error_code, created_at, updated_at)"
         " SELECT '1555' || (n % 5000), CASE WHEN n % 2 = 0 THEN 'inbound' ELSE 'outbound' END,"
         " CASE WHEN n % 3 = 0 THEN 'image' ELSE 'text' END,"

@@ -15,7 +15,7 @@ T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 
 def _sent(wamid: str = "wamid.OUT_1") -> Message:
     return Message(
-        customer_phone="15550002222",
+        address="15550002222",
         message_direction=Direction.OUTBOUND,
         message_type="text",
         delivery_status=DeliveryStatus.SENT,
@@ -61,7 +61,7 @@ def test_pricing_is_kept_and_unknown_statuses_are_harmless() -> None:
 
 def test_a_status_never_touches_an_inbound_message_the_bot_has_handled() -> None:
     handled = Message(
-        customer_phone="15550002222",
+        address="15550002222",
         message_direction=Direction.INBOUND,
         message_type="text",
         delivery_status=DeliveryStatus.HANDLED,

@@ -21,7 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.db.models import Direction, EarlyStatus, Message
+from bot.db.models import ADDRESS_LENGTH, Direction, EarlyStatus, Message
 from bot.whatsapp.notifications import parse_notification
 from tests.helpers import (
     INBOUND_KINDS,
@@ -174,13 +174,13 @@ async def client(bot_client: BotFactory) -> TestClient[web.Request, web.Applicat
 
 def _assert_complete(row: Message) -> None:
     """An inbound row holds all of its message, as the inbox needs it."""
-    assert row.customer_phone and len(row.customer_phone) <= 32
+    assert row.address and len(row.address) <= ADDRESS_LENGTH and row.customer_id is not None
     assert row.whatsapp_message_id and len(row.whatsapp_message_id) <= 128
     assert row.message_type in INBOUND_KINDS
     assert row.received_at is not None and row.sent_at is not None
     assert row.payload is not None and "profile_name" in row.payload
     raw = row.payload["message"]
-    assert raw["id"] == row.whatsapp_message_id and raw["from"] == row.customer_phone
+    assert raw["id"] == row.whatsapp_message_id and (raw.get("from") or raw["from_user_id"]) == row.address
 
 
 async def _inbound_count() -> int:

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict
 
 from bot.appointments.dates import day_label, time_label, when_label
-from bot.engine import ActionContext, ActionRegistry, ActionResult
+from bot.engine import ActionContext, ActionError, ActionRegistry, ActionResult
 from bot.engine.actions import ListArgs
 from bot.engine.answers import read_time
 from bot.whatsapp import outbound as wa
@@ -137,7 +137,7 @@ class AppointmentActions:
             return ActionResult(next="taken")
         try:
             appointment = await self.service.book(
-                phone=context.customer.wa_id,
+                customer=_customer(context),
                 name=context.customer.name,
                 starts_at=starts_at,
                 device_model=args.device or None,
@@ -148,7 +148,7 @@ class AppointmentActions:
 
     async def mine(self, context: ActionContext) -> ActionResult:
         args = MineArgs.model_validate(dict(context.args))
-        upcoming = await self.service.upcoming(context.customer.wa_id)
+        upcoming = await self.service.upcoming(_customer(context))
         language = context.customer.language
         if not upcoming:
             return ActionResult(next="none")
@@ -162,16 +162,16 @@ class AppointmentActions:
 
     async def get(self, context: ActionContext) -> ActionResult:
         args = OwnArgs.model_validate(dict(context.args))
-        found = await self.service.get_own(_id(args.appointment), context.customer.wa_id)
+        found = await self.service.get_own(_id(args.appointment), _customer(context))
         return self._done(found, context)
 
     async def confirm(self, context: ActionContext) -> ActionResult:
         args = OwnArgs.model_validate(dict(context.args))
-        return self._done(await self.service.confirm(_id(args.appointment), context.customer.wa_id), context)
+        return self._done(await self.service.confirm(_id(args.appointment), _customer(context)), context)
 
     async def cancel(self, context: ActionContext) -> ActionResult:
         args = OwnArgs.model_validate(dict(context.args))
-        return self._done(await self.service.cancel(_id(args.appointment), context.customer.wa_id), context)
+        return self._done(await self.service.cancel(_id(args.appointment), _customer(context)), context)
 
     async def reschedule(self, context: ActionContext) -> ActionResult:
         from bot.appointments.service import SlotTaken
@@ -181,7 +181,7 @@ class AppointmentActions:
         if starts_at is None:
             return ActionResult(next="taken")
         try:
-            moved = await self.service.reschedule(_id(args.appointment), context.customer.wa_id, starts_at)
+            moved = await self.service.reschedule(_id(args.appointment), _customer(context), starts_at)
         except SlotTaken:
             return ActionResult(next="taken")
         return self._done(moved, context)
@@ -226,3 +226,12 @@ def _time(text: str) -> time | None:
 
 def _id(text: str) -> int:
     return int(text) if text.strip().isdigit() else -1
+
+
+def _customer(context: ActionContext) -> int | str:
+    """The sender: their customer id, or (a customer the engine was given without one) their phone."""
+    if context.customer.id is not None:
+        return context.customer.id
+    if context.customer.wa_id:
+        return context.customer.wa_id
+    raise ActionError("appointments need a stored customer or a phone")

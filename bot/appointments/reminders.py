@@ -30,7 +30,7 @@ from tortoise.transactions import in_transaction
 
 from bot.appointments.dates import day_label, time_label
 from bot.appointments.notify import device_text
-from bot.appointments.service import ACTIVE
+from bot.appointments.service import ACTIVE, appointment_customer
 from bot.appointments.slots import next_wall_time
 from bot.clock import Clock, utc_now
 from bot.db.claims import Claims, claims_for
@@ -165,14 +165,13 @@ class ReminderScheduler:
             pending = await AppointmentReminder.filter(  # all of them, not just this batch's
                 appointment_id__in=list(appointments), status=ReminderStatus.PENDING, due_at__lte=now
             )
-            phones = {a.customer_phone for a in appointments.values()}
-            languages = dict(await Customer.filter(wa_id__in=list(phones)).values_list("wa_id", "language"))
+            customers = {a.id: await appointment_customer(a, now) for a in appointments.values()}
             for reminder in mine:
                 appointment = appointments[reminder.appointment_id]
                 nearer = superseded(reminder, pending, now)
                 decision = decide(reminder, appointment, now, self.rules.quiet_hours, self.zone, nearer)
-                language = str(languages.get(appointment.customer_phone) or self._default_language)
-                if await self._carry_out(reminder, appointment, decision, now, language):
+                customer = customers[appointment.id]
+                if await self._carry_out(reminder, appointment, decision, now, customer):
                     sent += 1
         return len(due), sent
 
@@ -182,7 +181,7 @@ class ReminderScheduler:
         appointment: Appointment,
         decision: Decision,
         now: datetime,
-        language: str,
+        customer: Customer,
     ) -> bool:
         """Inside the claiming transaction; the updates only touch a row that is still pending."""
         still_pending = AppointmentReminder.filter(id=reminder.id, status=ReminderStatus.PENDING)
@@ -198,7 +197,7 @@ class ReminderScheduler:
             return False
         if not await still_pending.update(status=ReminderStatus.SENT, sent_at=now, reason=decision.reason):
             return False  # someone else sent it: nothing is queued twice
-        row = self._message_row(appointment, language, now)
+        row = self._message_row(appointment, customer, now)
         await row.save()
         await AppointmentReminder.filter(id=reminder.id).update(message_id=row.id)
         log.info(
@@ -209,13 +208,14 @@ class ReminderScheduler:
         )
         return True
 
-    def _message_row(self, appointment: Appointment, language: str, now: datetime) -> Message:
+    def _message_row(self, appointment: Appointment, customer: Customer, now: datetime) -> Message:
         default, content = self._default_language, self._content()
+        language = customer.language or default
         template = content.templates.get(REMINDER_TEMPLATE)
         written = tuple(template.languages) if template else ()  # none: the file is not in templates/
         template_language = pick_language(written, language, default) or language
         message = reminder_message(appointment, template_language, self.zone, content.texts, default)
-        return outbound_row(appointment.customer_phone, message, now=now, order_id=appointment.order_id)
+        return outbound_row(customer, message, now=now, order_id=appointment.order_id)
 
 
 def superseded(reminder: AppointmentReminder, pending: Sequence[AppointmentReminder], at: datetime) -> bool:

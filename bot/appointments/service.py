@@ -24,6 +24,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from bot.appointments import slots
@@ -41,12 +42,17 @@ from bot.db.models import (
     ReminderStatus,
 )
 from bot.engine.content import ContentSource
+from bot.identity import customer_by_address, customer_for_phone
 from bot.settings import Settings
 from bot.spine.outbox import enqueue
 
 ACTIVE = frozenset({AppointmentStatus.BOOKED, AppointmentStatus.CONFIRMED, AppointmentStatus.RESCHEDULED})
 """Appointments that still lie ahead as far as the customer is concerned: they get reminders."""
 SEAT_RETRIES = 3
+
+
+Who = int | str
+"""A customer id (the chat's customer), or a phone (staff, tools)."""
 
 
 class SlotTaken(Exception):
@@ -124,7 +130,8 @@ class AppointmentService:
     async def book(
         self,
         *,
-        phone: str,
+        customer: Who | None = None,
+        phone: str | None = None,
         name: str | None,
         starts_at: datetime,
         device_model: str | None = None,
@@ -134,17 +141,21 @@ class AppointmentService:
     ) -> Appointment:
         """Book a bookable slot; raises SlotTaken (NotBookable when it is not a time customers can pick).
 
-        Booking the very time one already holds returns that appointment: a repeated tap books once."""
+        Booking the very time one already holds returns that appointment: a repeated tap books once. The
+        customer is theirs by id (the chat), or the one with `phone`."""
         now = self._clock()
+        customer = await self._owner(customer if customer is not None else phone)
         starts_at = self._aware(starts_at)
         self._check_bookable(starts_at, now)
         existing = await Appointment.filter(
-            customer_phone=phone, starts_at=starts_at, status__in=list(ACTIVE)
+            customer_id=customer, starts_at=starts_at, status__in=list(ACTIVE)
         ).first()
         if existing is not None:
             return existing
+        owner = await Customer.get(id=customer)
         return await self._create(
-            phone=phone,
+            customer=owner,
+            phone=owner.wa_id,
             name=name,
             starts_at=starts_at,
             duration_minutes=self.rules.slot_minutes,
@@ -155,30 +166,38 @@ class AppointmentService:
             source=ChangeSource(source),
         )
 
-    async def upcoming(self, phone: str, now: datetime | None = None) -> list[Appointment]:
+    async def _owner(self, who: Who | None) -> int:
+        """A customer id, or the customer of a phone (made when nobody has it yet)."""
+        if isinstance(who, int):
+            return who
+        if not who:
+            raise ValueError("an appointment needs its customer or a phone")
+        return (await customer_for_phone(who, self._clock())).id
+
+    async def upcoming(self, customer: Who, now: datetime | None = None) -> list[Appointment]:
         """The customer's own appointments still ahead and not cancelled, soonest first."""
         now = now.astimezone(UTC) if now else self._clock()
         return await Appointment.filter(
-            customer_phone=phone, status__in=list(ACTIVE), starts_at__gt=now
+            customer_id=await self._owner(customer), status__in=list(ACTIVE), starts_at__gt=now
         ).order_by("starts_at", "id")
 
-    async def get_own(self, appointment_id: int, phone: str) -> Appointment | None:
-        return await Appointment.get_or_none(id=appointment_id, customer_phone=phone)
+    async def get_own(self, appointment_id: int, customer: Who) -> Appointment | None:
+        return await Appointment.get_or_none(id=appointment_id, customer_id=await self._owner(customer))
 
-    async def confirm(self, appointment_id: int, phone: str, source: str = "chat") -> Appointment | None:
+    async def confirm(self, appointment_id: int, customer: Who, source: str = "chat") -> Appointment | None:
         """Confirm an appointment still ahead; confirming twice changes nothing."""
         async with in_transaction():
-            appointment = await self._own_for_update(appointment_id, phone)
+            appointment = await self._own_for_update(appointment_id, customer)
             if appointment is None or not self._ahead(appointment):
                 return None
             if appointment.status != AppointmentStatus.CONFIRMED:
                 await self._apply(appointment, AppointmentStatus.CONFIRMED, None, ChangeSource(source))
         return appointment
 
-    async def cancel(self, appointment_id: int, phone: str, source: str = "chat") -> Appointment | None:
+    async def cancel(self, appointment_id: int, customer: Who, source: str = "chat") -> Appointment | None:
         """Cancel an appointment still ahead and free its seat; cancelling twice changes nothing."""
         async with in_transaction():
-            appointment = await self._own_for_update(appointment_id, phone)
+            appointment = await self._own_for_update(appointment_id, customer)
             if appointment is None:
                 return None
             if appointment.status == AppointmentStatus.CANCELLED:
@@ -189,7 +208,7 @@ class AppointmentService:
         return appointment
 
     async def reschedule(
-        self, appointment_id: int, phone: str, starts_at: datetime, source: str = "chat"
+        self, appointment_id: int, customer: Who, starts_at: datetime, source: str = "chat"
     ) -> Appointment | None:
         """Move an appointment still ahead to another bookable slot; raises SlotTaken. Its seat moves
         and its reminders are planned anew for the new time, in one transaction."""
@@ -199,7 +218,7 @@ class AppointmentService:
         for _ in range(SEAT_RETRIES):
             try:
                 async with in_transaction():
-                    appointment = await self._own_for_update(appointment_id, phone)
+                    appointment = await self._own_for_update(appointment_id, customer)
                     if appointment is None or not self._ahead(appointment):
                         return None
                     if appointment.starts_at == starts_at:
@@ -231,6 +250,7 @@ class AppointmentService:
         if not slots.is_slot(starts_at, self.rules, self.zone):
             raise NotBookable("not the start of a slot on an open day")
         return await self._create(
+            customer=None,
             phone=phone,
             name=name,
             starts_at=starts_at,
@@ -282,9 +302,9 @@ class AppointmentService:
     async def _tell(self, appointment: Appointment, change: Change) -> str:
         """Queue the customer's notification of `change`; inside the change's transaction."""
         now = self._clock()
-        customer = await Customer.get_or_none(wa_id=appointment.customer_phone)
+        customer = await appointment_customer(appointment, now)
         message = self._notifier.message_for(appointment, change, customer, now)
-        await enqueue(appointment.customer_phone, message, now=now, order_id=appointment.order_id)
+        await enqueue(customer, message, now=now, order_id=appointment.order_id)
         return message.message_type
 
     async def get(self, appointment_id: int) -> Appointment | None:
@@ -300,7 +320,9 @@ class AppointmentService:
         """Appointments by customer and/or start time (from inclusive, to exclusive), soonest first."""
         query = Appointment.all()
         if phone:
-            query = query.filter(customer_phone=phone)
+            owner = await customer_by_address(phone)
+            mine = Q(customer_phone=phone)
+            query = query.filter(mine | Q(customer_id=owner.id) if owner else mine)
         if start is not None:
             query = query.filter(starts_at__gte=start.astimezone(UTC))
         if end is not None:
@@ -311,13 +333,15 @@ class AppointmentService:
 
     async def _create(self, *, source: ChangeSource, **values: Any) -> Appointment:
         phone, name, starts_at = values.pop("phone"), values.pop("name"), values["starts_at"]
+        customer = values.pop("customer")
         order_number = values.get("order_number")
         for _ in range(SEAT_RETRIES):
             try:
                 async with in_transaction():
                     order = await Order.get_or_none(order_number=order_number) if order_number else None
+                    owner = customer or await customer_for_phone(phone, self._clock())
                     appointment = await Appointment.create(
-                        customer_phone=phone, customer_name=name, order=order, **values
+                        customer=owner, customer_phone=phone, customer_name=name, order=order, **values
                     )
                     await _take_seat(appointment, starts_at, self.rules.capacity)
                     await self._plan(appointment)
@@ -375,8 +399,9 @@ class AppointmentService:
         if rows:
             await AppointmentReminder.bulk_create(rows)
 
-    async def _own_for_update(self, appointment_id: int, phone: str) -> Appointment | None:
-        return await Appointment.filter(id=appointment_id, customer_phone=phone).select_for_update().first()
+    async def _own_for_update(self, appointment_id: int, customer: Who) -> Appointment | None:
+        owner = await self._owner(customer)
+        return await Appointment.filter(id=appointment_id, customer_id=owner).select_for_update().first()
 
     def _ahead(self, appointment: Appointment) -> bool:
         return appointment.status in ACTIVE and appointment.starts_at > self._clock()
@@ -459,3 +484,15 @@ async def _record(
 
 def ends_at(appointment: Appointment) -> datetime:
     return appointment.starts_at + timedelta(minutes=appointment.duration_minutes)
+
+
+async def appointment_customer(appointment: Appointment, now: datetime) -> Customer:
+    """Who an appointment's messages go to: its customer (one made for its phone, for an appointment of
+    a release before customers had ids and nobody wrote from that phone since)."""
+    if appointment.customer_id is not None:
+        customer = await Customer.get_or_none(id=appointment.customer_id)
+        if customer is not None:
+            return customer
+    if appointment.customer_phone is None:
+        raise ValueError(f"appointment {appointment.id} has neither a customer nor a phone")
+    return await customer_for_phone(appointment.customer_phone, now)

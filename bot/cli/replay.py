@@ -20,6 +20,7 @@ from bot.db.models import Customer, DeliveryStatus, Direction, Message
 from bot.engine import Conversation as ConversationState
 from bot.engine import Customer as CustomerInfo
 from bot.engine import Engine
+from bot.identity import customer_by_address
 from bot.pipeline import Pipeline
 from bot.settings import Settings
 from bot.spine.inbox import event_for
@@ -31,7 +32,8 @@ async def replay(settings: Settings, *, since: datetime, phone: str | None, rese
     try:
         query = Message.filter(message_direction=Direction.INBOUND, created_at__gte=since)
         if phone:
-            query = query.filter(customer_phone=phone)
+            owner = await customer_by_address(phone)
+            query = query.filter(customer_id=owner.id if owner else -1)
         rows = await query.order_by("id")
         if not rows:
             print("no inbound messages in that range")
@@ -54,25 +56,28 @@ class _RolledBack(Exception):
 
 
 async def _dry_run(engine: Engine, settings: Settings, rows: list[Message]) -> None:
-    states: dict[str, ConversationState] = {}
-    customers = {c.wa_id: c for c in await Customer.filter(wa_id__in={r.customer_phone for r in rows})}
+    states: dict[int | None, ConversationState] = {}
+    customers = {
+        c.id: c for c in await Customer.filter(id__in={r.customer_id for r in rows if r.customer_id})
+    }
     sent: dict[str | None, list[Message]] = {}
     for reply in await Message.filter(
         message_direction=Direction.OUTBOUND, reply_to__in=[r.whatsapp_message_id for r in rows]
     ).order_by("id"):
         sent.setdefault(reply.reply_to, []).append(reply)
     for row in rows:
-        customer = customers.get(row.customer_phone)
+        customer = customers.get(row.customer_id or 0)
         info = CustomerInfo(
-            wa_id=row.customer_phone,
-            name=customer.profile_name if customer else None,
+            wa_id=customer.wa_id if customer else None,
+            name=(customer.profile_name or customer.username) if customer else None,
             language=(customer.language if customer else None) or settings.shop.default_language,
+            id=customer.id if customer else None,
         )
-        state = states.get(row.customer_phone, ConversationState(flow=None, state=None, variables={}))
+        state = states.get(row.customer_id, ConversationState(flow=None, state=None, variables={}))
         outcome = await engine.handle(state, info, event_for(row))
-        states[row.customer_phone] = ConversationState(outcome.flow, outcome.state, outcome.variables)
+        states[row.customer_id] = ConversationState(outcome.flow, outcome.state, outcome.variables)
         when = f"{row.created_at:%Y-%m-%d %H:%M:%S}"
-        print(f"{when} {row.customer_phone} ({row.message_type}): {row.message_content!r}")
+        print(f"{when} {row.address} ({row.message_type}): {row.message_content!r}")
         print(f"  now → {outcome.flow}.{outcome.state}")
         for message in outcome.outbound:
             print(f"    would send: {message.log_content()!r}")

@@ -50,6 +50,7 @@ from bot.engine import FlowSet
 from bot.engine.content import ContentSource
 from bot.engine.templates import TemplateCatalog
 from bot.engine.texts import pick_language
+from bot.identity import customer_by_address, customer_for_phone
 from bot.pipeline import Pipeline, Workers
 from bot.settings import Settings
 from bot.whatsapp.client import WhatsAppClient
@@ -190,8 +191,10 @@ class Simulator:
         self.workers.intake.start()  # commits what `receive` hands it; the other loops never start
         self._templates = pipeline.engine.flows.templates
         self.content = pipeline.content
-        for phone, last in await Customer.exclude(last_inbound_at=None).values_list(
-            "wa_id", "last_inbound_at"
+        for phone, last in (
+            await Customer.exclude(last_inbound_at=None)
+            .exclude(wa_id=None)
+            .values_list("wa_id", "last_inbound_at")
         ):
             self.api.customer_wrote(phone, last)  # a database kept from an earlier run: its windows
         return self
@@ -269,7 +272,7 @@ class Simulator:
         last, queued = mark
         query = Message.filter(Q(id__gt=last) | Q(id__in=queued), message_direction=Direction.OUTBOUND)
         if phone is not None:
-            query = query.filter(customer_phone=phone)
+            query = query.filter(address=phone)
         return [_reply(row, self._templates) for row in await query.order_by("id")]
 
     async def last_sent(self, phone: str) -> list[Reply]:
@@ -277,7 +280,7 @@ class Simulator:
         rows = (
             await Message.filter(
                 message_direction=Direction.OUTBOUND,
-                customer_phone=phone,
+                address=phone,
                 delivery_status=DeliveryStatus.SENT,
             )
             .order_by("-id")
@@ -293,14 +296,16 @@ class Simulator:
 
     async def set_language(self, phone: str, language: str) -> None:
         """The customer's language, as if they had chosen it (creates the customer when new)."""
-        updated = await Customer.filter(wa_id=phone).update(language=language)
-        if not updated:
-            await Customer.create(wa_id=phone, language=language)
+        async with in_transaction():
+            customer = await customer_for_phone(phone, self.clock.now)
+            customer.language = language
+            await customer.save(update_fields=["language", "updated_at"])
 
     async def forget(self, phone: str) -> None:
         """Everything about one customer: messages, conversation, timer. Their next message starts anew."""
         async with in_transaction():
-            customer_ids = await Customer.filter(wa_id=phone).values_list("id", flat=True)
+            found = await customer_by_address(phone)
+            customer_ids = [found.id] if found else []
             conversation_ids = await Conversation.filter(customer_id__in=list(customer_ids)).values_list(
                 "id", flat=True
             )
@@ -309,7 +314,7 @@ class Simulator:
                 await model.filter(conversation_id__in=list(conversation_ids)).delete()
             await Conversation.filter(id__in=list(conversation_ids)).delete()
             await Customer.filter(id__in=list(customer_ids)).delete()
-            await Message.filter(customer_phone=phone).delete()
+            await Message.filter(address=phone).delete()
         self.api.forget(phone)
 
     async def wipe(self, start: datetime | None = None) -> None:
@@ -438,7 +443,7 @@ def _reply(row: Message, templates: TemplateCatalog | None) -> Reply:
         language = pick_language(found.buttons, message.language)
         buttons = tuple(found.buttons[language]) if language is not None else ()
     return Reply(
-        phone=row.customer_phone,
+        phone=row.address,
         message=message,
         status=str(row.delivery_status),
         wamid=row.whatsapp_message_id,

@@ -16,8 +16,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from tortoise import connections
+from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
 
 from bot.db.buckets import DatabaseBuckets
@@ -50,8 +52,9 @@ class Claims(ABC):
         may process it now (else None). For one row handled alone. Call inside a transaction."""
 
     @abstractmethod
-    async def due_outbound(self, now: datetime, limit: int, skip_phones: Sequence[str]) -> list[Message]:
-        """Queued outbound rows due by `now`, oldest first. Call inside a transaction."""
+    async def due_outbound(self, now: datetime, limit: int, skip_customers: Sequence[int]) -> list[Message]:
+        """Queued outbound rows due by `now`, oldest first, but those of `skip_customers`. Call inside a
+        transaction."""
 
     @abstractmethod
     async def due_timers(self, now: datetime, limit: int) -> list[ConversationTimer]:
@@ -90,13 +93,18 @@ def _due_reminders(now: datetime) -> QuerySet[AppointmentReminder]:
     )
 
 
-def _due_outbound(now: datetime, skip_phones: Sequence[str]) -> QuerySet[Message]:
+def _due_outbound(now: datetime, skip_customers: Sequence[int]) -> QuerySet[Message]:
     query = Message.filter(
         message_direction=Direction.OUTBOUND, delivery_status=DeliveryStatus.QUEUED, next_attempt_at__lte=now
     )
-    if skip_phones:
-        query = query.exclude(customer_phone__in=list(skip_phones))
+    if skip_customers:
+        query = query.exclude(customer_id__in=list(skip_customers))
     return query.order_by("id")
+
+
+def _sender(row: Message) -> int | str:
+    """Whose turn a row waits for: its customer's (its address's, for a row written without one)."""
+    return row.customer_id if row.customer_id is not None else row.address
 
 
 def _queued_outbound() -> QuerySet[Message]:
@@ -107,39 +115,51 @@ async def _leading(rows: list[Message], waiting: QuerySet[Message]) -> list[Mess
     """Of each customer's claimed rows (oldest first), those that overtake none of theirs in `waiting`:
     a customer's rows are kept up to the first gap, where an earlier row of theirs is not among them
     (another process holds it: SKIP LOCKED passed it by; it waits for a lease or a retry). So a
-    customer's messages are taken in order even while several processes claim at once."""
+    customer's messages are taken in order even while several processes claim at once. A row written
+    without its customer (tools, tests) is its address's."""
     if not rows:
         return rows
-    last: dict[str, int] = {}
+    last: dict[int | str, int] = {}
     for row in rows:
-        last[row.customer_phone] = row.id
-    earlier: dict[str, list[int]] = {phone: [] for phone in last}
-    found = await (
-        waiting.filter(customer_phone__in=list(last), id__lte=max(last.values()))
-        .order_by("id")
-        .values_list("customer_phone", "id")
+        last[_sender(row)] = row.id
+    earlier: dict[int | str, list[int]] = {key: [] for key in last}
+    ids = [key for key in last if isinstance(key, int)]
+    addresses = [key for key in last if isinstance(key, str)]
+    mine = (
+        Q(customer_id__in=ids) | Q(customer_id=None, address__in=addresses)
+        if addresses
+        else Q(customer_id__in=ids)
     )
-    for phone, row_id in found:
-        if row_id <= last[phone]:
-            earlier[phone].append(row_id)
+    found = await (
+        waiting.filter(mine, id__lte=max(last.values()))
+        .order_by("id")
+        .values_list("customer_id", "address", "id")
+    )
+    for customer_id, address, row_id in found:
+        key = customer_id if customer_id is not None else address
+        if key in last and row_id <= last[key]:
+            earlier[key].append(row_id)
     kept, taken, broken = [], dict.fromkeys(last, 0), set()
     for row in rows:
-        phone = row.customer_phone
-        if phone in broken:
+        key = _sender(row)
+        if key in broken:
             continue
-        ids = earlier[phone]
-        if taken[phone] < len(ids) and ids[taken[phone]] == row.id:
+        ids_before = earlier[key]
+        if taken[key] < len(ids_before) and ids_before[taken[key]] == row.id:
             kept.append(row)
-            taken[phone] += 1
+            taken[key] += 1
         else:
-            broken.add(phone)
+            broken.add(key)
     return kept
 
 
 async def _earliest_pending(row: Message | None) -> Message | None:
     if row is None:
         return None
-    earlier = _pending_inbound().filter(customer_phone=row.customer_phone, id__lt=row.id)
+    sender = {"customer_id": row.customer_id} if row.customer_id is not None else {"address": row.address}
+    earlier = _pending_inbound().filter(
+        **sender, id__lt=row.id
+    )  # a row written without its customer: by address
     return None if await earlier.exists() else row
 
 
@@ -155,8 +175,8 @@ class SqliteClaims(Claims):
     async def inbound_row(self, row_id: int) -> Message | None:
         return await _earliest_pending(await _pending_inbound().filter(id=row_id).first())
 
-    async def due_outbound(self, now: datetime, limit: int, skip_phones: Sequence[str]) -> list[Message]:
-        return await _due_outbound(now, skip_phones).limit(limit)
+    async def due_outbound(self, now: datetime, limit: int, skip_customers: Sequence[int]) -> list[Message]:
+        return await _due_outbound(now, skip_customers).limit(limit)
 
     async def due_timers(self, now: datetime, limit: int) -> list[ConversationTimer]:
         return await _due_timers(now).limit(limit)
@@ -182,33 +202,33 @@ class PostgresClaims(Claims):
     async def pending_inbound(self, limit: int) -> list[Message]:
         rows = await _pending_inbound().limit(limit).select_for_update(skip_locked=True)
         rows = await _leading(rows, _pending_inbound())
-        held = await _hold_conversations(list(dict.fromkeys(row.customer_phone for row in rows)))
-        return [row for row in rows if row.customer_phone in held]  # the others: a timer moves them
+        held = await _hold_conversations(list(dict.fromkeys(_sender(row) for row in rows)))
+        return [row for row in rows if _sender(row) in held]  # the others: a timer moves them
 
     async def inbound_row(self, row_id: int) -> Message | None:
         row = await _pending_inbound().filter(id=row_id).select_for_update(skip_locked=True).first()
         row = await _earliest_pending(row)
-        if row is None or not await _hold_conversations([row.customer_phone]):
+        if row is None or not await _hold_conversations([_sender(row)]):
             return None
         return row
 
-    async def due_outbound(self, now: datetime, limit: int, skip_phones: Sequence[str]) -> list[Message]:
+    async def due_outbound(self, now: datetime, limit: int, skip_customers: Sequence[int]) -> list[Message]:
         """Only a customer's rows that nothing of theirs queued earlier waits before (claimed by another
         process, being claimed there right now, or waiting for a retry): see `_leading`."""
-        rows = await _due_outbound(now, skip_phones).limit(limit).select_for_update(skip_locked=True)
+        rows = await _due_outbound(now, skip_customers).limit(limit).select_for_update(skip_locked=True)
         return await _leading(rows, _queued_outbound())
 
     async def due_timers(self, now: datetime, limit: int) -> list[ConversationTimer]:
         timers = await _due_timers(now).limit(limit).select_for_update(skip_locked=True)
         if not timers:
             return []
-        phones = dict(
+        customers = dict(
             await Conversation.filter(id__in=[t.conversation_id for t in timers]).values_list(
-                "id", "customer__wa_id"
+                "id", "customer_id"
             )
         )
-        held = await _hold_conversations(list(phones.values()))
-        return [t for t in timers if phones.get(t.conversation_id) in held]
+        held = await _hold_conversations(list(customers.values()))
+        return [t for t in timers if customers.get(t.conversation_id) in held]
 
     async def due_reminders(self, now: datetime, limit: int) -> list[AppointmentReminder]:
         return await _due_reminders(now).limit(limit).select_for_update(skip_locked=True)
@@ -223,9 +243,11 @@ class PostgresClaims(Claims):
         await Conversation.filter(id=conversation_id).select_for_update().only("id")
 
 
-async def _hold_conversations(phones: Sequence[str]) -> set[str]:
-    """Transaction-scoped advisory locks: one worker moves a conversation at a time (inbox or timer)."""
-    return await _hold(phones, "conversation")
+async def _hold_conversations(customers: Sequence[Any]) -> set[Any]:
+    """Transaction-scoped advisory locks, one per customer (or address, for a row written without its
+    customer): one worker moves a conversation at a time (inbox or timer)."""
+    by_key = {str(customer): customer for customer in customers}
+    return {by_key[key] for key in await _hold(list(by_key), "conversation")}
 
 
 _TRY_LOCKS = "SELECT k FROM unnest($1::text[]) AS k WHERE pg_try_advisory_xact_lock(hashtext($2 || ':' || k))"

@@ -1,7 +1,12 @@
 """The message log and the conversation state, as Tortoise models.
 
-`order_id` and `technician_id` are plain indexed integers for now: the Order and Technician tables
-arrive with their own issues, and a loose reference keeps this schema creatable on its own.
+A customer is an internal id (`Customer`); the phone numbers, business-scoped user IDs (BSUIDs) and
+usernames WhatsApp tells us about are `CustomerIdentity` rows pointing at it. Everything about a customer
+(messages, conversation, orders, appointments, handoffs through the conversation) keys on the customer
+id; a message keeps the address it came from or went to (a phone or a BSUID).
+
+`Message.order_id` and `technician_id` are plain indexed integers: a loose reference keeps the message
+log independent of the shop's other tables.
 """
 
 from __future__ import annotations
@@ -15,7 +20,13 @@ from tortoise.models import Model
 
 # Column sizes fed from outside (webhooks); bot/whatsapp/notifications.py checks each at parse
 PHONE_LENGTH = 32
-"""A wa_id: Customer.wa_id, Message.customer_phone."""
+"""A wa_id: Customer.wa_id, Order.customer_phone, Appointment.customer_phone."""
+BSUID_LENGTH = 160
+"""A business-scoped user ID: `CC.` or `CC.ENT.` and up to 128 alphanumerics (Customer.bsuid)."""
+ADDRESS_LENGTH = BSUID_LENGTH
+"""What a message was sent from or to, a phone or a BSUID (Message.address)."""
+IDENTITY_LENGTH = 256
+"""CustomerIdentity.value: a phone, a BSUID, a parent BSUID or a username (clipped to it)."""
 WAMID_LENGTH = 128
 """A WhatsApp message id: Message.whatsapp_message_id and reply_to, EarlyStatus.whatsapp_message_id."""
 NAME_LENGTH = 256
@@ -52,17 +63,73 @@ class ConversationMode(StrEnum):
     HUMAN = "human"
 
 
+class IdentityKind(StrEnum):
+    PHONE = "phone"
+    BSUID = "bsuid"
+    PARENT_BSUID = "parent_bsuid"
+    USERNAME = "username"
+
+
 class Customer(Model):
+    """Someone who writes to the business number, whatever WhatsApp identifies them by.
+
+    A technician who writes in is one too: their row carries their identities and 24-hour window, never
+    a conversation. `wa_id` and `bsuid` are the current phone and BSUID (either may be unknown, not both); the
+    CustomerIdentity rows keep every one seen, and are what makes them unique. `last_inbound_at` is the
+    start of the 24-hour window, whoever writes."""
+
     id = fields.IntField(primary_key=True)
-    wa_id = fields.CharField(max_length=PHONE_LENGTH, unique=True)
+    wa_id = fields.CharField(max_length=PHONE_LENGTH, unique=True, null=True)
+    bsuid = fields.CharField(max_length=BSUID_LENGTH, null=True, db_index=True)
+    username = fields.CharField(max_length=NAME_LENGTH, null=True)
     profile_name = fields.CharField(max_length=NAME_LENGTH, null=True)
     language = fields.CharField(max_length=8, null=True)
     last_inbound_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
+    identities: fields.ReverseRelation[CustomerIdentity]
+
     class Meta:
         table = "customer"
+
+    @property
+    def address(self) -> str:
+        """Where messages to them go: the phone when known (`to`), else the BSUID (`recipient`)."""
+        address = self.wa_id or self.bsuid
+        if address is None:
+            raise ValueError(f"customer {self.id} has neither a phone nor a BSUID")
+        return address
+
+    @property
+    def display_name(self) -> str:
+        """What staff see: the username, else the profile name, else the phone (else the BSUID)."""
+        if self.username:
+            return self.username
+        if self.profile_name:
+            return self.profile_name
+        return f"+{self.wa_id}" if self.wa_id else (self.bsuid or f"customer {self.id}")
+
+
+class CustomerIdentity(Model):
+    """One phone, BSUID, parent BSUID or username of a customer, first and last seen.
+
+    Unique per (kind, value): a phone or a BSUID names one customer. Old ones stay (a changed number, a
+    changed BSUID) so that statuses and history still find their customer."""
+
+    id = fields.BigIntField(primary_key=True)
+    customer: fields.ForeignKeyRelation[Customer] = fields.ForeignKeyField(
+        "models.Customer", related_name="identities", on_delete=fields.CASCADE, db_index=True
+    )
+    customer_id: int
+    kind = fields.CharEnumField(IdentityKind, max_length=16)
+    value = fields.CharField(max_length=IDENTITY_LENGTH)
+    first_seen_at = fields.DatetimeField()
+    last_seen_at = fields.DatetimeField()
+
+    class Meta:
+        table = "customer_identity"
+        unique_together = (("kind", "value"),)
 
 
 class Conversation(Model):
@@ -87,7 +154,12 @@ class Message(Model):
     """One row per message in or out: the log, the durable inbox and the transactional outbox."""
 
     id = fields.BigIntField(primary_key=True)
-    customer_phone = fields.CharField(max_length=PHONE_LENGTH, db_index=True)
+    customer: fields.ForeignKeyNullableRelation[Customer] = fields.ForeignKeyField(
+        "models.Customer", related_name="messages", null=True, on_delete=fields.CASCADE
+    )
+    customer_id: int | None
+    address = fields.CharField(max_length=ADDRESS_LENGTH)
+    """The phone or BSUID it came from or went to."""
     message_direction = fields.CharEnumField(Direction, max_length=8, db_index=True)
     message_type = fields.CharField(max_length=24)
     message_content = fields.TextField(null=True)
@@ -118,7 +190,7 @@ class Message(Model):
 
     class Meta:
         table = "message"
-        indexes = (Index(fields=("customer_phone", "id")),)
+        indexes = (Index(fields=("customer_id", "id")),)
 
 
 class ConversationTimer(Model):
@@ -197,12 +269,18 @@ class Order(Model):
     """A repair order as the shop's own system knows it; fed in by the orders API or a CSV import.
 
     `status` is one of the names configured under `orders.statuses` in settings.yaml (not an enum here:
-    shops configure them). `customer_phone` is digits only, as WhatsApp's wa_id.
+    shops configure them). `customer_phone` is digits only, as WhatsApp's wa_id: what the shop's system
+    knows. `customer` is the owner the chat asks about: the customer with that phone, set when the order
+    is written (none with it yet: one is made) and moved with the phone (bot/identity).
     """
 
     id = fields.IntField(primary_key=True)
     order_number = fields.CharField(max_length=64, unique=True)
     customer_phone = fields.CharField(max_length=32, db_index=True)
+    customer: fields.ForeignKeyNullableRelation[Customer] = fields.ForeignKeyField(
+        "models.Customer", related_name="orders", null=True, on_delete=fields.SET_NULL, db_index=True
+    )
+    customer_id: int | None
     customer_name = fields.CharField(max_length=256)
     device_model = fields.CharField(max_length=256)
     problem = fields.TextField()
@@ -304,7 +382,12 @@ class Appointment(Model):
     """
 
     id = fields.IntField(primary_key=True)
-    customer_phone = fields.CharField(max_length=32, db_index=True)
+    customer: fields.ForeignKeyNullableRelation[Customer] = fields.ForeignKeyField(
+        "models.Customer", related_name="appointments", null=True, on_delete=fields.SET_NULL, db_index=True
+    )
+    customer_id: int | None
+    customer_phone = fields.CharField(max_length=32, db_index=True, null=True)
+    """As staff gave it (none for a customer without a phone who booked in the chat)."""
     customer_name = fields.CharField(max_length=256, null=True)
     order: fields.ForeignKeyNullableRelation[Order] = fields.ForeignKeyField(
         "models.Order", related_name="appointments", null=True, on_delete=fields.SET_NULL
@@ -439,7 +522,6 @@ class Handoff(Model):
         "models.Conversation", related_name="handoffs", on_delete=fields.CASCADE
     )
     conversation_id: int
-    customer_phone = fields.CharField(max_length=32, db_index=True)
     status = fields.CharEnumField(HandoffStatus, max_length=12, db_index=True)
     technician: fields.ForeignKeyNullableRelation[Technician] = fields.ForeignKeyField(
         "models.Technician", related_name="handoffs", null=True, on_delete=fields.SET_NULL

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
@@ -180,7 +180,7 @@ class _Run:
         self.language = (language or "").strip()
         if chosen:
             self.new_language = self.language
-            self.customer = Customer(self.customer.wa_id, self.customer.name, self.language)
+            self.customer = replace(self.customer, language=self.language)
 
     def outcome(self, flow: str, state: str) -> Outcome:
         timeout = self.flows.flows[flow].states[state].on
@@ -461,7 +461,7 @@ class _Run:
         if scope == "customer" and rest:
             customer = self.customer
             if rest == "phone":
-                return "+" + customer.wa_id.lstrip("+")
+                return "+" + customer.wa_id.lstrip("+") if customer.wa_id else ""
             return {"name": customer.name, "wa_id": customer.wa_id, "language": customer.language}.get(
                 rest
             ) or ""

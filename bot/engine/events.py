@@ -52,8 +52,11 @@ class Event:
 
 @dataclass(frozen=True)
 class Customer:
-    """Who wrote: their WhatsApp id, profile name (may be unknown) and language code ("en", "es", "zh")."""
+    """Who wrote: their phone (None for a customer known only by their BSUID), name (may be unknown),
+    language code ("en", "es", "zh") and, when they are stored, their customer id (what the actions key
+    their orders, appointments and handoffs on)."""
 
-    wa_id: str
+    wa_id: str | None
     name: str | None
     language: str
+    id: int | None = None

@@ -35,11 +35,17 @@ class HandoffActions:
 
     async def handoff(self, context: ActionContext) -> ActionResult:
         args = HandoffArgs.model_validate(dict(context.args))
-        phone = context.customer.wa_id
-        conversation = await Conversation.filter(customer__wa_id=phone).first()
+        customer_id = context.customer.id
+        conversation = (
+            await Conversation.filter(customer_id=customer_id).prefetch_related("customer").first()
+            if customer_id is not None
+            else None
+        )
         if conversation is None:
-            raise ActionError(f"no conversation for {phone}")
+            raise ActionError(f"no conversation for customer {customer_id}")
         now = self._clock() if self._clock is not None else utc_now()
         language = context.customer.language
-        text = await self.desk.request(conversation.id, phone, language, args.reason, now, context.texts)
+        text = await self.desk.request(
+            conversation.id, conversation.customer, language, args.reason, now, context.texts
+        )
         return ActionResult(variables={"wait_text": text}, hand_off=True)

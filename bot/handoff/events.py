@@ -76,12 +76,19 @@ class EventHub:
 
 
 def status_event(
-    phone: str | None, wamid: str | None, status: str, error: str | None, message_id: int | None = None
+    phone: str | None,
+    wamid: str | None,
+    status: str,
+    error: str | None,
+    message_id: int | None = None,
+    customer_id: int | None = None,
 ) -> dict[str, Any]:
-    """A delivery status change: from the outbox's send (`message_id` known) or a status webhook."""
+    """A delivery status change: from the outbox's send (`message_id` and `customer_id` known) or a
+    status webhook (`phone`: the recipient's address, a phone or a BSUID)."""
     return {
         "type": "status",
         "phone": phone,
+        "customer_id": customer_id,
         "message_id": message_id,
         "wamid": wamid,
         "status": status,

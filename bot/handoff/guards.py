@@ -26,7 +26,7 @@ from bot.db.models import (
 from bot.db.transactions import atomic
 from bot.engine.content import ContentSource
 from bot.handoff.events import EventHub
-from bot.handoff.service import HandoffDesk, queue_event
+from bot.handoff.service import HandoffDesk, customer_of, queue_event
 from bot.handoff.texts import IDLE_NOTE
 from bot.loops import Loop
 from bot.settings import Settings
@@ -81,31 +81,31 @@ class HandoffGuards:
                 ).update(apologized_at=now)
                 if not marked:
                     continue
-                language = await Customer.filter(wa_id=handoff.customer_phone).values_list(
-                    "language", flat=True
-                )
+                customer = await customer_of(handoff)
+                if customer is None:
+                    continue
                 text = self._content().texts.say(
-                    "handoff.unclaimed",
-                    str(language[0]) if language and language[0] else None,
-                    self._default_language,
+                    "handoff.unclaimed", customer.language, self._default_language
                 )
-                await enqueue(handoff.customer_phone, Text(body=text), now=now)
+                await enqueue(customer, Text(body=text), now=now)
                 await AuditEvent.create(
                     kind=AuditKind.GUARD_UNCLAIMED,
                     conversation_id=handoff.conversation_id,
                     details={"handoff_id": handoff.id, "minutes": self.rules.unclaimed_minutes},
                     at=now,
                 )
-                self.events.publish(queue_event("apologized", handoff))
+                self.events.publish(queue_event("apologized", handoff, customer))
             done += 1
         return done
 
     async def _idle(self, now: datetime) -> int:
         limit = now - timedelta(minutes=self.rules.idle_minutes)
         done = 0
-        for handoff in await Handoff.filter(status=HandoffStatus.CLAIMED):
+        for handoff in await Handoff.filter(status=HandoffStatus.CLAIMED).prefetch_related("conversation"):
             latest = await (
-                Message.filter(customer_phone=handoff.customer_phone, message_direction=Direction.INBOUND)
+                Message.filter(
+                    customer_id=handoff.conversation.customer_id, message_direction=Direction.INBOUND
+                )
                 .order_by("-id")
                 .limit(1)
                 .values_list("received_at", flat=True)
@@ -139,6 +139,7 @@ class HandoffGuards:
                     details={"handoff_id": handoff.id, "minutes": self.rules.idle_minutes},
                     at=now,
                 )
-                self.events.publish(queue_event("released", handoff, by="guard_idle"))
+                customer = await Customer.get_or_none(id=conversation.customer_id)
+                self.events.publish(queue_event("released", handoff, customer, by="guard_idle"))
             done += 1
         return done

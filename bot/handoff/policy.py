@@ -25,8 +25,8 @@ class DeskPolicy(HandoffPolicy):
     def after_misses(self) -> int:
         return self._after_misses
 
-    async def technicians(self, phones: Collection[str]) -> Mapping[str, Technician]:
-        return await self.relay.technicians(phones) if self.relay else {}
+    async def technicians(self, addresses: Collection[str]) -> Mapping[str, Technician]:
+        return await self.relay.technicians(addresses) if self.relay else {}
 
     async def technician_message(self, technician: Technician, row: Message, now: datetime) -> list[Message]:
         return await self.relay.technician_message(technician, row, now) if self.relay else []
@@ -38,6 +38,6 @@ class DeskPolicy(HandoffPolicy):
         return await self.relay.handed_off(customer, row, now) if self.relay else []
 
     async def auto_handoff(
-        self, conversation_id: int, phone: str, language: str, now: datetime
+        self, conversation_id: int, customer: Customer, language: str, now: datetime
     ) -> list[OutboundMessage]:
-        return await self.desk.auto_handoff(conversation_id, phone, language, now)
+        return await self.desk.auto_handoff(conversation_id, customer, language, now)

@@ -11,8 +11,9 @@ client downloads it from the Cloud API and uploads it again, bot/whatsapp/client
 
 The other way: a new waiting chat is announced to every active technician with a phone, and a customer's
 message in a claimed chat goes to its owner as "[name · +phone · order N] text". A technician whose own
-window is closed (no message from them to the business number for 24 hours) gets the approved
-`technician_relay` template instead of free text.
+window is closed (no message from them to the business number for 24 hours: their customer row's
+`last_inbound_at`, as anyone's) gets the approved `technician_relay` template instead of free text. Chats
+are their customers' (ids), so a customer without a phone is relayed like any other, under their name.
 
 Everything runs inside the inbox's batch transaction (the inbox asks `technicians()` before the engine),
 so each message is handled exactly once with what it caused. What the commands point at (which of
@@ -31,16 +32,16 @@ from typing import Any, cast
 from bot.clock import utc_now
 from bot.db.models import (
     Customer,
-    Direction,
     Handoff,
     HandoffStatus,
     Message,
-    Order,
     Technician,
 )
 from bot.engine.texts import pick_language
 from bot.handoff.pointers import RelayPointers
 from bot.handoff.service import OPEN, WINDOW, DeskError, HandoffDesk
+from bot.identity import customer_for_phone
+from bot.orders.owner import orders_of
 from bot.spine.outbox import outbound_row
 from bot.whatsapp.notifications import MEDIA_KINDS, InboundMessage
 from bot.whatsapp.outbound import (
@@ -108,9 +109,9 @@ class Relay:
 
     # --- asked by the inbox
 
-    async def technicians(self, phones: Iterable[str]) -> dict[str, Technician]:
+    async def technicians(self, addresses: Iterable[str]) -> dict[str, Technician]:
         """The active technicians among these senders, by wa_id."""
-        wanted = set(phones)
+        wanted = set(addresses)
         found: dict[str, Technician] = {}
         for technician in await Technician.filter(active=True, phone__isnull=False):
             wa_id = digits(technician.phone)
@@ -129,12 +130,12 @@ class Relay:
             answer = await self._command(technician, command, number, now)
         else:
             answer = await self._reply(technician, row, text)
-        return [self._to_technician(technician, Text(body=answer), now)] if answer else []
+        return [await self._to_technician(technician, Text(body=answer), now)] if answer else []
 
     async def customer_message(self, customer: Customer, row: Message, now: datetime) -> list[Message]:
         """Inside the batch: a customer wrote in a chat a person has; relay it to the owner, if any."""
         handoff = await Handoff.filter(
-            customer_phone=customer.wa_id, status=HandoffStatus.CLAIMED, technician_id__isnull=False
+            conversation__customer_id=customer.id, status=HandoffStatus.CLAIMED, technician_id__isnull=False
         ).first()
         if handoff is None:
             return []
@@ -182,7 +183,7 @@ class Relay:
         if handoff is None:
             return NO_CHAT
         try:
-            await self.desk.release(technician, handoff.customer_phone)
+            await self.desk.release(technician, handoff.conversation.customer_id)
         except DeskError as exc:
             return await self._explain(exc)
         await self.pointers.point(technician.id, current=None)
@@ -216,7 +217,7 @@ class Relay:
     async def _claim(self, technician: Technician, customer_id: int) -> str:
         customer = await Customer.get(id=customer_id)
         try:
-            await self.desk.claim(technician, customer.wa_id)
+            await self.desk.claim(technician, customer.id)
         except DeskError as exc:
             return await self._explain(exc)
         await self.pointers.point(technician.id, current=customer_id)
@@ -250,7 +251,7 @@ class Relay:
         if message is None:
             return NOT_RELAYED
         try:
-            await self.desk.send(technician, handoff.customer_phone, message)
+            await self.desk.send(technician, handoff.conversation.customer_id, message)
         except DeskError as exc:
             return await self._explain(exc)
         return None  # sent: no answer needed
@@ -294,15 +295,17 @@ class Relay:
         return await self._label(customer) if customer else ("a customer", "gone")
 
     async def _label(self, customer: Customer) -> tuple[str, str]:
-        """(who, where): the customer's name, and "+phone · order N" with their latest open order."""
+        """(who, where): the customer's name, and "+phone · order N" with their latest open order (no
+        phone: their username or BSUID)."""
         order = (
-            await Order.filter(customer_phone=customer.wa_id)
+            await orders_of(customer.id, customer.wa_id)
             .exclude(status__in=list(CLOSED_ORDER_STATUSES))
             .order_by("-updated_at", "-id")
             .first()
         )
-        where = f"+{customer.wa_id}" + (f" · order {order.order_number}" if order else "")
-        return customer.profile_name or f"+{customer.wa_id}", where
+        reach = f"+{customer.wa_id}" if customer.wa_id else (customer.username or customer.bsuid or "-")
+        where = reach + (f" · order {order.order_number}" if order else "")
+        return customer.display_name, where
 
     # --- writing to the technician
 
@@ -318,16 +321,13 @@ class Relay:
             message = Text(body=text[:4096])
         else:
             message = self._template(who, where, body)
-        return self._to_technician(technician, message, now)
+        return await self._to_technician(technician, message, now)
 
     async def _window_open(self, technician: Technician, now: datetime) -> bool:
-        """The technician's own 24-hour window: their latest message to the business number."""
-        last = (
-            await Message.filter(customer_phone=digits(technician.phone), message_direction=Direction.INBOUND)
-            .order_by("-id")
-            .first()
-        )
-        at = (last.sent_at or last.received_at) if last else None
+        """The technician's own 24-hour window: when they last wrote to the business number (their
+        customer row, like anyone's)."""
+        customer = await customer_for_phone(digits(technician.phone), now)
+        at = customer.last_inbound_at
         return at is not None and now - at < WINDOW
 
     def _template(self, who: str, where: str, body: str) -> Template:
@@ -338,8 +338,11 @@ class Relay:
         params = tuple(_param(value) for value in (who, where, body))
         return Template(name=TEMPLATE, language=language, body_params=params)
 
-    def _to_technician(self, technician: Technician, message: OutboundMessage, now: datetime) -> Message:
-        return outbound_row(digits(technician.phone), message, now=now, technician_id=technician.id)
+    async def _to_technician(
+        self, technician: Technician, message: OutboundMessage, now: datetime
+    ) -> Message:
+        customer = await customer_for_phone(digits(technician.phone), now)
+        return outbound_row(customer, message, now=now, technician_id=technician.id)
 
 
 def relayed_file(row: Message) -> Media | None:

@@ -7,6 +7,9 @@ handoff per conversation is open (waiting or claimed): opening one locks the con
 one. A claim is a single
 conditional UPDATE ... WHERE status='waiting', so of two technicians racing for a chat exactly one wins
 and the other gets a 409.
+
+A chat is its customer's: the desk finds it by the customer's id, or by any phone or BSUID of theirs
+(`ChatKey`), so a customer without a phone number is handled like any other.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from bot.engine.templates import TemplateCatalog
 from bot.engine.texts import TextCatalog, pick_language
 from bot.handoff.events import EventHub
 from bot.handoff.texts import WorkingHours, wait_text
+from bot.identity import customer_by_address
 from bot.media.store import REF_PREFIX as MEDIA_REF_PREFIX
 from bot.media.store import REFUSED_PREFIX as MEDIA_REFUSED_PREFIX
 from bot.settings import Settings
@@ -51,6 +55,9 @@ OPEN = (HandoffStatus.WAITING, HandoffStatus.CLAIMED)
 OUTSIDE_WINDOW = "outside the 24-hour window: only a template can be sent"
 FAILED_LIMIT = 100
 """The most parked inbound messages `failed()` lists (the newest)."""
+
+ChatKey = int | str
+"""A customer id, or one of their addresses (a phone or a BSUID)."""
 
 
 @dataclass
@@ -69,7 +76,6 @@ def is_admin(technician: Technician) -> bool:
 async def open_handoff(
     claims: Claims,
     conversation_id: int,
-    phone: str,
     reason: str,
     now: datetime,
     technician_id: int | None = None,
@@ -83,7 +89,6 @@ async def open_handoff(
     await Conversation.filter(id=conversation_id).update(mode=ConversationMode.HUMAN)
     handoff = await Handoff.create(
         conversation_id=conversation_id,
-        customer_phone=phone,
         status=HandoffStatus.WAITING,
         reason=reason,
         requested_at=now,
@@ -99,11 +104,24 @@ async def open_handoff(
     return handoff, True
 
 
-def queue_event(action: str, handoff: Handoff, **extra: Any) -> dict[str, Any]:
+def who(customer: Customer | None) -> dict[str, Any]:
+    """How events and answers name a customer: id, phone (None without one), address, names."""
+    if customer is None:
+        return {"customer_id": None, "phone": None, "address": None, "name": None, "display_name": None}
+    return {
+        "customer_id": customer.id,
+        "phone": customer.wa_id,
+        "address": customer.wa_id or customer.bsuid,
+        "name": customer.profile_name or customer.username,
+        "display_name": customer.display_name,
+    }
+
+
+def queue_event(action: str, handoff: Handoff, customer: Customer | None, **extra: Any) -> dict[str, Any]:
     return {
         "type": "queue",
         "action": action,
-        "phone": handoff.customer_phone,
+        **who(customer),
         "conversation_id": handoff.conversation_id,
         "handoff_id": handoff.id,
         "technician_id": handoff.technician_id,
@@ -198,7 +216,7 @@ class HandoffDesk:
     async def request(
         self,
         conversation_id: int,
-        phone: str,
+        customer: Customer,
         language: str | None,
         reason: str,
         now: datetime,
@@ -206,10 +224,10 @@ class HandoffDesk:
     ) -> str:
         """Inside the caller's transaction: hand the chat to a person; returns the wait text (`texts`:
         those of the engine run that asked, else the desk's)."""
-        handoff, new = await open_handoff(self.claims, conversation_id, phone, reason, now)
+        handoff, new = await open_handoff(self.claims, conversation_id, reason, now)
         waiting = await Handoff.filter(status=HandoffStatus.WAITING).count()
         if new:  # goes out once the caller's transaction (the inbox's batch) commits
-            self.events.publish(queue_event("waiting", handoff))
+            self.events.publish(queue_event("waiting", handoff, customer))
         settings = self.settings
         return wait_text(
             texts if texts is not None else self.texts,
@@ -222,23 +240,22 @@ class HandoffDesk:
         )
 
     async def auto_handoff(
-        self, conversation_id: int, phone: str, language: str, now: datetime
+        self, conversation_id: int, customer: Customer, language: str, now: datetime
     ) -> list[OutboundMessage]:
         """The inbox's hook after too many misunderstandings in a row."""
-        return [Text(body=await self.request(conversation_id, phone, language, "misunderstood", now))]
+        return [Text(body=await self.request(conversation_id, customer, language, "misunderstood", now))]
 
     # --- reading
 
     async def queue(self) -> list[dict[str, Any]]:
         now = self._clock()
         waiting = await Handoff.filter(status=HandoffStatus.WAITING).order_by("requested_at", "id")
-        names = await _names([h.customer_phone for h in waiting])
+        customers = await _customers_of(waiting)
         return [
             {
                 "conversation_id": h.conversation_id,
                 "handoff_id": h.id,
-                "phone": h.customer_phone,
-                "name": names.get(h.customer_phone),
+                **who(customers.get(h.conversation_id)),
                 "waiting_seconds": max(0, int((now - h.requested_at).total_seconds())),
                 "requested_at": h.requested_at.isoformat(),
                 "reason": h.reason,
@@ -252,8 +269,8 @@ class HandoffDesk:
         if not is_admin(technician):
             query = query.filter(technician_id=technician.id)
         claimed = await query.order_by("claimed_at", "id")
-        customers = {c.wa_id: c for c in await Customer.filter(wa_id__in=[h.customer_phone for h in claimed])}
-        return [self._chat_info(h, customers.get(h.customer_phone)) for h in claimed]
+        customers = await _customers_of(claimed)
+        return [self._chat_info(h, customers.get(h.conversation_id)) for h in claimed]
 
     async def failed(self, technician: Technician) -> list[dict[str, Any]]:
         """Inbound messages the bot gave up on (parked by the inbox after their attempts, with the
@@ -265,11 +282,11 @@ class HandoffDesk:
             .order_by("-id")
             .limit(FAILED_LIMIT)
         )
-        names = await _names(list({row.customer_phone for row in rows}))
-        return [
-            {**history_item(row), "phone": row.customer_phone, "name": names.get(row.customer_phone)}
-            for row in rows
-        ]
+        customers = {
+            c.id: c
+            for c in await Customer.filter(id__in={row.customer_id for row in rows if row.customer_id})
+        }
+        return [{**history_item(row), **who(customers.get(row.customer_id or 0))} for row in rows]
 
     def _chat_info(self, handoff: Handoff | None, customer: Customer | None) -> dict[str, Any]:
         now = self._clock()
@@ -279,8 +296,7 @@ class HandoffDesk:
         return {
             "conversation_id": handoff.conversation_id if handoff else None,
             "handoff_id": handoff.id if handoff else None,
-            "phone": customer.wa_id if customer else (handoff.customer_phone if handoff else None),
-            "name": customer.profile_name if customer else None,
+            **who(customer),
             "status": str(handoff.status) if handoff else None,
             "technician_id": handoff.technician_id if handoff else None,
             "reason": handoff.reason if handoff else None,
@@ -294,11 +310,18 @@ class HandoffDesk:
             "templates": self.approved_templates(),
         }
 
-    async def chat(self, phone: str) -> Chat:
-        customer = await Customer.get_or_none(wa_id=phone)
+    async def chat(self, key: ChatKey) -> Chat:
+        """The chat of a customer id, or of a phone or BSUID of theirs."""
+        if isinstance(key, int):
+            customer = await Customer.get_or_none(id=key)
+        else:
+            customer = await customer_by_address(key)
         conversation = await Conversation.get_or_none(customer_id=customer.id) if customer else None
         if customer is None or conversation is None:
-            raise DeskError(404, "no chat with this phone number")
+            what = (
+                "customer" if isinstance(key, int) else "phone number" if key.lstrip("+").isdigit() else "id"
+            )
+            raise DeskError(404, f"no chat with this {what}")
         handoff = await Handoff.filter(conversation_id=conversation.id, status__in=list(OPEN)).first()
         return Chat(conversation, customer, handoff)
 
@@ -307,7 +330,9 @@ class HandoffDesk:
         row = await Message.get_or_none(id=message_id)
         if row is None:
             raise DeskError(404, "no such message")
-        self._may_see(technician, await self.chat(row.customer_phone))
+        self._may_see(
+            technician, await self.chat(row.customer_id if row.customer_id is not None else row.address)
+        )
         return row
 
     def _may_see(self, technician: Technician, chat: Chat) -> None:
@@ -327,10 +352,10 @@ class HandoffDesk:
             return handoff
         raise DeskError(403, "another technician has this chat")
 
-    async def history(self, technician: Technician, phone: str) -> dict[str, Any]:
-        chat = await self.chat(phone)
+    async def history(self, technician: Technician, key: ChatKey) -> dict[str, Any]:
+        chat = await self.chat(key)
         self._may_see(technician, chat)
-        rows = await Message.filter(customer_phone=phone).order_by("id")
+        rows = await Message.filter(customer_id=chat.customer.id).order_by("id")
         notes = await HandoffNote.filter(conversation_id=chat.conversation.id).order_by("id")
         items = [history_item(row) for row in rows] + [note_item(note) for note in notes]
         items.sort(key=lambda item: item["at"])
@@ -338,14 +363,14 @@ class HandoffDesk:
 
     # --- taking and giving back
 
-    async def claim(self, technician: Technician, phone: str) -> dict[str, Any]:
+    async def claim(self, technician: Technician, key: ChatKey) -> dict[str, Any]:
         now = self._clock()
         async with atomic():
-            chat = await self.chat(phone)
+            chat = await self.chat(key)
             handoff = chat.handoff
             if handoff is None:  # a technician takes over a chat the bot has
                 handoff, _ = await open_handoff(
-                    self.claims, chat.conversation.id, phone, "taken over", now, technician_id=technician.id
+                    self.claims, chat.conversation.id, "taken over", now, technician_id=technician.id
                 )
             won = await Handoff.filter(id=handoff.id, status=HandoffStatus.WAITING).update(
                 status=HandoffStatus.CLAIMED,
@@ -367,16 +392,16 @@ class HandoffDesk:
                 details={"handoff_id": handoff.id},
                 at=now,
             )
-            self.events.publish(queue_event("claimed", handoff))
+            self.events.publish(queue_event("claimed", handoff, chat.customer))
         return self._chat_info(handoff, chat.customer)
 
-    async def transfer(self, technician: Technician, phone: str, to_id: int) -> dict[str, Any]:
+    async def transfer(self, technician: Technician, key: ChatKey, to_id: int) -> dict[str, Any]:
         now = self._clock()
         target = await Technician.get_or_none(id=to_id, active=True)
         if target is None:
             raise DeskError(422, "no active technician with this id")
         async with atomic():
-            chat = await self.chat(phone)
+            chat = await self.chat(key)
             handoff = self._must_own(technician, chat, admin_too=True)
             moved = await Handoff.filter(
                 id=handoff.id, status=HandoffStatus.CLAIMED, technician_id=handoff.technician_id
@@ -391,7 +416,9 @@ class HandoffDesk:
                 at=now,
             )
             handoff = await Handoff.get(id=handoff.id)
-            self.events.publish(queue_event("transferred", handoff, from_technician_id=technician.id))
+            self.events.publish(
+                queue_event("transferred", handoff, chat.customer, from_technician_id=technician.id)
+            )
         return self._chat_info(handoff, chat.customer)
 
     def _target(
@@ -414,14 +441,14 @@ class HandoffDesk:
     async def release(
         self,
         technician: Technician | None,
-        phone: str,
+        key: ChatKey,
         flow: str | None = None,
         state: str | None = None,
     ) -> dict[str, Any]:
         """Back to the bot (the owner, or an admin); the bot answers the customer's next message."""
         now = self._clock()
         async with atomic():
-            chat = await self.chat(phone)
+            chat = await self.chat(key)
             if technician is not None:
                 handoff = self._must_own(technician, chat, admin_too=True)
             elif chat.handoff is None:
@@ -442,7 +469,7 @@ class HandoffDesk:
                 at=now,
             )
             handoff = await Handoff.get(id=handoff.id)
-            self.events.publish(queue_event("released", handoff))
+            self.events.publish(queue_event("released", handoff, chat.customer))
         return self._chat_info(None, chat.customer)
 
     @staticmethod
@@ -459,9 +486,9 @@ class HandoffDesk:
 
     # --- writing
 
-    async def note(self, technician: Technician, phone: str, text: str) -> dict[str, Any]:
+    async def note(self, technician: Technician, key: ChatKey, text: str) -> dict[str, Any]:
         now = self._clock()
-        chat = await self.chat(phone)
+        chat = await self.chat(key)
         self._may_see(technician, chat)
         note = await HandoffNote.create(
             handoff_id=chat.handoff.id if chat.handoff else None,
@@ -472,19 +499,24 @@ class HandoffDesk:
         )
         return note_item(note)
 
-    async def send(self, technician: Technician, phone: str, message: OutboundMessage) -> dict[str, Any]:
+    async def send(self, technician: Technician, key: ChatKey, message: OutboundMessage) -> dict[str, Any]:
         """Queue a technician's message (free-form only inside the 24-hour window)."""
         now = self._clock()
         async with atomic():
-            chat = await self.chat(phone)
+            chat = await self.chat(key)
             handoff = self._must_own(technician, chat)
             if not isinstance(message, Template):
                 self.check_window(chat.customer, now)
-            row = await enqueue(phone, message, now=now, technician_id=technician.id)
+            row = await enqueue(chat.customer, message, now=now, technician_id=technician.id)
             await Handoff.filter(id=handoff.id).update(last_activity_at=now)
             item = history_item(row)
             self.events.publish(
-                {"type": "message", "phone": phone, "conversation_id": chat.conversation.id, "message": item}
+                {
+                    "type": "message",
+                    **who(chat.customer),
+                    "conversation_id": chat.conversation.id,
+                    "message": item,
+                }
             )
             on_commit(self._on_queued)
         return item
@@ -494,9 +526,9 @@ class HandoffDesk:
         if last is None or now - last >= WINDOW:
             raise DeskError(409, OUTSIDE_WINDOW, {"templates": self.approved_templates()})
 
-    async def owned_chat(self, technician: Technician, phone: str, *, free_form: bool) -> Chat:
+    async def owned_chat(self, technician: Technician, key: ChatKey, *, free_form: bool) -> Chat:
         """The chat `technician` has (for a media upload before its message is queued)."""
-        chat = await self.chat(phone)
+        chat = await self.chat(key)
         self._must_own(technician, chat)
         if free_form:
             self.check_window(chat.customer, self._clock())
@@ -521,5 +553,13 @@ class HandoffDesk:
         return Media(media_type="document", media_id=media_id, filename=filename, caption=caption or None)
 
 
-async def _names(phones: list[str]) -> dict[str, str | None]:
-    return dict(await Customer.filter(wa_id__in=phones).values_list("wa_id", "profile_name"))  # type: ignore[arg-type]
+async def _customers_of(handoffs: list[Handoff]) -> dict[int, Customer]:
+    """Conversation id -> its customer, for these handoffs."""
+    conversations = await Conversation.filter(id__in={h.conversation_id for h in handoffs}).prefetch_related(
+        "customer"
+    )
+    return {c.id: c.customer for c in conversations}
+
+
+async def customer_of(handoff: Handoff) -> Customer | None:
+    return (await _customers_of([handoff])).get(handoff.conversation_id)

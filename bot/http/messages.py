@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from bot.db import ping
 from bot.db.models import Message
 from bot.http.errors import bearer_token
+from bot.identity import customer_by_address
 
 ADMIN_TOKEN = web.AppKey("admin_token", str)
 
@@ -21,6 +22,8 @@ class MessageOut(BaseModel):
     model_config = ConfigDict(from_attributes=True, frozen=True)
 
     id: int
+    address: str
+    """The phone or BSUID it came from or went to."""
     message_direction: str
     message_type: str
     message_content: str | None
@@ -43,6 +46,7 @@ class MessageOut(BaseModel):
 
 class ConversationLog(BaseModel):
     customer_phone: str
+    customer_id: int | None
     messages: list[MessageOut]
 
 
@@ -62,11 +66,18 @@ def normalize_phone(raw: str) -> str:
 async def conversation_messages(request: web.Request) -> web.Response:
     if not bearer_ok(request, request.app[ADMIN_TOKEN]):
         return web.json_response({"error": "missing or wrong bearer token"}, status=401)
-    phone = normalize_phone(request.match_info["phone"])
+    raw = request.match_info["phone"].strip()
+    # a business-scoped user ID (US.1349…) names a customer without a phone; anything else is a phone
+    phone = raw if any(ch.isalpha() for ch in raw) else normalize_phone(raw)
     if not phone:
         return web.json_response({"error": "phone must contain digits"}, status=400)
-    rows = await Message.filter(customer_phone=phone).order_by("id")
-    body = ConversationLog(customer_phone=phone, messages=[MessageOut.model_validate(row) for row in rows])
+    customer = await customer_by_address(phone)
+    rows = await Message.filter(customer_id=customer.id).order_by("id") if customer else []
+    body = ConversationLog(
+        customer_phone=phone,
+        customer_id=customer.id if customer else None,
+        messages=[MessageOut.model_validate(row) for row in rows],
+    )
     return web.Response(text=body.model_dump_json(), content_type="application/json")
 
 

@@ -11,10 +11,13 @@ from decimal import Decimal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
+from tortoise.expressions import Q
 
-from bot.db.models import Appointment, AppointmentStatus, Order
+from bot.db.models import Appointment, AppointmentStatus, Customer
 from bot.http.messages import normalize_phone
 from bot.http.technicians import authenticate
+from bot.identity import customer_by_address
+from bot.orders.owner import orders_of
 
 MAX_ORDERS = 20
 
@@ -43,22 +46,51 @@ class AppointmentSummary(BaseModel):
 
 
 class CustomerOut(BaseModel):
-    customer_phone: str
+    customer_phone: str | None
+    customer_id: int | None
     orders: list[OrderSummary]
     appointments: list[AppointmentSummary]
 
 
 async def customer(request: web.Request) -> web.Response:
     await authenticate(request)
-    phone = normalize_phone(request.match_info["phone"])
-    orders = await Order.filter(customer_phone=phone).order_by("-updated_at").limit(MAX_ORDERS)
+    raw = request.match_info["phone"].strip()
+    if any(ch.isalpha() for ch in raw):  # a business-scoped user ID: a customer without a phone
+        found = await customer_by_address(raw)
+        return await _customer_view(found, found.wa_id if found else None)
+    phone = normalize_phone(raw)
+    return await _customer_view(await customer_by_address(phone) if phone else None, phone or None)
+
+
+async def customer_by_id(request: web.Request) -> web.Response:
+    await authenticate(request)
+    try:
+        customer_id = int(request.match_info["customer_id"])
+    except ValueError:
+        raise web.HTTPNotFound() from None
+    found = await Customer.get_or_none(id=customer_id)
+    if found is None:
+        raise web.HTTPNotFound()
+    return await _customer_view(found, found.wa_id)
+
+
+async def _customer_view(found: Customer | None, phone: str | None) -> web.Response:
+    """A customer's orders and upcoming appointments (none for a phone nobody has)."""
+    owner = found.id if found else -1
+    orders = (
+        await orders_of(found.id if found else None, found.wa_id if found else phone)
+        .order_by("-updated_at")
+        .limit(MAX_ORDERS)
+    )
+    mine = Q(customer_id=owner) | Q(customer_id=None, customer_phone=phone) if phone else Q(customer_id=owner)
     appointments = (
-        await Appointment.filter(customer_phone=phone, starts_at__gte=datetime.now(UTC))
+        await Appointment.filter(mine, starts_at__gte=datetime.now(UTC))
         .exclude(status=AppointmentStatus.CANCELLED)
         .order_by("starts_at")
     )
     body = CustomerOut(
         customer_phone=phone,
+        customer_id=found.id if found else None,
         orders=[OrderSummary.model_validate(order) for order in orders],
         appointments=[AppointmentSummary.model_validate(appointment) for appointment in appointments],
     )
@@ -67,3 +99,4 @@ async def customer(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/panel/api/customers/{phone}", customer)
+    app.router.add_get("/panel/api/customers/by-id/{customer_id}", customer_by_id)

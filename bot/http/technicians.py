@@ -13,6 +13,8 @@ Routes (JSON in and out; errors are `{"error": "..."}` with 401, 403, 404, 409 o
   POST /api/tech/chats/{phone}/notes         {"text"}: internal, never sent
   POST /api/tech/chats/{phone}/transfer      {"technician_id"}
   POST /api/tech/chats/{phone}/release       {"flow"?, "state"?}: back to the bot
+  /api/tech/customers/{id}/...               the same seven, the chat named by the customer's id (a
+                                             customer without a phone too); {phone} may also be a BSUID
   GET  /api/tech/media/{message id}          a kept file of a chat I may open, decrypted (never cached)
   GET  /api/tech/failed                      admin: inbound messages the bot gave up on, newest first
   GET  /api/tech/ws?token=...                live events (bot/handoff/events.py)
@@ -34,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bot.crypto import CryptoError
 from bot.db.models import Handoff, HandoffStatus, Technician
-from bot.handoff.service import OPEN, DeskError, HandoffDesk, is_admin
+from bot.handoff.service import OPEN, ChatKey, DeskError, HandoffDesk, is_admin
 from bot.handoff.sessions import issue_session, technician_of
 from bot.handoff.tokens import TOKEN_PREFIX, verify_token
 from bot.http.errors import (
@@ -46,8 +48,9 @@ from bot.http.errors import (
     unauthorized,
     validated_body,
 )
+from bot.identity import customer_by_address
 from bot.media import types as media_types
-from bot.media.store import MediaStore, is_stored
+from bot.media.store import MediaStore, is_stored, media_owner
 from bot.whatsapp.client import WhatsAppClient
 from bot.whatsapp.errors import GraphError
 from bot.whatsapp.outbound import OutboundMessage, Text
@@ -183,16 +186,27 @@ async def chats(request: web.Request, technician: Technician) -> list[dict[str, 
     return await request.app[DESK].chats(technician)
 
 
+def _chat_key(request: web.Request) -> ChatKey:
+    """The chat a route names: a customer id (/api/tech/customers/{customer_id}/...), or a phone or
+    BSUID (/api/tech/chats/{phone}/...)."""
+    if "customer_id" in request.match_info:
+        try:
+            return int(request.match_info["customer_id"])
+        except ValueError:
+            raise DeskError(404, "no chat with this customer") from None
+    return request.match_info["phone"]
+
+
 async def claim(request: web.Request, technician: Technician) -> dict[str, Any]:
-    return await request.app[DESK].claim(technician, request.match_info["phone"])
+    return await request.app[DESK].claim(technician, _chat_key(request))
 
 
 async def history(request: web.Request, technician: Technician) -> dict[str, Any]:
-    return await request.app[DESK].history(technician, request.match_info["phone"])
+    return await request.app[DESK].history(technician, _chat_key(request))
 
 
 async def send(request: web.Request, technician: Technician) -> dict[str, Any]:
-    desk, phone = request.app[DESK], request.match_info["phone"]
+    desk, phone = request.app[DESK], _chat_key(request)
     body = await validated(request, SendIn)
     message: OutboundMessage
     if body.template is not None:
@@ -206,7 +220,7 @@ async def send(request: web.Request, technician: Technician) -> dict[str, Any]:
 
 async def media(request: web.Request, technician: Technician) -> dict[str, Any]:
     """Upload to the Cloud API's media endpoint, then queue a message that sends it by id."""
-    desk, phone = request.app[DESK], request.match_info["phone"]
+    desk, phone = request.app[DESK], _chat_key(request)
     await desk.owned_chat(technician, phone, free_form=True)  # refuse before reading megabytes
     if not request.content_type.startswith("multipart/"):
         raise DeskError(422, "send the file as multipart/form-data in a field named 'file'")
@@ -258,7 +272,7 @@ async def media_file(request: web.Request) -> web.StreamResponse:
         return error_response(404, "no file is kept for this message")
     assert row.file_url is not None
     try:
-        data = await request.app[MEDIA_STORE].get(row.file_url, row.customer_phone)
+        data = await request.app[MEDIA_STORE].get(row.file_url, media_owner(row.customer_id, row.address))
     except FileNotFoundError:
         return error_response(404, "the file is gone (retention or erasure)")
     except CryptoError as exc:
@@ -283,17 +297,17 @@ async def media_file(request: web.Request) -> web.StreamResponse:
 
 async def note(request: web.Request, technician: Technician) -> dict[str, Any]:
     body = await validated(request, NoteIn)
-    return await request.app[DESK].note(technician, request.match_info["phone"], body.text)
+    return await request.app[DESK].note(technician, _chat_key(request), body.text)
 
 
 async def transfer(request: web.Request, technician: Technician) -> dict[str, Any]:
     body = await validated(request, TransferIn)
-    return await request.app[DESK].transfer(technician, request.match_info["phone"], body.technician_id)
+    return await request.app[DESK].transfer(technician, _chat_key(request), body.technician_id)
 
 
 async def release(request: web.Request, technician: Technician) -> dict[str, Any]:
     body = await validated(request, ReleaseIn)
-    return await request.app[DESK].release(technician, request.match_info["phone"], body.flow, body.state)
+    return await request.app[DESK].release(technician, _chat_key(request), body.flow, body.state)
 
 
 async def failed(request: web.Request, technician: Technician) -> list[dict[str, Any]]:
@@ -304,10 +318,13 @@ async def visible(technician: Technician, event: dict[str, Any]) -> bool:
     """Admins see every event; technicians the queue, and the messages of waiting chats and their own."""
     if is_admin(technician) or event.get("type") == "queue":
         return True
-    phone = event.get("phone")
-    if not phone:
+    customer_id = event.get("customer_id")
+    if not customer_id and event.get("phone"):  # a status webhook names its recipient by address only
+        customer = await customer_by_address(str(event["phone"]))
+        customer_id = customer.id if customer else None
+    if not customer_id:
         return False
-    handoff = await Handoff.filter(customer_phone=phone, status__in=list(OPEN)).first()
+    handoff = await Handoff.filter(conversation__customer_id=customer_id, status__in=list(OPEN)).first()
     return handoff is not None and (
         handoff.status == HandoffStatus.WAITING or handoff.technician_id == technician.id
     )
@@ -387,13 +404,14 @@ def add_routes(
     add.add_get("/api/tech/technicians", route(technicians))
     add.add_get("/api/tech/queue", route(queue))
     add.add_get("/api/tech/chats", route(chats))
-    add.add_post("/api/tech/chats/{phone}/claim", route(claim))
-    add.add_get("/api/tech/chats/{phone}/messages", route(history))
-    add.add_post("/api/tech/chats/{phone}/messages", route(send))
-    add.add_post("/api/tech/chats/{phone}/media", route(media))
-    add.add_post("/api/tech/chats/{phone}/notes", route(note))
-    add.add_post("/api/tech/chats/{phone}/transfer", route(transfer))
-    add.add_post("/api/tech/chats/{phone}/release", route(release))
+    for chat in ("/api/tech/chats/{phone}", "/api/tech/customers/{customer_id}"):
+        add.add_post(f"{chat}/claim", route(claim))
+        add.add_get(f"{chat}/messages", route(history))
+        add.add_post(f"{chat}/messages", route(send))
+        add.add_post(f"{chat}/media", route(media))
+        add.add_post(f"{chat}/notes", route(note))
+        add.add_post(f"{chat}/transfer", route(transfer))
+        add.add_post(f"{chat}/release", route(release))
     add.add_get("/api/tech/media/{id}", media_file)
     add.add_get("/api/tech/failed", route(failed))
     add.add_get("/api/tech/ws", websocket)

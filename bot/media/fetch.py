@@ -20,7 +20,7 @@ from bot.clock import Clock, utc_now
 from bot.db.models import Direction, Message
 from bot.loops import Loop
 from bot.media import types
-from bot.media.store import REFUSED_PREFIX, MediaStore
+from bot.media.store import REFUSED_PREFIX, MediaStore, media_owner
 from bot.whatsapp.client import TooLarge, WhatsAppClient
 from bot.whatsapp.errors import GraphError
 
@@ -111,7 +111,7 @@ class MediaFetcher:
         expected = info.get("sha256") or media.get("sha256")
         if expected and not _digest_matches(data, str(expected)):
             raise types.Refused("the file does not match its sha256")
-        return await self._store.put(data, row.customer_phone)
+        return await self._store.put(data, media_owner(row.customer_id, row.address))
 
     async def _settle(self, row: Message, file_url: str) -> bool:
         self._failures.pop(row.id, None)

@@ -23,6 +23,12 @@ REFUSED_PREFIX = "refused: "
 _NAME = re.compile(r"^[0-9a-f]{32}$")
 
 
+def media_owner(customer_id: int | None, address: str) -> str:
+    """Whose key seals a message's file: its customer (by id: the same whatever number or BSUID they
+    write from), or its address for a row written without one."""
+    return str(customer_id) if customer_id is not None else address
+
+
 class MediaStore:
     def __init__(self, directory: Path) -> None:
         self.directory = directory

@@ -1,9 +1,12 @@
-"""The order actions flows call: `orders.mine` (the sender's open orders) and `orders.lookup` (one
-order by its number).
+"""The order actions flows call: `orders.mine` (the sender's open orders), `orders.lookup` (one
+order by its number) and `orders.share_phone` (WhatsApp's "share my number" button).
 
-Privacy is the rule here: only orders whose phone is the sender's are ever found. Another customer's
-order number gets exactly the answer a number that does not exist gets, and "did you mean" only ever
-offers the sender's own orders.
+Privacy is the rule here: only the sender's own orders are ever found (bot/orders/owner.py: theirs by
+customer, or by the phone they have now). Another customer's order number gets exactly the answer a
+number that does not exist gets, and "did you mean" only ever offers the sender's own orders. A sender
+without a phone on file (a business-scoped user ID only) finds nothing a shop wrote for a phone until
+they share their number: `orders.lookup` says so in `{no_phone}`, and the flow offers the button; the
+number WhatsApp sends back is linked to them where it is stored (bot/identity), and the lookup runs again.
 """
 
 from __future__ import annotations
@@ -18,9 +21,12 @@ from pydantic import BaseModel, ConfigDict
 from bot.db.models import Order
 from bot.engine import ActionContext, ActionRegistry, ActionResult
 from bot.engine.actions import ListArgs
+from bot.engine.texts import pick_text
 from bot.orders.notify import StatusNotifier
 from bot.orders.numbers import read_order_number
+from bot.orders.owner import orders_of
 from bot.orders.texts import OrderTexts, order_texts
+from bot.whatsapp.outbound import BUTTON_BODY_MAX, ContactRequest, clip
 
 CLOSED_STATUSES = frozenset({"picked_up", "cancelled"})
 """Orders in these statuses are history: `orders.mine` does not offer them (a lookup still finds them)."""
@@ -47,6 +53,12 @@ class LookupArgs(_Args):
     did_you_mean: str
 
 
+class SharePhoneArgs(_Args):
+    text: Localized
+    """What the message with the button says (the button's own label is WhatsApp's)."""
+    sent: str
+
+
 def canonical(number: str) -> str:
     """'#r-10452 ' -> 'R10452': what customers type and what the shop wrote compare equal."""
     return re.sub(r"[^0-9A-Za-z]", "", number).upper()
@@ -64,12 +76,13 @@ class OrderActions:
             args_model=LookupArgs,
             targets=("found", "not_found", "did_you_mean"),
         )
+        registry.add("orders.share_phone", self.share_phone, args_model=SharePhoneArgs, targets=("sent",))
 
     async def mine(self, context: ActionContext) -> ActionResult:
         """The sender's open orders: none, one (shown), or several (offered as a list to pick from)."""
         args = MineArgs.model_validate(dict(context.args))
         orders = (
-            await Order.filter(customer_phone=context.customer.wa_id)
+            await orders_of(context.customer.id, context.customer.wa_id)
             .exclude(status__in=list(CLOSED_STATUSES))
             .order_by("-updated_at", "-id")
         )
@@ -97,9 +110,9 @@ class OrderActions:
         reads one (bot/orders/numbers.py), and `{looked_up}` says which number was looked for."""
         args = LookupArgs.model_validate(dict(context.args))
         asked = read_order_number(args.number) or args.number.strip()
-        looked_up = {"looked_up": asked}
+        looked_up: dict[str, Any] = {"looked_up": asked, "no_phone": None if context.customer.wa_id else True}
         wanted = canonical(asked)
-        own = await Order.filter(customer_phone=context.customer.wa_id).order_by("-updated_at", "-id")
+        own = await orders_of(context.customer.id, context.customer.wa_id).order_by("-updated_at", "-id")
         by_number = {canonical(order.order_number): order for order in own}
         found = by_number.get(wanted) or next(
             (
@@ -121,6 +134,12 @@ class OrderActions:
             suggestion = {"suggestion": by_number[close[0]].order_number}
             return ActionResult(variables={**looked_up, **suggestion}, next="did_you_mean")
         return ActionResult(variables=looked_up, next="not_found")
+
+    async def share_phone(self, context: ActionContext) -> ActionResult:
+        """WhatsApp's "share my number" button (request_contact_info), for a customer without a phone."""
+        args = SharePhoneArgs.model_validate(dict(context.args))
+        body = clip(pick_text(args.text, context.customer.language) or "…", BUTTON_BODY_MAX)
+        return ActionResult(outbound=[ContactRequest(body=body)], next="sent")
 
     def described(self, order: Order, context: ActionContext) -> dict[str, Any]:
         """The variables a flow shows an order with, in the texts of the engine run that asks."""

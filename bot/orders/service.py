@@ -19,6 +19,7 @@ from tortoise.transactions import in_transaction
 
 from bot.clock import Clock, utc_now
 from bot.db.models import Customer, Message, Order, OrderSource, OrderStatusChange
+from bot.identity import customer_for_phone, customers_for_phones
 from bot.orders.notify import StatusNotifier
 from bot.orders.schemas import OrderIn, OrderPatch
 from bot.spine.outbox import enqueue, outbound_row
@@ -40,8 +41,8 @@ class OrderChange:
 class _Batch:
     """What `upsert_many` writes at the end of its transaction, in one statement per table."""
 
-    customers: Mapping[str, Customer | None]
-    """Every phone of the batch -> its customer, None when they never wrote (looked up once)."""
+    customers: Mapping[str, Customer]
+    """Every phone of the batch -> its customer (made for the phones nobody has: looked up once)."""
     history: list[OrderStatusChange] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
 
@@ -95,8 +96,7 @@ class OrderService:
         async with in_transaction():
             found = await Order.filter(order_number__in=numbers).select_for_update()
             orders = {order.order_number: order for order in found}
-            known = {customer.wa_id: customer for customer in await Customer.filter(wa_id__in=phones)}
-            batch = _Batch({phone: known.get(phone) for phone in phones})
+            batch = _Batch(dict(await customers_for_phones(phones, self._clock())))
             for item in items:
                 order = orders.get(item.order_number)
                 values = _given(item)
@@ -148,8 +148,17 @@ class OrderService:
                 f"unknown status '{values['status']}'; the statuses are: {', '.join(self.statuses)}"
             )
         previous = None if created else order.status
+        phone_before = None if created else order.customer_phone
         for name, value in values.items():
             setattr(order, name, value)
+        if batch is not None and order.customer_phone in batch.customers:
+            customer: Customer = batch.customers[order.customer_phone]
+        elif order.customer_id is None or order.customer_phone != phone_before:
+            customer = await customer_for_phone(order.customer_phone, self._clock())
+        else:
+            customer = await Customer.get(id=order.customer_id)
+        if order.customer_id is None or order.customer_phone != phone_before:
+            order.customer_id = customer.id  # the owner is whoever has the phone the shop gave
         await order.save()
         if order.status == previous:
             return OrderChange(order, created, None)
@@ -157,19 +166,15 @@ class OrderService:
         history = OrderStatusChange(
             order=order, from_status=previous, to_status=order.status, changed_at=now, source=source
         )
-        if batch is not None and order.customer_phone in batch.customers:
-            customer = batch.customers[order.customer_phone]
-        else:
-            customer = await Customer.get_or_none(wa_id=order.customer_phone)
         message = self._notifier.message_for(order, customer, now)
         if batch is not None:
             batch.history.append(history)
             if message is not None:
-                batch.messages.append(outbound_row(order.customer_phone, message, now=now, order_id=order.id))
+                batch.messages.append(outbound_row(customer, message, now=now, order_id=order.id))
         else:
             await history.save()
             if message is not None:
-                await enqueue(order.customer_phone, message, now=now, order_id=order.id)
+                await enqueue(customer, message, now=now, order_id=order.id)
         return OrderChange(order, created, message.message_type if message else None)
 
     def _queued(self, change: OrderChange) -> OrderChange:

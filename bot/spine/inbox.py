@@ -51,6 +51,7 @@ from bot.engine import Customer as CustomerInfo
 from bot.engine import Engine, Event, Outcome
 from bot.engine.events import TIMEOUT
 from bot.engine.texts import TextCatalog
+from bot.identity import customer_for_address
 from bot.loops import Loop
 from bot.monitoring import metrics
 from bot.spine.flood import Throttled, throttled
@@ -94,8 +95,8 @@ class HandoffPolicy(Protocol):
     def after_misses(self) -> int:
         """Misunderstandings in a row after which `auto_handoff` is called (0: never)."""
 
-    async def technicians(self, phones: Collection[str]) -> Mapping[str, Technician]:
-        """The senders among `phones` who are technicians (the relay): no customer, never the engine."""
+    async def technicians(self, addresses: Collection[str]) -> Mapping[str, Technician]:
+        """The senders among `addresses` who are technicians (the relay): never the engine."""
 
     async def technician_message(self, technician: Technician, row: Message, now: datetime) -> list[Message]:
         """A technician wrote to the business number: a command or a reply to their customer."""
@@ -107,7 +108,7 @@ class HandoffPolicy(Protocol):
         """The chat has just become a person's (Outcome.hand_off, or `auto_handoff`)."""
 
     async def auto_handoff(
-        self, conversation_id: int, phone: str, language: str, now: datetime
+        self, conversation_id: int, customer: Customer, language: str, now: datetime
     ) -> list[OutboundMessage]:
         """Hand the chat to a person after too many misunderstandings; what to tell the customer."""
 
@@ -177,13 +178,13 @@ class InboxWorker:
         failing batch is rolled back whole and all its rows go one by one.
         """
         claimed: list[Message] = []
-        suspect: set[str] = set()
+        suspect: set[int | str] = set()
         batch: _Batch | None = None
         try:
             async with atomic():
                 claimed.extend(await self._claims.pending_inbound(self._config.batch_size))
-                suspect = {row.customer_phone for row in claimed if row.attempts}
-                together = [row for row in claimed if row.customer_phone not in suspect]
+                suspect = {_sender(row) for row in claimed if row.attempts}
+                together = [row for row in claimed if _sender(row) not in suspect]
                 if together:
                     batch = await self._handle_rows(together)
         except (DBConnectionError, ConnectionError):
@@ -194,19 +195,19 @@ class InboxWorker:
             log.warning(
                 "a batch of %d messages failed; handling them one by one", len(claimed), exc_info=True
             )
-            batch, suspect = None, {row.customer_phone for row in claimed}
+            batch, suspect = None, {_sender(row) for row in claimed}
         if batch is not None:
             self._committed(batch)
-        alone = [row for row in claimed if row.customer_phone in suspect]
+        alone = [row for row in claimed if _sender(row) in suspect]
         return (len(batch.rows) if batch else 0) + (await self._alone(alone) if alone else 0)
 
     async def _alone(self, rows: list[Message]) -> int:
         """Each row in its own transaction, in order; a row that fails holds back only its customer's
         later rows (until it is parked). Returns how many were handled or parked."""
         done = 0
-        held: set[str] = set()
+        held: set[int | str] = set()
         for row in rows:
-            if row.customer_phone in held:
+            if _sender(row) in held:
                 continue
             try:
                 async with atomic():
@@ -219,10 +220,10 @@ class InboxWorker:
                 if await self._count_failure(row.id, exc):
                     done += 1
                 else:
-                    held.add(row.customer_phone)
+                    held.add(_sender(row))
                 continue
             if batch is None:  # handled elsewhere meanwhile, or an earlier one of theirs is pending
-                held.add(row.customer_phone)
+                held.add(_sender(row))
                 continue
             self._committed(batch)
             done += 1
@@ -271,7 +272,7 @@ class InboxWorker:
         )
         if self._on_parked is not None:
             on_commit(partial(self._on_parked, row))
-        if self._handoff is not None and await self._handoff.technicians([row.customer_phone]):
+        if self._handoff is not None and await self._handoff.technicians([row.address]):
             return
         try:
             async with atomic():  # a savepoint: the row is parked even if its customer cannot be written
@@ -279,23 +280,22 @@ class InboxWorker:
         except Exception:
             log.warning("could not record the customer of %s", row.whatsapp_message_id, exc_info=True)
             customer = None
-        if customer is not None and await Conversation.exists(
+        if customer is None or await Conversation.exists(
             customer_id=customer.id, mode=ConversationMode.HUMAN
         ):
             return
-        language = customer.language if customer else None
-        told = apology(self.engine.flows.texts, language, self._config.default_language)
-        await enqueue(row.customer_phone, told, reply_to=row.whatsapp_message_id, now=now)
+        told = apology(self.engine.flows.texts, customer.language, self._config.default_language)
+        await enqueue(customer, told, reply_to=row.whatsapp_message_id, now=now)
         on_commit(self._on_queued)
 
     @staticmethod
     async def _known_customer(row: Message) -> Customer:
         """The sender as a customer with a conversation, their name and 24-hour window noted, so staff
         can open the chat and answer the message the bot could not."""
-        customer = (await _customers_for([row]))[row.customer_phone]
+        customer = (await _customers_for([row]))[_customer_of(row)]
         await _conversations_for([customer])
         _note_sender(customer, row)
-        await customer.save(update_fields=["profile_name", "last_inbound_at", "updated_at"])
+        await customer.save(update_fields=[*NOTED_FIELDS, "updated_at"])
         return customer
 
     def _committed(self, batch: _Batch) -> None:
@@ -361,13 +361,13 @@ class InboxWorker:
             await Message.filter(
                 message_direction=Direction.INBOUND,
                 delivery_status=DeliveryStatus.PENDING,
-                customer_phone__in=[c.customer.wa_id for c in conversations.values()],
-            ).values_list("customer_phone", flat=True)
+                customer_id__in=[c.customer_id for c in conversations.values()],
+            ).values_list("customer_id", flat=True)
         )
         batch = _Batch(now, isolated=isolated)
         for timer in timers:
             conversation = conversations.get(timer.conversation_id)
-            if conversation is None or conversation.customer.wa_id in writing:
+            if conversation is None or conversation.customer_id in writing:
                 continue
             batch.timers[conversation.id] = None
             if conversation.mode == ConversationMode.HUMAN or (conversation.flow, conversation.state) != (
@@ -396,19 +396,22 @@ class InboxWorker:
 
     async def _handle_rows(self, rows: list[Message], *, isolated: bool = False) -> _Batch:
         batch = _Batch(self._clock(), rows=rows, isolated=isolated)
-        phones = {row.customer_phone for row in rows}
-        technicians = await self._handoff.technicians(phones) if self._handoff else {}
-        customers = await _customers_for([row for row in rows if row.customer_phone not in technicians])
-        conversations = await _conversations_for(customers.values())
+        addresses = {row.address for row in rows}
+        technicians = await self._handoff.technicians(addresses) if self._handoff else {}
+        customers = await _customers_for(rows)
+        conversations = await _conversations_for(
+            customers[_customer_of(row)] for row in rows if row.address not in technicians
+        )
         batch.customers.update((c.id, c) for c in customers.values())  # name and window, even unmoved
-        flood = await throttled([row for row in rows if row.customer_phone in customers], self._limit)
+        flood = await throttled([row for row in rows if row.address not in technicians], self._limit)
         for row in rows:
             started = time.perf_counter()
             conversation_id: int | None = None
-            if (technician := technicians.get(row.customer_phone)) is not None:
+            customer = customers[_customer_of(row)]
+            if (technician := technicians.get(row.address)) is not None:
+                _note_sender(customer, row)  # their 24-hour window, as anyone's
                 outcome = await self._technician_row(technician, row, batch)
             else:
-                customer = customers[row.customer_phone]
                 conversation = conversations[customer.id]
                 conversation_id = conversation.id
                 if row.id in flood and conversation.mode == ConversationMode.BOT:
@@ -435,9 +438,7 @@ class InboxWorker:
             return "not answered (flood)"
         note = self.engine.flows.texts.say("engine.flood", customer.language, self._config.default_language)
         batch.outbound.append(
-            outbound_row(
-                row.customer_phone, Text(body=note or "…"), reply_to=row.whatsapp_message_id, now=batch.now
-            )
+            outbound_row(customer, Text(body=note or "…"), reply_to=row.whatsapp_message_id, now=batch.now)
         )
         return "not answered (flood), note queued"
 
@@ -482,7 +483,7 @@ class InboxWorker:
             row.error_title = f"engine error: {exc!r}"[:REASON_MAX]
             batch.outbound.append(
                 outbound_row(
-                    row.customer_phone,
+                    customer,
                     apology(self.engine.flows.texts, customer.language, self._config.default_language),
                     reply_to=row.whatsapp_message_id,
                     now=batch.now,
@@ -503,9 +504,9 @@ class InboxWorker:
         result.outbound.clear()
         batch.apply(conversation, customer, result, reply_to=row.whatsapp_message_id)
         language = customer.language or self._config.default_language
-        told = await self._handoff.auto_handoff(conversation.id, customer.wa_id, language, batch.now)
+        told = await self._handoff.auto_handoff(conversation.id, customer, language, batch.now)
         batch.outbound.extend(
-            outbound_row(customer.wa_id, message, reply_to=row.whatsapp_message_id, now=batch.now)
+            outbound_row(customer, message, reply_to=row.whatsapp_message_id, now=batch.now)
             for message in told
         )
         conversation.mode = ConversationMode.HUMAN
@@ -536,8 +537,9 @@ class InboxWorker:
         )
         info = CustomerInfo(
             wa_id=customer.wa_id,
-            name=customer.profile_name,
+            name=customer.profile_name or customer.username,
             language=customer.language or self._config.default_language,
+            id=customer.id,
         )
         return await self.engine.handle(state, info, event, now)
 
@@ -586,15 +588,13 @@ class _Batch:
             else None
         )
         for message in result.outbound:
-            self.outbound.append(outbound_row(customer.wa_id, message, reply_to=reply_to, now=self.now))
+            self.outbound.append(outbound_row(customer, message, reply_to=reply_to, now=self.now))
 
     async def write(self) -> None:
         """Call inside the batch's transaction."""
         if self.customers:
             await update_rows(
-                Customer,
-                list(self.customers.values()),
-                ["profile_name", "language", "last_inbound_at", "updated_at"],
+                Customer, list(self.customers.values()), [*NOTED_FIELDS, "language", "updated_at"]
             )
         if self.conversations:
             await update_rows(
@@ -612,7 +612,7 @@ class _Batch:
 def _newest_per_sender(rows: Sequence[Message]) -> list[str]:
     """The wamid of each sender's newest handled message: marking it read marks the earlier ones too
     (Meta's mark-as-read), so one receipt per sender and batch is enough."""
-    newest = {row.customer_phone: row.whatsapp_message_id for row in rows if row.whatsapp_message_id}
+    newest = {_sender(row): row.whatsapp_message_id for row in rows if row.whatsapp_message_id}
     return [wamid for wamid in newest.values() if wamid]
 
 
@@ -649,27 +649,49 @@ def handled_line(wamid: str | None, conversation_id: int | None, outcome: str, s
     )
 
 
+NOTED_FIELDS = ("profile_name", "username", "last_inbound_at")
+"""What a message says about its sender (_note_sender)."""
+
+
 def _note_sender(customer: Customer, row: Message) -> None:
-    """What a message tells about its sender: their profile name, and when their 24-hour window opened."""
+    """What a message tells about its sender: their profile name and username, and when their 24-hour
+    window opened (technicians' too: one window per customer, whoever writes)."""
     payload: dict[str, Any] = row.payload or {}
     if name := payload.get("profile_name"):
         customer.profile_name = name
+    if username := payload.get("username"):
+        customer.username = username
     if row.sent_at and (customer.last_inbound_at is None or row.sent_at > customer.last_inbound_at):
         customer.last_inbound_at = row.sent_at
 
 
-async def _customers_for(rows: Sequence[Message]) -> dict[str, Customer]:
-    phones = list(dict.fromkeys(row.customer_phone for row in rows))
-    found = {c.wa_id: c for c in await Customer.filter(wa_id__in=phones)}
-    missing = [phone for phone in phones if phone not in found]
-    if missing:
-        await Customer.bulk_create([Customer(wa_id=phone) for phone in missing], ignore_conflicts=True)
-        found.update({c.wa_id: c for c in await Customer.filter(wa_id__in=missing)})
-    return found
+def _sender(row: Message) -> int | str:
+    """Who a row is from, to keep each sender's rows in order: their customer (their address, for a row
+    written without one)."""
+    return row.customer_id if row.customer_id is not None else row.address
+
+
+def _customer_of(row: Message) -> int:
+    """Every inbound row has its customer (bot/identity sets it where the row is stored, _customers_for
+    for a row written without one)."""
+    if row.customer_id is None:
+        raise ValueError(f"inbound message {row.id} has no customer")
+    return row.customer_id
+
+
+async def _customers_for(rows: Sequence[Message]) -> dict[int, Customer]:
+    """The rows' customers. A row written without its customer (by a tool, or a test) gets the one of
+    its address, made when there is none; its customer_id is written with the batch."""
+    for row in rows:
+        if row.customer_id is None:
+            row.customer_id = (await customer_for_address(row.address, utc_now())).id
+            await Message.filter(id=row.id).update(customer_id=row.customer_id)
+    ids = list(dict.fromkeys(_customer_of(row) for row in rows))
+    return {c.id: c for c in await Customer.filter(id__in=ids)}
 
 
 async def _conversations_for(customers: Iterable[Customer]) -> dict[int, Conversation]:
-    ids = [customer.id for customer in customers]
+    ids = list(dict.fromkeys(customer.id for customer in customers))
     found = {c.customer_id: c for c in await Conversation.filter(customer_id__in=ids)}
     missing = [customer_id for customer_id in ids if customer_id not in found]
     if missing:

@@ -2,7 +2,8 @@
 
 Each webhook request hands its parsed notification to `IntakeWriter.write` and waits; one writer task
 takes everything that queued up meanwhile and commits it in a single transaction (inbound rows
-deduplicated on their wamid, status updates applied). Only then do the requests answer 200. Under load
+deduplicated on their wamid, each with its customer: bot/identity resolves the senders in the same
+transaction; status updates applied). Only then do the requests answer 200. Under load
 this turns one fsync per message into one per batch, and nothing is acknowledged before it is on disk.
 
 A batch whose commit fails is committed again request by request, so one bad notification fails alone
@@ -23,6 +24,7 @@ from tortoise.transactions import in_transaction
 
 from bot.clock import Clock, utc_now
 from bot.db.models import DeliveryStatus, Direction, Message
+from bot.identity import resolve_senders
 from bot.loops import finish
 from bot.monitoring import metrics
 from bot.spine.statuses import StatusChange, record_statuses
@@ -41,21 +43,27 @@ class NotStored(Exception):
 class _Pending:
     inbound: list[Message]
     statuses: list[StatusChange]
+    items: list[InboundItem] = field(default_factory=list)
+    """What `inbound` was made from (bot/identity reads the senders from it)."""
     done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
 def inbound_row(item: InboundItem, received_at: datetime) -> Message:
-    """The message-log row for one inbound message, before the engine has seen it."""
+    """The message-log row for one inbound message, before the engine has seen it (its customer is set
+    where it is committed)."""
     message = item.message
+    payload: dict[str, object] = {"message": item.raw, "profile_name": item.profile_name}
+    if item.sender is not None and item.sender.username:
+        payload["username"] = item.sender.username
     return Message(
-        customer_phone=message.from_,
+        address=message.address,
         message_direction=Direction.INBOUND,
         message_type=message.kind,
         message_content=message.text_content,
         file_name=message.file_name,
         whatsapp_message_id=message.id,
         delivery_status=DeliveryStatus.PENDING,
-        payload={"message": item.raw, "profile_name": item.profile_name},
+        payload=payload,
         received_at=received_at,
         sent_at=message.timestamp,
     )
@@ -73,7 +81,7 @@ def status_changes(notification: Notification) -> list[StatusChange]:
                 pricing=update.pricing.column() if update.pricing else None,
                 error_code=error.code if error else None,
                 error_title=error.summary if error else None,
-                phone=update.recipient_id,
+                phone=update.recipient_id or update.recipient_user_id,
             )
         )
     return changes
@@ -97,11 +105,12 @@ class IntakeWriter:
     async def write(self, notification: Notification) -> int:
         """Store what the notification carries; returns when it is committed (NotStored if it was not)."""
         now = self._clock()
-        inbound = [inbound_row(item, now) for item in notification.inbound_messages()]
+        items = notification.inbound_messages()
+        inbound = [inbound_row(item, now) for item in items]
         statuses = status_changes(notification)
         if not inbound and not statuses:
             return 0
-        pending = _Pending(inbound, statuses)
+        pending = _Pending(inbound, statuses, items)
         self._queue.put_nowait(pending)
         await asyncio.shield(pending.done)
         return len(inbound)
@@ -173,12 +182,16 @@ class IntakeWriter:
         if not pending.done.done():
             pending.done.set_exception(NotStored(repr(exc)))
 
-    @staticmethod
-    async def _commit(batch: list[_Pending]) -> None:
+    async def _commit(self, batch: list[_Pending]) -> None:
         inbound = [row for pending in batch for row in pending.inbound]
+        items = [item for pending in batch for item in pending.items]
         statuses = [change for pending in batch for change in pending.statuses]
         async with in_transaction():
             if inbound:
+                for row, customer_id in zip(
+                    inbound, await resolve_senders(items, self._clock()), strict=True
+                ):
+                    row.customer_id = customer_id
                 await Message.bulk_create(inbound, ignore_conflicts=True)
             moved = await record_statuses(statuses)
         metrics.outbound(moved)

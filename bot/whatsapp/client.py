@@ -164,10 +164,18 @@ class WhatsAppClient:
         self._media_path = f"{phone_number_id}/media"
 
     async def send(
-        self, to: str, message: OutboundMessage, *, reply_to: str | None = None, pace: bool = True
+        self,
+        to: str,
+        message: OutboundMessage,
+        *,
+        reply_to: str | None = None,
+        pace: bool = True,
+        pace_as: str | None = None,
     ) -> SendResult:
-        """Send one message, paced first. After an error about this recipient only (131056, the pair
-        rate limit) the pacer holds the recipient, then it raises. A relayed file goes as its copy."""
+        """Send one message to a phone or a BSUID (`to_request_body`), paced first, per `pace_as` (the
+        customer, whatever their address) or else per address. After an error about this recipient only
+        (131056, the pair rate limit) the pacer holds the recipient, then it raises. A relayed file goes
+        as its copy."""
         if isinstance(message, Media) and message.relayed_media_id is not None:
             try:
                 message = await self.copy(message)
@@ -175,14 +183,15 @@ class WhatsAppClient:
                 metrics.graph_error(err.code)
                 raise
         body = to_request_body(to, message, reply_to)
+        key = pace_as or to
         if pace and self.pacer is not None:
-            await self.pacer.acquire(to)
+            await self.pacer.acquire(key)
         try:
             response = await self.transport.post_json(self._messages_path, body)
         except GraphError as err:
             metrics.graph_error(err.code)
             if err.per_recipient and self.pacer is not None:
-                self.pacer.hold(to, err.retry_delay(0))
+                self.pacer.hold(key, err.retry_delay(0))
             raise
         return _send_result(response)
 

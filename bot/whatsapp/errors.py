@@ -211,6 +211,13 @@ class Undeliverable(GraphError):
     codes = (131026,)
 
 
+class BsuidRecipientNotSupported(GraphError):
+    """131062: this message cannot go to a business-scoped user ID (an authentication template needs a
+    phone number). Permanent: the customer has no phone on file until they share it."""
+
+    codes = (131062,)
+
+
 class UnsupportedMessageType(GraphError):
     """131051: the message type is not supported."""
 
@@ -324,6 +331,7 @@ _ERROR_CLASSES: tuple[type[GraphError], ...] = (
     UnknownError,
     ReEngagement,
     Undeliverable,
+    BsuidRecipientNotSupported,
     UnsupportedMessageType,
     TemplateParamCountMismatch,
     TemplateMissing,

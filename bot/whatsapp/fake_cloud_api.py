@@ -25,6 +25,7 @@ from bot.whatsapp.sandbox import media_info
 WINDOW = timedelta(hours=24)
 HTTP_BAD_REQUEST = 400
 _TEMPLATE_NAME = re.compile(r"^[a-z0-9_]{1,512}$")
+_BSUID = re.compile(r"^[A-Z]{2}\.(ENT\.)?[A-Za-z0-9]{1,128}$")
 _CAPTIONED = frozenset({"image", "video", "document"})
 _MEDIA = frozenset({"image", "document", "audio", "video", "sticker"})
 _TITLES = {
@@ -103,9 +104,10 @@ class FakeCloudAPI:
         except Refusal as refusal:
             raise _error(refusal.code, refusal.details) from None
         self._delivered.setdefault(to, []).append(body)
+        contact = {"input": f"+{to}", "wa_id": to} if "to" in body else {"input": to, "user_id": to}
         return {
             "messaging_product": "whatsapp",
-            "contacts": [{"input": f"+{to}", "wa_id": to}],
+            "contacts": [contact],
             "messages": [{"id": f"wamid.SIM.{self._run}.{next(self._ids)}"}],
         }
 
@@ -135,12 +137,17 @@ def _error(code: int, details: str) -> Exception:
 
 
 def check_message(body: dict[str, Any]) -> str:
-    """Raise Refusal for what the Cloud API refuses; return the recipient's wa_id."""
+    """Raise Refusal for what the Cloud API refuses; return the recipient: the wa_id of `to`, or the
+    business-scoped user ID of `recipient` (one of them, not both)."""
     if body.get("messaging_product") != "whatsapp":
         raise Refusal(131008, "messaging_product must be 'whatsapp'")
-    to = body.get("to")
-    if not isinstance(to, str) or not to.lstrip("+").isdigit():
+    to, bsuid = body.get("to"), body.get("recipient")
+    if (to is None) == (bsuid is None):
+        raise Refusal(131008, "exactly one of 'to' (a phone number) or 'recipient' (a BSUID) is required")
+    if to is not None and (not isinstance(to, str) or not to.lstrip("+").isdigit()):
         raise Refusal(131008, "'to' must be a phone number")
+    if bsuid is not None and (not isinstance(bsuid, str) or not _BSUID.match(bsuid)):
+        raise Refusal(131008, "'recipient' must be a business-scoped user ID")
     kind = body.get("type")
     obj = body.get(kind) if isinstance(kind, str) else None
     if not isinstance(obj, dict):
@@ -158,7 +165,9 @@ def check_message(body: dict[str, Any]) -> str:
             raise Refusal(131008, "reaction.message_id is required")
     else:
         raise Refusal(100, f"unsupported message type '{kind}'")
-    return to.lstrip("+")
+    if bsuid is not None:
+        return str(bsuid)
+    return str(to).lstrip("+")
 
 
 def _length(value: Any, what: str, maximum: int, minimum: int = 1) -> None:
@@ -202,6 +211,10 @@ def _check_interactive(obj: dict[str, Any]) -> None:
     if obj.get("type") == "button":
         _length(body.get("text"), "body.text", limits.BUTTON_BODY_MAX)
         _check_buttons(action.get("buttons"))
+    elif obj.get("type") == "request_contact_info":
+        _length(body.get("text"), "body.text", limits.BUTTON_BODY_MAX)
+        if action.get("name") != "request_contact_info":
+            raise Refusal(131008, "action.name must be request_contact_info")
     elif obj.get("type") == "list":
         _length(body.get("text"), "body.text", limits.LIST_BODY_MAX)
         _length(action.get("button"), "action.button", limits.LIST_BUTTON_MAX)

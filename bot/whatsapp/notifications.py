@@ -11,9 +11,12 @@ Shapes: Meta's webhooks reference for the messages field; tests/payloads/ holds 
 
 Everything that reaches a column is limited here, at parse, so that no notification can fail the
 commit it shares with others (the column sizes are named in bot/db/models.py). The rule:
-- Keys are refused (400, the reason in the answer): a message's `id` and `from` and a status's `id`
-  that are empty, longer than their column, or hold a character no database stores. Such a message
-  cannot be deduplicated, and Meta never sends one.
+- Keys are refused (400, the reason in the answer): a message's `id`, `from` and `from_user_id` and a
+  status's `id` that are empty, longer than their column, or hold a character no database stores, and a
+  message with neither `from` nor `from_user_id` (since 2026 a customer who uses a username may come
+  with only their business-scoped user ID, BSUID). Such a message cannot be deduplicated or answered,
+  and Meta never sends one. Identities elsewhere (`contacts[]`, a status's recipient, a system
+  message's new ids) are dropped when they do not fit, never refused.
 - Display data is clipped: the profile name and file name to their columns, a status string to
   EarlyStatus.status (an unknown status only carries pricing), an error summary, pricing strings, and
   the text a person reads (`text_content`) to Meta's own 4096. Pricing keeps only its known fields.
@@ -51,7 +54,14 @@ from pydantic import (
     model_validator,
 )
 
-from bot.db.models import INT_RANGE, NAME_LENGTH, PHONE_LENGTH, STATUS_LENGTH, WAMID_LENGTH
+from bot.db.models import (
+    BSUID_LENGTH,
+    INT_RANGE,
+    NAME_LENGTH,
+    PHONE_LENGTH,
+    STATUS_LENGTH,
+    WAMID_LENGTH,
+)
 
 OBJECT = "whatsapp_business_account"
 MEDIA_KINDS = frozenset({"image", "document", "audio", "video", "sticker"})
@@ -144,7 +154,13 @@ Wamid = Annotated[
 Phone = Annotated[
     str, StringConstraints(min_length=1, max_length=PHONE_LENGTH), AfterValidator(_storable_key)
 ]
+Bsuid = Annotated[
+    str, StringConstraints(min_length=1, max_length=BSUID_LENGTH), AfterValidator(_storable_key)
+]
 ErrorCode = Annotated[int, Field(ge=INT_RANGE.start, le=INT_RANGE.stop - 1)]
+# An identity outside the message's own keys: None when it does not fit (it cannot name anyone).
+OptionalPhone = Annotated[Phone | None, WrapValidator(_or_none)]
+OptionalBsuid = Annotated[Bsuid | None, WrapValidator(_or_none)]
 
 
 class _Model(BaseModel):
@@ -233,15 +249,22 @@ class ContactName(_Model):
 
 class ContactPhone(_Model):
     phone: str | None = None
-    wa_id: str | None = None
+    wa_id: OptionalPhone = None
     type: str | None = None
 
 
+CONTACT_REQUEST = "contact_request"
+"""A shared contact's `origin` when it is the user's own number, shared by tapping the request-contact-
+info button the bot sent (the phone is Meta's, not typed by the user)."""
+
+
 class SharedContact(_Model):
-    """A contact card the user sent (not the sender: that is `value.contacts`)."""
+    """A contact card the user sent (not the sender: that is `value.contacts`). With `origin:
+    "contact_request"` it is the user's own phone, their answer to the bot's "share my number"."""
 
     name: Lenient[ContactName] = None
     phones: LenientList[ContactPhone] = Field(default_factory=list)
+    origin: str | None = None
 
     @property
     def display_name(self) -> str | None:
@@ -306,9 +329,21 @@ class InboundOrder(_Model):
     product_items: LenientList[ProductItem] = Field(default_factory=list)
 
 
+USER_CHANGED_NUMBER = "user_changed_number"
+USER_CHANGED_USER_ID = "user_changed_user_id"
+
+
 class System(_Model):
+    """`user_changed_number`: the new phone (`wa_id`) and, since 2026, the new BSUID (`user_id`; a new
+    number gives a new BSUID). `user_changed_user_id`: only the BSUID changed (no phone). Both carry the
+    previous BSUID (`previous_user_id`). No `contacts` come with a system message."""
+
     body: str | None = None
-    wa_id: str | None = None
+    wa_id: OptionalPhone = None
+    user_id: OptionalBsuid = None
+    parent_user_id: OptionalBsuid = None
+    previous_user_id: OptionalBsuid = None
+    previous_parent_user_id: OptionalBsuid = None
     type: str | None = None
 
 
@@ -332,9 +367,12 @@ class Referral(_Model):
 
 
 class InboundMessage(_Model):
-    """One entry of `messages[]`: only from, id, timestamp and type must be right."""
+    """One entry of `messages[]`: only the sender (`from`, the phone, or `from_user_id`, the BSUID: one
+    of them at least), id, timestamp and type must be right."""
 
-    from_: Phone = Field(alias="from")
+    from_: Phone | None = Field(default=None, alias="from")
+    from_user_id: Bsuid | None = None
+    from_parent_user_id: OptionalBsuid = None
     id: Wamid
     timestamp: UtcDatetime
     type: str
@@ -365,7 +403,9 @@ class InboundMessage(_Model):
     def _keep_raw(cls, data: Any, handler: ModelWrapValidatorHandler[InboundMessage]) -> InboundMessage:
         """Keep the decoded JSON object itself: it is what the message log stores."""
         message = handler(data)
-        if isinstance(data, dict) and "from" in data:
+        if message.from_ is None and message.from_user_id is None:
+            raise ValueError("a message needs its sender: `from` (phone) or `from_user_id` (BSUID)")
+        if isinstance(data, dict) and ("from" in data or "from_user_id" in data):
             object.__setattr__(message, "_raw", data)  # frozen model: bypass pydantic's __setattr__
         return message
 
@@ -379,8 +419,11 @@ class InboundMessage(_Model):
         raw = self._raw
         if raw is not None:
             return raw
+        sender = {"from": self.from_} if self.from_ else {}
+        if self.from_user_id:
+            sender["from_user_id"] = self.from_user_id
         return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True) | {
-            "from": self.from_,
+            **sender,
             "id": self.id,
             "timestamp": self._unix_seconds(self.timestamp),
             "type": self.type,
@@ -432,6 +475,21 @@ class InboundMessage(_Model):
             case "order":
                 return (self.order.text or None) if self.order else None
         return None
+
+    @property
+    def address(self) -> str:
+        """What it came from: the phone when Meta gave it, else the BSUID."""
+        address = self.from_ or self.from_user_id
+        assert address is not None  # _keep_raw refuses a message without either
+        return address
+
+    @property
+    def shared_phone(self) -> str | None:
+        """The user's own phone, when this is their answer to the bot's "share my number" (a contacts
+        message whose first card has origin contact_request); None for any other card."""
+        if self.kind != "contacts" or self.contacts[0].origin != CONTACT_REQUEST:
+            return None
+        return next((phone.wa_id for phone in self.contacts[0].phones if phone.wa_id), None)
 
     @property
     def reply_id(self) -> str | None:
@@ -505,7 +563,9 @@ class StatusUpdate(_Model):
     id: Wamid
     status: StatusName
     timestamp: UtcDatetime
-    recipient_id: str | None = None  # group sends and username users may carry other ids
+    recipient_id: str | None = None  # absent when the message went to a BSUID
+    recipient_user_id: str | None = None
+    """The BSUID it went to (present only when it was sent to one)."""
     pricing: Lenient[Pricing] = None
     conversation: Lenient[dict[str, Any]] = None  # gone in webhooks v24+; do not depend on it
     errors: LenientList[GraphErrorInfo] = Field(default_factory=list)
@@ -514,12 +574,17 @@ class StatusUpdate(_Model):
 
 class Profile(_Model):
     name: Name | None = None
+    username: Name | None = None
 
 
 class Sender(_Model):
-    """An entry of `value.contacts`: who sent the messages beside it."""
+    """An entry of `value.contacts`: who sent the messages beside it. `wa_id` is absent when the user's
+    phone is not shared; `user_id` (BSUID) is there on every inbound message since 2026. A status's
+    contacts may carry only a `wa_id`, no profile."""
 
-    wa_id: str | None = None
+    wa_id: OptionalPhone = None
+    user_id: OptionalBsuid = None
+    parent_user_id: OptionalBsuid = None
     profile: Lenient[Profile] = None
 
 
@@ -570,6 +635,17 @@ class Entry(_Model):
 
 
 @dataclass(frozen=True, slots=True)
+class SenderIds:
+    """Everything a message and its envelope say about who sent it (all optional but one of the first
+    two): what bot/identity resolves to a customer."""
+
+    phone: str | None
+    bsuid: str | None
+    parent_bsuid: str | None = None
+    username: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class InboundItem:
     """One inbound message with what the envelope says about it."""
 
@@ -577,6 +653,14 @@ class InboundItem:
     profile_name: str | None
     phone_number_id: str
     raw: dict[str, Any]
+    sender: SenderIds | None = None
+
+    @property
+    def sender_ids(self) -> SenderIds:
+        if self.sender is not None:
+            return self.sender
+        message = self.message
+        return SenderIds(message.from_, message.from_user_id, message.from_parent_user_id)
 
 
 class Notification(_Model):
@@ -596,12 +680,29 @@ class Notification(_Model):
             if not value.messages:
                 continue
             senders = value.contacts
-            names = {s.wa_id: s.profile.name or None for s in senders if s.wa_id and s.profile}
-            only = (senders[0].profile.name or None) if len(senders) == 1 and senders[0].profile else None
+            by_id: dict[str, Sender] = {}
+            for entry in senders:
+                for key in (entry.wa_id, entry.user_id):
+                    if key and (key not in by_id or (by_id[key].profile is None and entry.profile)):
+                        by_id[key] = entry  # the first with a profile, else the first
+            only = senders[0] if len(senders) == 1 else None
             phone_number_id = value.metadata.phone_number_id
             for message in value.messages:
-                name = names.get(message.from_, only)
-                items.append(InboundItem(message, name, phone_number_id, message.raw))
+                contact: Sender | None = by_id.get(message.from_user_id or "") or by_id.get(
+                    message.from_ or ""
+                )
+                named = contact or only  # the only contact's name, even when its ids differ
+                if contact is None and only is not None and not _contradicts(only, message):
+                    contact = only  # its ids too, when they do not name someone else
+                items.append(
+                    InboundItem(
+                        message,
+                        (named.profile.name or None) if named and named.profile else None,
+                        phone_number_id,
+                        message.raw,
+                        _sender(message, contact),
+                    )
+                )
         return items
 
     def status_updates(self) -> list[StatusUpdate]:
@@ -628,6 +729,25 @@ class Notification(_Model):
                 elif 0 < value < 2**31:
                     found.append(value)
         return found
+
+
+def _contradicts(contact: Sender, message: InboundMessage) -> bool:
+    """A contacts entry that names someone else than the message's sender."""
+    return bool(
+        (contact.wa_id and message.from_ and contact.wa_id != message.from_)
+        or (contact.user_id and message.from_user_id and contact.user_id != message.from_user_id)
+    )
+
+
+def _sender(message: InboundMessage, contact: Sender | None) -> SenderIds:
+    """The message's own ids first; the contacts entry fills in what it leaves out."""
+    profile = contact.profile if contact else None
+    return SenderIds(
+        phone=message.from_ or (contact.wa_id if contact else None),
+        bsuid=message.from_user_id or (contact.user_id if contact else None),
+        parent_bsuid=message.from_parent_user_id or (contact.parent_user_id if contact else None),
+        username=(profile.username or None) if profile else None,
+    )
 
 
 def parse_notification(raw_body: bytes) -> Notification:

@@ -290,20 +290,49 @@ def _add_header_footer(obj: dict[str, Any], header: str | None, footer: str | No
         obj["footer"] = {"text": footer}
 
 
+class ContactRequest(_Value):
+    """WhatsApp's "share my number" button (the interactive request_contact_info message): the user's tap
+    sends their own phone number back, as a `contacts` message with origin contact_request. For a
+    customer known only by their business-scoped user ID. The button's own text is WhatsApp's."""
+
+    kind: Literal["contact_request"] = "contact_request"
+    body: str = Field(min_length=1, max_length=BUTTON_BODY_MAX)
+
+    @property
+    def message_type(self) -> str:
+        return "interactive"
+
+    def type_object(self) -> dict[str, Any]:
+        return {
+            "type": "request_contact_info",
+            "body": {"text": self.body},
+            "action": {"name": "request_contact_info"},
+        }
+
+    def log_content(self) -> str:
+        return f"{self.body} [share my number]"
+
+
 OutboundMessage = Annotated[
-    Text | Media | Template | Buttons | ListMessage | Reaction,
+    Text | Media | Template | Buttons | ListMessage | Reaction | ContactRequest,
     Field(discriminator="kind"),
 ]
 OUTBOUND_ADAPTER: TypeAdapter[OutboundMessage] = TypeAdapter(OutboundMessage)
 
 
 def to_request_body(to: str, message: OutboundMessage, reply_to: str | None = None) -> dict[str, Any]:
-    """The JSON body of POST /{phone_number_id}/messages; `to` gets its '+' as Meta advises."""
-    recipient = to if to.startswith("+") else f"+{to}"
+    """The JSON body of POST /{phone_number_id}/messages. `to` is a phone (digits; it gets its '+' as
+    Meta advises) or a business-scoped user ID, which goes as `"recipient"` with no `to` (a BSUID in
+    `to` is not delivered)."""
+    address: dict[str, str]
+    if to.lstrip("+").isdigit():
+        address = {"to": to if to.startswith("+") else f"+{to}"}
+    else:
+        address = {"recipient": to}
     body: dict[str, Any] = {
         "messaging_product": "whatsapp",
         "recipient_type": "individual",
-        "to": recipient,
+        **address,
         "type": message.message_type,
         message.message_type: message.type_object(),
     }

@@ -36,11 +36,12 @@ class SandboxTransport:
             typing = " (typing…)" if "typing_indicator" in body else ""
             self._echo(f"[sandbox] ✓ read {body.get('message_id')}{typing}")
             return {"success": True}
-        to = str(body.get("to", "?"))
+        to = str(body.get("to") or body.get("recipient") or "?")
         self._echo(f"[sandbox] → {to} {describe(body)}")
+        contact = {"input": to, "wa_id": to.lstrip("+")} if "to" in body else {"input": to, "user_id": to}
         return {
             "messaging_product": "whatsapp",
-            "contacts": [{"input": to, "wa_id": to.lstrip("+")}],
+            "contacts": [contact],
             "messages": [{"id": f"wamid.SANDBOX.{self._run}.{next(self._ids)}"}],
         }
 

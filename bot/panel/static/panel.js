@@ -134,7 +134,11 @@ function connect() {
   };
 }
 
-const phoneOf = (data) => data.phone || data.customer_phone;
+// A chat is named by its customer's address: their phone, or (a customer without one) their
+// business-scoped user ID; the /api/tech/chats/{phone} routes take either.
+const phoneOf = (data) => data.address || data.phone || data.customer_phone;
+// How an address reads: a phone with its +, a business-scoped user ID as it is.
+const reach = (key) => (/^\+?\d+$/.test(key || "") ? `+${String(key).replace(/^\+/, "")}` : key || "");
 
 function onEvent(data) {
   if (data.type === "queue") {
@@ -172,8 +176,9 @@ async function refreshAll() {
 
 // ---------- queue and chats ----------
 
-// Queue and chat items name the customer `phone`/`name` (or `customer_phone`/`customer_name`).
-const chatItem = (c) => ({ ...c, phone: c.phone || c.customer_phone, name: c.name || c.customer_name });
+// Queue and chat items name the customer by `address` (or `phone`/`customer_phone`) and
+// `display_name` (username, else profile name, else phone; or `name`/`customer_name`).
+const chatItem = (c) => ({ ...c, phone: phoneOf(c), name: c.display_name || c.name || c.customer_name });
 
 function fmtWait(seconds) {
   const s = Math.max(0, Math.floor(seconds));
@@ -208,8 +213,8 @@ function renderQueue() {
     li.dataset.test = "queue-item";
     li.dataset.phone = q.phone;
     li.innerHTML = `<div class="line"><strong></strong><span class="wait" data-test="waiting"></span></div><small></small>`;
-    li.querySelector("strong").textContent = q.name || `+${q.phone}`;
-    li.querySelector("small").textContent = [`+${q.phone}`, q.reason].filter(Boolean).join(" · ");
+    li.querySelector("strong").textContent = q.name || reach(q.phone);
+    li.querySelector("small").textContent = [reach(q.phone), q.reason].filter(Boolean).join(" · ");
     li.querySelector(".wait").dataset.seconds = q.waiting_seconds || 0;
     li.onclick = () => openChat(q.phone, q.name);
     list.append(li);
@@ -234,8 +239,8 @@ function renderChats() {
     li.dataset.test = "chat-item";
     li.dataset.phone = c.phone;
     li.innerHTML = `<div class="line"><strong></strong></div><small></small>`;
-    li.querySelector("strong").textContent = c.name || `+${c.phone}`;
-    li.querySelector("small").textContent = `+${c.phone}`;
+    li.querySelector("strong").textContent = c.name || reach(c.phone);
+    li.querySelector("small").textContent = reach(c.phone);
     li.onclick = () => openChat(c.phone, c.name);
     list.append(li);
   }
@@ -245,7 +250,7 @@ function renderChats() {
 async function loadFailed() {
   if (!isAdmin()) return; // the list is for admins (a technician gets 403)
   try {
-    state.failed = (await api("/api/tech/failed")) || [];
+    state.failed = ((await api("/api/tech/failed")) || []).map(chatItem);
     renderFailed();
   } catch (err) { /* idem */ }
 }
@@ -261,7 +266,7 @@ function renderFailed() {
     li.dataset.phone = f.phone;
     li.dataset.wamid = f.wamid || "";
     li.innerHTML = `<div class="line"><strong></strong></div><small></small>`;
-    li.querySelector("strong").textContent = f.name || `+${f.phone}`;
+    li.querySelector("strong").textContent = f.name || reach(f.phone);
     li.querySelector("small").textContent = f.error || "not handled";
     li.onclick = () => openChat(f.phone, f.name);
     list.append(li);
@@ -316,8 +321,8 @@ async function openChat(phone, name) {
   state.messages = [];
   $("#chat-empty").hidden = true;
   $("#chat").hidden = false;
-  $("#chat-name").textContent = name || `+${phone}`;
-  $("#chat-phone").textContent = `+${phone}`;
+  $("#chat-name").textContent = name || reach(phone);
+  $("#chat-phone").textContent = reach(phone);
   $("#chat-error").textContent = "";
   $("#template-box").hidden = true;
   document.body.classList.add("show-chat");

@@ -2,20 +2,21 @@
 
 Inbox replies, order notifications, appointment reminders, technicians' messages, the relay and the
 handoff guards all come through here, so every outbox row has the same shape and the sender can rely on
-it: the `OutboundMessage` value as the payload, due at once, and `created_at` set from the producer's
-clock (the retry horizon counts from it).
+it: the customer it goes to and their address at the time (the phone when known, else the BSUID), the
+`OutboundMessage` value as the payload, due at once, and `created_at` set from the producer's clock (the
+retry horizon counts from it).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from bot.db.models import DeliveryStatus, Direction, Message
+from bot.db.models import Customer, DeliveryStatus, Direction, Message
 from bot.whatsapp.outbound import OutboundMessage
 
 
 def outbound_row(
-    phone: str,
+    customer: Customer,
     message: OutboundMessage,
     *,
     now: datetime,
@@ -25,7 +26,8 @@ def outbound_row(
 ) -> Message:
     """A queued row, not yet saved: for producers that write many at once (`Message.bulk_create`)."""
     return Message(
-        customer_phone=phone,
+        customer_id=customer.id,
+        address=customer.address,
         message_direction=Direction.OUTBOUND,
         message_type=message.message_type,
         message_content=message.log_content(),
@@ -42,7 +44,7 @@ def outbound_row(
 
 
 async def enqueue(
-    phone: str,
+    customer: Customer,
     message: OutboundMessage,
     *,
     now: datetime,
@@ -53,7 +55,7 @@ async def enqueue(
     """Queue one message. Call inside the transaction of the change that causes it, then wake the
     outbox after that transaction commits (the sender only sees committed rows)."""
     row = outbound_row(
-        phone, message, now=now, reply_to=reply_to, order_id=order_id, technician_id=technician_id
+        customer, message, now=now, reply_to=reply_to, order_id=order_id, technician_id=technician_id
     )
     await row.save()
     return row

@@ -30,6 +30,7 @@ from bot.clock import Clock, utc_now
 from bot.db.claims import Claims
 from bot.db.models import Customer, DeliveryStatus, Direction, Message
 from bot.db.writes import update_rows
+from bot.identity import masked
 from bot.loops import finish
 from bot.monitoring import metrics
 from bot.spine.outbox.leases import Leases
@@ -83,7 +84,8 @@ class OutboxConfig:
 
 @dataclass
 class _Group:
-    phone: str
+    customer: int
+    """The customer the rows go to (`_customer_of`): one group in flight per customer."""
     rows: list[Message]
     last_inbound_at: datetime | None
     recorded: int = 0
@@ -108,10 +110,10 @@ class OutboxWorker:
         self._retries = RetryPolicy(config.retry_horizon, config.max_attempts)
         self._pause = AccountPause()
         self._leases = Leases(config.lease)
-        self._sending: set[str] = set()
-        """Phones with a group of sends in flight: at most `concurrency`."""
-        self._unwritten: Counter[str] = Counter()
-        """Phone -> rows whose outcome is in memory, not yet in the database: never claimed meanwhile."""
+        self._sending: set[int] = set()
+        """Customers with a group of sends in flight: at most `concurrency`."""
+        self._unwritten: Counter[int] = Counter()
+        """Customer -> rows whose outcome is in memory, not yet in the database: never claimed meanwhile."""
         self._results: list[Message] = []
         self._results_ready = asyncio.Event()
         self._writing = asyncio.Lock()
@@ -199,7 +201,7 @@ class OutboxWorker:
             return 0
         groups = await self._claim(free, now)
         for group in groups:
-            self._sending.add(group.phone)
+            self._sending.add(group.customer)
             self._spawn(self._send_group(group))
         return len(groups)
 
@@ -209,28 +211,27 @@ class OutboxWorker:
         task.add_done_callback(self._tasks.discard)
 
     async def _claim(self, max_groups: int, now: datetime) -> list[_Group]:
-        held = sorted(self._sending | self._unwritten.keys())
+        held = sorted(key for key in self._sending | self._unwritten.keys() if key > 0)
         # read only about as many rows as the free senders can take: a claim runs each time a group
         # finishes, and hydrating a full batch for one free sender made a long queue longer
         limit = min(self._config.batch_size, max_groups * ROWS_PER_GROUP)
         async with in_transaction():
             rows = await self._claims.due_outbound(now, limit, held)
             rows = await _behind_nothing(rows, now)
-            by_phone: dict[str, list[Message]] = {}
+            by_customer: dict[int, list[Message]] = {}
             for row in rows:
-                if row.customer_phone in by_phone or len(by_phone) < max_groups:
-                    by_phone.setdefault(row.customer_phone, []).append(row)
-            if not by_phone:
+                key = _customer_of(row)
+                if key in by_customer or len(by_customer) < max_groups:
+                    by_customer.setdefault(key, []).append(row)
+            if not by_customer:
                 return []
-            claimed = [row.id for group in by_phone.values() for row in group]
+            claimed = [row.id for group in by_customer.values() for row in group]
             await Message.filter(id__in=claimed).update(next_attempt_at=now + self._config.lease)
             windows = dict(
-                await Customer.filter(wa_id__in=list(by_phone)).values_list("wa_id", "last_inbound_at")
+                await Customer.filter(id__in=list(by_customer)).values_list("id", "last_inbound_at")
             )
-            for phone in by_phone.keys() - windows.keys():  # no customer: a technician (the relay)
-                windows[phone] = await _last_inbound(phone)
         self._leases.hold(claimed, now)
-        return [_Group(phone, group, windows.get(phone)) for phone, group in by_phone.items()]
+        return [_Group(key, group, windows.get(key)) for key, group in by_customer.items()]
 
     async def _send_group(self, group: _Group) -> None:
         try:
@@ -245,7 +246,7 @@ class OutboxWorker:
         finally:
             # rows never sent (a stop cancelled the group) keep the claim's lease and come back after it
             self._leases.release(row.id for row in group.rows[group.recorded :])
-            self._sending.discard(group.phone)
+            self._sending.discard(group.customer)
             self.wake()
 
     async def _send_one(self, row: Message, last_inbound_at: datetime | None) -> datetime | None:
@@ -266,7 +267,8 @@ class OutboxWorker:
             row.next_attempt_at = paused_until
             return paused_until
         pacer = self._client.pacer
-        wait = pacer.delay_for(row.customer_phone) if pacer else 0.0
+        pace_as = f"customer:{_customer_of(row)}"
+        wait = pacer.delay_for(pace_as) if pacer else 0.0
         if wait > PACE_HOLD_SECONDS:
             metrics.held("pacing")
             row.next_attempt_at = now + timedelta(seconds=wait)
@@ -274,7 +276,7 @@ class OutboxWorker:
         row.attempts += 1
         try:
             reply_to = row.reply_to if self._config.quote_replies else None
-            result = await self._client.send(row.customer_phone, message, reply_to=reply_to)
+            result = await self._client.send(row.address, message, reply_to=reply_to, pace_as=pace_as)
         except GraphError as exc:
             horizon = self._retries.horizon(row.created_at, free_form, last_inbound_at)
             return self._failed_attempt(row, exc, horizon)
@@ -307,7 +309,7 @@ class OutboxWorker:
         log.info(
             "send %s to %s: %s; attempt %d failed, next at %s",
             row.id,
-            masked(row.customer_phone),
+            masked(row.address),
             exc,
             row.attempts,
             f"{decision.at:%Y-%m-%d %H:%M:%S}",
@@ -324,7 +326,7 @@ class OutboxWorker:
         log.error(
             "outbox row %s to %s failed after %d attempts (%s): error %s: %s",
             row.id,
-            masked(row.customer_phone),
+            masked(row.address),
             row.attempts,
             why,
             code,
@@ -333,7 +335,7 @@ class OutboxWorker:
 
     def _record(self, group: _Group, row: Message) -> None:
         group.recorded += 1
-        self._unwritten[row.customer_phone] += 1
+        self._unwritten[_customer_of(row)] += 1
         self._results.append(row)
         self._results_ready.set()
 
@@ -392,9 +394,10 @@ class OutboxWorker:
         self._leases.release(row.id for row in rows)
         metrics.outbound(moved + _moved(early))
         for row in rows:
-            self._unwritten[row.customer_phone] -= 1
-            if not self._unwritten[row.customer_phone]:
-                del self._unwritten[row.customer_phone]
+            key = _customer_of(row)
+            self._unwritten[key] -= 1
+            if not self._unwritten[key]:
+                del self._unwritten[key]
         if self._on_recorded:
             self._on_recorded(rows)
 
@@ -430,6 +433,11 @@ class OutboxWorker:
         await self._write()
 
 
+def _customer_of(row: Message) -> int:
+    """The customer a row goes to; a row without one (none is written so) is a group of its own."""
+    return row.customer_id if row.customer_id is not None else -row.id
+
+
 def _moved(rows: Sequence[Message]) -> list[tuple[str, str]]:
     """(type, status) of what a results write moved, for /metrics: sends and failures, then the
     parked statuses it applied (a row put back for later is still queued: no transition)."""
@@ -438,11 +446,6 @@ def _moved(rows: Sequence[Message]) -> list[tuple[str, str]]:
         for row in rows
         if row.delivery_status != DeliveryStatus.QUEUED
     ]
-
-
-def masked(phone: str) -> str:
-    """A phone number for logs at INFO and above: its last four digits only."""
-    return f"***{phone[-4:]}"
 
 
 def _window_title(row: Message) -> str:
@@ -460,17 +463,10 @@ async def _behind_nothing(rows: list[Message], now: datetime) -> list[Message]:
     waiting = await Message.filter(
         message_direction=Direction.OUTBOUND,
         delivery_status=DeliveryStatus.QUEUED,
-        customer_phone__in=list({row.customer_phone for row in rows}),
+        customer_id__in=list({row.customer_id for row in rows if row.customer_id is not None}),
         next_attempt_at__gt=now,
-    ).values_list("customer_phone", "id")
-    first_waiting: dict[str, int] = {}
-    for phone, row_id in waiting:
-        first_waiting[phone] = min(row_id, first_waiting.get(phone, row_id))
-    return [row for row in rows if row.id < first_waiting.get(row.customer_phone, row.id + 1)]
-
-
-async def _last_inbound(phone: str) -> datetime | None:
-    """When this phone last wrote to the business number, from the message log (for non-customers)."""
-    inbound = Message.filter(customer_phone=phone, message_direction=Direction.INBOUND)
-    last = await inbound.order_by("-id").first()
-    return (last.sent_at or last.received_at) if last else None
+    ).values_list("customer_id", "id")
+    first_waiting: dict[int, int] = {}
+    for customer_id, row_id in waiting:
+        first_waiting[customer_id] = min(row_id, first_waiting.get(customer_id, row_id))
+    return [row for row in rows if row.id < first_waiting.get(_customer_of(row), row.id + 1)]
