@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.db.models import ConversationStep, TechnicianRole
+from bot.db.models import ConversationStep, CostEntry, TechnicianRole
 from bot.handoff.tokens import create_technician
 from tests.helpers import ADMIN_TOKEN, BotFactory
+from tests.test_costs import RATES
 from tests.test_panel_e2e import Browser, _log_in
 from tests.test_stats import seed
 
@@ -21,8 +22,17 @@ async def test_the_dashboard_draws_the_seeded_numbers(
 ) -> None:
     if not database_url.startswith("sqlite"):
         pytest.skip("the browser test runs on SQLite; tests/test_stats.py covers PostgreSQL")
-    client = await bot_client()
+    client = await bot_client(RATES)
     await seed()
+    await CostEntry.create(  # 0.05 of the 0.10 budget: November's marketing
+        message_id=10**9,
+        customer_id=1,
+        market="34",
+        message_type="template",
+        category="marketing",
+        pricing_type="regular",
+        at=datetime(2026, 11, 2, 9, tzinfo=UTC),
+    )
     for conversation, state in ((1, "start"), (1, "booked"), (2, "start")):  # two started booking, one booked
         await ConversationStep.create(
             conversation_id=conversation,
@@ -91,7 +101,17 @@ async def test_the_dashboard_draws_the_seeded_numbers(
         assert await browser.js("return document.querySelector(arguments[0]).dataset.count", start) == "2"
         heading = await browser.js("return document.querySelector('#dash-flow-appointments h3').textContent")
         assert heading == "Flow appointments: 2 entered"
+        costs = await browser.js(
+            "return [...document.querySelectorAll('[data-test=cost-bar]')]"
+            ".map(g => [g.dataset.month, g.dataset.category, g.dataset.amount])"
+        )
+        assert costs == [["2026-11", "marketing", "0.0500"]]
+        assert await browser.js(
+            "return document.querySelector('[data-test=messaging-limit]').textContent"
+        ) == ("0 of 250; headroom 250")
         await browser.screenshot("dashboard.png")
+        await browser.js("document.querySelector('#dash-costs').scrollIntoView()")
+        await browser.screenshot("dashboard-costs.png")
         await browser.js("document.querySelector('#dash-flow-appointments').scrollIntoView()")
         await browser.screenshot("dashboard-flow.png")
         await browser.call(browser.driver.set_window_size, 390, 844)  # a phone: one column
