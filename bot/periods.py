@@ -1,10 +1,9 @@
-"""The shop's days, weeks and months as UTC ranges, and as SQL that buckets a timestamp column into them.
+"""The shop's days, weeks and months as UTC ranges, and where a zone's UTC offset changes within one.
 
 Reports count per shop day (bot/stats.py, the cost ledger): a message at 23:30 in Madrid belongs to that
-day although it is the next one in UTC. PostgreSQL converts with `AT TIME ZONE`; SQLite has no time
-zones, so the range is cut where the zone's UTC offset changes (daylight saving: a few cuts a year) and
-each piece is shifted by its own offset. Either way the database does the bucketing; Python only sees
-one row per bucket.
+day although it is the next one in UTC. The database does the bucketing (bot/db/sql.local_day), with
+`offsets` here saying where the zone's UTC offset changes within a range (daylight saving: a few cuts
+a year); Python only sees one row per bucket.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from itertools import pairwise
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -100,21 +98,3 @@ def offsets(start: datetime, end: datetime, zone: ZoneInfo) -> list[tuple[dateti
             found.append((high.replace(microsecond=0), offset(following)))
         at = following
     return found
-
-
-def local_day_sql(
-    column: str, sqlite: bool, zone: ZoneInfo, start: datetime, end: datetime
-) -> tuple[str, list[object]]:
-    """SQL giving `column`'s shop day as 'YYYY-MM-DD' text, and its parameters (for rows in [start, end))."""
-    if not sqlite:
-        return f"to_char(({column} AT TIME ZONE ?), 'YYYY-MM-DD')", [zone.key]
-    pieces = offsets(start, end, zone)
-    if len(pieces) == 1:
-        return f"date({column}, '{pieces[0][1]:+d} minutes')", []
-    sql = ["CASE"]
-    params: list[object] = []
-    for (_, minutes), (following, _) in pairwise(pieces):
-        sql.append(f"WHEN {column} < ? THEN date({column}, '{minutes:+d} minutes')")
-        params.append(following)
-    sql.append(f"ELSE date({column}, '{pieces[-1][1]:+d} minutes') END")
-    return " ".join(sql), params

@@ -104,7 +104,7 @@ class Pipeline:
             claims=self.claims,
         )
         self._outbox: OutboxWorker | None = None
-        self.limits = SendLimits(settings, self._template_category)
+        self.limits = SendLimits(settings, self.claims, self._template_category)
         """The daily cap, Meta's messaging limit and the budget at the outbox's claim (bot/costs/)."""
 
     def content(self) -> Content:

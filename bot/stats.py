@@ -21,10 +21,10 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict
 
-from bot.db.sql import fetch, on_sqlite, seconds_between
+from bot.db.sql import fetch, local_day, seconds_between
 from bot.engine import FlowSet
 from bot.engine.graph import as_data
-from bot.periods import Group, Range, local_day_sql, period_key
+from bot.periods import Group, Range, period_key
 from bot.spine.outbox.window import WINDOW_ERROR_CODE
 from bot.whatsapp import errors
 
@@ -183,7 +183,7 @@ def _add(tally: _Tally, row: dict[str, Any]) -> None:
 
 async def _messages(span: Range, group: Group) -> tuple[list[Period], _Tally, dict[str, dict[str, int]]]:
     start, end = span.start_utc, span.end_utc
-    day_sql, day_params = local_day_sql("created_at", on_sqlite(), span.zone, start, end)
+    day_sql, day_params = local_day("created_at", span.zone, start, end)
     rows = await fetch(
         f"SELECT {day_sql} AS day, message_direction AS direction, message_type AS type, COUNT(*) AS n,"
         f" {_OUTBOUND_SUMS} FROM message WHERE created_at >= ? AND created_at < ? GROUP BY 1, 2, 3",

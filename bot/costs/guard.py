@@ -21,25 +21,23 @@ from zoneinfo import ZoneInfo
 
 from bot.costs.limits import Candidate, Hold, Situation, decide
 from bot.costs.service import CostWatch, messaging_limit, reached_in_24h
+from bot.db.claims import Claims
 from bot.db.models import DeliveryStatus, Message, SendAdmission
-from bot.db.sql import connection, fetch, on_sqlite
+from bot.db.sql import fetch
 from bot.monitoring import metrics
 from bot.periods import local_midnight
 from bot.settings import Settings
 from bot.spine.outbox.window import window_open
 
 MARKETING = "marketing"
-_CUSTOMER_LOCKS = (
-    "SELECT pg_advisory_xact_lock(hashtext('send:' || c::text)) FROM unnest($1::int[]) AS c ORDER BY c"
-)
-_LIMIT_LOCK = "SELECT pg_advisory_xact_lock(hashtext('messaging_limit'))"
 
 
 class SendLimits:
     """`category_of(template name)`: the template's category from templates/ (None: unknown)."""
 
-    def __init__(self, settings: Settings, category_of: Callable[[str], str | None]) -> None:
+    def __init__(self, settings: Settings, claims: Claims, category_of: Callable[[str], str | None]) -> None:
         self._settings = settings
+        self._claims = claims
         self._zone = ZoneInfo(settings.shop.timezone)
         self._category_of = category_of
         self.costs = CostWatch(settings.costs, self._zone)
@@ -52,8 +50,7 @@ class SendLimits:
         if not rows:
             return {}
         customers = sorted({row.customer_id for row in rows if row.customer_id is not None})
-        if not on_sqlite():
-            await connection().execute_query(_CUSTOMER_LOCKS, [customers])
+        await self._claims.lock_sends(customers, messaging_limit=False)
         admitted: list[int] = await SendAdmission.filter(  # type: ignore[assignment]
             message_id__in=[row.id for row in rows]
         ).values_list("message_id", flat=True)
@@ -104,8 +101,7 @@ class SendLimits:
         reached: set[int] = set()
         count, frees_at = 0, None
         if starting and limit is not None:
-            if not on_sqlite():
-                await connection().execute_query(_LIMIT_LOCK)
+            await self._claims.lock_sends([], messaging_limit=True)
             count, frees_at = await reached_in_24h(now)
             found: list[int] = await SendAdmission.filter(  # type: ignore[assignment]
                 customer_id__in=sorted({c.customer for c in starting}),

@@ -17,8 +17,8 @@ from bot.costs.limits import MESSAGING_LIMIT_HELD
 from bot.costs.report import Counted, MonthCost, month_cost, per_type_settings
 from bot.costs.settings import CostSettings
 from bot.db.models import AccountState, DeliveryStatus, Direction, Message
-from bot.db.sql import as_datetime, fetch, on_sqlite, scalar
-from bot.periods import Range, local_day_sql, month_range
+from bot.db.sql import as_datetime, fetch, local_day, scalar
+from bot.periods import Range, month_range
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def parse_month(text: str) -> tuple[int, int]:
 
 async def _ledger_groups(span: Range) -> tuple[list[Counted], int]:
     start, end = span.start_utc, span.end_utc
-    day_sql, day_params = local_day_sql("at", on_sqlite(), span.zone, start, end)
+    day_sql, day_params = local_day("at", span.zone, start, end)
     rows = await fetch(
         f"SELECT {day_sql} AS day, category, pricing_type, market, template, flow, COUNT(*) AS n"
         " FROM cost_entry WHERE at >= ? AND at < ? GROUP BY 1, 2, 3, 4, 5, 6",
@@ -67,7 +67,7 @@ async def _ledger_groups(span: Range) -> tuple[list[Counted], int]:
 async def _sent_groups(span: Range) -> tuple[list[Counted], int]:
     """per_type: outbound messages Meta accepted in the month, by shop day and type."""
     start, end = span.start_utc, span.end_utc
-    day_sql, day_params = local_day_sql("sent_at", on_sqlite(), span.zone, start, end)
+    day_sql, day_params = local_day("sent_at", span.zone, start, end)
     rows = await fetch(
         f"SELECT {day_sql} AS day, message_type, COUNT(*) AS n FROM message"
         " WHERE message_direction = 'outbound' AND sent_at >= ? AND sent_at < ? GROUP BY 1, 2",

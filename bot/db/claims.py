@@ -76,6 +76,12 @@ class Claims(ABC):
         """Hold the conversation's row until the transaction ends (opening a handoff: at most one open
         per conversation). Call inside a transaction."""
 
+    @abstractmethod
+    async def lock_sends(self, customers: Sequence[int], messaging_limit: bool) -> None:
+        """Wait for and hold, until the transaction ends, the send limits' count of these customers
+        (and of Meta's messaging limit): two claims count one after the other (bot/costs/guard.py).
+        Call inside a transaction."""
+
 
 def _due_timers(now: datetime) -> QuerySet[ConversationTimer]:
     return ConversationTimer.filter(due_at__lte=now).order_by("due_at", "id")
@@ -190,6 +196,9 @@ class SqliteClaims(Claims):
     async def lock_conversation(self, conversation_id: int) -> None:
         """Nothing to do: the transaction is the only writer."""
 
+    async def lock_sends(self, customers: Sequence[int], messaging_limit: bool) -> None:
+        """Nothing to do: the transaction is the only writer."""
+
 
 class PostgresClaims(Claims):
     """Several processes on one database: rows another worker holds are skipped, never waited for."""
@@ -242,6 +251,14 @@ class PostgresClaims(Claims):
         set, not values_list(), which Tortoise builds without the FOR UPDATE."""
         await Conversation.filter(id=conversation_id).select_for_update().only("id")
 
+    async def lock_sends(self, customers: Sequence[int], messaging_limit: bool) -> None:
+        """Advisory locks, waited for in one order (customers ascending, then the limit's): no deadlock."""
+        connection = connections.get("default")
+        if customers:
+            await connection.execute_query(_SEND_LOCKS, [sorted(customers)])
+        if messaging_limit:
+            await connection.execute_query(_LIMIT_LOCK)
+
 
 async def _hold_conversations(customers: Sequence[Any]) -> set[Any]:
     """Transaction-scoped advisory locks, one per customer (or address, for a row written without its
@@ -260,6 +277,12 @@ async def _hold(keys: Sequence[str], kind: str) -> set[str]:
         return set()
     _, rows = await connections.get("default").execute_query(_TRY_LOCKS, [list(keys), kind])
     return {row["k"] for row in rows}
+
+
+_SEND_LOCKS = (
+    "SELECT pg_advisory_xact_lock(hashtext('send:' || c::text)) FROM unnest($1::int[]) AS c ORDER BY c"
+)
+_LIMIT_LOCK = "SELECT pg_advisory_xact_lock(hashtext('messaging_limit'))"
 
 
 def claims_for(database_url: str) -> Claims:

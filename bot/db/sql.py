@@ -12,12 +12,15 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from itertools import pairwise
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from bot.db.config import CONNECTION
+from bot.periods import offsets
 
 _PLACEHOLDER = re.compile(r"\?")
 
@@ -71,3 +74,21 @@ def seconds_between(later: str, earlier: str) -> str:
     if on_sqlite():
         return f"((julianday({later}) - julianday({earlier})) * 86400.0)"
     return f"EXTRACT(EPOCH FROM ({later} - {earlier}))"
+
+
+def local_day(column: str, zone: ZoneInfo, start: datetime, end: datetime) -> tuple[str, list[object]]:
+    """SQL giving `column`'s shop day as 'YYYY-MM-DD' text, and its parameters (for rows in [start,
+    end)): PostgreSQL converts AT TIME ZONE; SQLite, which has no time zones, shifts each stretch
+    between the zone's offset changes (bot/periods.offsets) by its own offset."""
+    if not on_sqlite():
+        return f"to_char(({column} AT TIME ZONE ?), 'YYYY-MM-DD')", [zone.key]
+    pieces = offsets(start, end, zone)
+    if len(pieces) == 1:
+        return f"date({column}, '{pieces[0][1]:+d} minutes')", []
+    sql = ["CASE"]
+    params: list[object] = []
+    for (_, minutes), (following, _) in pairwise(pieces):
+        sql.append(f"WHEN {column} < ? THEN date({column}, '{minutes:+d} minutes')")
+        params.append(following)
+    sql.append(f"ELSE date({column}, '{pieces[-1][1]:+d} minutes') END")
+    return " ".join(sql), params
