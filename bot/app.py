@@ -20,6 +20,7 @@ from bot.engine import Engine
 from bot.engine.texts import TEXTS_DIR
 from bot.http import admin as admin_api
 from bot.http import appointments as appointments_api
+from bot.http import costs as costs_api
 from bot.http import messages as api
 from bot.http import metrics as metrics_api
 from bot.http import orders as orders_api
@@ -29,6 +30,7 @@ from bot.http.headers import add_security_headers
 from bot.master_keys import check_master_keys, load_key_ring
 from bot.media.fetch import MediaFetcher
 from bot.media.store import MediaStore
+from bot.monitoring.cost_gauges import cost_gauges
 from bot.orders.setup import build_order_service
 from bot.panel import add_routes as add_panel_routes
 from bot.pipeline import Pipeline, Workers
@@ -91,6 +93,8 @@ def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
     admin_api.add_routes(app)
     metrics_api.add_routes(app, settings.server.metrics_port)
     stats_api.add_routes(app, settings, lambda: pipeline.engine.flows)
+    costs_api.add_routes(app)
+    app[metrics_api.GAUGE_SOURCES] = [cost_gauges(settings, pipeline.limits.costs)]
     orders_api.add_routes(
         app, build_order_service(settings, pipeline.content, on_queued=pipeline.wake_outbox)
     )

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from bot.appointments.reminders import ReminderScheduler
 from bot.clock import Clock, utc_now
+from bot.costs.guard import SendLimits
 from bot.db.claims import Claims, claims_for
 from bot.db.models import Message
 from bot.engine import Engine, FlowSet
@@ -103,11 +104,19 @@ class Pipeline:
             claims=self.claims,
         )
         self._outbox: OutboxWorker | None = None
+        self.limits = SendLimits(settings, self._template_category)
+        """The daily cap, Meta's messaging limit and the budget at the outbox's claim (bot/costs/)."""
 
     def content(self) -> Content:
         """The templates and texts served now: those the engine's flows were loaded with (hot reload
         swaps them together)."""
         return self.engine.flows.content
+
+    def _template_category(self, name: str) -> str | None:
+        """A template's category in templates/ as loaded now (the budget holds marketing ones)."""
+        catalog = self.engine.flows.templates
+        found = catalog.get(name) if catalog is not None else None
+        return found.category if found is not None else None
 
     def wake_outbox(self) -> None:
         """Something was queued (a desk reply, an order notice): send it now rather than at the next poll."""
@@ -129,6 +138,7 @@ class Pipeline:
             ),
             self.clock,
             on_recorded=self._publish_sent,
+            limits=self.limits,
         )
         self._outbox = outbox
         inbox = self.inbox(outbox)

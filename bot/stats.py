@@ -22,6 +22,8 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict
 
 from bot.db.sql import fetch, on_sqlite, seconds_between
+from bot.engine import FlowSet
+from bot.engine.graph import as_data
 from bot.periods import Group, Range, local_day_sql, period_key
 from bot.spine.outbox.window import WINDOW_ERROR_CODE
 from bot.whatsapp import errors
@@ -308,8 +310,45 @@ async def _response_times(start: datetime, end: datetime) -> Percentiles:
     return Percentiles(count=count, median=found.get(50), p95=found.get(95))
 
 
-async def compute(span: Range, group: Group, now: datetime, funnels: list[Funnel] | None = None) -> Stats:
-    """Every figure for the shop days of `span`, grouped by `group`; `now` anchors the last 24 hours."""
+async def _funnels(start: datetime, end: datetime, flows: FlowSet | None) -> list[Funnel]:
+    """Per flow: the conversations that entered it in the range and those that reached each of its
+    states (conversation_step, every goto hop included), in the flow's own order of states."""
+    by_state = await fetch(
+        "SELECT flow, state, COUNT(DISTINCT conversation_id) AS n FROM conversation_step"
+        " WHERE at >= ? AND at < ? GROUP BY flow, state",
+        [start, end],
+    )
+    by_flow = await fetch(
+        "SELECT flow, COUNT(DISTINCT conversation_id) AS n FROM conversation_step"
+        " WHERE at >= ? AND at < ? GROUP BY flow",
+        [start, end],
+    )
+    counts: dict[str, dict[str, int]] = defaultdict(dict)
+    for row in by_state:
+        counts[str(row["flow"])][str(row["state"])] = int(row["n"])
+    entered = {str(row["flow"]): int(row["n"]) for row in by_flow}
+    graph = {flow["flow"]: flow for flow in as_data(flows)["flows"]} if flows is not None else {}
+    names = sorted(set(graph) | set(entered))
+    funnels = []
+    for name in names:
+        declared = [state["state"] for state in graph.get(name, {}).get("states", [])]
+        states = declared + sorted(set(counts.get(name, {})) - set(declared))  # removed since: kept last
+        funnels.append(
+            Funnel(
+                flow=name,
+                entered=entered.get(name, 0),
+                states=[FunnelStep(state=s, conversations=counts.get(name, {}).get(s, 0)) for s in states],
+                end_states=[
+                    state["state"] for state in graph.get(name, {}).get("states", []) if state["end"]
+                ],
+            )
+        )
+    return funnels
+
+
+async def compute(span: Range, group: Group, now: datetime, flows: FlowSet | None = None) -> Stats:
+    """Every figure for the shop days of `span`, grouped by `group`; `now` anchors the last 24 hours.
+    `flows` (the engine's) orders each funnel's states and names its end states."""
     start, end = span.start_utc, span.end_utc
     periods, total, by_type = await _messages(span, group)
     return Stats(
@@ -326,7 +365,7 @@ async def compute(span: Range, group: Group, now: datetime, funnels: list[Funnel
         failures=await _failures(start, end),
         handoffs=await _handoffs(start, end),
         response_seconds=await _response_times(start, end),
-        funnels=funnels or [],
+        funnels=await _funnels(start, end, flows),
     )
 
 

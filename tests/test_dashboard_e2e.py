@@ -4,11 +4,12 @@ and figures carry the numbers the seed adds up to; screenshots land in tests/out
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from bot.db.models import TechnicianRole
+from bot.db.models import ConversationStep, TechnicianRole
 from bot.handoff.tokens import create_technician
 from tests.helpers import ADMIN_TOKEN, BotFactory
 from tests.test_panel_e2e import Browser, _log_in
@@ -22,6 +23,13 @@ async def test_the_dashboard_draws_the_seeded_numbers(
         pytest.skip("the browser test runs on SQLite; tests/test_stats.py covers PostgreSQL")
     client = await bot_client()
     await seed()
+    for conversation, state in ((1, "start"), (1, "booked"), (2, "start")):  # two started booking, one booked
+        await ConversationStep.create(
+            conversation_id=conversation,
+            flow="appointments",
+            state=state,
+            at=datetime(2026, 11, 2, 9, tzinfo=UTC),
+        )
     _, token = await create_technician("Boss", TechnicianRole.ADMIN)
     browser = Browser(tmp_path)
     try:
@@ -78,6 +86,11 @@ async def test_the_dashboard_draws_the_seeded_numbers(
         assert await browser.js(
             "return document.querySelector(arguments[0]).classList.contains('end')", booked
         )
+        assert await browser.js("return document.querySelector(arguments[0]).dataset.count", booked) == "1"
+        start = booked.replace("booked", "start")
+        assert await browser.js("return document.querySelector(arguments[0]).dataset.count", start) == "2"
+        heading = await browser.js("return document.querySelector('#dash-flow-appointments h3').textContent")
+        assert heading == "Flow appointments: 2 entered"
         await browser.screenshot("dashboard.png")
         await browser.js("document.querySelector('#dash-flow-appointments').scrollIntoView()")
         await browser.screenshot("dashboard-flow.png")

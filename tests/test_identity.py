@@ -412,3 +412,29 @@ async def test_the_message_log_api_finds_a_customer_by_their_bsuid(bot_client: B
     ]
     assert by_bsuid["customer_id"] != by_phone["customer_id"]
     assert by_bsuid["messages"][0]["address"] == "US.15550002222"
+
+
+async def test_each_answered_identity_payload_gets_its_reply_and_the_reply_its_status(
+    bot_client: BotFactory,
+) -> None:
+    """parse → store → reply → status for the payloads a customer writes (system messages are not
+    answered: they are covered above)."""
+    client = await bot_client()
+    for name in (
+        "inbound_text_bsuid_only.json",
+        "inbound_text_phone_and_bsuid.json",
+        "inbound_contacts_contact_request.json",
+    ):
+        notification = fresh(name)
+        wamid = _value(notification)["messages"][0]["id"]
+        assert (await post_webhook(client, notification)).status == 200, name
+        reply = await reply_to(wamid)
+        sent_to = {"recipient_id": reply.address} if reply.address.isdigit() else {}
+        if not sent_to:
+            sent_to = {"recipient_user_id": reply.address}
+        status = payload("status_sent_recipient_user_id.json")
+        entry = _value(status)["statuses"][0]
+        entry.pop("recipient_user_id")
+        entry.update(id=reply.whatsapp_message_id, status="read", **sent_to)
+        assert (await post_webhook(client, status)).status == 200, name
+        assert (await Message.get(id=reply.id)).delivery_status == DeliveryStatus.READ, name

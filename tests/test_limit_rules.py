@@ -57,7 +57,8 @@ def test_the_messaging_limit_counts_unique_customers_the_shop_reaches() -> None:
     )
     assert list(holds) == [3, 4]
     assert holds[3].reason == MESSAGING_LIMIT and holds[3].until == NOW + timedelta(hours=5)
-    assert [c.row_id for c in s.admitted] == [2]
+    assert [c.row_id for c in s.admitted] == [1, 2, 5]
+    assert s.reached == {7, 8}
     assert decide([row(6, 11, initiated=True)], situation(limit=None)) == {}  # unlimited
 
 
@@ -81,3 +82,9 @@ def test_the_budget_holds_only_marketing_the_shop_starts() -> None:
 def test_held_too_long_fails() -> None:
     holds = decide([row(1, 1, age_h=30)], situation(sent_today={1: 3}))
     assert holds[1].fail and "gave up after 24 h held" in holds[1].title
+
+
+def test_a_row_let_through_before_is_not_counted_again() -> None:
+    retried = Candidate(1, 1, NOW, initiated=True, admitted_before=True)
+    s = situation(sent_today={1: 3}, limit=1, reached_count=1)
+    assert decide([retried], s) == {} and s.admitted == []

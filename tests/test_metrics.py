@@ -226,3 +226,34 @@ def test_several_processes_add_up(tmp_path: Path) -> None:
     assert value(found, "bot_webhook_requests_total", outcome="ok") == 7
     assert value(found, "bot_webhook_request_duration_seconds_count") == 7
     assert value(found, "bot_graph_api_errors_total", code="131026") == 2
+
+
+PREPARE_THEN_COUNT = """
+import os, sys
+from bot.monitoring.multiprocess import prepare
+folder = prepare(int(sys.argv[1]))
+from bot.monitoring import metrics
+metrics.retry()
+print(folder or "", metrics.multiprocess_dir() or "")
+"""
+
+
+def test_prepare_gives_several_workers_a_folder(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if key != "PROMETHEUS_MULTIPROC_DIR"}
+    env["PYTHONPATH"] = str(REPO)
+    one = subprocess.run(
+        [sys.executable, "-c", PREPARE_THEN_COUNT, "1"], env=env, check=True, capture_output=True, text=True
+    )
+    assert one.stdout.split() == []  # one process: nothing to share
+    many = subprocess.run(
+        [sys.executable, "-c", PREPARE_THEN_COUNT, "4"], env=env, check=True, capture_output=True, text=True
+    )
+    folder, used = many.stdout.split()
+    assert folder == used and list(Path(folder).glob("*.db"))  # the counter went to the shared folder
+    (tmp_path / "counter_1.db").write_bytes(b"stale")
+    named = {**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    again = subprocess.run(
+        [sys.executable, "-c", PREPARE_THEN_COUNT, "4"], env=named, check=True, capture_output=True, text=True
+    )
+    assert again.stdout.split() == [str(tmp_path), str(tmp_path)]
+    assert not (tmp_path / "counter_1.db").exists()  # an earlier run's files are gone

@@ -343,3 +343,72 @@ def test_bot_stats_prints_the_tables(tmp_path: Path) -> None:
     refused = run_bot("stats", "--from", "2026-11-04", "--to", "2026-11-01", env=env)
     assert refused.returncode == 2
     assert "to must be after from" in refused.stderr
+
+
+async def test_each_flow_has_its_funnel(database_url: str) -> None:
+    """Conversations that entered the appointments flow and reached its states, goto hops included."""
+    from bot.db.models import ConversationStep
+    from bot.engine import load_flows
+    from tests.helpers import REPO, shop_actions
+
+    flows = load_flows(REPO / "flows", shop_actions(), REPO / "templates")
+    await init_db(database_url)
+    try:
+        steps = [
+            (1, "main", "menu"),
+            (1, "appointments", "start"),
+            (1, "appointments", "offer"),
+            (1, "appointments", "book"),
+            (1, "appointments", "booked"),
+            (1, "main", "menu"),
+            (2, "appointments", "start"),
+            (2, "appointments", "offer"),
+            (2, "appointments", "offer"),
+            (3, "appointments", "start"),
+            (4, "main", "menu"),
+        ]
+        await ConversationStep.bulk_create(
+            [
+                ConversationStep(conversation_id=c, flow=f, state=s, at=at("2026-11-02T10:00:00"))
+                for c, f, s in steps
+            ]
+        )
+        await ConversationStep.create(
+            conversation_id=5, flow="appointments", state="booked", at=at("2026-10-01T10:00:00")
+        )
+        stats = await compute(
+            Range(date(2026, 11, 1), date(2026, 11, 4), MADRID), "day", at("2026-11-03T12:00:00"), flows
+        )
+    finally:
+        await close_db()
+    funnels = {funnel.flow: funnel for funnel in stats.funnels}
+    booking = funnels["appointments"]
+    counts = {step.state: step.conversations for step in booking.states}
+    assert booking.entered == 3
+    assert (counts["start"], counts["offer"], counts["book"], counts["booked"], counts["cancelled"]) == (
+        3,
+        2,
+        1,
+        1,
+        0,
+    )
+    assert [step.state for step in booking.states][:2] == ["start", "offer"]  # the flow's own order
+    assert "booked" in booking.end_states
+    assert (funnels["main"].entered, funnels["orders"].entered) == (2, 0)
+
+
+async def test_a_handled_message_writes_its_steps(bot_client: BotFactory) -> None:
+    from bot.db.models import ConversationStep
+    from tests.helpers import eventually, post_webhook, text_notification
+
+    client = await bot_client()
+    assert (await post_webhook(client, text_notification("15550003333", "wamid.STEP1", "hi"))).status == 200
+
+    async def stepped() -> bool:
+        return await ConversationStep.exists()
+
+    await eventually(stepped)
+    steps = await ConversationStep.all().order_by("id")
+    assert (steps[0].flow, steps[0].state) == ("main", "menu")
+    reply = await Message.get(message_direction=Direction.OUTBOUND, reply_to="wamid.STEP1")
+    assert reply.flow == "main"  # the ledger's flow: the state that sent it

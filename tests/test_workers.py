@@ -107,6 +107,10 @@ async def test_three_workers_together_stay_under_messages_per_second(
     arrivals = [send[0] for send in await graph_sends(fake_graph)]
     assert len(arrivals) == CUSTOMERS
     burst = max(1, round(RATE / 10))  # the business bucket's burst (bot/whatsapp/pacing.py)
-    assert _most_in_a_second(arrivals) <= RATE + burst, log[-3000:]
+    # Arrivals are seen at the fake Graph server, after each send's own trip: on a loaded machine a few
+    # sends paced apart arrive bunched. A quarter of the rate absorbs that; with the pacer per process
+    # instead of shared, three workers put 62 in one second.
+    jitter = RATE // 4
+    assert _most_in_a_second(arrivals) <= RATE + burst + jitter, log[-3000:]
     # and over the whole run, no faster than the limit: n sends need (n - burst) / rate seconds
     assert max(arrivals) - min(arrivals) >= (CUSTOMERS - burst) / RATE * 0.95

@@ -248,6 +248,11 @@ def _parser() -> argparse.ArgumentParser:
     orders_import.add_argument("file", type=Path)
     orders_import.set_defaults(handler=_orders_import)
 
+    costs = commands.add_parser(
+        "costs", help="what WhatsApp cost in a month: total, by category, template and flow, free messages"
+    )
+    costs.add_argument("month", help="YYYY-MM, e.g. 2026-11")
+    costs.set_defaults(handler=_costs)
     stats = commands.add_parser(
         "stats", help="the shop's numbers as tables: messages, delivery, failures, handoffs, reply times"
     )
@@ -272,6 +277,9 @@ def _timestamp(text: str) -> datetime:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.monitoring.multiprocess import prepare
+
+    prepare(args.workers)  # before the app loads prometheus-client: the workers' counters add up
     from bot.app import create_app
     from bot.crypto import KeyConfigError
     from bot.db.claims import claims_for
@@ -547,4 +555,15 @@ def _stats(settings: Settings, args: argparse.Namespace) -> int:
         return asyncio.run(print_stats(settings, args.first, args.end, args.group))
     except (ValidationError, ValueError) as exc:
         print(f"bot stats: {exc}", file=sys.stderr)
+        return 2
+
+
+def _costs(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.cli.costs import print_costs
+
+    logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.WARNING)  # the tables only
+    try:
+        return asyncio.run(print_costs(settings, args.month))
+    except ValueError as exc:
+        print(f"bot costs: {exc}", file=sys.stderr)
         return 2

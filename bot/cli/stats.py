@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 from bot.db import close_db, init_db
+from bot.engine import FlowSet
 from bot.http.stats import StatsQuery
 from bot.periods import Group
 from bot.settings import Settings
@@ -68,6 +69,17 @@ def render(stats: Stats) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _flows(settings: Settings) -> FlowSet | None:
+    """The shop's flows, to order the funnels' states (None when they do not load: the counts alone)."""
+    from bot.engine import FlowLoadError, load_flows
+    from bot.wiring import checked_actions, load_shop_content
+
+    try:
+        return load_flows(settings.flows_dir, checked_actions(settings), load_shop_content(settings))
+    except (FlowLoadError, ValueError):
+        return None
+
+
 async def print_stats(settings: Settings, first: date | None, end: date | None, group: Group) -> int:
     zone = ZoneInfo(settings.shop.timezone)
     now = datetime.now(UTC)
@@ -75,7 +87,7 @@ async def print_stats(settings: Settings, first: date | None, end: date | None, 
     span = query.span(now.astimezone(zone).date(), zone)
     await init_db(settings.database_url)
     try:
-        stats = await compute(span, group, now)
+        stats = await compute(span, group, now, _flows(settings))
     finally:
         await close_db()
     print(render(stats), end="")

@@ -6,8 +6,8 @@ reads them): it never sees a row it was not given and does no I/O.
 - **Budget** (`costs.monthly_budget` reached, `hold_marketing_over_budget`): a marketing template the
   shop starts (the customer's window is closed) waits for next month. Service replies and utility
   notifications are never held by the budget.
-- **Daily cap** (`limits.daily_per_customer`): the customer's sends today (the shop's day), counted in
-  the database, and those of this claim; over it, the rest wait for the shop's next day.
+- **Daily cap** (`limits.daily_per_customer`): the customer's messages let through today (the shop's
+  day), counted in the database, and those of this claim; over it, the rest wait for the next day.
 - **Messaging limit**: a template the shop starts reaches a customer who counts against Meta's rolling
   24 hours of unique recipients, unless they are already among them; once the set is full, it waits
   until its oldest recipient drops out. Replies inside the window never count.
@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 CAP, MESSAGING_LIMIT, BUDGET = "cap", "messaging_limit", "budget"
+MESSAGING_LIMIT_HELD = "held: Meta's messaging limit"
+"""How the title of a row held by the messaging limit starts (a new tier releases them)."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,8 @@ class Candidate:
     """A template sent while the customer's 24-hour window is closed: the shop starts the chat."""
     marketing: bool = False
     """Its template's category is marketing."""
+    admitted_before: bool = False
+    """Let through at an earlier claim (a retry, a row put back): counted then, never held again."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,7 @@ class Situation:
     next_month: datetime
     hold_for: timedelta
     admitted: list[Candidate] = field(default_factory=list)
-    """Business-initiated rows admitted to the rolling set by this decision (to be recorded)."""
+    """The rows this decision let through (to be recorded: the next claim counts them)."""
 
 
 def decide(candidates: Sequence[Candidate], situation: Situation) -> dict[int, Hold]:
@@ -75,6 +79,8 @@ def decide(candidates: Sequence[Candidate], situation: Situation) -> dict[int, H
     blocked: dict[int, Hold] = {}
     now = situation.now
     for row in candidates:
+        if row.admitted_before and row.customer not in blocked:
+            continue
         hold = blocked.get(row.customer) or _hold(row, situation)
         if hold is None:
             continue
@@ -102,10 +108,10 @@ def _hold(row: Candidate, s: Situation) -> Hold | None:
             return Hold(
                 MESSAGING_LIMIT,
                 max(until, s.now + timedelta(minutes=1)),
-                f"held: Meta's messaging limit of {s.limit} customers in 24 hours is reached",
+                f"{MESSAGING_LIMIT_HELD} of {s.limit} customers in 24 hours is reached",
             )
         s.reached.add(row.customer)
         s.reached_count += 1
-        s.admitted.append(row)
+    s.admitted.append(row)
     s.sent_today[row.customer] = sent + 1
     return None

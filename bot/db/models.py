@@ -34,6 +34,8 @@ NAME_LENGTH = 256
 STATUS_LENGTH = 16
 """EarlyStatus.status."""
 PACE_KEY_LENGTH = 64
+PRICING_LENGTH = 64
+"""A status webhook's pricing values (CostEntry.category, pricing_type): notifications.py clips them to it."""
 """PaceBucket.key: `business:` or `pair:` and a number or id."""
 INT_RANGE = range(-(2**31), 2**31)
 """What an IntField holds on PostgreSQL (error_code)."""
@@ -185,12 +187,15 @@ class Message(Model):
     delivered_at = fields.DatetimeField(null=True)
     read_at = fields.DatetimeField(null=True)
     failed_at = fields.DatetimeField(null=True)
+    flow = fields.CharField(max_length=64, null=True)
+    """Outbound: the flow whose state sent it (a bot's reply), for the cost ledger; else none."""
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
     class Meta:
         table = "message"
-        indexes = (Index(fields=("customer_id", "id")),)
+        # created_at: the statistics' periods (bot/stats.py) are ranges of it
+        indexes = (Index(fields=("customer_id", "id")), Index(fields=("created_at",)))
 
 
 class ConversationTimer(Model):
@@ -617,3 +622,72 @@ class AuditEvent(Model):
 
     class Meta:
         table = "audit_event"
+
+
+class CostEntry(Model):
+    """One message's price as Meta reported it (a status webhook's `pricing`), recorded once per
+    message (bot/costs/ledger.py); priced from the rate tables when a report is made, so a new table
+    re-prices the past without touching these rows."""
+
+    id = fields.BigIntField(primary_key=True)
+    message_id = fields.BigIntField(unique=True)
+    customer_id = fields.IntField(null=True, db_index=True)
+    market = fields.CharField(max_length=8)
+    """The recipient's calling code ("34"), a BSUID's country ("US"), or "*"."""
+    message_type = fields.CharField(max_length=24)
+    category = fields.CharField(max_length=PRICING_LENGTH)
+    """Meta's category, kept as written (an open set: marketing, utility, service, …)."""
+    pricing_type = fields.CharField(max_length=PRICING_LENGTH, null=True)
+    """regular, free_customer_service, free_entry_point, or whatever Meta adds."""
+    pricing_model = fields.CharField(max_length=PRICING_LENGTH, null=True)
+    template = fields.CharField(max_length=512, null=True)
+    flow = fields.CharField(max_length=64, null=True)
+    at = fields.DatetimeField(db_index=True)
+    """The status's time: the month and shop day it is counted in."""
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "cost_entry"
+
+
+class ConversationStep(Model):
+    """A state a conversation entered (every `goto` hop too), written with the state it moved to: the
+    funnels of bot/stats.py count them."""
+
+    id = fields.BigIntField(primary_key=True)
+    conversation_id = fields.IntField(db_index=True)
+    flow = fields.CharField(max_length=64)
+    state = fields.CharField(max_length=128)
+    at = fields.DatetimeField(db_index=True)
+
+    class Meta:
+        table = "conversation_step"
+
+
+class SendAdmission(Model):
+    """An outbound message the send limits let through at the outbox's claim (bot/costs/guard.py),
+    once per message: a customer's admissions since the shop's midnight are its daily cap's count, and
+    the customers of `initiated` ones (templates the shop started, the window closed) in the rolling 24
+    hours are what Meta's messaging limit caps. Counted here rather than from sends, so two processes
+    claiming one customer's rows at once cannot both let the last one through."""
+
+    id = fields.BigIntField(primary_key=True)
+    message_id = fields.BigIntField(unique=True)
+    customer_id = fields.IntField()
+    initiated = fields.BooleanField(default=False)
+    at = fields.DatetimeField(db_index=True)
+
+    class Meta:
+        table = "send_admission"
+        indexes = (Index(fields=("customer_id", "at")),)
+
+
+class AccountState(Model):
+    """What Meta last told us about the account (the messaging limit's tier), by key."""
+
+    key = fields.CharField(max_length=64, primary_key=True)
+    value: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "account_state"

@@ -95,7 +95,7 @@ async def stats(request: web.Request) -> web.Response:
         span = query.span(now.astimezone(zone).date(), zone)
     except ValueError as exc:
         return error_response(422, str(exc))
-    body = (await compute(span, query.group, now)).dump()
+    body = (await compute(span, query.group, now, request.app[FLOWS]())).dump()
     return web.json_response(body)
 
 

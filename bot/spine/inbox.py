@@ -37,6 +37,7 @@ from bot.db.claims import Claims
 from bot.db.models import (
     Conversation,
     ConversationMode,
+    ConversationStep,
     ConversationTimer,
     Customer,
     DeliveryStatus,
@@ -570,6 +571,8 @@ class _Batch:
     """Inbound rows of conversations a person has: only logged, and shown to them live."""
     relayed: bool = False
     """A technician wrote (the relay): their reply may have been queued through the desk."""
+    steps: list[ConversationStep] = field(default_factory=list)
+    """Every state entered (goto hops too): the flows' funnels (bot/stats.py)."""
 
     def apply(
         self, conversation: Conversation, customer: Customer, result: Outcome, *, reply_to: str | None
@@ -593,8 +596,14 @@ class _Batch:
             if result.wait is not None
             else None
         )
-        for message in result.outbound:
-            self.outbound.append(outbound_row(customer, message, reply_to=reply_to, now=self.now))
+        for message, flow in zip(result.outbound, _flows_of(result), strict=True):
+            row = outbound_row(customer, message, reply_to=reply_to, now=self.now)
+            row.flow = flow
+            self.outbound.append(row)
+        self.steps.extend(
+            ConversationStep(conversation_id=conversation.id, flow=flow, state=state, at=self.now)
+            for flow, state in result.entered
+        )
 
     async def write(self) -> None:
         """Call inside the batch's transaction."""
@@ -613,6 +622,14 @@ class _Batch:
                 await ConversationTimer.bulk_create(timers)
         if self.outbound:
             await Message.bulk_create(self.outbound)
+        if self.steps:
+            await ConversationStep.bulk_create(self.steps)
+
+
+def _flows_of(result: Outcome) -> list[str | None]:
+    """The flow each outbound message was sent from (the engine says; else the state's flow)."""
+    sent_from: list[str | None] = list(result.sent_from[: len(result.outbound)])
+    return sent_from + [result.flow] * (len(result.outbound) - len(sent_from))
 
 
 def _newest_per_sender(rows: Sequence[Message]) -> list[str]:

@@ -25,6 +25,7 @@ from tortoise import timezone
 from tortoise.transactions import in_transaction
 
 from bot.clock import Clock, utc_now
+from bot.costs.service import new_messaging_limit
 from bot.db.models import DeliveryStatus, Direction, Message
 from bot.db.writes import insert_rows
 from bot.identity import resolve_senders
@@ -49,6 +50,8 @@ class _Pending:
     statuses: list[StatusChange]
     items: list[InboundItem] = field(default_factory=list)
     """What `inbound` was made from (bot/identity reads the senders from it)."""
+    limits: list[int | None] = field(default_factory=list)
+    """Meta's messaging limit, as business_capability_update webhooks report it (None: unlimited)."""
     done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -144,9 +147,10 @@ class IntakeWriter:
         items = notification.inbound_messages()
         inbound = [inbound_values(item, now) for item in items]
         statuses = status_changes(notification)
-        if not inbound and not statuses:
+        limits = notification.messaging_limits()
+        if not inbound and not statuses and not limits:
             return 0
-        pending = _Pending(inbound, statuses, items)
+        pending = _Pending(inbound, statuses, items, limits)
         self._queue.put_nowait(pending)
         await asyncio.shield(pending.done)
         return len(inbound)
@@ -230,4 +234,7 @@ class IntakeWriter:
                     row[_CUSTOMER] = customer_id
                 await insert_rows(Message, INBOUND_COLUMNS, inbound, ignore_conflicts=True)
             moved = await record_statuses(statuses)
+            limits = [limit for pending in batch for limit in pending.limits]
+            if limits:
+                await new_messaging_limit(limits[-1], self._clock())
         metrics.outbound(moved)

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bot.db.models import DeliveryStatus, EarlyStatus, Message
+from bot.costs.ledger import record_costs
+from bot.db.models import DeliveryStatus, Direction, EarlyStatus, Message
 from bot.db.writes import update_rows
 
 _RANK = {
@@ -94,11 +95,14 @@ async def record_statuses(changes: Sequence[StatusChange]) -> list[tuple[str, st
     changed: dict[int, Message] = {}
     early: list[EarlyStatus] = []
     moved: list[tuple[str, str]] = []
+    priced: list[tuple[Message, dict[str, Any], datetime]] = []
     for change in changes:
         row = rows.get(change.wamid)
         if row is None:
             early.append(_early(change))
             continue
+        if change.pricing and row.message_direction == Direction.OUTBOUND:
+            priced.append((row, change.pricing, change.timestamp))
         before = row.delivery_status
         if apply_status(row, change):
             changed[row.id] = row
@@ -108,6 +112,7 @@ async def record_statuses(changes: Sequence[StatusChange]) -> list[tuple[str, st
         await update_rows(Message, list(changed.values()), [*STATUS_FIELDS, "updated_at"])
     if early:
         await EarlyStatus.bulk_create(early, ignore_conflicts=True)
+    await record_costs(priced)
     return moved
 
 
@@ -120,8 +125,11 @@ async def claim_early_statuses(messages: Iterable[Message]) -> list[Message]:
     if not parked:
         return []
     changed: dict[int, Message] = {}
+    priced: list[tuple[Message, dict[str, Any], datetime]] = []
     for status in parked:
         message = by_wamid[status.whatsapp_message_id]
+        if status.pricing:
+            priced.append((message, status.pricing, status.timestamp))
         change = StatusChange(
             wamid=status.whatsapp_message_id,
             status=status.status,
@@ -133,6 +141,7 @@ async def claim_early_statuses(messages: Iterable[Message]) -> list[Message]:
         if apply_status(message, change):
             changed[message.id] = message
     await EarlyStatus.filter(id__in=[s.id for s in parked]).delete()
+    await record_costs(priced)
     return list(changed.values())
 
 

@@ -19,10 +19,10 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from tortoise.transactions import in_transaction
 
@@ -100,8 +100,11 @@ class OutboxWorker:
         config: OutboxConfig,
         clock: Clock = utc_now,
         on_recorded: Callable[[list[Message]], None] | None = None,
+        limits: SendLimits | None = None,
     ) -> None:
         self._on_recorded = on_recorded
+        self._limits = limits
+        """The daily cap, the messaging limit and the budget (bot/costs/guard.py); None: none."""
         """After send results are committed (live status in the technician panel)."""
         self._client = client
         self._claims = claims
@@ -230,6 +233,13 @@ class OutboxWorker:
             windows = dict(
                 await Customer.filter(id__in=list(by_customer)).values_list("id", "last_inbound_at")
             )
+            if self._limits is not None:
+                held_back = await self._limits.hold(
+                    [r for g in by_customer.values() for r in g], windows, now
+                )
+                if held_back:  # queued with the reason, due when the limit allows: not this claim's
+                    by_customer = _without(by_customer, held_back)
+                    claimed = [row_id for row_id in claimed if row_id not in held_back]
         self._leases.hold(claimed, now)
         return [_Group(key, group, windows.get(key)) for key, group in by_customer.items()]
 
@@ -431,6 +441,21 @@ class OutboxWorker:
         """Wait for the sends in flight and write their results (tests; the simulator)."""
         await self._sends_done()
         await self._write()
+
+
+def _without(groups: dict[int, list[Message]], held: Collection[int]) -> dict[int, list[Message]]:
+    kept = {key: [row for row in rows if row.id not in held] for key, rows in groups.items()}
+    return {key: rows for key, rows in kept.items() if rows}
+
+
+class SendLimits(Protocol):
+    """The send limits at the claim (bot/costs/guard.py implements them): inside the claim's
+    transaction, write the holds of the rows that must wait (the reason on the row) and return their
+    ids; the outbox sends the rest."""
+
+    async def hold(
+        self, rows: Sequence[Message], windows: Mapping[int, datetime | None], now: datetime
+    ) -> Collection[int]: ...
 
 
 def _customer_of(row: Message) -> int:

@@ -1,0 +1,149 @@
+"""The send limits at the outbox's claim: read what limits.py decides on, in a few grouped queries, and
+write its outcome, inside the claim's transaction.
+
+Every row let through is recorded once in `send_admission` (its customer, the time, whether the shop
+started it); the daily cap counts a customer's admissions since the shop's midnight, and Meta's
+messaging limit the customers of started ones in the rolling 24 hours. Held rows stay `queued` with the
+reason in `error_title` and `next_attempt_at` at the hold's end (the shop's next day, the messaging
+limit's first free slot, next month); rows held past `limits.hold_hours` fail with the reason.
+
+All of it is in the database, so the limits hold across restarts and across processes. On PostgreSQL
+a claim first takes a transaction advisory lock per customer it claims (in order: no deadlock), and one
+for the messaging limit when it has templates the shop starts, so two processes claiming rows of the
+same customer count one after the other, never both from the same number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from bot.costs.limits import Candidate, Hold, Situation, decide
+from bot.costs.service import CostWatch, messaging_limit, reached_in_24h
+from bot.db.models import DeliveryStatus, Message, SendAdmission
+from bot.db.sql import connection, fetch, on_sqlite
+from bot.monitoring import metrics
+from bot.periods import local_midnight
+from bot.settings import Settings
+from bot.spine.outbox.window import window_open
+
+MARKETING = "marketing"
+_CUSTOMER_LOCKS = (
+    "SELECT pg_advisory_xact_lock(hashtext('send:' || c::text)) FROM unnest($1::int[]) AS c ORDER BY c"
+)
+_LIMIT_LOCK = "SELECT pg_advisory_xact_lock(hashtext('messaging_limit'))"
+
+
+class SendLimits:
+    """`category_of(template name)`: the template's category from templates/ (None: unknown)."""
+
+    def __init__(self, settings: Settings, category_of: Callable[[str], str | None]) -> None:
+        self._settings = settings
+        self._zone = ZoneInfo(settings.shop.timezone)
+        self._category_of = category_of
+        self.costs = CostWatch(settings.costs, self._zone)
+
+    async def hold(
+        self, rows: Sequence[Message], windows: Mapping[int, datetime | None], now: datetime
+    ) -> dict[int, Hold]:
+        """Decide and write the holds of the claimed `rows` (in claim order); returns them by row id."""
+        rows = [row for row in rows if row.customer_id is not None]
+        if not rows:
+            return {}
+        customers = sorted({row.customer_id for row in rows if row.customer_id is not None})
+        if not on_sqlite():
+            await connection().execute_query(_CUSTOMER_LOCKS, [customers])
+        admitted: list[int] = await SendAdmission.filter(  # type: ignore[assignment]
+            message_id__in=[row.id for row in rows]
+        ).values_list("message_id", flat=True)
+        before = set(admitted)
+        candidates = [self._candidate(row, windows.get(row.customer_id or 0), now, before) for row in rows]
+        situation = await self._situation(candidates, customers, now)
+        holds = decide(candidates, situation)
+        await self._write(holds, now)
+        if situation.admitted:
+            await SendAdmission.bulk_create(
+                [
+                    SendAdmission(message_id=c.row_id, customer_id=c.customer, initiated=c.initiated, at=now)
+                    for c in situation.admitted
+                ],
+                ignore_conflicts=True,
+            )
+        for hold in holds.values():
+            metrics.held(hold.reason)
+        return holds
+
+    def _candidate(
+        self, row: Message, last_inbound_at: datetime | None, now: datetime, before: set[int]
+    ) -> Candidate:
+        template = row.payload.get("name") if row.message_type == "template" and row.payload else None
+        initiated = isinstance(template, str) and not window_open(last_inbound_at, now)
+        category = self._category_of(template) if isinstance(template, str) else None
+        return Candidate(
+            row_id=row.id,
+            customer=row.customer_id or 0,
+            created_at=row.created_at,
+            initiated=initiated,
+            marketing=category == MARKETING,
+            admitted_before=row.id in before,
+        )
+
+    async def _situation(
+        self, candidates: Sequence[Candidate], customers: list[int], now: datetime
+    ) -> Situation:
+        local = now.astimezone(self._zone)
+        marks = ", ".join("?" for _ in customers)
+        counted = await fetch(
+            f"SELECT customer_id, COUNT(*) AS n FROM send_admission WHERE customer_id IN ({marks})"
+            " AND at >= ? GROUP BY customer_id",
+            [*customers, local_midnight(local.date(), self._zone)],
+        )
+        starting = [c for c in candidates if c.initiated and not c.admitted_before]
+        limit = await messaging_limit(self._settings.whatsapp.messaging_limit) if starting else None
+        reached: set[int] = set()
+        count, frees_at = 0, None
+        if starting and limit is not None:
+            if not on_sqlite():
+                await connection().execute_query(_LIMIT_LOCK)
+            count, frees_at = await reached_in_24h(now)
+            found: list[int] = await SendAdmission.filter(  # type: ignore[assignment]
+                customer_id__in=sorted({c.customer for c in starting}),
+                initiated=True,
+                at__gt=now - timedelta(hours=24),
+            ).values_list("customer_id", flat=True)
+            reached = set(found)
+        over = False
+        if self._settings.costs.monthly_budget and any(c.marketing for c in starting):
+            over = (await self.costs.state(now)).over
+        first_of_next = (local.replace(day=1) + timedelta(days=32)).date().replace(day=1)
+        return Situation(
+            now=now,
+            cap=self._settings.limits.daily_per_customer,
+            sent_today={int(r["customer_id"]): int(r["n"]) for r in counted},
+            next_day=local_midnight(local.date() + timedelta(days=1), self._zone),
+            limit=limit,
+            reached=reached,
+            reached_count=count,
+            limit_frees_at=frees_at,
+            over_budget=over,
+            hold_marketing=self._settings.costs.hold_marketing_over_budget,
+            next_month=local_midnight(first_of_next, self._zone),
+            hold_for=timedelta(hours=self._settings.limits.hold_hours),
+        )
+
+    @staticmethod
+    async def _write(holds: Mapping[int, Hold], now: datetime) -> None:
+        by_outcome: dict[tuple[datetime, str, bool], list[int]] = {}
+        for row_id, hold in holds.items():
+            by_outcome.setdefault((hold.until, hold.title, hold.fail), []).append(row_id)
+        for (until, title, fail), ids in by_outcome.items():
+            if fail:
+                await Message.filter(id__in=ids).update(
+                    delivery_status=DeliveryStatus.FAILED,
+                    failed_at=now,
+                    next_attempt_at=None,
+                    error_title=title,
+                )
+            else:
+                await Message.filter(id__in=ids).update(next_attempt_at=until, error_title=title)
