@@ -12,7 +12,7 @@ encrypted fields) writes what it would on save.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tortoise import connections
 from tortoise.models import Model
@@ -33,4 +33,37 @@ async def update_rows(model: type[M], rows: Sequence[M], fields: Sequence[str]) 
         [field.to_db_value(getattr(row, field.model_field_name), row) for field in converters] + [row.pk]
         for row in rows
     ]
+    await connection.execute_many(sql, values)
+
+
+_INSERTS: dict[tuple[type, type[Model], tuple[str, ...], bool], str] = {}
+"""The statements built, by dialect (its executor), model, columns and conflict rule."""
+
+
+async def insert_rows(
+    model: type[M], columns: Sequence[str], rows: Sequence[Sequence[Any]], *, ignore_conflicts: bool = False
+) -> None:
+    """INSERT many rows, each the values of `columns` (field names, in order), without a model instance
+    per row: one parameterised statement (Tortoise's own, in the dialect's placeholders, with ON CONFLICT
+    DO NOTHING when `ignore_conflicts`) run per row through executemany, inside the caller's transaction
+    if any. Values go through each field's `to_db_value` as they would on save, except that `auto_now`
+    stamps are not made here: give `created_at` and `updated_at` among the columns."""
+    if not rows:
+        return
+    connection = connections.get(model._meta.default_connection or "default")
+    key = (connection.executor_class, model, tuple(columns), ignore_conflicts)
+    sql = _INSERTS.get(key)
+    if sql is None:
+        executor = connection.executor_class(model=model, db=connection)
+        projection = model._meta.fields_db_projection
+        sql = str(
+            executor._prepare_insert_statement(
+                [projection[name] for name in columns], has_generated=False, ignore_conflicts=ignore_conflicts
+            )
+        )
+        _INSERTS[key] = sql
+    fields_map = model._meta.fields_map
+    converters = [fields_map[name].to_db_value for name in columns]
+    # the model class, not an instance, as `instance`: the fields then convert, never stamp
+    values = [[convert(value, model) for convert, value in zip(converters, row, strict=True)] for row in rows]
     await connection.execute_many(sql, values)

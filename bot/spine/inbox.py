@@ -115,7 +115,13 @@ class HandoffPolicy(Protocol):
 
 
 def event_for(row: Message) -> Event:
-    """Rebuild the engine's event from the stored inbound row (its payload is Meta's own JSON)."""
+    """Rebuild the engine's event from the stored inbound row (its payload is Meta's own JSON).
+
+    A text message's event is its columns: the intake stored its kind and (clipped) text from the same
+    parse, and a text has no reply id, so the payload is not validated a second time (the hot path: a
+    pydantic validation per message). Every other kind is read back from its payload."""
+    if row.message_type == "text" and row.message_content is not None:
+        return Event(type="text", text=row.message_content)
     raw = (row.payload or {}).get("message") or {}
     try:
         message = InboundMessage.model_validate(raw)
