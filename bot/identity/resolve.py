@@ -104,6 +104,7 @@ async def resolve_senders(items: Sequence[InboundItem], now: datetime) -> list[i
         if fact.bsuid:
             wanted.add((IdentityKind.BSUID, fact.bsuid))
     known = await _known(wanted, now)
+    known.update(await _new_senders(facts, known, now))
     merged: dict[int, int] = {}
     resolved: list[int] = []
     for fact in facts:
@@ -112,6 +113,81 @@ async def resolve_senders(items: Sequence[InboundItem], now: datetime) -> list[i
             customer_id = await _slow(fact, known, merged, now)
         resolved.append(customer_id)
     return [_final(customer_id, merged) for customer_id in resolved]
+
+
+def _keys(fact: _Facts) -> frozenset[Key]:
+    """Every identity a message names: its sender's lookup keys, current phone and BSUID, and the rest."""
+    keys = set(fact.lookup) | set(fact.others)
+    if fact.phone:
+        keys.add((IdentityKind.PHONE, fact.phone))
+    if fact.bsuid:
+        keys.add((IdentityKind.BSUID, fact.bsuid))
+    return frozenset(keys)
+
+
+async def _new_senders(facts: Sequence[_Facts], known: dict[Key, int], now: datetime) -> dict[Key, int]:
+    """Senders nobody knows yet, written at once (a few statements for the whole batch, not a few per
+    sender): a customer each, with their identities. Only plain first messages: one whose keys another
+    message of the batch names differently, a system message, or a shared number goes the slow way
+    (`_slow`), as does a sender another process made meanwhile (PostgreSQL: the identity rows say whose).
+    Returns the keys now known."""
+    groups: dict[frozenset[Key], _Facts] = {}
+    claimed: dict[Key, frozenset[Key]] = {}
+    mixed: set[frozenset[Key]] = set()
+    for fact in facts:
+        keys = _keys(fact)
+        if not fact.same_person or any(key in known for key in keys) or fact.phone != _phone_of(fact):
+            continue
+        for key in keys:
+            other = claimed.setdefault(key, keys)
+            if other != keys:
+                mixed.update((other, keys))
+        groups.setdefault(keys, fact)
+    fresh = {keys: fact for keys, fact in groups.items() if keys not in mixed}
+    if not fresh:
+        return {}
+    await Customer.bulk_create(
+        [Customer(wa_id=_phone_of(fact), bsuid=fact.bsuid) for fact in fresh.values()], ignore_conflicts=True
+    )
+    phones = [phone for fact in fresh.values() if (phone := _phone_of(fact))]
+    bsuids = [fact.bsuid for fact in fresh.values() if fact.bsuid and not _phone_of(fact)]
+    made: dict[Key, int] = {}
+    for customer in await Customer.filter(Q(wa_id__in=phones) | Q(bsuid__in=bsuids, wa_id=None)).only(
+        "id", "wa_id", "bsuid"
+    ):
+        if customer.wa_id:
+            made[(IdentityKind.PHONE, customer.wa_id)] = customer.id
+        elif customer.bsuid:
+            made.setdefault((IdentityKind.BSUID, customer.bsuid), customer.id)
+    owners: dict[frozenset[Key], int] = {}
+    for keys, fact in fresh.items():
+        phone = _phone_of(fact)
+        main: Key = (IdentityKind.PHONE, phone) if phone else (IdentityKind.BSUID, fact.bsuid or "")
+        if main in made:
+            owners[keys] = made[main]
+    await CustomerIdentity.bulk_create(
+        [
+            CustomerIdentity(customer_id=owner, kind=kind, value=value, first_seen_at=now, last_seen_at=now)
+            for keys, owner in owners.items()
+            for kind, value in keys
+        ],
+        ignore_conflicts=True,
+    )
+    wanted = {key for keys in owners for key in keys}
+    rows = await CustomerIdentity.filter(
+        kind__in=list({kind for kind, _ in wanted}), value__in=list({value for _, value in wanted})
+    ).values_list("kind", "value", "customer_id")
+    recorded = {(IdentityKind(kind), str(value)): int(owner) for kind, value, owner in rows}
+    now_known: dict[Key, int] = {}
+    for keys, owner in owners.items():
+        if all(recorded.get(key) == owner for key in keys):  # else: another process won; _slow sorts it
+            now_known.update(dict.fromkeys(keys, owner))
+    return now_known
+
+
+def _phone_of(fact: _Facts) -> str | None:
+    """The phone a plain message's sender has (a message whose phone is not its sender's: none)."""
+    return next((value for kind, value in fact.lookup if kind == IdentityKind.PHONE), None)
 
 
 async def _known(keys: set[Key], now: datetime) -> dict[Key, int]:
