@@ -11,7 +11,7 @@ from tortoise import connections
 
 from bot.db import close_db, init_db, is_sqlite
 from bot.db.models import EarlyStatus, Message
-from bot.spine.intake import IntakeWriter, NotStored
+from bot.spine.intake import INBOUND_COLUMNS, IntakeWriter, NotStored
 from bot.whatsapp.notifications import parse_notification
 from tests.helpers import payload, text_notification
 
@@ -92,3 +92,17 @@ async def test_a_lone_failing_request_is_not_retried(
         assert not any("group commit" in r.getMessage() for r in caplog.records)
     finally:
         await close_db()
+
+
+def test_an_inbound_row_is_written_with_every_column_that_needs_a_value() -> None:
+    """The intake inserts INBOUND_COLUMNS only (no model per row): a column added to Message that may
+    not be empty must be among them, or every webhook would fail to store."""
+    needed = {
+        name
+        for name, field in Message._meta.fields_map.items()
+        if name in Message._meta.fields_db_projection
+        and not field.null
+        and not field.pk
+        and not field.generated
+    }
+    assert needed - set(INBOUND_COLUMNS) == set()

@@ -51,12 +51,12 @@ def test_several_workers_refuse_sqlite(tmp_path: Path) -> None:
     assert not (tmp_path / "bot.db").exists()  # refused before anything was opened
 
 
-def _most_in_a_second(arrivals: list[float]) -> int:
-    """The most sends whose arrivals fall within one second of each other (a sliding window)."""
+def _most_within(arrivals: list[float], seconds: float) -> int:
+    """The most sends whose arrivals fall within `seconds` of each other (a sliding window)."""
     arrivals = sorted(arrivals)
     most, start = 0, 0
     for end, arrival in enumerate(arrivals):
-        while arrival - arrivals[start] >= 1.0:
+        while arrival - arrivals[start] >= seconds:
             start += 1
         most = max(most, end - start + 1)
     return most
@@ -107,10 +107,12 @@ async def test_three_workers_together_stay_under_messages_per_second(
     arrivals = [send[0] for send in await graph_sends(fake_graph)]
     assert len(arrivals) == CUSTOMERS
     burst = max(1, round(RATE / 10))  # the business bucket's burst (bot/whatsapp/pacing.py)
-    # Arrivals are seen at the fake Graph server, after each send's own trip: on a loaded machine a few
-    # sends paced apart arrive bunched. A quarter of the rate absorbs that; with the pacer per process
-    # instead of shared, three workers put 62 in one second.
-    jitter = RATE // 4
-    assert _most_in_a_second(arrivals) <= RATE + burst + jitter, log[-3000:]
+    # Arrivals are seen at the fake Graph server, after each send's own trip: on a loaded machine a
+    # process that stalls after taking its tokens delivers its sends bunched. Over a 3-second window one
+    # second's worth of sends absorbs that; pacing per process instead of shared puts 3 x 60 there.
+    window = 3.0
+    most = _most_within(arrivals, window)
+    seen = f"{most} sends within {window} s; {sorted(arrivals)}\n{log[-2000:]}"
+    assert most <= RATE * window + burst + RATE, seen
     # and over the whole run, no faster than the limit: n sends need (n - burst) / rate seconds
     assert max(arrivals) - min(arrivals) >= (CUSTOMERS - burst) / RATE * 0.95
