@@ -36,6 +36,7 @@ CHECK_NAMES = [
     "database",
     "migrations",
     "flows and templates",
+    "encryption key",
     "phone number",
     "webhooks",
     "templates at Meta",
@@ -239,10 +240,10 @@ async def test_invalid_settings_are_the_first_line_and_nothing_else_runs(tmp_pat
     assert code == 1
     assert lines[0].startswith(f"FAIL  settings: {settings}: invalid settings; server.port: ")
     assert lines[0].endswith("→ correct the key or environment variable named above")
-    assert [line.split()[0] for line in lines[1:-1]] == ["skip"] * 6
+    assert [line.split()[0] for line in lines[1:-1]] == ["skip"] * 7
 
 
-async def test_credentials_without_encryption_keys_fail_the_settings_check(tmp_path: Path) -> None:
+async def test_credentials_without_encryption_keys_fail_the_encryption_check(tmp_path: Path) -> None:
     environ = live_environ("sqlite://x.db", None) | {
         "WHATSAPP_ACCESS_TOKEN": GRAPH_TOKEN,
         "WHATSAPP_APP_SECRET": APP_SECRET,
@@ -251,8 +252,10 @@ async def test_credentials_without_encryption_keys_fail_the_settings_check(tmp_p
     code, lines = await doctor(shop_settings(tmp_path), environ)
 
     assert code == 1
-    assert lines[0].startswith("FAIL  settings: BOT_ENCRYPTION_KEYS is not set: with WhatsApp credentials")
-    assert lines[0].endswith("→ set BOT_ENCRYPTION_KEYS (`bot keys generate` makes a key)")
+    check = by_name(lines)["encryption key"]
+    assert check.startswith("FAIL BOT_ENCRYPTION_KEYS is not set: with WhatsApp credentials"), check
+    assert check.endswith("→ set BOT_ENCRYPTION_KEYS (`bot keys generate` makes a key)")
+    assert by_name(lines)["settings"].startswith("ok ")
     assert not (tmp_path / "data").exists()
 
 
@@ -279,7 +282,8 @@ async def test_the_command_prints_the_lines_and_exits_0_when_ready(
 
     assert process.returncode == 0, stdout.decode() + stderr.decode()
     lines = stdout.decode().splitlines()
-    assert [line.split()[0] for line in lines] == ["ok"] * 7 + ["ready:"]
+    assert [line.split()[0] for line in lines] == ["ok"] * len(CHECK_NAMES) + ["ready:"]
+    assert "1 master key(s) from BOT_ENCRYPTION_KEYS" in by_name(lines)["encryption key"]
     assert stderr.decode() == ""
 
 

@@ -3,8 +3,7 @@ saying what to do when it fails; exit 0 only when every check passed.
 
 The checks are small functions in `CHECKS`, run in that order; a check whose `needs` did not pass is
 skipped with the reason (no access token: nothing at Meta can be asked). Adding a check is one function
-and one line in `CHECKS`: "encryption key present" goes after "flows and templates", with
-needs=("settings",). Nothing here changes anything: no table is created, no migration applied, nothing
+and one line in `CHECKS`. Nothing here changes anything: no table is created, no migration applied, nothing
 written, nothing sent.
 """
 
@@ -25,7 +24,7 @@ from bot.crypto import KeyConfigError
 from bot.db import close_db
 from bot.db.config import sqlite_file, tortoise_config
 from bot.db.schema import MIGRATE_HINT, SchemaError, check
-from bot.master_keys import check_master_keys
+from bot.master_keys import check_master_keys, sandbox_key_path
 from bot.settings import Settings, SettingsError, load_settings, settings_file
 from bot.whatsapp.account import BusinessAccount, graph_transport
 from bot.whatsapp.client import HttpTransport
@@ -121,12 +120,6 @@ async def settings_valid(run: DoctorRun) -> Outcome:
     except SettingsError as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         return Outcome.fail("; ".join(lines), "correct the key or environment variable named above")
-    try:  # the sandbox's own key file is made by the server, never by the doctor
-        check_master_keys(run.settings)
-    except KeyConfigError as exc:
-        return Outcome.fail(
-            str(exc).split(". ")[0], "set BOT_ENCRYPTION_KEYS (`bot keys generate` makes a key)"
-        )
     mode = "sandbox mode (no WHATSAPP_ACCESS_TOKEN)" if run.settings.sandbox else "WhatsApp credentials set"
     return Outcome.ok(f"{settings_file(run.settings_path, run.environ).resolve()} is valid; {mode}")
 
@@ -250,12 +243,30 @@ async def templates_approved(run: DoctorRun) -> Outcome:
     return Outcome.ok(f"{len(mine)} language version(s) of {len(catalog.templates)} template(s) approved")
 
 
+async def encryption_key_present(run: DoctorRun) -> Outcome:
+    """The master keys the server would encrypt with (bot/master_keys.py). The sandbox's own key file is
+    made by the server at its first start, never by the doctor."""
+    settings = run.ready_settings
+    try:
+        check_master_keys(settings)
+    except KeyConfigError as exc:
+        return Outcome.fail(
+            str(exc).split(". ")[0], "set BOT_ENCRYPTION_KEYS (`bot keys generate` makes a key)"
+        )
+    if settings.secrets.encryption_keys is not None:
+        count = len(settings.secrets.encryption_keys.get_secret_value().split(","))
+        return Outcome.ok(f"{count} master key(s) from BOT_ENCRYPTION_KEYS; the first encrypts")
+    path = sandbox_key_path(settings)
+    where = f"{path}" if path.exists() else f"{path}, made by `bot serve` at its first start"
+    return Outcome.ok(f"sandbox mode: the key file {where} (set BOT_ENCRYPTION_KEYS before going live)")
+
+
 CHECKS: tuple[Check, ...] = (
     Check("settings", settings_valid),
     Check("database", database_reachable, needs=("settings",)),
     Check("migrations", database_migrated, needs=("database",)),
     Check("flows and templates", flows_and_templates_valid, needs=("settings",)),
-    # "encryption key present" goes here once the privacy work has landed: needs=("settings",)
+    Check("encryption key", encryption_key_present, needs=("settings",)),
     Check("phone number", phone_number_reachable, needs=("settings",)),
     Check("webhooks", webhooks_subscribed, needs=("phone number",)),
     Check("templates at Meta", templates_approved, needs=("phone number",)),
