@@ -87,6 +87,10 @@ class Customer(Model):
     profile_name = fields.CharField(max_length=NAME_LENGTH, null=True)
     language = fields.CharField(max_length=8, null=True)
     last_inbound_at = fields.DatetimeField(null=True)
+    opted_out_at = fields.DatetimeField(null=True)
+    """Since when they want none of the messages the shop starts (STOP); None: in (bot/privacy/consent.py)."""
+    marketing_opted_out_at = fields.DatetimeField(null=True)
+    """Since when they want no marketing (Meta's user_preferences, error 131050); None: in."""
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
@@ -691,3 +695,42 @@ class AccountState(Model):
 
     class Meta:
         table = "account_state"
+
+
+class ConsentScope(StrEnum):
+    ALL = "all"
+    """Every message the shop starts (status notices, reminders, marketing): the STOP words."""
+    MARKETING = "marketing"
+    """Marketing only: Meta's user_preferences webhook and error 131050."""
+
+
+class ConsentAction(StrEnum):
+    OPT_OUT = "opt_out"
+    OPT_IN = "opt_in"
+
+
+class ConsentSource(StrEnum):
+    KEYWORD = "keyword"
+    USER_PREFERENCES = "user_preferences"
+    ERROR_131050 = "error_131050"
+
+
+class ConsentChange(Model):
+    """The consent ledger: every opt-out and opt-in a customer gave, with its time and source, append
+    only (bot/privacy/consent.py). The current state is on Customer (opted_out_at, marketing_opted_out_at)."""
+
+    id = fields.BigIntField(primary_key=True)
+    customer: fields.ForeignKeyRelation[Customer] = fields.ForeignKeyField(
+        "models.Customer", related_name="consent_changes", on_delete=fields.CASCADE
+    )
+    customer_id: int
+    scope = fields.CharEnumField(ConsentScope, max_length=16)
+    action = fields.CharEnumField(ConsentAction, max_length=8)
+    source = fields.CharEnumField(ConsentSource, max_length=24)
+    detail = fields.CharField(max_length=128, null=True)
+    """What said so: the word, Meta's description, the failed message's wamid."""
+    at = fields.DatetimeField()
+
+    class Meta:
+        table = "consent_change"
+        indexes = (Index(fields=("customer_id", "at")),)
