@@ -37,6 +37,7 @@ _OWN_CODES = {
     errors.CODE_UNEXPECTED: ("UnexpectedResponse", "an answer without what the API promises"),
     errors.CODE_MISSING: ("GraphError", "an error answer without a Graph error code"),
     errors.CODE_UNSENDABLE: ("Unsendable", "the queued message could not be built (bad stored payload)"),
+    errors.CODE_OPTED_OUT: ("OptedOut", "a message the shop starts, to a customer who opted out (STOP)"),
 }
 
 

@@ -215,7 +215,7 @@ class ReminderScheduler:
         written = tuple(template.languages) if template else ()  # none: the file is not in templates/
         template_language = pick_language(written, language, default) or language
         message = reminder_message(appointment, template_language, self.zone, content.texts, default)
-        return outbound_row(customer, message, now=now, order_id=appointment.order_id)
+        return outbound_row(customer, message, now=now, order_id=appointment.order_id, initiated=True)
 
 
 def superseded(reminder: AppointmentReminder, pending: Sequence[AppointmentReminder], at: datetime) -> bool:

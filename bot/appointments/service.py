@@ -304,7 +304,7 @@ class AppointmentService:
         now = self._clock()
         customer = await appointment_customer(appointment, now)
         message = self._notifier.message_for(appointment, change, customer, now)
-        await enqueue(customer, message, now=now, order_id=appointment.order_id)
+        await enqueue(customer, message, now=now, order_id=appointment.order_id, initiated=True)
         return message.message_type
 
     async def get(self, appointment_id: int) -> Appointment | None:

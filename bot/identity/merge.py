@@ -18,8 +18,8 @@ from bot.db.models import Conversation, Customer
 
 log = logging.getLogger(__name__)
 
-_FIELDS = ("wa_id", "bsuid", "username", "profile_name", "language")
-"""Filled in on `keep` from `gone` where `keep` has none."""
+_FIELDS = ("wa_id", "bsuid", "username", "profile_name", "language", "opted_out_at", "marketing_opted_out_at")
+"""Filled in on `keep` from `gone` where `keep` has none (an opt-out of either holds for both)."""
 
 
 async def merge_customers(keep: Customer, gone: Customer) -> Customer:

@@ -170,11 +170,13 @@ class OrderService:
         if batch is not None:
             batch.history.append(history)
             if message is not None:
-                batch.messages.append(outbound_row(customer, message, now=now, order_id=order.id))
+                batch.messages.append(
+                    outbound_row(customer, message, now=now, order_id=order.id, initiated=True)
+                )
         else:
             await history.save()
             if message is not None:
-                await enqueue(customer, message, now=now, order_id=order.id)
+                await enqueue(customer, message, now=now, order_id=order.id, initiated=True)
         return OrderChange(order, created, message.message_type if message else None)
 
     def _queued(self, change: OrderChange) -> OrderChange:

@@ -35,6 +35,9 @@ from tortoise.exceptions import DBConnectionError
 from bot.clock import Clock, utc_now
 from bot.db.claims import Claims
 from bot.db.models import (
+    ConsentAction,
+    ConsentScope,
+    ConsentSource,
     Conversation,
     ConversationMode,
     ConversationStep,
@@ -55,6 +58,9 @@ from bot.engine.texts import TextCatalog
 from bot.identity import customer_for_address
 from bot.loops import Loop
 from bot.monitoring import metrics
+from bot.privacy.consent import record as record_consent
+from bot.privacy.keywords import Found as Keyword
+from bot.privacy.keywords import keyword_of
 from bot.spine.flood import Throttled, throttled
 from bot.spine.outbox import enqueue, outbound_row
 from bot.whatsapp.notifications import InboundMessage
@@ -421,7 +427,9 @@ class InboxWorker:
             else:
                 conversation = conversations[customer.id]
                 conversation_id = conversation.id
-                if row.id in flood and conversation.mode == ConversationMode.BOT:
+                if (said := self._keyword(row)) is not None:
+                    outcome = await self._opt(row, customer, conversation, said, batch)
+                elif row.id in flood and conversation.mode == ConversationMode.BOT:
                     outcome = self._flooded(row, customer, flood[row.id], batch)
                 else:
                     outcome = await self._handle_one(row, customer, conversation, batch)
@@ -431,6 +439,34 @@ class InboxWorker:
         await batch.write()
         await _mark_handled(rows, batch.now)
         return batch
+
+    def _keyword(self, row: Message) -> Keyword | None:
+        """A text that is only a STOP or START word (templates/texts/consent.yaml)."""
+        if row.message_type != "text":
+            return None
+        return keyword_of(row.message_content, self.engine.flows.texts)
+
+    async def _opt(
+        self, row: Message, customer: Customer, conversation: Conversation, said: Keyword, batch: _Batch
+    ) -> str:
+        """STOP or START: recorded in the consent ledger and confirmed in the customer's language (else
+        the word's), never run through the flow. In a person's chat they see the word too."""
+        _note_sender(customer, row)
+        if customer.language is None:
+            customer.language = said.language
+        stop = said.keyword == "stop"
+        action = ConsentAction.OPT_OUT if stop else ConsentAction.OPT_IN
+        await record_consent(
+            customer, ConsentScope.ALL, action, ConsentSource.KEYWORD, batch.now, row.message_content
+        )
+        key = "consent.opted_out" if stop else "consent.opted_in"
+        told = self.engine.flows.texts.say(key, customer.language, self._config.default_language)
+        batch.outbound.append(
+            outbound_row(customer, Text(body=told or "…"), reply_to=row.whatsapp_message_id, now=batch.now)
+        )
+        if conversation.mode == ConversationMode.HUMAN:
+            batch.human.append(row)
+        return "opted out (STOP), confirmed" if stop else "opted in (START), confirmed"
 
     @property
     def _limit(self) -> int:

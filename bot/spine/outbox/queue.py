@@ -12,7 +12,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from bot.db.models import Customer, DeliveryStatus, Direction, Message
+from bot.whatsapp.errors import CODE_OPTED_OUT
 from bot.whatsapp.outbound import OutboundMessage
+
+OPTED_OUT_TITLE = (
+    "not sent: the customer opted out (STOP) of the messages the shop starts; START opts back in"
+)
 
 
 def outbound_row(
@@ -23,9 +28,14 @@ def outbound_row(
     reply_to: str | None = None,
     order_id: int | None = None,
     technician_id: int | None = None,
+    initiated: bool = False,
 ) -> Message:
-    """A queued row, not yet saved: for producers that write many at once (`Message.bulk_create`)."""
-    return Message(
+    """A queued row, not yet saved: for producers that write many at once (`Message.bulk_create`).
+
+    `initiated`: a message the shop starts (an order's status notice, an appointment's reminder or
+    change notice): to a customer who opted out (Customer.opted_out_at) it is written refused, the
+    reason on the row, never sent."""
+    row = Message(
         customer_id=customer.id,
         address=customer.address,
         message_direction=Direction.OUTBOUND,
@@ -41,6 +51,13 @@ def outbound_row(
         next_attempt_at=now,
         created_at=now,
     )
+    if initiated and customer.opted_out_at is not None:
+        row.delivery_status = DeliveryStatus.FAILED
+        row.next_attempt_at = None
+        row.failed_at = now
+        row.error_code = CODE_OPTED_OUT
+        row.error_title = OPTED_OUT_TITLE
+    return row
 
 
 async def enqueue(
@@ -51,11 +68,18 @@ async def enqueue(
     reply_to: str | None = None,
     order_id: int | None = None,
     technician_id: int | None = None,
+    initiated: bool = False,
 ) -> Message:
     """Queue one message. Call inside the transaction of the change that causes it, then wake the
     outbox after that transaction commits (the sender only sees committed rows)."""
     row = outbound_row(
-        customer, message, now=now, reply_to=reply_to, order_id=order_id, technician_id=technician_id
+        customer,
+        message,
+        now=now,
+        reply_to=reply_to,
+        order_id=order_id,
+        technician_id=technician_id,
+        initiated=initiated,
     )
     await row.save()
     return row
