@@ -8,20 +8,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.db import close_db, init_db
 from bot.db.models import ConsentAction, ConsentScope, ConsentSource, Customer
 from bot.privacy.consent import consent_history, record
+from tests.appointments_helpers import database as started_database
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
 async def database(database_url: str) -> AsyncIterator[None]:
-    await init_db(database_url)
-    try:
+    async with started_database(database_url):
         yield
-    finally:
-        await close_db()
 
 
 async def test_the_ledger_keeps_every_change_and_the_state_follows(database: None) -> None:
