@@ -8,6 +8,7 @@ import inspect
 import io
 import json
 import os
+import re
 import secrets
 import socket
 import textwrap
@@ -20,6 +21,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from tortoise import connections
 
 from bot.db.models import Direction, Message
 from bot.engine import ActionRegistry, FlowProblem, check_flows
@@ -405,3 +407,23 @@ def text_notification(phone: str, wamid: str, body: str, name: str = "Alex Examp
 BotFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
 AppFactory = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]
 """The `serve_app` fixture: serve an app, get a client for it."""
+
+
+async def message_with(content: str, **where: Any) -> Message:
+    """The one message of `where` with this content: compared once read, since the column is encrypted
+    (an equality lookup in SQL cannot match a ciphertext, every encryption differs)."""
+    found = [row for row in await Message.filter(**where).order_by("id") if row.message_content == content]
+    assert len(found) == 1, f"{len(found)} messages say {content!r}"
+    return found[0]
+
+
+def dialect_sql(sql: str) -> str:
+    """$1-style placeholders, as SQLite's ? when the test runs there."""
+    if connections.get("default").capabilities.dialect == "postgres":
+        return sql
+    return re.sub(r"\$\d+", "?", sql)
+
+
+async def execute(sql: str, *values: object) -> None:
+    """A raw statement on the test database (to put it in a state the bot would not)."""
+    await connections.get("default").execute_query(dialect_sql(sql), list(values))

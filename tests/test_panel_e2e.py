@@ -24,6 +24,7 @@ from tests.helpers import (
     BotFactory,
     eventually,
     graph_sends,
+    message_with,
     payload,
     post_webhook,
     text_notification,
@@ -178,7 +179,7 @@ async def test_a_technician_takes_a_chat_in_the_panel_and_gives_it_back(
             return bool(row and row.whatsapp_message_id)
 
         await eventually(reply_sent)
-        row = await Message.get(address=CUSTOMER, message_content=REPLY)
+        row = await message_with(REPLY, address=CUSTOMER)
         wamid = row.whatsapp_message_id
         assert wamid is not None
         assert row.technician_id is not None
