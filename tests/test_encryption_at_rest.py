@@ -34,6 +34,7 @@ from tests.helpers import (
     dialect_sql,
     eventually,
     execute,
+    migrated_sqlite,
     post_webhook,
     text_notification,
 )
@@ -306,3 +307,28 @@ def test_encrypt_existing_on_the_last_release_s_database(tmp_path: Path) -> None
     assert asyncio.run(read()) == plain  # every value reads as it did
     again = run_bot("keys", "encrypt-existing", env=env)
     assert again.returncode == 0 and "0 value(s) encrypted" in again.stdout
+
+
+def test_keys_rotate_names_a_missing_master_key_and_resumes(tmp_path: Path) -> None:
+    url = migrated_sqlite(tmp_path / "bot.db")
+
+    async def written_under_the_old_key() -> str:
+        async with database(url):
+            ring(OTHER_KEY, url)
+            for n in range(3):
+                await _customer(f"1555000600{n}", f"C{n}", f"text {n}")
+            return crypto.current().primary.id
+
+    old_id = asyncio.run(written_under_the_old_key())
+    new_id = crypto.parse_master_keys(ENCRYPTION_KEY)[0].id
+    only_new = run_bot("keys", "rotate", env={"DATABASE_URL": url, "BOT_ENCRYPTION_KEYS": ENCRYPTION_KEY})
+    assert only_new.returncode == 1
+    assert f"encryption key {old_id} is not in BOT_ENCRYPTION_KEYS" in only_new.stderr
+    assert "3 key(s) left as they were" in only_new.stderr
+    both = {"DATABASE_URL": url, "BOT_ENCRYPTION_KEYS": f"{ENCRYPTION_KEY},{OTHER_KEY}"}
+    done = run_bot("keys", "rotate", "--batch-size", "2", env=both)
+    assert done.returncode == 0, done.stderr
+    assert "data keys: 2 of 3" in done.stderr and "data keys: 3 of 3" in done.stderr
+    assert f"3 data key(s) re-wrapped under encryption key {new_id}, 0 already were, of 3" in done.stdout
+    again = run_bot("keys", "rotate", env=both)
+    assert "0 data key(s) re-wrapped" in again.stdout and "3 already were" in again.stdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from bot import crypto
 from bot.db import close_db, init_db
 from bot.db.rekey import BATCH_SIZE, encrypt_existing, rotate
 from bot.master_keys import load_key_ring
@@ -20,6 +21,9 @@ async def keys_rotate(settings: Settings, batch_size: int = BATCH_SIZE) -> int:
     try:
         ring = load_key_ring(settings)
         report = await rotate(batch_size, _progress)
+    except crypto.KeyConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     finally:
         await close_db()
     print(
@@ -44,6 +48,9 @@ async def keys_encrypt_existing(settings: Settings, batch_size: int = BATCH_SIZE
     try:
         load_key_ring(settings)
         report = await encrypt_existing(batch_size, _progress)
+    except crypto.KeyConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     finally:
         await close_db()
     for place, count in sorted(report.sealed.items()):
