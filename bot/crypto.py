@@ -256,10 +256,6 @@ class KeyRing:
         self.load_data_key(owner, wrapped)
         return self._data_keys[owner]
 
-    def cached_owners(self) -> set[str]:
-        with self._lock:
-            return set(self._data_keys)
-
     # -- values ------------------------------------------------------------------------------------
 
     def encrypt(self, plaintext: bytes, context: str, owner: str | None = None) -> str:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -227,6 +227,25 @@ def owners_of(model: type[Model], rows: Iterable[Model]) -> set[int]:
     return found
 
 
+KeyStore = Callable[[Iterable[int]], Awaitable[None]]
+_key_store: KeyStore | None = None
+
+
+def use_key_store(ensure_keys: KeyStore) -> None:
+    """Where rows get their owners' data keys before they are written (bot/db/keystore.py registers
+    itself: the fields know no table)."""
+    global _key_store
+    _key_store = ensure_keys
+
+
+async def _ensure_keys(owners: set[int]) -> None:
+    if not owners:
+        return
+    if _key_store is None:
+        raise crypto.NotConfigured("bot.db.keystore is not loaded: nothing makes the customers' data keys")
+    await _key_store(owners)
+
+
 class PrivateModel(Model):
     """A model with encrypted fields: its rows are built knowing their owner, and saved with their
     owner's data key made first (see the module's note)."""
@@ -241,9 +260,7 @@ class PrivateModel(Model):
         force_create: bool = False,
         force_update: bool = False,
     ) -> None:
-        from bot.db.keystore import ensure_keys
-
-        await ensure_keys(owners_of(type(self), [self]))
+        await _ensure_keys(owners_of(type(self), [self]))
         deferred: dict[str, Any] = {}
         if self.pk is None:  # a value owned by the row's own id waits for the id
             for field in encrypted_fields(type(self)):
@@ -255,7 +272,7 @@ class PrivateModel(Model):
         if deferred:
             for name, value in deferred.items():
                 setattr(self, name, value)
-            await ensure_keys([self.pk])
+            await _ensure_keys({int(self.pk)})
             await super().save(using_db, list(deferred))
 
     @classmethod
@@ -275,7 +292,5 @@ class PrivateModel(Model):
 
 
 async def _bulk_create(model: type[PrivateModel], objects: Sequence[Any], args: Any, kwargs: Any) -> Any:
-    from bot.db.keystore import ensure_keys
-
-    await ensure_keys(owners_of(model, objects))
+    await _ensure_keys(owners_of(model, objects))
     return await super(PrivateModel, model).bulk_create(objects, *args, **kwargs)  # type: ignore[misc]

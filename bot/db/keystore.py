@@ -8,8 +8,6 @@
   (backups too), no longer opens. Erasing a customer calls it first.
 - `sync_loader(url)`: what the ring asks, synchronously, for a key it has not seen (a row read that
   another process wrote): its own short connection, beside the event loop's, rare by design.
-- `reown(gone, keep)`: a merge moves a customer's rows to another; their values are sealed anew under
-  the new owner's key (a ciphertext moved to another customer's row does not open, by design).
 """
 
 from __future__ import annotations
@@ -22,11 +20,9 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from tortoise.models import Model
-
 from bot import crypto
+from bot.db import encrypted
 from bot.db.config import is_memory, is_sqlite, sqlite_file
-from bot.db.encrypted import PrivateModel, encrypted_fields, report
 from bot.db.models import DataKey
 from bot.db.transactions import on_rollback
 
@@ -42,8 +38,7 @@ async def ensure_keys(customer_ids: Iterable[int | str | None]) -> None:
     if not given:
         return
     ring = crypto.current()
-    cached = ring.cached_owners()
-    wanted = sorted(c for c in given if str(c) not in cached)
+    wanted = sorted(c for c in given if not ring.has_data_key(str(c)))
     if not wanted:
         return
     # two tasks making one key at once: one row wins (ignore_conflicts), both read it back
@@ -87,7 +82,7 @@ def _load(ring: crypto.KeyRing, customer_id: int, wrapped_key: str, master_key_i
     try:
         ring.load_data_key(str(customer_id), _wrapped(wrapped_key, master_key_id))
     except crypto.CryptoError as exc:
-        report(exc)
+        encrypted.report(exc)
 
 
 def _forget(ring: crypto.KeyRing, customer_ids: Iterable[int]) -> None:
@@ -170,49 +165,4 @@ async def _postgres_fetch(url: str, customer_id: int) -> Any:
         await connection.close()
 
 
-# -- a merge: rows moving to another customer ----------------------------------------------------------
-
-
-def private_models() -> list[type[PrivateModel]]:
-    """The bot's models with values owned by a customer (found from the models: new ones count)."""
-    from bot.db import models
-
-    found = []
-    for value in vars(models).values():
-        if (
-            isinstance(value, type)
-            and issubclass(value, PrivateModel)
-            and value is not PrivateModel
-            and any(f.owner for f in encrypted_fields(value))
-        ):
-            found.append(value)
-    return found
-
-
-async def reown(gone: int, keep: int) -> None:
-    """Every row owned by customer `gone` becomes `keep`'s, its values sealed anew under `keep`'s key
-    (a customer's own row, whose owner is its id, is not moved: the merge copies its fields). Call
-    inside the merge's transaction."""
-    for model in private_models():
-        for owner in _owner_fields(model):
-            await move_rows(model, keep, **{owner: gone})
-
-
-def _owner_fields(model: type[Model]) -> set[str]:
-    return {f.owner for f in encrypted_fields(model) if f.owner and f.owner != model._meta.pk_attr}
-
-
-async def move_rows(model: type[Model], new_owner: int, **where: Any) -> int:
-    """Give the rows of `model` matching `where` to customer `new_owner`, their encrypted values sealed
-    anew for them (a bare UPDATE of the owner would leave values that belong to another row)."""
-    from bot.db.writes import update_rows
-
-    [owner] = _owner_fields(model)
-    rows: list[Model] = await model.filter(**where)
-    if not rows:
-        return 0
-    for row in rows:
-        setattr(row, owner, new_owner)
-    names = [f.model_field_name for f in encrypted_fields(model) if f.owner == owner]
-    await update_rows(model, rows, [owner, *names])
-    return len(rows)
+encrypted.use_key_store(ensure_keys)

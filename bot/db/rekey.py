@@ -30,8 +30,9 @@ from bot.db.encrypted import (
     UnreadableJSON,
     encrypted_fields,
 )
-from bot.db.keystore import ensure_keys, private_models
+from bot.db.keystore import ensure_keys
 from bot.db.models import DataKey
+from bot.db.reown import private_models
 from bot.db.transactions import atomic
 from bot.db.writes import update_rows
 

@@ -19,6 +19,7 @@ from tortoise import connections
 from tortoise.models import Model
 
 from bot.db.encrypted import EncryptedJSONField, EncryptedTextField, encrypted_fields, owners_of
+from bot.db.keystore import ensure_keys
 
 M = TypeVar("M", bound=Model)
 
@@ -28,8 +29,6 @@ async def update_rows(model: type[M], rows: Sequence[M], fields: Sequence[str]) 
     if not rows:
         return
     if encrypted_fields(model):
-        from bot.db.keystore import ensure_keys
-
         await ensure_keys(owners_of(model, rows))
     connection = connections.get(model._meta.default_connection or "default")
     executor = connection.executor_class(model=model, db=connection)
@@ -71,8 +70,6 @@ async def insert_rows(
         _INSERTS[key] = sql
     converters = [_converter(model, name, list(columns)) for name in columns]
     if any(owner is not None for _, owner in converters):
-        from bot.db.keystore import ensure_keys
-
         await ensure_keys(row[owner] for _, owner in converters if owner is not None for row in rows)
     values = [
         [

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bot.db.keystore import move_rows
 from bot.db.models import Appointment, Customer, CustomerIdentity, IdentityKind, Order
+from bot.db.reown import move_rows
 from bot.identity.merge import merge_customers
 
 

@@ -14,8 +14,8 @@ import logging
 
 from tortoise.fields.relational import BackwardFKRelation, BackwardOneToOneRelation
 
-from bot.db.keystore import reown
 from bot.db.models import Conversation, Customer
+from bot.db.reown import reown
 
 log = logging.getLogger(__name__)
 
