@@ -117,6 +117,16 @@ def who(customer: Customer | None) -> dict[str, Any]:
     }
 
 
+def consent_of(customer: Customer | None) -> dict[str, str | None]:
+    """Since when the customer opted out of what the shop starts, and of marketing (None: in)."""
+    out = customer.opted_out_at if customer else None
+    marketing = customer.marketing_opted_out_at if customer else None
+    return {
+        "opted_out_at": out.isoformat() if out else None,
+        "marketing_opted_out_at": marketing.isoformat() if marketing else None,
+    }
+
+
 def queue_event(action: str, handoff: Handoff, customer: Customer | None, **extra: Any) -> dict[str, Any]:
     return {
         "type": "queue",
@@ -308,6 +318,7 @@ class HandoffDesk:
             "window_closes_at": closes.isoformat() if closes else None,
             "window_note": None if window_open else OUTSIDE_WINDOW,
             "templates": self.approved_templates(),
+            **consent_of(customer),
         }
 
     async def chat(self, key: ChatKey) -> Chat:
