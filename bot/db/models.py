@@ -37,6 +37,8 @@ PACE_KEY_LENGTH = 64
 PRICING_LENGTH = 64
 """A status webhook's pricing values (CostEntry.category, pricing_type): notifications.py clips them to it."""
 """PaceBucket.key: `business:` or `pair:` and a number or id."""
+CONSENT_DETAIL_LENGTH = 128
+"""ConsentChange.detail: the word, Meta's description of a preference change (clipped to it)."""
 INT_RANGE = range(-(2**31), 2**31)
 """What an IntField holds on PostgreSQL (error_code)."""
 
@@ -731,7 +733,7 @@ class ConsentChange(Model):
     scope = fields.CharEnumField(ConsentScope, max_length=16)
     action = fields.CharEnumField(ConsentAction, max_length=8)
     source = fields.CharEnumField(ConsentSource, max_length=24)
-    detail = fields.CharField(max_length=128, null=True)
+    detail = fields.CharField(max_length=CONSENT_DETAIL_LENGTH, null=True)
     """What said so: the word, Meta's description, the failed message's wamid."""
     at = fields.DatetimeField()
 
