@@ -141,19 +141,19 @@ async def test_an_erasure_stopped_half_way_is_finished_by_running_it_again(
 ) -> None:
     media = MediaStore(tmp_path / "media")
     seeded = await seed_customer(PHONE, "Zebulon Quartermaine", media)
-    real_update_rows = erasure.update_rows
+    real_set_in_batches = erasure.set_in_batches
 
     async def crash(*args: Any, **kwargs: Any) -> int:
         raise ConnectionError("the database went away")
 
-    monkeypatch.setattr(erasure, "update_rows", crash)
+    monkeypatch.setattr(erasure, "set_in_batches", crash)
     with pytest.raises(ConnectionError):
         await erase_customer(seeded.customer, media, "cli:tester")
     assert not await Message.filter(id__in=seeded.message_ids).exists()  # what went before stays gone
     assert (await Order.get(id=seeded.order_id)).customer_name == "Zebulon Quartermaine"
     assert not await AuditEvent.filter(kind=AuditKind.ERASURE).exists()  # no erasure recorded yet
 
-    monkeypatch.setattr(erasure, "update_rows", real_update_rows)
+    monkeypatch.setattr(erasure, "set_in_batches", real_set_in_batches)
     again = await find_subject(PHONE)  # still found by the phone: identities go last
     report = await erase_customer(again, media, "cli:tester")
     assert (report.messages, report.orders) == (0, 1)

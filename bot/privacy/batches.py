@@ -17,6 +17,7 @@ from tortoise.queryset import QuerySet
 
 from bot.db.models import Message
 from bot.db.transactions import atomic
+from bot.db.writes import update_rows
 from bot.media.store import MediaStore, is_stored
 
 BATCH = 500
@@ -55,14 +56,18 @@ async def delete_rows(query: QuerySet[Any], batch: int = BATCH) -> int:
     return count
 
 
-async def update_rows(query: QuerySet[Any], batch: int = BATCH, **values: Any) -> int:
-    """Set `values` on every row `query` matches, `batch` at a time, by id; returns how many. The query
-    must stop matching a row once it is updated (or the loop would not end)."""
+async def set_in_batches(query: QuerySet[Any], batch: int = BATCH, **values: Any) -> int:
+    """Set `values` on every row `query` matches, `batch` at a time, by id; returns how many. The rows
+    are never read (after an erasure's shredding their encrypted values are noise) and the values go
+    through each field's to_db_value as on save (bot/db/writes.py), encrypted fields too. The query must
+    stop matching a row once it is set (or the loop would not end)."""
     model: type[Model] = query.model
+    fields = [*values, *(name for name in ("updated_at",) if name in model._meta.fields_map)]
     count = 0
     while ids := await query.limit(batch).values_list("id", flat=True):
+        rows = [model(id=row_id, **values) for row_id in ids]
         async with atomic():
-            await model.filter(id__in=list(ids)).update(**values)
+            await update_rows(model, rows, fields)
         count += len(ids)
         await asyncio.sleep(0)
     return count

@@ -59,7 +59,7 @@ from bot.db.models import (
 from bot.db.shred import checkpoint_wal
 from bot.db.transactions import atomic
 from bot.media.store import MediaStore
-from bot.privacy.batches import BATCH, delete_messages, delete_rows, update_rows
+from bot.privacy.batches import BATCH, delete_messages, delete_rows, set_in_batches
 from bot.privacy.subject import addresses_of
 from bot.whatsapp.pacing import pair_bucket_key
 
@@ -158,14 +158,14 @@ async def erase_customer(
     report.other_rows += await delete_rows(
         AppointmentReminder.filter(appointment_id__in=appointment_ids), batch
     )
-    report.appointments = await update_rows(
+    report.appointments = await set_in_batches(
         appointments, batch, customer_id=None, customer_phone=None, customer_name=None, notes=None
     )
     orders = Order.filter(Q(customer_id=customer.id) | Q(customer_id=None, customer_phone__in=phones))
-    report.orders = await update_rows(
+    report.orders = await set_in_batches(
         orders, batch, customer_id=None, customer_phone=ERASED_PHONE, customer_name=ERASED_NAME
     )
-    await update_rows(CostEntry.filter(customer_id=customer.id), batch, customer_id=None)
+    await set_in_batches(CostEntry.filter(customer_id=customer.id), batch, customer_id=None)
     report.other_rows += await delete_rows(ConsentChange.filter(customer_id=customer.id), batch)
     await _clear_relay_pointers(customer.id)
 
