@@ -139,6 +139,7 @@ class Pipeline:
             self.clock,
             on_recorded=self._publish_sent,
             limits=self.limits,
+            category_of=self._template_category,
         )
         self._outbox = outbox
         inbox = self.inbox(outbox)

@@ -38,6 +38,10 @@ _OWN_CODES = {
     errors.CODE_MISSING: ("GraphError", "an error answer without a Graph error code"),
     errors.CODE_UNSENDABLE: ("Unsendable", "the queued message could not be built (bad stored payload)"),
     errors.CODE_OPTED_OUT: ("OptedOut", "a message the shop starts, to a customer who opted out (STOP)"),
+    errors.CODE_MARKETING_OPTED_OUT: (
+        "MarketingOptedOut",
+        "a marketing template, to a customer who stopped marketing messages (WhatsApp, error 131050)",
+    ),
 }
 
 

@@ -34,6 +34,7 @@ from tests.helpers import (
     create_schema,
     drop_postgres,
     graph_base,
+    install_test_keys,
     make_settings,
     reset_postgres,
     shop_actions,
@@ -84,6 +85,17 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     # a fresh key ring per test: ids restart in every database, so no data key may outlive its test
     crypto.install(crypto.KeyRing(crypto.parse_master_keys(ENCRYPTION_KEY), sync_loader(url)))
     return url
+
+
+@pytest.fixture
+async def keyed_db(database_url: str) -> AsyncIterator[None]:
+    """The test database connected in this process, with the test servers' key ring installed."""
+    from bot.db import close_db, init_db
+
+    install_test_keys()
+    await init_db(database_url)
+    yield
+    await close_db()
 
 
 @pytest.fixture

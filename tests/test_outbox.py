@@ -30,12 +30,23 @@ from tortoise.transactions import in_transaction
 from bot.app import create_app
 from bot.db import close_db, init_db
 from bot.db.claims import Claims, claims_for
-from bot.db.models import Customer, DeliveryStatus, Direction, EarlyStatus, Message
+from bot.db.models import (
+    ConsentAction,
+    ConsentScope,
+    ConsentSource,
+    Customer,
+    DeliveryStatus,
+    Direction,
+    EarlyStatus,
+    Message,
+)
 from bot.identity import customer_for_phone
+from bot.privacy.consent import consent_history, record
 from bot.spine.outbox import OutboxConfig, OutboxWorker, outbound_row
+from bot.spine.outbox.consent import CategoryOf
 from bot.spine.statuses import StatusChange, record_statuses
 from bot.whatsapp.client import HttpTransport, WhatsAppClient
-from bot.whatsapp.errors import CODE_UNSENDABLE
+from bot.whatsapp.errors import CODE_MARKETING_OPTED_OUT, CODE_OPTED_OUT, CODE_UNSENDABLE
 from bot.whatsapp.outbound import OutboundMessage, Template, Text
 from bot.whatsapp.pacing import Pacer
 from tests.helpers import (
@@ -80,14 +91,23 @@ class Outbox:
     session: aiohttp.ClientSession
     others: list[OutboxWorker] = field(default_factory=list)
 
-    def another_worker(self, timeout: float | None = None, **config: Any) -> OutboxWorker:
+    def another_worker(
+        self, timeout: float | None = None, category_of: CategoryOf | None = None, **config: Any
+    ) -> OutboxWorker:
         """A second sender on the same database and clock (another process, or other settings); with
-        `timeout`, its client gives up on an answer after that many seconds."""
+        `timeout`, its client gives up on an answer after that many seconds; `category_of`: the
+        templates' categories it knows."""
         client = self.client
         if timeout is not None:
             transport = HttpTransport(self.session, self.graph.base_url, GRAPH_TOKEN, timeout=timeout)
             client = WhatsAppClient(transport, PHONE_NUMBER_ID, self.client.pacer)
-        worker = OutboxWorker(client, self.claims, OutboxConfig(mark_read=False, **config), self.clock)
+        worker = OutboxWorker(
+            client,
+            self.claims,
+            OutboxConfig(mark_read=False, **config),
+            self.clock,
+            category_of=category_of,
+        )
         self.others.append(worker)
         return worker
 
@@ -548,6 +568,105 @@ async def test_free_form_outside_the_24_hour_window_is_refused_before_any_reques
         (ALICE, "template"),
         (BOB, "text"),
     ]
+
+
+# --- consent: opted-out customers get no template the shop starts ---------------------------------------
+
+
+def offer() -> Template:
+    return Template(name="spring_offer", language="en", body_params=("Alex",))
+
+
+def notice() -> Template:
+    return Template(name="repair_ready", language="en", body_params=("Alex",))
+
+
+def categories(name: str) -> str | None:
+    return {"spring_offer": "marketing", "repair_ready": "utility"}.get(name)
+
+
+async def opt_out(phone: str, scope: ConsentScope, at: datetime) -> None:
+    customer = await Customer.get(wa_id=phone)
+    await record(customer, scope, ConsentAction.OPT_OUT, ConsentSource.KEYWORD, at)
+
+
+async def test_templates_the_shop_starts_are_refused_to_opted_out_customers_and_replies_still_go(
+    outbox: Outbox,
+) -> None:
+    worker = outbox.another_worker(category_of=categories)
+    await outbox.customer(ALICE, last_inbound_ago=timedelta(days=3))  # STOP, window closed
+    await outbox.customer(BOB, last_inbound_ago=timedelta(minutes=5))  # STOP, talking to the shop now
+    await outbox.customer(CAROL, last_inbound_ago=timedelta(days=3))  # stopped marketing only
+    await opt_out(ALICE, ConsentScope.ALL, outbox.clock.now)
+    await opt_out(BOB, ConsentScope.ALL, outbox.clock.now)
+    await opt_out(CAROL, ConsentScope.MARKETING, outbox.clock.now)
+    started = await outbox.queue(ALICE, notice())
+    offer_to_talking = await outbox.queue(BOB, offer())
+    reply = await outbox.queue(BOB, "Your phone is ready")
+    in_open_chat = await outbox.queue(BOB, notice())
+    marketing = await outbox.queue(CAROL, offer())
+    utility = await outbox.queue(CAROL, notice())
+
+    await outbox.run(worker)
+    for row, code, words in (
+        (started, CODE_OPTED_OUT, "opted out (STOP)"),
+        (offer_to_talking, CODE_OPTED_OUT, "opted out (STOP)"),
+        (marketing, CODE_MARKETING_OPTED_OUT, "stopped marketing messages"),
+    ):
+        refused = await reload(row)
+        assert refused.delivery_status == DeliveryStatus.FAILED and refused.error_code == code
+        assert refused.error_title is not None and words in refused.error_title
+        assert refused.attempts == 0 and refused.failed_at is not None and refused.next_attempt_at is None
+    for row in (reply, in_open_chat, utility):
+        assert (await reload(row)).delivery_status == DeliveryStatus.SENT
+    assert sorted((r.to, r.body["type"]) for r in outbox.graph.requests) == [
+        (BOB, "template"),
+        (BOB, "text"),
+        (CAROL, "template"),
+    ]
+
+
+async def test_131050_fails_the_send_and_records_a_marketing_opt_out_once(outbox: Outbox) -> None:
+    await outbox.customer(ALICE, last_inbound_ago=timedelta(days=3))
+    body = error_body(131050)
+    outbox.graph.script(ALICE, (400, body), (400, body))
+    first, second = await outbox.queue(ALICE, notice()), await outbox.queue(ALICE, notice())
+
+    await outbox.run()
+    for row in (first, second):
+        failed = await reload(row)
+        assert failed.delivery_status == DeliveryStatus.FAILED and failed.error_code == 131050
+        assert failed.error_title == body["error"]["message"] and failed.attempts == 1
+    customer = await Customer.get(wa_id=ALICE)
+    assert customer.marketing_opted_out_at == outbox.clock.now and customer.opted_out_at is None
+    assert [
+        (h["scope"], h["action"], h["source"], h["detail"]) for h in await consent_history(customer.id)
+    ] == [("marketing", "opt_out", "error_131050", f"message {first.id}")]
+
+    # Meta's status webhook says the same of a template it accepted first: still one opt-out
+    sent = await outbox.queue(ALICE, notice())
+    await outbox.run()
+    wamid = (await reload(sent)).whatsapp_message_id
+    assert wamid is not None
+    async with in_transaction():
+        await record_statuses([StatusChange(wamid, "failed", outbox.clock.now, error_code=131050)])
+    assert (await reload(sent)).delivery_status == DeliveryStatus.FAILED
+    assert len(await consent_history(customer.id)) == 1
+
+
+async def test_131050_in_a_status_webhook_records_the_marketing_opt_out(outbox: Outbox) -> None:
+    await outbox.customer(BOB, last_inbound_ago=timedelta(days=3))
+    row = await outbox.queue(BOB, notice())
+    await outbox.run()
+    wamid = (await reload(row)).whatsapp_message_id
+    assert wamid is not None
+    failed_at = outbox.clock.now + timedelta(seconds=2)
+    async with in_transaction():
+        await record_statuses([StatusChange(wamid, "failed", failed_at, error_code=131050, error_title="x")])
+    customer = await Customer.get(wa_id=BOB)
+    assert customer.marketing_opted_out_at == failed_at
+    [entry] = await consent_history(customer.id)
+    assert (entry["source"], entry["detail"]) == ("error_131050", wamid)
 
 
 # --- statuses and crash recovery ----------------------------------------------------------------------

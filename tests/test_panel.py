@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from bot.db.models import Appointment, AppointmentStatus, Order
+from bot.db.models import Appointment, AppointmentStatus, Order, TechnicianRole
 from bot.handoff.tokens import create_technician
-from tests.helpers import BotFactory
+from tests.helpers import BotFactory, bearer, eventually, handled, payload, post_webhook, text_notification
 
 PHONE = "15550003333"
 
@@ -73,3 +73,35 @@ async def test_customer_view_lists_orders_and_upcoming_appointments(bot_client: 
     assert body["orders"][0]["status"] == "in_progress"
     # upcoming and not cancelled only
     assert [appointment["status"] for appointment in body["appointments"]] == ["booked"]
+
+
+async def test_the_chat_and_the_customer_view_show_the_opt_outs_with_since_when(
+    bot_client: BotFactory,
+) -> None:
+    client = await bot_client()
+    _, token = await create_technician("Boss", TechnicianRole.ADMIN)
+    for wamid, text in (("wamid.PANEL_OPT1", "hi"), ("wamid.PANEL_OPT2", "STOP")):
+        assert (await post_webhook(client, text_notification(PHONE, wamid, text))).status == 200
+        await eventually(lambda wamid=wamid: handled(wamid))
+    # the same phone stops marketing inside WhatsApp (tests/payloads/user_preferences_marketing_stop.json)
+    assert (await post_webhook(client, payload("user_preferences_marketing_stop.json"))).status == 200
+    marketing_since = datetime.fromtimestamp(1750004000, UTC)
+
+    async def views() -> list[dict[str, object]]:
+        return [
+            await (await client.get(url, headers=bearer(token))).json()
+            for url in (f"/panel/api/customers/{PHONE}", f"/api/tech/chats/{PHONE}/messages")
+        ]
+
+    for view in await views():
+        assert isinstance(view["opted_out_at"], str)
+        stopped = datetime.fromisoformat(view["opted_out_at"])
+        assert timedelta(0) <= datetime.now(UTC) - stopped < timedelta(minutes=5)
+        assert isinstance(view["marketing_opted_out_at"], str)
+        assert datetime.fromisoformat(view["marketing_opted_out_at"]) == marketing_since
+
+    assert (await post_webhook(client, text_notification(PHONE, "wamid.PANEL_OPT3", "START"))).status == 200
+    await eventually(lambda: handled("wamid.PANEL_OPT3"))
+    for view in await views():
+        assert view["opted_out_at"] is None  # back in for what the shop starts
+        assert view["marketing_opted_out_at"] is not None  # marketing is WhatsApp's setting: still out

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
-from bot.db.models import Direction, Message
+from bot.db.models import ConsentAction, ConsentScope, ConsentSource, Customer, Direction, Message
+from bot.privacy.consent import record
 from tests.helpers import (
     REPO,
     BotFactory,
@@ -155,6 +156,10 @@ async def test_a_technician_takes_a_chat_in_the_panel_and_gives_it_back(
             return len(await _sends_to(fake_graph)) >= 1
 
         await eventually(greeted)
+        # they had stopped marketing messages in WhatsApp: the customer pane says so, with since when
+        customer = await Customer.get(wa_id=CUSTOMER)
+        stopped = ConsentSource.USER_PREFERENCES
+        await record(customer, ConsentScope.MARKETING, ConsentAction.OPT_OUT, stopped, customer.created_at)
         notification = text_notification(CUSTOMER, "wamid.E2E_2", "technician")
         assert (await post_webhook(client, notification)).status == 200
         item = f"[data-test=queue-item][data-phone='{CUSTOMER}']"
@@ -162,6 +167,13 @@ async def test_a_technician_takes_a_chat_in_the_panel_and_gives_it_back(
 
         # claim it, and answer with Enter
         await browser.click(item)
+        await browser.wait_js(
+            "const c = document.querySelector('[data-test=consent]');"
+            " return c && !c.hidden && c.textContent.includes('Marketing opted out since')"
+        )
+        assert "Opted out (STOP)" not in await browser.js(
+            "return document.querySelector('#consent').textContent"
+        )
         await browser.click("#claim")
         await browser.wait_js("return document.querySelector('#release').offsetParent")
         await browser.wait_js("return !document.querySelector('#composer').disabled")

@@ -1,9 +1,10 @@
 """Property-based: no signed body, however mangled, gets a 500, stores half a message or stops the bot.
 
-Bodies are the real payloads of tests/payloads with fields mutated (wrong types, missing keys, nulls,
-100 KB strings, NULs and lone surrogates, deep nesting, unknown types, many messages in one body),
-signed and posted to the real server on SQLite and PostgreSQL, each beside an ordinary text that must be
-stored whatever its neighbours carry. One server per test serves every example: starting one costs.
+Bodies are the real payloads of tests/payloads (messages, statuses, user preferences) with fields
+mutated (wrong types, missing keys, nulls, 100 KB strings, NULs and lone surrogates, deep nesting,
+unknown types, many messages in one body), signed and posted to the real server on SQLite and
+PostgreSQL, each beside an ordinary text that must be stored whatever its neighbours carry. One
+server per test serves every example: starting one costs.
 """
 
 from __future__ import annotations
@@ -34,7 +35,11 @@ from tests.helpers import (
     text_notification,
 )
 
-FILES = sorted(path.name for path in PAYLOADS.glob("*.json") if path.name.startswith(("inbound_", "status_")))
+FILES = sorted(
+    path.name
+    for path in PAYLOADS.glob("*.json")
+    if path.name.startswith(("inbound_", "status_", "user_preferences_"))
+)
 _ids = itertools.count()
 FRESH = "wamid.P"
 """Starts every message and status id the strategy writes; the test makes them unique to the example (a
@@ -104,11 +109,11 @@ def _values_of(body: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def _hot_slots(body: dict[str, Any]) -> list[tuple[dict[str, Any] | list[Any], Any]]:
-    """The slots under messages, statuses and contacts: what reaches a column."""
+    """The slots under messages, statuses, contacts and user preferences: what reaches a column."""
     return [
         slot
         for value in _values_of(body)
-        for key in ("messages", "statuses", "contacts")
+        for key in ("messages", "statuses", "contacts", "user_preferences")
         if isinstance(value.get(key), list)
         for slot in _slots(value[key])
     ]

@@ -39,6 +39,8 @@ PACE_KEY_LENGTH = 64
 PRICING_LENGTH = 64
 """A status webhook's pricing values (CostEntry.category, pricing_type): notifications.py clips them to it."""
 """PaceBucket.key: `business:` or `pair:` and a number or id."""
+CONSENT_DETAIL_LENGTH = 128
+"""ConsentChange.detail: the word, Meta's description of a preference change (clipped to it)."""
 INT_RANGE = range(-(2**31), 2**31)
 """What an IntField holds on PostgreSQL (error_code)."""
 
@@ -620,10 +622,14 @@ class AuditKind(StrEnum):
     GUARD_UNCLAIMED = "guard_unclaimed"
     GUARD_IDLE = "guard_idle"
     HANDOFF = "handoff"
+    ERASURE = "erasure"
+    """A customer was erased (bot/privacy/erasure.py): no conversation, details say by whom and
+    which customer id, never what was erased."""
 
 
 class AuditEvent(Model):
-    """Who took, passed on or gave back which chat, and what the guards did: append only."""
+    """Who took, passed on or gave back which chat, what the guards did, and who erased a customer:
+    append only. An erasure's row has no conversation (it was erased)."""
 
     id = fields.BigIntField(primary_key=True)
     kind = fields.CharEnumField(AuditKind, max_length=16, db_index=True)
@@ -631,10 +637,10 @@ class AuditEvent(Model):
         "models.Technician", related_name="audit_events", null=True, on_delete=fields.SET_NULL
     )
     technician_id: int | None
-    conversation: fields.ForeignKeyRelation[Conversation] = fields.ForeignKeyField(
-        "models.Conversation", related_name="audit_events", on_delete=fields.CASCADE
+    conversation: fields.ForeignKeyNullableRelation[Conversation] = fields.ForeignKeyField(
+        "models.Conversation", related_name="audit_events", null=True, on_delete=fields.CASCADE
     )
-    conversation_id: int
+    conversation_id: int | None
     details: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
     at = fields.DatetimeField(db_index=True)
 
@@ -741,7 +747,7 @@ class ConsentChange(Model):
     scope = fields.CharEnumField(ConsentScope, max_length=16)
     action = fields.CharEnumField(ConsentAction, max_length=8)
     source = fields.CharEnumField(ConsentSource, max_length=24)
-    detail = fields.CharField(max_length=128, null=True)
+    detail = fields.CharField(max_length=CONSENT_DETAIL_LENGTH, null=True)
     """What said so: the word, Meta's description, the failed message's wamid."""
     at = fields.DatetimeField()
 

@@ -49,6 +49,7 @@ from bot.media.store import REF_PREFIX as MEDIA_REF_PREFIX
 from bot.media.store import REFUSED_PREFIX as MEDIA_REFUSED_PREFIX
 from bot.settings import Settings
 from bot.spine.outbox import enqueue
+from bot.spine.outbox.consent import CustomerState, template_refusal
 from bot.whatsapp.outbound import Media, OutboundMessage, Template, Text
 
 WINDOW = timedelta(hours=24)
@@ -115,6 +116,16 @@ def who(customer: Customer | None) -> dict[str, Any]:
         "address": customer.wa_id or customer.bsuid,
         "name": customer.profile_name or customer.username,
         "display_name": customer.display_name,
+    }
+
+
+def consent_of(customer: Customer | None) -> dict[str, str | None]:
+    """Since when the customer opted out of what the shop starts, and of marketing (None: in)."""
+    out = customer.opted_out_at if customer else None
+    marketing = customer.marketing_opted_out_at if customer else None
+    return {
+        "opted_out_at": out.isoformat() if out else None,
+        "marketing_opted_out_at": marketing.isoformat() if marketing else None,
     }
 
 
@@ -309,6 +320,7 @@ class HandoffDesk:
             "window_closes_at": closes.isoformat() if closes else None,
             "window_note": None if window_open else OUTSIDE_WINDOW,
             "templates": self.approved_templates(),
+            **consent_of(customer),
         }
 
     async def chat(self, key: ChatKey) -> Chat:
@@ -513,6 +525,8 @@ class HandoffDesk:
             handoff = self._must_own(technician, chat)
             if not isinstance(message, Template):
                 self.check_window(chat.customer, now)
+            else:
+                self.check_consent(chat.customer, message, now)
             row = await enqueue(chat.customer, message, now=now, technician_id=technician.id)
             await Handoff.filter(id=handoff.id).update(last_activity_at=now)
             item = history_item(row)
@@ -526,6 +540,20 @@ class HandoffDesk:
             )
             on_commit(self._on_queued)
         return item
+
+    def check_consent(self, customer: Customer, template: Template, now: datetime) -> None:
+        """A template the customer said no to (a stop word, or marketing stopped) is refused here with
+        the outbox's own reason (bot/spine/outbox/consent.py), not queued to fail there."""
+        state = CustomerState(
+            customer.last_inbound_at, customer.opted_out_at, customer.marketing_opted_out_at
+        )
+        refused = template_refusal(template.name, state, now, self._category_of)
+        if refused is not None:
+            raise DeskError(409, refused[1], {"error_code": refused[0]})
+
+    def _category_of(self, name: str) -> str | None:
+        found = self.catalog.get(name)
+        return found.category if found is not None else None
 
     def check_window(self, customer: Customer, now: datetime) -> None:
         last = customer.last_inbound_at

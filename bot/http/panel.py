@@ -1,4 +1,5 @@
-"""`GET /panel/api/customers/{phone}`: a customer's orders and upcoming appointments, for the panel.
+"""`GET /panel/api/customers/{phone}`: a customer's orders, upcoming appointments and opt-outs, for the
+panel.
 
 The orders API takes API keys meant for the shop's systems; the panel holds a technician token instead,
 so it gets this small read-only view of its own, authenticated the way /api/tech/* is.
@@ -48,6 +49,10 @@ class AppointmentSummary(BaseModel):
 class CustomerOut(BaseModel):
     customer_phone: str | None
     customer_id: int | None
+    opted_out_at: datetime | None
+    """Since when they want none of the messages the shop starts (a stop word); None: in."""
+    marketing_opted_out_at: datetime | None
+    """Since when they want no marketing (WhatsApp's own setting, error 131050); None: in."""
     orders: list[OrderSummary]
     appointments: list[AppointmentSummary]
 
@@ -75,7 +80,7 @@ async def customer_by_id(request: web.Request) -> web.Response:
 
 
 async def _customer_view(found: Customer | None, phone: str | None) -> web.Response:
-    """A customer's orders and upcoming appointments (none for a phone nobody has)."""
+    """A customer's orders, upcoming appointments and opt-outs (none for a phone nobody has)."""
     owner = found.id if found else -1
     orders = (
         await orders_of(found.id if found else None, found.wa_id if found else phone)
@@ -91,6 +96,8 @@ async def _customer_view(found: Customer | None, phone: str | None) -> web.Respo
     body = CustomerOut(
         customer_phone=phone,
         customer_id=found.id if found else None,
+        opted_out_at=found.opted_out_at if found else None,
+        marketing_opted_out_at=found.marketing_opted_out_at if found else None,
         orders=[OrderSummary.model_validate(order) for order in orders],
         appointments=[AppointmentSummary.model_validate(appointment) for appointment in appointments],
     )

@@ -24,7 +24,7 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 """This module's own registry (not prometheus-client's global one: nothing else registers into it)."""
 
 WEBHOOK_OUTCOMES = ("ok", "unauthorized", "bad_request", "too_large", "not_stored", "aborted")
-HELD_REASONS = ("window", "cap", "messaging_limit", "pacing", "budget")
+HELD_REASONS = ("window", "cap", "messaging_limit", "pacing", "budget", "opted_out")
 """Why a send was held back (or, for the window, refused) before any call to Meta."""
 
 WEBHOOK_REQUESTS = Counter(
@@ -61,7 +61,8 @@ RETRIES = Counter("bot_send_retries", "Sends put back for another attempt after 
 HELD = Counter(
     "bot_sends_held",
     "Sends held back before calling Meta: window (refused: the 24-hour window is closed), cap (the daily "
-    "per-customer limit), messaging_limit (Meta's tier), pacing, budget",
+    "per-customer limit), messaging_limit (Meta's tier), pacing, budget, opted_out (refused: the customer "
+    "opted out)",
     ["reason"],
     registry=REGISTRY,
 )

@@ -4,17 +4,26 @@ Every signal is kept as a ConsentChange row (its scope, action, source and time)
 current state is on the Customer row itself (`opted_out_at` for everything the shop starts, the STOP
 words; `marketing_opted_out_at` for marketing, Meta's user_preferences and error 131050), so whoever
 already reads the customer reads their consent for free. Call `record` inside the transaction of the
-change that caused it. `consent_history` is the ledger as the customer's export shows it.
+change that caused it (`record_once` for Meta's signals, which may come twice or out of order).
+`consent_history` is the ledger as the customer's export shows it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from bot.db.models import ConsentAction, ConsentChange, ConsentScope, ConsentSource, Customer
+from bot.db.models import (
+    CONSENT_DETAIL_LENGTH,
+    ConsentAction,
+    ConsentChange,
+    ConsentScope,
+    ConsentSource,
+    Customer,
+)
 
-DETAIL_LENGTH = 128
+DETAIL_LENGTH = CONSENT_DETAIL_LENGTH
 
 _STATE_COLUMN = {ConsentScope.ALL: "opted_out_at", ConsentScope.MARKETING: "marketing_opted_out_at"}
 
@@ -47,6 +56,52 @@ async def record(
         return False
     await Customer.filter(id=customer.id).update(**{column: getattr(customer, column)})
     return True
+
+
+async def record_once(
+    customer: Customer,
+    scope: ConsentScope,
+    action: ConsentAction,
+    source: ConsentSource,
+    at: datetime,
+    detail: str | None = None,
+) -> bool:
+    """`record` for a signal Meta may deliver twice and in any order (a webhook is retried until it is
+    acknowledged, and two are never ordered): the same signal at the same time is kept once, and one
+    older than the customer's latest of the same scope is kept in the ledger without moving the state."""
+    mine = ConsentChange.filter(customer_id=customer.id, scope=scope)
+    if await mine.filter(action=action, source=source, at=at).exists():
+        return False
+    if await mine.filter(at__gt=at).exists():
+        await ConsentChange.create(
+            customer_id=customer.id,
+            scope=scope,
+            action=action,
+            source=source,
+            at=at,
+            detail=detail[:DETAIL_LENGTH] if detail else None,
+        )
+        return False
+    return await record(customer, scope, action, source, at, detail)
+
+
+async def marketing_refused(failures: Sequence[tuple[int, datetime, str]]) -> list[int]:
+    """Error 131050 (the user stopped marketing messages) on sends to these customers, as (customer
+    id, when, what failed): a marketing opt-out for each who is not already out, once however many of
+    their sends failed. Returns the customers recorded."""
+    first: dict[int, tuple[datetime, str]] = {}
+    for customer_id, at, detail in failures:
+        first.setdefault(customer_id, (at, detail))
+    if not first:
+        return []
+    recorded = []
+    for customer in await Customer.filter(id__in=list(first), marketing_opted_out_at=None).order_by("id"):
+        at, detail = first[customer.id]
+        await record(
+            customer, ConsentScope.MARKETING, ConsentAction.OPT_OUT, ConsentSource.ERROR_131050, at, detail
+        )
+        recorded.append(customer.id)
+    return recorded
 
 
 async def consent_history(customer_id: int) -> list[dict[str, Any]]:

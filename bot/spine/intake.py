@@ -31,8 +31,9 @@ from bot.db.writes import insert_rows
 from bot.identity import resolve_senders
 from bot.loops import finish
 from bot.monitoring import metrics
+from bot.privacy.preferences import known, record_preferences
 from bot.spine.statuses import StatusChange, record_statuses
-from bot.whatsapp.notifications import InboundItem, Notification
+from bot.whatsapp.notifications import InboundItem, Notification, PreferenceItem
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ class _Pending:
     """What `inbound` was made from (bot/identity reads the senders from it)."""
     limits: list[int | None] = field(default_factory=list)
     """Meta's messaging limit, as business_capability_update webhooks report it (None: unlimited)."""
+    preferences: list[PreferenceItem] = field(default_factory=list)
+    """Marketing stops and resumes (user_preferences webhooks): the consent ledger's."""
     done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -148,9 +151,10 @@ class IntakeWriter:
         inbound = [inbound_values(item, now) for item in items]
         statuses = status_changes(notification)
         limits = notification.messaging_limits()
-        if not inbound and not statuses and not limits:
+        preferences = known(notification.user_preferences())
+        if not inbound and not statuses and not limits and not preferences:
             return 0
-        pending = _Pending(inbound, statuses, items, limits)
+        pending = _Pending(inbound, statuses, items, limits, preferences)
         self._queue.put_nowait(pending)
         await asyncio.shield(pending.done)
         return len(inbound)
@@ -237,4 +241,7 @@ class IntakeWriter:
             limits = [limit for pending in batch for limit in pending.limits]
             if limits:
                 await new_messaging_limit(limits[-1], self._clock())
+            preferences = [item for pending in batch for item in pending.preferences]
+            if preferences:
+                await record_preferences(preferences, self._clock())
         metrics.outbound(moved)

@@ -2,7 +2,8 @@
 
 Meta delivers status webhooks concurrently and in no guaranteed order, sometimes before the outbox has
 stored the wamid the send returned. A status never downgrades a message (read implies delivered), and
-one for an unknown wamid waits in `early_status` until the outbox records that wamid.
+one for an unknown wamid waits in `early_status` until the outbox records that wamid. A failure with
+error 131050 (the user stopped marketing messages) records their marketing opt-out (bot/privacy).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 from bot.costs.ledger import record_costs
 from bot.db.models import DeliveryStatus, Direction, EarlyStatus, Message
 from bot.db.writes import update_rows
+from bot.privacy.consent import marketing_refused
+from bot.whatsapp.errors import MarketingOptOut
 
 _RANK = {
     DeliveryStatus.PENDING: 0,
@@ -96,11 +99,14 @@ async def record_statuses(changes: Sequence[StatusChange]) -> list[tuple[str, st
     early: list[EarlyStatus] = []
     moved: list[tuple[str, str]] = []
     priced: list[tuple[Message, dict[str, Any], datetime]] = []
+    stopped: list[tuple[int, datetime, str]] = []
     for change in changes:
         row = rows.get(change.wamid)
         if row is None:
             early.append(_early(change))
             continue
+        if change.error_code in MarketingOptOut.codes and row.customer_id is not None:
+            stopped.append((row.customer_id, change.timestamp, change.wamid))
         if change.pricing and row.message_direction == Direction.OUTBOUND:
             priced.append((row, change.pricing, change.timestamp))
         before = row.delivery_status
@@ -113,6 +119,7 @@ async def record_statuses(changes: Sequence[StatusChange]) -> list[tuple[str, st
     if early:
         await EarlyStatus.bulk_create(early, ignore_conflicts=True)
     await record_costs(priced)
+    await marketing_refused(stopped)
     return moved
 
 
@@ -126,8 +133,11 @@ async def claim_early_statuses(messages: Iterable[Message]) -> list[Message]:
         return []
     changed: dict[int, Message] = {}
     priced: list[tuple[Message, dict[str, Any], datetime]] = []
+    stopped: list[tuple[int, datetime, str]] = []
     for status in parked:
         message = by_wamid[status.whatsapp_message_id]
+        if status.error_code in MarketingOptOut.codes and message.customer_id is not None:
+            stopped.append((message.customer_id, status.timestamp, status.whatsapp_message_id))
         if status.pricing:
             priced.append((message, status.pricing, status.timestamp))
         change = StatusChange(
@@ -142,6 +152,7 @@ async def claim_early_statuses(messages: Iterable[Message]) -> list[Message]:
             changed[message.id] = message
     await EarlyStatus.filter(id__in=[s.id for s in parked]).delete()
     await record_costs(priced)
+    await marketing_refused(stopped)
     return list(changed.values())
 
 

@@ -23,6 +23,7 @@ CODE_UNEXPECTED = -2  # a 2xx answer without what it must hold
 CODE_MISSING = -3  # a non-2xx answer without a Graph error code in it
 CODE_UNSENDABLE = -4  # a queued row whose stored payload is not a message that can be sent
 CODE_OPTED_OUT = -5  # a message the shop starts, to a customer who opted out (STOP): never sent
+CODE_MARKETING_OPTED_OUT = -6  # a marketing template, to a customer who stopped marketing: never sent
 
 
 class GraphError(Exception):

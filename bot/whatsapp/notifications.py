@@ -56,6 +56,7 @@ from pydantic import (
 
 from bot.db.models import (
     BSUID_LENGTH,
+    CONSENT_DETAIL_LENGTH,
     INT_RANGE,
     NAME_LENGTH,
     PHONE_LENGTH,
@@ -607,6 +608,60 @@ class MessagesChange(_Model):
     value: MessagesValue
 
 
+PREFERENCES_FIELD = "user_preferences"
+MARKETING_MESSAGES = "marketing_messages"
+PREFERENCE_VALUES = {"stop": True, "resume": False}
+"""A marketing preference's `value`: True, the user stopped marketing messages; False, resumed."""
+PREFERENCE_TEXT_LENGTH = 64
+"""A preference's `category` and `value` (only logged when unknown)."""
+
+
+class UserPreference(_Model):
+    """One entry of `user_preferences[]` (Meta's user_preferences webhook): a user stopped or resumed
+    marketing messages. Its user is `wa_id` and, since 2026, `user_id` (the BSUID), either of which may
+    be missing (the contacts entry beside it fills in). Everything is lenient: a stop is never refused
+    for an odd field; a missing or bad `timestamp` is the time it arrived."""
+
+    wa_id: OptionalPhone = None
+    user_id: OptionalBsuid = None
+    parent_user_id: OptionalBsuid = None
+    detail: Lenient[Annotated[str, _clipper(CONSENT_DETAIL_LENGTH)]] = None
+    category: Lenient[Annotated[str, _clipper(PREFERENCE_TEXT_LENGTH)]] = None
+    value: Lenient[Annotated[str, _clipper(PREFERENCE_TEXT_LENGTH)]] = None
+    timestamp: Lenient[UtcDatetime] = None
+
+
+class PreferencesValue(_Model):
+    metadata: Lenient[Metadata] = None
+    contacts: LenientList[Sender] = Field(default_factory=list)
+    user_preferences: LenientList[UserPreference] = Field(default_factory=list)
+
+
+class PreferencesChange(_Model):
+    field: Literal["user_preferences"]
+    value: Lenient[PreferencesValue] = None
+
+
+@dataclass(frozen=True, slots=True)
+class PreferenceItem:
+    """One user_preferences entry with its user's ids (at least one), as the intake records it."""
+
+    phone: str | None
+    bsuid: str | None
+    category: str | None
+    value: str | None
+    at: datetime | None
+    detail: str | None
+
+    @property
+    def marketing_stop(self) -> bool | None:
+        """True: they stopped marketing messages; False: resumed; None: a category or value this bot
+        does not know (logged and acknowledged, never refused)."""
+        if self.category != MARKETING_MESSAGES:
+            return None
+        return PREFERENCE_VALUES.get((self.value or "").strip().lower())
+
+
 LIMIT_FIELDS = ("business_capability_update", "phone_number_quality_update")
 LIMIT_KEY = "max_daily_conversations_per_business"
 
@@ -620,11 +675,13 @@ class OtherChange(_Model):
 
 def _change_tag(change: Any) -> str:
     field = change.get("field") if isinstance(change, dict) else getattr(change, "field", None)
-    return "messages" if field == "messages" else "other"
+    return field if field in ("messages", PREFERENCES_FIELD) else "other"
 
 
 Change = Annotated[
-    Annotated[MessagesChange, Tag("messages")] | Annotated[OtherChange, Tag("other")],
+    Annotated[MessagesChange, Tag("messages")]
+    | Annotated[PreferencesChange, Tag(PREFERENCES_FIELD)]
+    | Annotated[OtherChange, Tag("other")],
     Discriminator(_change_tag),
 ]
 
@@ -703,6 +760,26 @@ class Notification(_Model):
                         _sender(message, contact),
                     )
                 )
+        return items
+
+    def user_preferences(self) -> list[PreferenceItem]:
+        """Every user_preferences entry that names its user (by its own ids, else the only contact's)."""
+        items = []
+        for entry in self.entry:
+            for change in entry.changes:
+                if not isinstance(change, PreferencesChange) or change.value is None:
+                    continue
+                contacts = change.value.contacts
+                only = contacts[0] if len(contacts) == 1 else None
+                for pref in change.value.user_preferences:
+                    phone, bsuid = pref.wa_id, pref.user_id
+                    if phone is None and bsuid is None and only is not None:
+                        phone, bsuid = only.wa_id, only.user_id
+                    if phone is None and bsuid is None:
+                        continue  # it names nobody: nothing to record
+                    items.append(
+                        PreferenceItem(phone, bsuid, pref.category, pref.value, pref.timestamp, pref.detail)
+                    )
         return items
 
     def status_updates(self) -> list[StatusUpdate]:

@@ -21,6 +21,7 @@ EXPECTED: dict[int, tuple[type[e.GraphError], bool, bool, int | None]] = {
     131000: (e.UnknownError, True, False, None),
     131026: (e.Undeliverable, False, False, 1),
     131047: (e.ReEngagement, False, False, 1),
+    131050: (e.MarketingOptOut, False, False, 1),
     132000: (e.TemplateParamCountMismatch, False, False, 1),
     132001: (e.TemplateMissing, False, False, 1),
     190: (e.AccessTokenExpired, False, False, 1),

@@ -754,3 +754,39 @@ def test_timestamps_outside_unix_seconds_are_refused(timestamp: Any) -> None:
         parse_notification(_raw(data))
     with pytest.raises(NotificationError, match="timestamp"):
         parse_notification(_raw(_status(timestamp=timestamp)))
+
+
+# --- user_preferences (marketing stop / resume)
+
+
+def test_user_preferences_parse_with_their_user_and_time() -> None:
+    stop, resume, by_bsuid = (
+        parse_notification(_raw(payload(f"user_preferences_marketing_{name}.json"))).user_preferences()
+        for name in ("stop", "resume", "stop_bsuid")
+    )
+    assert [(i.phone, i.bsuid, i.marketing_stop, i.at) for i in (*stop, *resume, *by_bsuid)] == [
+        ("15550003333", None, True, datetime.fromtimestamp(1750004000, UTC)),
+        ("15550003333", None, False, datetime.fromtimestamp(1750004600, UTC)),
+        (None, "US.13491208655302741918", True, datetime.fromtimestamp(1750004000, UTC)),
+    ]
+
+
+def test_user_preferences_are_limited_at_the_boundary_and_never_refused() -> None:
+    data = copy.deepcopy(payload("user_preferences_marketing_stop.json"))
+    value = data["entry"][0]["changes"][0]["value"]
+    entry = value["user_preferences"][0]
+    entry.update(detail="d" * 100_000, value="STOP" + "p" * 100_000, timestamp=2**40, category=None)
+    del entry["wa_id"]  # the only contact names the user
+    value["user_preferences"].append("not an entry")
+    [item] = parse_notification(_raw(data)).user_preferences()
+    assert item.phone == "15550003333" and item.at is None  # a bad time: the intake uses its own
+    assert (
+        item.detail is not None
+        and len(item.detail) == 128
+        and item.value is not None
+        and len(item.value) == 64
+    )
+    assert item.marketing_stop is None  # no category: not a marketing stop
+
+    data["entry"][0]["changes"][0]["value"] = "garbage"
+    assert parse_notification(_raw(data)).user_preferences() == []

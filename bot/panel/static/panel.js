@@ -576,6 +576,27 @@ async function transfer() {
 
 // ---------- the customer pane ----------
 
+// Whether the customer opted out, and since when: the API's `opted_out_at` (a stop word: nothing the
+// shop starts goes to them) and `marketing_opted_out_at` (marketing stopped in WhatsApp or error 131050).
+function renderConsent(data) {
+  const since = (at) => new Date(at).toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
+  const lines = [];
+  if (data.opted_out_at) {
+    lines.push(`Opted out (STOP) since ${since(data.opted_out_at)}: no notices, reminders or templates `
+      + "from the shop; replies to their messages still go.");
+  }
+  if (data.marketing_opted_out_at) {
+    lines.push(`Marketing opted out since ${since(data.marketing_opted_out_at)}: no marketing templates.`);
+  }
+  const box = $("#consent");
+  box.replaceChildren(...lines.map((line) => {
+    const p = document.createElement("p");
+    p.textContent = line;
+    return p;
+  }));
+  box.hidden = !lines.length;
+}
+
 async function loadCustomer(phone) {
   const orders = $("#orders");
   const appts = $("#appointments");
@@ -584,9 +605,11 @@ async function loadCustomer(phone) {
     data = await api(`/panel/api/customers/${encodeURIComponent(phone)}`);
   } catch (err) {
     orders.innerHTML = appts.innerHTML = `<li class="muted">unavailable</li>`;
+    $("#consent").hidden = true;
     return;
   }
   if (phone !== state.phone) return;
+  renderConsent(data);
   const card = (title, status, lines) => {
     const li = document.createElement("li");
     li.innerHTML = `<div class="line"><strong></strong> <span class="status"></span></div>`;

@@ -10,7 +10,9 @@ client's pacing. Results are written back in groups, and a write the database re
 with a short backoff, until it succeeds: the wamid and `sent`, a retry time (retries.py: from the
 error's class, never the HTTP status, within the row's horizon), or `failed` with the error's code and
 a title that says why, logged at ERROR. An account-wide error pauses the whole outbox (pause.py). Free-form
-messages to a customer whose 24-hour window has closed are refused here, before any API call.
+messages to a customer whose 24-hour window has closed are refused here, before any API call, and so
+are templates the shop starts to a customer who opted out (consent.py). Error 131050 on a send records
+the customer's marketing opt-out with the row's result.
 """
 
 from __future__ import annotations
@@ -33,13 +35,15 @@ from bot.db.writes import update_rows
 from bot.identity import masked
 from bot.loops import finish
 from bot.monitoring import metrics
+from bot.privacy.consent import marketing_refused
+from bot.spine.outbox.consent import CategoryOf, CustomerState, refusal
 from bot.spine.outbox.leases import Leases
 from bot.spine.outbox.pause import AccountPause
 from bot.spine.outbox.retries import GiveUp, Horizon, RetryPolicy
 from bot.spine.outbox.window import WINDOW_ERROR_CODE, WINDOW_ERROR_TITLE, window_open
 from bot.spine.statuses import claim_early_statuses
 from bot.whatsapp.client import WhatsAppClient
-from bot.whatsapp.errors import CODE_UNSENDABLE, GraphError
+from bot.whatsapp.errors import CODE_UNSENDABLE, GraphError, MarketingOptOut
 from bot.whatsapp.outbound import OUTBOUND_ADAPTER, is_free_form
 
 log = logging.getLogger(__name__)
@@ -101,8 +105,11 @@ class OutboxWorker:
         clock: Clock = utc_now,
         on_recorded: Callable[[list[Message]], None] | None = None,
         limits: SendLimits | None = None,
+        category_of: CategoryOf | None = None,
     ) -> None:
         self._on_recorded = on_recorded
+        self._category_of = category_of
+        """A template's category (marketing ones are refused to customers who stopped marketing)."""
         self._limits = limits
         """The daily cap, the messaging limit and the budget (bot/costs/guard.py); None: none."""
         """After send results are committed (live status in the technician panel)."""
@@ -118,6 +125,8 @@ class OutboxWorker:
         self._unwritten: Counter[int] = Counter()
         """Customer -> rows whose outcome is in memory, not yet in the database: never claimed meanwhile."""
         self._results: list[Message] = []
+        self._marketing_stops: list[tuple[int, datetime, str]] = []
+        """(customer, when, what) of sends Meta refused with 131050: recorded with the next results."""
         self._results_ready = asyncio.Event()
         self._writing = asyncio.Lock()
         """One write at a time: results and lease renewals never overtake each other."""
@@ -228,11 +237,18 @@ class OutboxWorker:
                     by_customer.setdefault(key, []).append(row)
             if not by_customer:
                 return []
+            states = {
+                key: CustomerState(last, out, marketing_out)
+                for key, last, out, marketing_out in await Customer.filter(
+                    id__in=list(by_customer)
+                ).values_list("id", "last_inbound_at", "opted_out_at", "marketing_opted_out_at")
+            }
+            refused = await self._refuse(by_customer, states, now)
+            if refused:
+                by_customer = _without(by_customer, {row.id for row in refused})
             claimed = [row.id for group in by_customer.values() for row in group]
             await Message.filter(id__in=claimed).update(next_attempt_at=now + self._config.lease)
-            windows = dict(
-                await Customer.filter(id__in=list(by_customer)).values_list("id", "last_inbound_at")
-            )
+            windows = {key: state.last_inbound_at for key, state in states.items()}
             if self._limits is not None:
                 held_back = await self._limits.hold(
                     [r for g in by_customer.values() for r in g], windows, now
@@ -241,7 +257,36 @@ class OutboxWorker:
                     by_customer = _without(by_customer, held_back)
                     claimed = [row_id for row_id in claimed if row_id not in held_back]
         self._leases.hold(claimed, now)
+        if refused:
+            metrics.outbound(_moved(refused))
+            if self._on_recorded:
+                self._on_recorded(refused)
         return [_Group(key, group, windows.get(key)) for key, group in by_customer.items()]
+
+    async def _refuse(
+        self, groups: Mapping[int, list[Message]], states: Mapping[int, CustomerState], now: datetime
+    ) -> list[Message]:
+        """Inside the claim: fail the rows the customer's consent forbids (consent.py), the reason on
+        each, before any limit counts them; returns them."""
+        refused = []
+        for key, rows in groups.items():
+            state = states.get(key)
+            if state is None:
+                continue
+            for row in rows:
+                found = refusal(row, state, now, self._category_of)
+                if found is None:
+                    continue
+                row.error_code, row.error_title = found
+                row.delivery_status = DeliveryStatus.FAILED
+                row.failed_at = now
+                row.next_attempt_at = None
+                refused.append(row)
+                metrics.held("opted_out")
+                log.warning("outbox row %s to %s refused: error %s: %s", row.id, masked(row.address), *found)
+        if refused:
+            await update_rows(Message, refused, RESULT_FIELDS)
+        return refused
 
     async def _send_group(self, group: _Group) -> None:
         try:
@@ -288,6 +333,8 @@ class OutboxWorker:
             reply_to = row.reply_to if self._config.quote_replies else None
             result = await self._client.send(row.address, message, reply_to=reply_to, pace_as=pace_as)
         except GraphError as exc:
+            if exc.code in MarketingOptOut.codes and row.customer_id is not None:
+                self._marketing_stops.append((row.customer_id, now, f"message {row.id}"))
             horizon = self._retries.horizon(row.created_at, free_form, last_inbound_at)
             return self._failed_attempt(row, exc, horizon)
         self._pause.cleared(self._clock())
@@ -387,7 +434,9 @@ class OutboxWorker:
 
     async def _flush(self) -> None:
         rows, self._results = self._results, []
+        stops, self._marketing_stops = self._marketing_stops, []
         if not rows:
+            self._marketing_stops[:0] = stops  # noted with a row that is not in hand yet
             return
         moved = _moved(rows)  # before parked statuses move them further
         try:
@@ -396,10 +445,12 @@ class OutboxWorker:
                 early = await claim_early_statuses(row for row in rows if row.whatsapp_message_id)
                 if early:
                     await update_rows(Message, early, RESULT_FIELDS)
+                await marketing_refused(stops)
         except BaseException:
             # not written (an error, or a stop in the middle): keep them for the next write, so a send
             # Meta accepted is never forgotten and sent again
             self._results[:0] = rows
+            self._marketing_stops[:0] = stops
             raise
         self._leases.release(row.id for row in rows)
         metrics.outbound(moved + _moved(early))
