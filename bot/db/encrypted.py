@@ -193,7 +193,7 @@ class EncryptedJSONField(_Encrypted):
     def to_python_value(self, value: Any) -> Any:
         if value is None:
             return None
-        if isinstance(value, (dict, list)):  # a JSONB column before 0008 made it TEXT
+        if isinstance(value, (dict, list)):  # a JSONB column before 0009 made it TEXT
             return value
         if isinstance(value, bytes):
             value = value.decode()

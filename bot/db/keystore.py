@@ -126,7 +126,7 @@ def _sqlite_key(path: str, owner: str) -> crypto.WrappedKey | None:
     connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
     try:
         row = connection.execute(_SELECT + "?", (customer_id,)).fetchone()
-    except sqlite3.OperationalError:  # no data_key table: a database before 0008
+    except sqlite3.OperationalError:  # no data_key table: a database before 0009
         return None
     finally:
         connection.close()

@@ -607,7 +607,7 @@ class HandoffNote(PrivateModel):
     )
     technician_id: int | None
     customer_id = fields.IntField(null=True, db_index=True)
-    """The chat's customer, whose data key encrypts the text (set with the note; 0008_encryption)."""
+    """The chat's customer, whose data key encrypts the text (set with the note; 0009_encryption)."""
     text: fields.Field[str] = EncryptedTextField(owner="customer_id")
     created_at = fields.DatetimeField()
 

@@ -5,7 +5,7 @@
   under the first master key are skipped, so a stopped run resumes where it was. A key that does not
   open (its master key is not configured) is counted and left as it is.
 - `encrypt_existing()`: `bot keys encrypt-existing`. Every plaintext value of an encrypted column
-  (a database from before 0008_encryption) sealed under its owner's data key, and values sealed under
+  (a database from before 0009_encryption) sealed under its owner's data key, and values sealed under
   the master key for nobody (written before their row had a customer) sealed anew for the row's
   owner. Rows already encrypted are skipped, so it too resumes by running again.
 """

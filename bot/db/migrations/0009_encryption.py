@@ -93,7 +93,7 @@ def _text(model: str, name: str, field: fields.Field[Any]) -> StateOnly:
 
 
 class Migration(migrations.Migration):
-    dependencies = [("models", "0007_consent")]
+    dependencies = [("models", "0008_erasure")]
 
     initial = False
 
