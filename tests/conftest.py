@@ -18,13 +18,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 
-from bot import crypto
 from bot.app import create_app
-from bot.db.keystore import sync_loader
 from bot.engine import FlowSet, load_flows
 from tests.helpers import (
     BENCH,
-    ENCRYPTION_KEY,
     FLOWS,
     GRAPH_TOKEN,
     POSTGRES_AVAILABLE,
@@ -83,7 +80,7 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         url = POSTGRES_URL
     await create_schema(url)
     # a fresh key ring per test: ids restart in every database, so no data key may outlive its test
-    crypto.install(crypto.KeyRing(crypto.parse_master_keys(ENCRYPTION_KEY), sync_loader(url)))
+    install_test_keys(url)
     return url
 
 

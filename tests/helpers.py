@@ -68,11 +68,14 @@ VERIFY_TOKEN = "test-verify-token"
 PHONE_NUMBER_ID = "100000000000001"
 
 
-def install_test_keys() -> None:
-    """The test servers' master key as this process's key ring (encrypted values, media files)."""
+def install_test_keys(database_url: str | None = None) -> None:
+    """The test servers' master key as a new key ring of this process (encrypted values, media files),
+    reading the data keys it has not seen (another process's) from `database_url`."""
     from bot import crypto
+    from bot.db.keystore import sync_loader
 
-    crypto.install(crypto.KeyRing(crypto.parse_master_keys(ENCRYPTION_KEY)))
+    loader = sync_loader(database_url) if database_url else None
+    crypto.install(crypto.KeyRing(crypto.parse_master_keys(ENCRYPTION_KEY), loader))
 
 
 def shop_actions() -> ActionRegistry:
