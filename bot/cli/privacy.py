@@ -21,6 +21,7 @@ from bot.settings import Settings
 
 async def retention_run(settings: Settings, *, dry_run: bool) -> int:
     await init_db(settings.database_url)
+    load_key_ring(settings)
     try:
         retention = Retention(settings.privacy.retention_days, MediaStore(settings.media_dir))
         report = await retention.run(dry_run=dry_run)
@@ -41,6 +42,7 @@ def cli_user() -> str:
 async def erase(settings: Settings, phone: str) -> int:
     await init_db(settings.database_url)
     try:
+        load_key_ring(settings)  # the data key is forgotten by this process's ring too
         customer = await find_subject(phone)
         report = await erase_customer(customer, MediaStore(settings.media_dir), cli_user())
     except (BadAddress, UnknownCustomer) as exc:
