@@ -21,6 +21,7 @@ from bot.engine.texts import TEXTS_DIR
 from bot.http import admin as admin_api
 from bot.http import appointments as appointments_api
 from bot.http import costs as costs_api
+from bot.http import customers as customers_api
 from bot.http import messages as api
 from bot.http import metrics as metrics_api
 from bot.http import orders as orders_api
@@ -107,6 +108,7 @@ def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
         session_hours=settings.handoff.session_hours,
         media_store=MediaStore(settings.media_dir),
     )
+    customers_api.add_routes(app, MediaStore(settings.media_dir))
     add_panel_routes(app)
     return app
 

@@ -31,6 +31,7 @@ from tests.helpers import (
     create_schema,
     drop_postgres,
     graph_base,
+    install_test_keys,
     make_settings,
     reset_postgres,
     shop_actions,
@@ -79,6 +80,17 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         url = POSTGRES_URL
     await create_schema(url)
     return url
+
+
+@pytest.fixture
+async def keyed_db(database_url: str) -> AsyncIterator[None]:
+    """The test database connected in this process, with the test servers' key ring installed."""
+    from bot.db import close_db, init_db
+
+    install_test_keys()
+    await init_db(database_url)
+    yield
+    await close_db()
 
 
 @pytest.fixture

@@ -66,6 +66,13 @@ VERIFY_TOKEN = "test-verify-token"
 PHONE_NUMBER_ID = "100000000000001"
 
 
+def install_test_keys() -> None:
+    """The test servers' master key as this process's key ring (encrypted values, media files)."""
+    from bot import crypto
+
+    crypto.install(crypto.KeyRing(crypto.parse_master_keys(ENCRYPTION_KEY)))
+
+
 def shop_actions() -> ActionRegistry:
     """The actions the shipped flows call, as the server registers them (from the repo's settings)."""
     from bot.wiring import registered_actions

@@ -226,6 +226,39 @@ async def test_free_text_outside_the_24_hour_window_is_refused_with_the_template
     assert isinstance(body["templates"], list)  # the approved ones the panel can offer instead
 
 
+async def test_a_template_to_a_customer_who_opted_out_is_refused_with_the_outboxs_reason(
+    bot_client: BotFactory,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from bot.db.models import ConsentAction, ConsentScope, ConsentSource, Customer, Direction
+    from bot.privacy.consent import record
+
+    client = await bot_client()
+    await waiting_chat(client)
+    _, ana = await create_technician("Ana")
+    assert (await client.post(f"/api/tech/chats/{PHONE}/claim", headers=bearer(ana))).status == 200
+    await Customer.filter(wa_id=PHONE).update(last_inbound_at=datetime.now(UTC) - timedelta(hours=25))
+    customer = await Customer.get(wa_id=PHONE)
+    now = datetime.now(UTC)
+    await record(customer, ConsentScope.ALL, ConsentAction.OPT_OUT, ConsentSource.KEYWORD, now, "STOP")
+    await record(customer, ConsentScope.MARKETING, ConsentAction.OPT_OUT, ConsentSource.USER_PREFERENCES, now)
+    url, template = f"/api/tech/chats/{PHONE}/messages", {"template": "follow_up", "params": ["Alex"]}
+    outbound = Message.filter(address=PHONE, message_direction=Direction.OUTBOUND)
+    before = await outbound.count()
+
+    response = await client.post(url, json=template, headers=bearer(ana))
+    assert response.status == 409
+    body = await response.json()
+    assert "opted out (STOP)" in body["error"] and body["error_code"] == -5
+    assert await outbound.count() == before  # nothing queued to fail later
+
+    # back in (START): a utility template goes, whatever their marketing choice
+    await record(customer, ConsentScope.ALL, ConsentAction.OPT_IN, ConsentSource.KEYWORD, now, "START")
+    assert (await client.post(url, json=template, headers=bearer(ana))).status == 200
+    assert await outbound.count() == before + 1
+
+
 async def test_media_is_uploaded_then_sent_by_id_and_bad_types_are_refused(bot_client: BotFactory) -> None:
     from aiohttp import FormData
 

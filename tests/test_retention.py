@@ -4,14 +4,11 @@ conversations), in batches, by the clock it is given; what is in flight or recen
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from bot import crypto
-from bot.db import close_db, init_db
 from bot.db.models import (
     Conversation,
     ConversationMode,
@@ -25,20 +22,12 @@ from bot.media.store import MediaStore
 from bot.privacy import retention as retention_module
 from bot.privacy.retention import Retention
 from bot.settings import load_settings
-from tests.helpers import ENCRYPTION_KEY, REPO, migrated_sqlite, write_settings
+from tests.helpers import REPO, migrated_sqlite, write_settings
 from tests.test_commands import run_bot
 
 NOW = datetime(2027, 6, 1, 12, 0, tzinfo=UTC)
 OLD = NOW - timedelta(days=400)
 RECENT = NOW - timedelta(days=30)
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[None]:
-    crypto.install(crypto.KeyRing(crypto.parse_master_keys(ENCRYPTION_KEY)))
-    await init_db(database_url)
-    yield
-    await close_db()
 
 
 async def message(phone: str, at: datetime, status: DeliveryStatus, **fields: object) -> Message:
@@ -75,7 +64,7 @@ def old_file(path: Path, at: datetime) -> None:
 
 
 async def test_what_is_older_than_the_retention_goes_and_the_rest_stays(
-    db: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    keyed_db: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(retention_module, "BATCH", 2)  # several batches
     store = MediaStore(tmp_path / "media")

@@ -239,6 +239,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     retention_run.add_argument("--dry-run", action="store_true", help="count what would go; delete nothing")
     retention_run.set_defaults(handler=_retention_run)
+    erase = commands.add_parser(
+        "erase",
+        help="forget a customer: their data key, messages, media files, conversation and reminders; "
+        "appointments and orders stay without their personal details; an audit row says who did it",
+    )
+    erase.add_argument("phone", help="their phone number (digits, + and spaces allowed) or WhatsApp user ID")
+    erase.add_argument("--yes", action="store_true", help="do not ask first (it asks only on a terminal)")
+    erase.set_defaults(handler=_erase)
+    export = commands.add_parser(
+        "export", help="print everything held about a customer as JSON, decrypted (the right of access)"
+    )
+    export.add_argument("phone", help="their phone number (digits, + and spaces allowed) or WhatsApp user ID")
+    export.set_defaults(handler=_export)
 
     orders = commands.add_parser("orders", help="repair orders")
     order_commands = orders.add_subparsers(dest="orders_command", required=True)
@@ -530,6 +543,24 @@ def _retention_run(settings: Settings, args: argparse.Namespace) -> int:
     from bot.cli.privacy import retention_run
 
     return asyncio.run(retention_run(settings, dry_run=args.dry_run))
+
+
+def _erase(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.cli.privacy import erase
+
+    if not args.yes and sys.stdin.isatty():
+        answer = input(f"Erase everything about {args.phone}? This cannot be undone. Type yes: ")
+        if answer.strip().lower() != "yes":
+            print("bot erase: nothing erased", file=sys.stderr)
+            return 1
+    return asyncio.run(erase(settings, args.phone))
+
+
+def _export(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.cli.privacy import export
+
+    logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.WARNING)  # stdout: the JSON
+    return asyncio.run(export(settings, args.phone))
 
 
 def _orders_import(settings: Settings, args: argparse.Namespace) -> int:

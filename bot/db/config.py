@@ -15,8 +15,10 @@ MIGRATIONS_TABLE = "tortoise_migrations"
 """Where Tortoise records the migrations applied to a database (one row per migration)."""
 
 # WAL lets readers run beside the one writer; synchronous=FULL keeps every commit on disk before the
-# webhook answers 200 (group commit amortises the fsync over many messages).
-_SQLITE_PRAGMAS = "journal_mode=WAL&synchronous=FULL&busy_timeout=5000"
+# webhook answers 200 (group commit amortises the fsync over many messages). secure_delete=ON overwrites
+# deleted rows and freed pages with zeros, so an erased customer's bytes do not linger in the file
+# (bot/db/shred.py truncates the WAL after an erasure); some builds have it on by default, not all.
+_SQLITE_PRAGMAS = "journal_mode=WAL&synchronous=FULL&busy_timeout=5000&secure_delete=ON"
 
 
 def is_sqlite(url: str) -> bool:

@@ -608,10 +608,14 @@ class AuditKind(StrEnum):
     GUARD_UNCLAIMED = "guard_unclaimed"
     GUARD_IDLE = "guard_idle"
     HANDOFF = "handoff"
+    ERASURE = "erasure"
+    """A customer was erased (bot/privacy/erasure.py): no conversation, details say by whom and
+    which customer id, never what was erased."""
 
 
 class AuditEvent(Model):
-    """Who took, passed on or gave back which chat, and what the guards did: append only."""
+    """Who took, passed on or gave back which chat, what the guards did, and who erased a customer:
+    append only. An erasure's row has no conversation (it was erased)."""
 
     id = fields.BigIntField(primary_key=True)
     kind = fields.CharEnumField(AuditKind, max_length=16, db_index=True)
@@ -619,10 +623,10 @@ class AuditEvent(Model):
         "models.Technician", related_name="audit_events", null=True, on_delete=fields.SET_NULL
     )
     technician_id: int | None
-    conversation: fields.ForeignKeyRelation[Conversation] = fields.ForeignKeyField(
-        "models.Conversation", related_name="audit_events", on_delete=fields.CASCADE
+    conversation: fields.ForeignKeyNullableRelation[Conversation] = fields.ForeignKeyField(
+        "models.Conversation", related_name="audit_events", null=True, on_delete=fields.CASCADE
     )
-    conversation_id: int
+    conversation_id: int | None
     details: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
     at = fields.DatetimeField(db_index=True)
 

@@ -48,6 +48,7 @@ from bot.media.store import REF_PREFIX as MEDIA_REF_PREFIX
 from bot.media.store import REFUSED_PREFIX as MEDIA_REFUSED_PREFIX
 from bot.settings import Settings
 from bot.spine.outbox import enqueue
+from bot.spine.outbox.consent import CustomerState, template_refusal
 from bot.whatsapp.outbound import Media, OutboundMessage, Template, Text
 
 WINDOW = timedelta(hours=24)
@@ -518,6 +519,8 @@ class HandoffDesk:
             handoff = self._must_own(technician, chat)
             if not isinstance(message, Template):
                 self.check_window(chat.customer, now)
+            else:
+                self.check_consent(chat.customer, message, now)
             row = await enqueue(chat.customer, message, now=now, technician_id=technician.id)
             await Handoff.filter(id=handoff.id).update(last_activity_at=now)
             item = history_item(row)
@@ -531,6 +534,20 @@ class HandoffDesk:
             )
             on_commit(self._on_queued)
         return item
+
+    def check_consent(self, customer: Customer, template: Template, now: datetime) -> None:
+        """A template the customer said no to (a stop word, or marketing stopped) is refused here with
+        the outbox's own reason (bot/spine/outbox/consent.py), not queued to fail there."""
+        state = CustomerState(
+            customer.last_inbound_at, customer.opted_out_at, customer.marketing_opted_out_at
+        )
+        refused = template_refusal(template.name, state, now, self._category_of)
+        if refused is not None:
+            raise DeskError(409, refused[1], {"error_code": refused[0]})
+
+    def _category_of(self, name: str) -> str | None:
+        found = self.catalog.get(name)
+        return found.category if found is not None else None
 
     def check_window(self, customer: Customer, now: datetime) -> None:
         last = customer.last_inbound_at

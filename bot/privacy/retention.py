@@ -1,13 +1,12 @@
 """Retention: messages, their stored media files and finished conversations older than
 `privacy.retention_days` are deleted, daily inside `bot serve` and by `bot retention run [--dry-run]`.
 
-Deletes go in batches of BATCH rows, each its own short transaction, so the inbox and the webhook (one
-writer on SQLite) wait for at most one batch. A message still in flight (inbound pending, outbound
-queued) is never deleted, however old. A media file goes before its row (a row without its file says
-"gone"; a file without its row would be kept for ever), and files left in the folder by nothing are
-swept by their age too. A finished conversation is one with the bot (no person has it) not touched
-since the cut-off: its state, answers and timer go (its handoffs, notes and audit events with it); the
-customer's next message starts a new one.
+Deletes go in batches of BATCH rows, each its own short transaction (bot/privacy/batches.py), so the
+inbox and the webhook (one writer on SQLite) wait for at most one batch. A message still in flight
+(inbound pending, outbound queued) is never deleted, however old. A media file goes before its row,
+and files left in the folder by nothing are swept by their age too. A finished conversation is one
+with the bot (no person has it) not touched since the cut-off: its state, answers and timer go (its
+handoffs, notes and audit events with it); the customer's next message starts a new one.
 """
 
 from __future__ import annotations
@@ -22,9 +21,9 @@ from typing import cast
 
 from bot.clock import Clock, utc_now
 from bot.db.models import Conversation, ConversationMode, DeliveryStatus, Message
-from bot.db.transactions import atomic
 from bot.loops import Loop
 from bot.media.store import MediaStore, is_stored
+from bot.privacy.batches import delete_messages, delete_rows
 
 log = logging.getLogger(__name__)
 
@@ -71,22 +70,12 @@ class Retention:
             report.media_files += len(await self._orphans(report.cutoff))
             report.conversations = await finished.count()
             return report
-        while rows := await old.limit(BATCH).values_list("id", "file_url"):
-            for _, file_url in rows:
-                if is_stored(file_url) and await self._media.delete(str(file_url)):
-                    report.media_files += 1
-            async with atomic():
-                await Message.filter(id__in=[row_id for row_id, _ in rows]).delete()
-            report.messages += len(rows)
-            await asyncio.sleep(0)  # the other workers' turn between two batches
+        deleted = await delete_messages(old, self._media, BATCH)
+        report.messages, report.media_files = deleted.rows, deleted.media_files
         for path in await self._orphans(report.cutoff):
             await asyncio.to_thread(path.unlink, missing_ok=True)
             report.media_files += 1
-        while ids := await finished.limit(BATCH).values_list("id", flat=True):
-            async with atomic():  # (delete() counts the cascaded rows too: count the ids)
-                await Conversation.filter(id__in=list(ids)).delete()
-            report.conversations += len(ids)
-            await asyncio.sleep(0)
+        report.conversations = await delete_rows(finished, BATCH)  # their timers, handoffs, notes with them
         return report
 
     async def _orphans(self, cutoff: datetime) -> list[Path]:

@@ -221,7 +221,7 @@ class SharedPacer(Pacer):
     async def acquire(self, recipient: str) -> None:
         key = recipient.lstrip("+")
         self._note_local(key)
-        business_at, pair_at = await self._want(_bucket_key(f"pair:{key}"))
+        business_at, pair_at = await self._want(pair_bucket_key(key))
         if pair_at > business_at + LAPSE_SECONDS:  # the recipient's limit binds: that token would lapse
             await self._sleep_until(pair_at)
             business_at, _ = await self._want(None)
@@ -229,7 +229,7 @@ class SharedPacer(Pacer):
 
     def hold(self, recipient: str, seconds: float) -> None:
         super().hold(recipient, seconds)
-        key = _bucket_key(f"pair:{recipient.lstrip('+')}")
+        key = pair_bucket_key(recipient)
         task = asyncio.get_running_loop().create_task(self._store.hold(key, seconds + self._pair_tolerance))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -293,6 +293,11 @@ class SharedPacer(Pacer):
             business_at = self._tokens.popleft()
             pair_at = pair_slots[wanted.pair].popleft() if wanted.pair is not None else now
             wanted.done.set_result((business_at, pair_at))
+
+
+def pair_bucket_key(recipient: str) -> str:
+    """The shared bucket of one recipient's pair limit (erasing a customer removes theirs)."""
+    return _bucket_key(f"pair:{recipient.lstrip('+')}")
 
 
 def _bucket_key(key: str) -> str:

@@ -49,6 +49,13 @@ def refusal(
     name = row.payload.get("name") if row.message_type == "template" and row.payload else None
     if not isinstance(name, str):
         return None  # not a template: a reply (a notice to an opted-out customer is refused when written)
+    return template_refusal(name, customer, now, category_of)
+
+
+def template_refusal(
+    name: str, customer: CustomerState, now: datetime, category_of: CategoryOf | None
+) -> tuple[int, str] | None:
+    """`refusal` for the template `name` (the technician API asks before it queues one)."""
     marketing = category_of is not None and category_of(name) == MARKETING
     started = not window_open(customer.last_inbound_at, now)
     if customer.opted_out_at is not None and (started or marketing):
