@@ -42,7 +42,7 @@ def cli_user() -> str:
 async def erase(settings: Settings, phone: str) -> int:
     await init_db(settings.database_url)
     try:
-        load_key_ring(settings)  # the rows kept are written (their values sealed as on save)
+        load_key_ring(settings)  # the data key is forgotten by this process's ring too
         customer = await find_subject(phone)
         report = await erase_customer(customer, MediaStore(settings.media_dir), cli_user())
     except (BadAddress, UnknownCustomer) as exc:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tortoise.backends.base.config_generator import expand_db_url
+
 APP_LABEL = "models"
 MODELS_MODULE = "bot.db.models"
 MIGRATIONS_MODULE = "bot.db.migrations"
@@ -66,5 +68,19 @@ def apps_config() -> dict[str, dict[str, Any]]:
     }
 
 
+SQLITE_ENGINE = "bot.db.sqlite"
+"""The SQLite engine: Tortoise's client with cheaper transactions (bot/db/sqlite.py)."""
+
+
+def connection_config(url: str) -> str | dict[str, Any]:
+    """Tortoise's connection for a database URL: SQLite's through `SQLITE_ENGINE`, others by URL."""
+    full = tortoise_url(url)
+    if not is_sqlite(url):
+        return full
+    config = expand_db_url(full)
+    config["engine"] = SQLITE_ENGINE
+    return config
+
+
 def tortoise_config(url: str) -> dict[str, Any]:
-    return {"connections": {CONNECTION: tortoise_url(url)}, "apps": apps_config()}
+    return {"connections": {CONNECTION: connection_config(url)}, "apps": apps_config()}
