@@ -366,3 +366,33 @@ async def test_encrypt_existing_on_the_last_release_s_postgres_database() -> Non
         assert await _read_back() == before
     finally:
         await close_db()
+
+
+async def test_after_a_rotation_encrypt_existing_reseals_what_the_old_key_sealed_for_nobody(db: str) -> None:
+    ring(OTHER_KEY, db)
+    old_id = crypto.current().primary.id
+
+    async def ownerless(text: str) -> Message:  # a row a tool wrote without its customer
+        return await Message.create(
+            address="15550007001",
+            message_direction=Direction.INBOUND,
+            message_type="text",
+            message_content=text,
+            delivery_status=DeliveryStatus.HANDLED,
+        )
+
+    old = await ownerless("under the old master key")
+    new = ring(f"{ENCRYPTION_KEY},{OTHER_KEY}", db)
+    await ownerless("under the new master key")
+    assert {str(v)[:16] for v in await raw_values("message", ("message_content",))} == {
+        f"enc1:m.{old_id}:",
+        f"enc1:m.{new.primary.id}:",
+    }
+    report = await encrypt_existing()
+    assert report.sealed == {"message.message_content": 1}
+    assert {str(v)[:16] for v in await raw_values("message", ("message_content",))} == {
+        f"enc1:m.{new.primary.id}:"
+    }
+    assert (await encrypt_existing()).total == 0
+    ring(ENCRYPTION_KEY, db)  # the old master key gone
+    assert (await Message.get(id=old.id)).message_content == "under the old master key"
