@@ -15,7 +15,7 @@ from tortoise import connections
 from bot import crypto
 from bot.db import close_db, init_db
 from bot.db.encrypted import Unreadable
-from bot.db.keystore import destroy_data_key, sync_loader
+from bot.db.keystore import KeyLoader, destroy_data_key, sync_loader
 from bot.db.models import (
     Appointment,
     AppointmentStatus,
@@ -396,3 +396,23 @@ async def test_after_a_rotation_encrypt_existing_reseals_what_the_old_key_sealed
     assert (await encrypt_existing()).total == 0
     ring(ENCRYPTION_KEY, db)  # the old master key gone
     assert (await Message.get(id=old.id)).message_content == "under the old master key"
+
+
+async def test_another_process_s_new_customers_are_read_with_one_query_for_all(db: str) -> None:
+    made = [await _customer(f"1555000800{n}", f"N{n}", f"new {n}") for n in range(5)]
+    reader = ring(ENCRYPTION_KEY, db)  # another process: none of these keys cached
+    loader = reader.loader
+    assert isinstance(loader, KeyLoader)
+    asked: list[int] = []
+    fetch = loader._fetch
+    loader._fetch = lambda customer_id, newest: asked.append(customer_id) or fetch(customer_id, newest)
+    first, last = made[0][0].id, made[-1][0].id
+    assert (await Message.get(customer_id=first)).message_content == "new 0"
+    assert asked == [first]  # the first miss brought the newer keys along
+    await destroy_data_key(last)  # one brought along but not used yet: forgotten too
+    assert (await Message.get(customer_id=last)).message_content.startswith(
+        f"[unreadable: the data key of {last} is gone"
+    )
+    read = {row.customer_id: row.message_content for row in await Message.all()}
+    assert {read[c.id] for c, _ in made[1:-1]} == {"new 1", "new 2", "new 3"}
+    assert set(asked) == {first, last}  # only the destroyed one was asked again (it is gone)

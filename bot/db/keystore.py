@@ -16,9 +16,8 @@ import asyncio
 import base64
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
 
 from bot import crypto
 from bot.db import encrypted
@@ -94,16 +93,59 @@ async def destroy_data_key(customer_id: int) -> None:
     """Delete the customer's wrapped data key and forget it: every value of theirs reads as Unreadable
     naming the key from now on, in this process at once, everywhere once it is committed."""
     await DataKey.filter(customer_id=customer_id).delete()
-    crypto.current().forget_data_key(str(customer_id))
+    ring = crypto.current()
+    ring.forget_data_key(str(customer_id))
+    if isinstance(ring.loader, KeyLoader):
+        ring.loader.forget(customer_id)
 
 
 # -- reading keys another process stored: synchronously, on a cache miss -----------------------------
 
 
-_SELECT = "SELECT wrapped_key, master_key_id FROM data_key WHERE customer_id = "
+_ONE = "SELECT customer_id, wrapped_key, master_key_id FROM data_key WHERE customer_id = {0}"
+_NEWER = (
+    "SELECT customer_id, wrapped_key, master_key_id FROM data_key WHERE customer_id > {0} "
+    "ORDER BY customer_id LIMIT 1000"
+)
+Rows = list[tuple[int, str, str]]
 
 
-def sync_loader(database_url: str) -> crypto.DataKeyLoader | None:
+class KeyLoader:
+    """The ring's loader: on a miss, the key asked for and, in the same connection, every key newer
+    than the newest it has seen (customers' ids grow: what other processes just made), kept wrapped
+    until asked for. So a worker reading another's new customers connects once per batch of them,
+    not once per customer."""
+
+    def __init__(self, fetch: Callable[[int, int], tuple[Rows, Rows]]) -> None:
+        self._fetch = fetch
+        self._newest = 0
+        self._waiting: dict[int, crypto.WrappedKey] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, owner: str) -> crypto.WrappedKey | None:
+        if not owner.isdigit():
+            return None
+        customer_id = int(owner)
+        with self._lock:
+            found = self._waiting.pop(customer_id, None)
+        if found is not None:
+            return found
+        asked, newer = self._fetch(customer_id, self._newest)
+        with self._lock:
+            for row_id, wrapped_key, master_key_id in newer:
+                self._waiting[row_id] = _wrapped(wrapped_key, master_key_id)
+                self._newest = max(self._newest, row_id)
+            found = self._waiting.pop(customer_id, None)
+        if asked:
+            return _wrapped(asked[0][1], asked[0][2])
+        return found
+
+    def forget(self, customer_id: int) -> None:
+        with self._lock:
+            self._waiting.pop(customer_id, None)
+
+
+def sync_loader(database_url: str) -> KeyLoader | None:
     """The ring's loader for this database (None for an in-memory SQLite database: this process made
     every key there is, and holds them)."""
     if is_sqlite(database_url):
@@ -111,58 +153,51 @@ def sync_loader(database_url: str) -> crypto.DataKeyLoader | None:
             return None
         path = sqlite_file(database_url)
         assert path is not None
-        return lambda owner: _sqlite_key(str(path), owner)
-    return lambda owner: _postgres_key(database_url, owner)
+        return KeyLoader(lambda customer_id, newest: _sqlite_keys(str(path), customer_id, newest))
+    return KeyLoader(lambda customer_id, newest: _postgres_keys(database_url, customer_id, newest))
 
 
-def _owner_id(owner: str) -> int | None:
-    return int(owner) if owner.isdigit() else None
-
-
-def _sqlite_key(path: str, owner: str) -> crypto.WrappedKey | None:
-    customer_id = _owner_id(owner)
-    if customer_id is None:
-        return None
+def _sqlite_keys(path: str, customer_id: int, newest: int) -> tuple[Rows, Rows]:
     connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
     try:
-        row = connection.execute(_SELECT + "?", (customer_id,)).fetchone()
+        asked = connection.execute(_ONE.format("?"), (customer_id,)).fetchall()
+        newer = connection.execute(_NEWER.format("?"), (newest,)).fetchall()
     except sqlite3.OperationalError:  # no data_key table: a database before 0009
-        return None
+        return [], []
     finally:
         connection.close()
-    return None if row is None else _wrapped(row[0], row[1])
+    return asked, newer
 
 
-def _postgres_key(url: str, owner: str) -> crypto.WrappedKey | None:
-    customer_id = _owner_id(owner)
-    if customer_id is None:
-        return None
-    result: list[Any] = []
+def _postgres_keys(url: str, customer_id: int, newest: int) -> tuple[Rows, Rows]:
+    result: list[tuple[Rows, Rows]] = []
     failure: list[BaseException] = []
 
     def fetch() -> None:  # its own thread and loop: the caller may be on the event loop
         try:
-            result.append(asyncio.run(_postgres_fetch(url, customer_id)))
+            result.append(asyncio.run(_postgres_fetch(url, customer_id, newest)))
         except BaseException as exc:
             failure.append(exc)
 
     thread = threading.Thread(target=fetch, name="data-key-loader", daemon=True)
     thread.start()
     thread.join(30)
-    if failure:
-        raise crypto.MissingKey(f"the data key of {owner}", f"could not be read: {failure[0]!r}")
-    row = result[0] if result else None
-    return None if row is None else _wrapped(row[0], row[1])
+    if failure or not result:
+        reason = repr(failure[0]) if failure else "no answer in 30 s"
+        raise crypto.MissingKey(f"the data key of {customer_id}", f"could not be read: {reason}")
+    return result[0]
 
 
-async def _postgres_fetch(url: str, customer_id: int) -> Any:
+async def _postgres_fetch(url: str, customer_id: int, newest: int) -> tuple[Rows, Rows]:
     import asyncpg  # type: ignore[import-untyped]
 
     connection = await asyncpg.connect(url.replace("postgres://", "postgresql://", 1), timeout=10)
     try:
-        return await connection.fetchrow(_SELECT + "$1", customer_id)
+        asked = await connection.fetch(_ONE.format("$1"), customer_id)
+        newer = await connection.fetch(_NEWER.format("$1"), newest)
     finally:
         await connection.close()
+    return [tuple(row) for row in asked], [tuple(row) for row in newer]
 
 
 encrypted.use_key_store(ensure_keys)
