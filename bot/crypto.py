@@ -259,8 +259,12 @@ class KeyRing:
     # -- values ------------------------------------------------------------------------------------
 
     def encrypt(self, plaintext: bytes, context: str, owner: str | None = None) -> str:
-        """Seal `plaintext` for the place `context` (table.column): under the owner's data key when it
-        is cached, else under the primary master key."""
+        """Seal `plaintext` for the place `context` (table.column): under the owner's data key, else
+        (no owner: nobody's data, or a row written without its customer) under the primary master key.
+
+        An owner's value is never sealed under the master key: destroying their data key must shred
+        all of it. Their key is taken from the cache or the loader; MissingKey when neither has it
+        (bot/db/keystore.ensure_keys creates the keys before a batch writes)."""
         header, aead = self._sealing_key(owner)
         sealed = _seal(aead, plaintext, _associated(header, context))
         return header.text + base64.urlsafe_b64encode(sealed).decode("ascii")
@@ -268,9 +272,14 @@ class KeyRing:
     def _sealing_key(self, owner: str | None) -> tuple[Header, AESGCM]:
         owner = owner or ""
         _check_owner(owner)
-        aead = self._data_keys.get(owner) if owner else None
-        if aead is not None:
-            return Header("d", owner), aead
+        if owner:
+            try:
+                return Header("d", owner), self._data_key(owner)
+            except MissingKey:
+                raise MissingKey(
+                    f"the data key of {owner}",
+                    "is not stored: nothing is written for them without it (bot/db/keystore.ensure_keys)",
+                ) from None
         return Header(f"m.{self.primary.id}", owner), self.primary.aead
 
     def decrypt(self, value: str, context: str, row_owner: str | None = None) -> bytes:

@@ -73,7 +73,12 @@ def check_master_keys(settings: Settings) -> None:
 
 
 def load_key_ring(settings: Settings, loader: crypto.DataKeyLoader | None = None) -> crypto.KeyRing:
-    """The key ring for `settings`, installed as the process's (the encrypted fields use it)."""
+    """The key ring for `settings`, installed as the process's (the encrypted fields use it); the data
+    keys it has not seen are read from `settings.database_url` (bot/db/keystore.sync_loader)."""
+    if loader is None:
+        from bot.db.keystore import sync_loader
+
+        loader = sync_loader(settings.database_url)
     ring = crypto.KeyRing(master_keys(settings), loader)
     crypto.install(ring)
     return ring

@@ -79,6 +79,8 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         await reset_postgres()
         url = POSTGRES_URL
     await create_schema(url)
+    # a fresh key ring per test: ids restart in every database, so no data key may outlive its test
+    install_test_keys(url)
     return url
 
 

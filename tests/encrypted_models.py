@@ -7,6 +7,10 @@ from typing import Any
 from tortoise import fields
 
 from bot.db.encrypted import EncryptedJSONField, EncryptedTextField, PrivateModel
+from bot.db.models import DataKey
+
+__all__ = ["DataKey", "SecretNote"]
+"""DataKey too: the notes' owners get their data keys as the bot's customers do (bot/db/keystore.py)."""
 
 
 class SecretNote(PrivateModel):

@@ -8,6 +8,7 @@ import inspect
 import io
 import json
 import os
+import re
 import secrets
 import socket
 import textwrap
@@ -20,6 +21,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from tortoise import connections
 
 from bot.db.models import Direction, Message
 from bot.engine import ActionRegistry, FlowProblem, check_flows
@@ -66,11 +68,14 @@ VERIFY_TOKEN = "test-verify-token"
 PHONE_NUMBER_ID = "100000000000001"
 
 
-def install_test_keys() -> None:
-    """The test servers' master key as this process's key ring (encrypted values, media files)."""
+def install_test_keys(database_url: str | None = None) -> None:
+    """The test servers' master key as a new key ring of this process (encrypted values, media files),
+    reading the data keys it has not seen (another process's) from `database_url`."""
     from bot import crypto
+    from bot.db.keystore import sync_loader
 
-    crypto.install(crypto.KeyRing(crypto.parse_master_keys(ENCRYPTION_KEY)))
+    loader = sync_loader(database_url) if database_url else None
+    crypto.install(crypto.KeyRing(crypto.parse_master_keys(ENCRYPTION_KEY), loader))
 
 
 def shop_actions() -> ActionRegistry:
@@ -412,3 +417,23 @@ def text_notification(phone: str, wamid: str, body: str, name: str = "Alex Examp
 BotFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
 AppFactory = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]
 """The `serve_app` fixture: serve an app, get a client for it."""
+
+
+async def message_with(content: str, **where: Any) -> Message:
+    """The one message of `where` with this content: compared once read, since the column is encrypted
+    (an equality lookup in SQL cannot match a ciphertext, every encryption differs)."""
+    found = [row for row in await Message.filter(**where).order_by("id") if row.message_content == content]
+    assert len(found) == 1, f"{len(found)} messages say {content!r}"
+    return found[0]
+
+
+def dialect_sql(sql: str) -> str:
+    """$1-style placeholders, as SQLite's ? when the test runs there."""
+    if connections.get("default").capabilities.dialect == "postgres":
+        return sql
+    return re.sub(r"\$\d+", "?", sql)
+
+
+async def execute(sql: str, *values: object) -> None:
+    """A raw statement on the test database (to put it in a state the bot would not)."""
+    await connections.get("default").execute_query(dialect_sql(sql), list(values))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from bot.db.models import DeliveryStatus, Handoff, Message
 from tests.helpers import (
+    ENCRYPTION_KEY,
     REPO,
     BotFactory,
     eventually,
@@ -102,7 +103,11 @@ async def test_replay_shows_answers_without_sending_unless_asked(
     await eventually(answered)
     await client.close()
     outbound_before = await _outbound_count(database_url)
-    env = {"BOT_SETTINGS": str(write_settings(tmp_path)), "DATABASE_URL": database_url}
+    env = {
+        "BOT_SETTINGS": str(write_settings(tmp_path)),
+        "DATABASE_URL": database_url,
+        "BOT_ENCRYPTION_KEYS": ENCRYPTION_KEY,  # the server's: the command reads what it wrote
+    }
 
     dry = await asyncio.to_thread(run_bot, "replay", "--since", "2000-01-01T00:00", env=env)
     assert dry.returncode == 0, dry.stderr
@@ -132,7 +137,11 @@ async def test_a_dry_run_replay_leaves_the_database_exactly_as_it_was(
     await client.close()
     await _release_every_chat(database_url, tmp_path)
     before = await _every_table(database_url)
-    env = {"BOT_SETTINGS": str(write_settings(tmp_path)), "DATABASE_URL": database_url}
+    env = {
+        "BOT_SETTINGS": str(write_settings(tmp_path)),
+        "DATABASE_URL": database_url,
+        "BOT_ENCRYPTION_KEYS": ENCRYPTION_KEY,  # the server's: the command reads what it wrote
+    }
 
     dry = await asyncio.to_thread(run_bot, "replay", "--since", "2000-01-01T00:00", env=env)
 
@@ -159,7 +168,11 @@ async def test_a_resent_replay_hands_off_after_misses_as_the_server_does(
     await eventually(all_handled)
     assert not await Handoff.filter(conversation__customer__wa_id=phone).exists()
     await client.close()
-    env = {"BOT_SETTINGS": str(write_settings(tmp_path)), "DATABASE_URL": database_url}  # after_misses: 4
+    env = {
+        "BOT_SETTINGS": str(write_settings(tmp_path)),
+        "DATABASE_URL": database_url,
+        "BOT_ENCRYPTION_KEYS": ENCRYPTION_KEY,  # the server's: the command reads what it wrote
+    }  # after_misses: 4
 
     again = await asyncio.to_thread(run_bot, "replay", "--since", "2000-01-01T00:00", "--resend", env=env)
 

@@ -17,9 +17,10 @@ from tortoise import Tortoise, connections
 
 from bot import crypto
 from bot.db import encrypted
+from bot.db.keystore import sync_loader
 from bot.master_keys import EncryptionKeysRequired, load_key_ring, sandbox_key_path
 from tests.encrypted_models import SecretNote
-from tests.helpers import ENCRYPTION_KEY, REPO, make_settings, write_settings
+from tests.helpers import ENCRYPTION_KEY, REPO, dialect_sql, execute, make_settings, write_settings
 
 OTHER_KEY = crypto.generate_master_key()
 
@@ -28,8 +29,15 @@ def ring(*keys: str) -> crypto.KeyRing:
     return crypto.KeyRing(crypto.parse_master_keys(",".join(keys or (ENCRYPTION_KEY,))))
 
 
+def owning(keys: crypto.KeyRing, *owners: str) -> crypto.KeyRing:
+    """`keys` holding a data key for each of `owners` (a customer's values need theirs)."""
+    for owner in owners:
+        keys.add_data_key(owner, keys.new_data_key(owner)[0])
+    return keys
+
+
 def test_a_value_round_trips_and_every_encryption_differs() -> None:
-    keys = ring()
+    keys = owning(ring(), "42")
     for text in ["", "my screen is cracked", "pantalla rota ñ", "屏幕碎了 📱", "x" * 100_000]:
         first = keys.encrypt(text.encode(), "message.message_content", "42")
         assert first.startswith("enc1:") and (not text or text.encode() not in first.encode())
@@ -38,7 +46,7 @@ def test_a_value_round_trips_and_every_encryption_differs() -> None:
 
 
 def test_a_changed_ciphertext_is_detected() -> None:
-    keys = ring()
+    keys = owning(ring(), "7", "8")
     stored = keys.encrypt(b"call me at noon", "message.message_content", "7")
     header, body = stored.rsplit(":", 1)
     sealed = bytearray(base64.urlsafe_b64decode(body))
@@ -58,7 +66,7 @@ def test_a_changed_ciphertext_is_detected() -> None:
 
 
 def test_a_ciphertext_moved_to_another_column_or_customer_is_refused() -> None:
-    keys = ring()
+    keys = owning(ring(), "7", "8")
     stored = keys.encrypt(b"Alex", "customer.profile_name", "7")
     with pytest.raises(crypto.TamperedValue, match=r"message\.message_content"):
         keys.decrypt(stored, "message.message_content", "7")
@@ -179,6 +187,7 @@ def test_keys_generate_prints_a_usable_key() -> None:
 async def notes_db(database_url: str) -> AsyncIterator[crypto.KeyRing]:
     encrypted._reported.clear()
     keys = ring()
+    keys.loader = sync_loader(database_url)
     crypto.install(keys)
     await Tortoise.init(
         config={
@@ -193,21 +202,10 @@ async def notes_db(database_url: str) -> AsyncIterator[crypto.KeyRing]:
     crypto.install(None)
 
 
-def _sql(sql: str) -> str:
-    """$1-style placeholders, as SQLite's ? when the test runs there."""
-    if connections.get("default").capabilities.dialect == "postgres":
-        return sql
-    return sql.replace("$1", "?").replace("$2", "?")
-
-
 async def raw_row(note_id: int) -> dict[str, object]:
-    sql = _sql("SELECT body, title, extra FROM test_secret_note WHERE id = $1")
+    sql = dialect_sql("SELECT body, title, extra FROM test_secret_note WHERE id = $1")
     _, rows = await connections.get("default").execute_query(sql, [note_id])
     return dict(rows[0])
-
-
-async def execute(sql: str, *values: object) -> None:
-    await connections.get("default").execute_query(_sql(sql), list(values))
 
 
 async def test_the_field_stores_only_ciphertext_and_reads_plain(notes_db: crypto.KeyRing) -> None:
@@ -226,10 +224,12 @@ async def test_the_field_stores_only_ciphertext_and_reads_plain(notes_db: crypto
     await again.save()
     assert str((await raw_row(note.id))["title"]).startswith("enc1:d:7:")
     assert (await SecretNote.get(id=note.id)).title == "Alex"
-    # an update without an instance knows no owner: under the master key, still readable
-    await SecretNote.filter(id=note.id).update(body="updated")
-    assert str((await raw_row(note.id))["body"]).startswith(f"enc1:m.{notes_db.primary.id}::")
-    assert (await SecretNote.get(id=note.id)).body == "updated"
+    # an update without an instance knows no owner: refused, never sealed under the master key
+    with pytest.raises(crypto.CryptoError, match="written without its row"):
+        await SecretNote.filter(id=note.id).update(body="updated")
+    again.body = "updated"
+    await again.save(update_fields=["body"])
+    assert str((await raw_row(note.id))["body"]).startswith("enc1:d:7:")
     assert await SecretNote.filter(owner_id=7).values_list("body", flat=True) == ["updated"]
     with pytest.raises(Exception, match="longer than 100"):
         await SecretNote.create(owner_id=7, body="x" * 101)
@@ -271,7 +271,9 @@ async def test_a_value_whose_key_is_missing_is_named_and_kept(
     assert f"encryption key {old.primary.id}" in caplog.text
     await unreadable.save()  # saving it back keeps the ciphertext: the data returns with the key
     assert await raw_row(note.id) == before
-    crypto.install(ring(ENCRYPTION_KEY, OTHER_KEY))
+    both = ring(ENCRYPTION_KEY, OTHER_KEY)
+    both.loader = notes_db.loader
+    crypto.install(both)
     restored = await SecretNote.get(id=note.id)
     assert (restored.body, restored.extra) == ("under the old key", {"a": 1})
 

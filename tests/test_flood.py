@@ -9,7 +9,15 @@ from typing import Any
 
 from bot.db.models import Customer, DeliveryStatus, Message
 from bot.settings import load_settings
-from tests.helpers import REPO, BotFactory, eventually, outbound_texts, post_webhook, text_notification
+from tests.helpers import (
+    REPO,
+    BotFactory,
+    eventually,
+    message_with,
+    outbound_texts,
+    post_webhook,
+    text_notification,
+)
 
 FLOODER = "15550441100"
 CALM = "15550441199"
@@ -53,7 +61,7 @@ async def test_a_flood_gets_one_note_and_loses_nothing(bot_client: BotFactory) -
     assert all(rows[wamid].message_content == f"hola {n}" for n, wamid in enumerate(flood))
     told = [text for text in await outbound_texts(FLOODER) if text and "pausa de un minuto" in text]
     assert len(told) == 1  # one note, in the customer's language
-    note = await Message.get(address=FLOODER, message_content=told[0])
+    note = await message_with(told[0], address=FLOODER)
     assert note.reply_to == flood[LIMIT]  # an answer to the first message over the limit
     assert len(await outbound_texts(FLOODER)) == LIMIT + 1  # the engine ran for the first five only
     assert await outbound_texts(CALM)  # the other customer was answered as usual

@@ -28,6 +28,7 @@ from tests.helpers import (
     bearer,
     eventually,
     handled,
+    message_with,
     migrated_sqlite,
     outbound_texts,
     post_webhook,
@@ -158,7 +159,7 @@ async def test_another_technicians_chat_is_closed_to_a_technician_but_not_to_an_
         f"/api/tech/chats/{PHONE}/notes", json={"text": "screen only"}, headers=bearer(ana)
     )
     assert response.status == 200
-    row = await Message.get(message_content="Hi, Ana here")
+    row = await message_with("Hi, Ana here")
     assert row.technician_id == ana_row.id
 
     async def sent() -> bool:

@@ -25,6 +25,7 @@ from tests.helpers import (
     BotFactory,
     eventually,
     graph_sends,
+    message_with,
     payload,
     post_webhook,
     text_notification,
@@ -382,7 +383,7 @@ async def test_the_technician_api_serves_a_customer_without_a_phone_by_their_id(
         f"{base}/messages", json={"text": "Tess here, how can I help?"}, headers=bearer(token)
     )
     assert sent.status == 200, await sent.text()
-    row = await Message.get(message_content="Tess here, how can I help?")
+    row = await message_with("Tess here, how can I help?")
     assert (row.address, row.customer_id) == (BSUID, robin.id)
     await eventually(lambda: _sent(row))
     # the phone routes take the BSUID as well

@@ -25,6 +25,7 @@ from tests.helpers import (
     BotFactory,
     eventually,
     graph_sends,
+    message_with,
     payload,
     post_webhook,
     text_notification,
@@ -184,13 +185,11 @@ async def test_a_technician_takes_a_chat_in_the_panel_and_gives_it_back(
 
         # the reply reached the fake Graph API
         async def reply_sent() -> bool:
-            row = await Message.filter(
-                address=CUSTOMER, message_direction=Direction.OUTBOUND, message_content=REPLY
-            ).first()
-            return bool(row and row.whatsapp_message_id)
+            rows = await Message.filter(address=CUSTOMER, message_direction=Direction.OUTBOUND)
+            return any(row.message_content == REPLY and row.whatsapp_message_id for row in rows)
 
         await eventually(reply_sent)
-        row = await Message.get(address=CUSTOMER, message_content=REPLY)
+        row = await message_with(REPLY, address=CUSTOMER)
         wamid = row.whatsapp_message_id
         assert wamid is not None
         assert row.technician_id is not None

@@ -68,7 +68,7 @@ async def test_what_is_older_than_the_retention_goes_and_the_rest_stays(
 ) -> None:
     monkeypatch.setattr(retention_module, "BATCH", 2)  # several batches
     store = MediaStore(tmp_path / "media")
-    kept_file = await store.put(b"\x89PNG old photo", "15550001")
+    kept_file = await store.put(b"\x89PNG old photo", None)
     old_rows = [await message("15550001", OLD, DeliveryStatus.HANDLED) for _ in range(4)]
     with_file = await message("15550001", OLD, DeliveryStatus.READ, file_url=kept_file)
     in_flight = await message("15550001", OLD, DeliveryStatus.PENDING)

@@ -36,6 +36,7 @@ from tests.helpers import (
     free_port,
     graph_base,
     graph_sends,
+    install_test_keys,
     payload,
     post_webhook,
     reset_postgres,
@@ -229,6 +230,7 @@ async def test_the_daily_cap_holds_across_two_processes(tmp_path: Path, fake_gra
         await bot.start()
         await bot.until_workers()
         await init_db(POSTGRES_URL)
+        install_test_keys(POSTGRES_URL)
         try:
             async with in_transaction():  # all at once: both workers find them on their next poll
                 ana = await customer("34600000077", window_open=True)

@@ -16,7 +16,7 @@ from bot.whatsapp.client import WhatsAppClient
 from bot.whatsapp.errors import InvalidParameter, ReEngagement
 from bot.whatsapp.fake_cloud_api import FakeCloudAPI, check_message
 from bot.whatsapp.outbound import Buttons, ReplyButton, Template, Text
-from tests.helpers import PAYLOADS, make_settings
+from tests.helpers import PAYLOADS, make_settings, message_with
 
 PHONE = "15550002222"
 START = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
@@ -122,7 +122,7 @@ async def test_a_notification_queued_after_24_hours_is_refused_but_a_template_go
         refused, sent = await ana.wait(timedelta(0))
         assert refused.refused and refused.error_code == 131047
         assert sent.delivered and isinstance(sent.message, Template)
-        row = await Message.get(message_content="Your phone is ready!")
+        row = await message_with("Your phone is ready!")
         assert (row.delivery_status, row.error_code) == (DeliveryStatus.FAILED, 131047)
         [again] = await ana.says("hi")  # writing again reopens the window
         assert again.delivered

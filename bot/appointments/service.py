@@ -25,7 +25,6 @@ from zoneinfo import ZoneInfo
 
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
-from tortoise.transactions import in_transaction
 
 from bot.appointments import slots
 from bot.appointments.notify import Change, build_appointment_notifier
@@ -41,6 +40,7 @@ from bot.db.models import (
     Order,
     ReminderStatus,
 )
+from bot.db.transactions import atomic
 from bot.engine.content import ContentSource
 from bot.identity import customer_by_address, customer_for_phone
 from bot.settings import Settings
@@ -186,7 +186,7 @@ class AppointmentService:
 
     async def confirm(self, appointment_id: int, customer: Who, source: str = "chat") -> Appointment | None:
         """Confirm an appointment still ahead; confirming twice changes nothing."""
-        async with in_transaction():
+        async with atomic():
             appointment = await self._own_for_update(appointment_id, customer)
             if appointment is None or not self._ahead(appointment):
                 return None
@@ -196,7 +196,7 @@ class AppointmentService:
 
     async def cancel(self, appointment_id: int, customer: Who, source: str = "chat") -> Appointment | None:
         """Cancel an appointment still ahead and free its seat; cancelling twice changes nothing."""
-        async with in_transaction():
+        async with atomic():
             appointment = await self._own_for_update(appointment_id, customer)
             if appointment is None:
                 return None
@@ -217,7 +217,7 @@ class AppointmentService:
         self._check_bookable(starts_at, now)
         for _ in range(SEAT_RETRIES):
             try:
-                async with in_transaction():
+                async with atomic():
                     appointment = await self._own_for_update(appointment_id, customer)
                     if appointment is None or not self._ahead(appointment):
                         return None
@@ -273,7 +273,7 @@ class AppointmentService:
             raise NotBookable("not the start of a slot on an open day")
         for _ in range(SEAT_RETRIES):
             try:
-                async with in_transaction():
+                async with atomic():
                     appointment = await Appointment.filter(id=appointment_id).select_for_update().first()
                     if appointment is None:
                         return None
@@ -337,7 +337,7 @@ class AppointmentService:
         order_number = values.get("order_number")
         for _ in range(SEAT_RETRIES):
             try:
-                async with in_transaction():
+                async with atomic():
                     order = await Order.get_or_none(order_number=order_number) if order_number else None
                     owner = customer or await customer_for_phone(phone, self._clock())
                     appointment = await Appointment.create(

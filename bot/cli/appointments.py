@@ -15,6 +15,7 @@ from bot.clock import utc_now
 from bot.db import close_db, init_db
 from bot.db.models import Appointment, AppointmentReminder, ReminderStatus
 from bot.engine.schema import format_duration
+from bot.master_keys import load_key_ring
 from bot.settings import Settings
 
 
@@ -22,6 +23,7 @@ async def reminders_due(
     settings: Settings, hours: float, out: Callable[[str], None] = print, now: datetime | None = None
 ) -> int:
     await init_db(settings.database_url)
+    load_key_ring(settings)
     try:
         lines = await due_report(settings, hours, now or utc_now())
     finally:

@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 from bot.costs.report import Line, MonthCost
 from bot.costs.service import month_report, parse_month
 from bot.db import close_db, init_db
+from bot.master_keys import load_key_ring
 from bot.settings import Settings
 
 
@@ -42,6 +43,7 @@ def render(report: MonthCost) -> str:
 async def print_costs(settings: Settings, month: str) -> int:
     year, number = parse_month(month)
     await init_db(settings.database_url)
+    load_key_ring(settings)
     try:
         report = await month_report(settings.costs, ZoneInfo(settings.shop.timezone), year, number)
     finally:

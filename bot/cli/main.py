@@ -229,6 +229,20 @@ def _parser() -> argparse.ArgumentParser:
         "generate",
         help="print a new master key for BOT_ENCRYPTION_KEYS (base64, 32 bytes); its id goes to stderr",
     )
+    keys_rotate = key_commands.add_parser(
+        "rotate",
+        help="re-wrap every customer's data key under the first key of BOT_ENCRYPTION_KEYS, in batches "
+        "(stop it any time: a new run skips the keys already done)",
+    )
+    keys_rotate.add_argument("--batch-size", type=int, default=500, help="data keys per transaction")
+    keys_rotate.set_defaults(handler=_keys_rotate)
+    keys_encrypt = key_commands.add_parser(
+        "encrypt-existing",
+        help="encrypt the plaintext a database from before encryption holds, in batches (stop it any "
+        "time: a new run skips what is encrypted)",
+    )
+    keys_encrypt.add_argument("--batch-size", type=int, default=500, help="rows per transaction")
+    keys_encrypt.set_defaults(handler=_keys_encrypt_existing)
 
     retention = commands.add_parser("retention", help="deleting what is older than privacy.retention_days")
     retention_commands = retention.add_subparsers(dest="retention_command", required=True)
@@ -356,6 +370,18 @@ def _keys_generate(args: argparse.Namespace) -> int:
     print(key)
     print(f"key id {key_id(base64.b64decode(key))}: put it first in BOT_ENCRYPTION_KEYS", file=sys.stderr)
     return 0
+
+
+def _keys_rotate(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.cli.keys import keys_rotate
+
+    return asyncio.run(keys_rotate(settings, args.batch_size))
+
+
+def _keys_encrypt_existing(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.cli.keys import keys_encrypt_existing
+
+    return asyncio.run(keys_encrypt_existing(settings, args.batch_size))
 
 
 def _doctor(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from typing import TypeVar
 
 from bot.db import close_db, init_db
 from bot.engine.content import served
+from bot.master_keys import load_key_ring
 from bot.orders.importer import ImportFileError, import_orders, read_csv
 from bot.orders.keys import KeyNameTaken, create_key, list_keys, revoke_key
 from bot.orders.setup import build_order_service
@@ -21,6 +22,7 @@ T = TypeVar("T")
 
 async def _with_db(settings: Settings, run: Callable[[], Awaitable[T]]) -> T:
     await init_db(settings.database_url)
+    load_key_ring(settings)
     try:
         return await run()
     finally:

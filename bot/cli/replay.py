@@ -21,6 +21,7 @@ from bot.engine import Conversation as ConversationState
 from bot.engine import Customer as CustomerInfo
 from bot.engine import Engine
 from bot.identity import customer_by_address
+from bot.master_keys import load_key_ring
 from bot.pipeline import Pipeline
 from bot.settings import Settings
 from bot.spine.inbox import event_for
@@ -29,6 +30,7 @@ from bot.spine.inbox import event_for
 async def replay(settings: Settings, *, since: datetime, phone: str | None, resend: bool) -> int:
     pipeline = Pipeline(settings)
     await init_db(settings.database_url)
+    load_key_ring(settings)
     try:
         query = Message.filter(message_direction=Direction.INBOUND, created_at__gte=since)
         if phone:

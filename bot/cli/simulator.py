@@ -26,8 +26,9 @@ from typing import Any, Literal
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
+from bot import crypto
 from bot.db import close_db, init_db
-from bot.db.config import sqlite_url
+from bot.db.config import is_memory, sqlite_url
 from bot.db.models import (
     Appointment,
     AppointmentChange,
@@ -51,6 +52,7 @@ from bot.engine.content import ContentSource
 from bot.engine.templates import TemplateCatalog
 from bot.engine.texts import pick_language
 from bot.identity import customer_by_address, customer_for_phone
+from bot.master_keys import load_key_ring
 from bot.pipeline import Pipeline, Workers
 from bot.settings import Settings
 from bot.whatsapp.client import WhatsAppClient
@@ -178,6 +180,15 @@ class Simulator:
         """The templates and texts the pipeline serves, set on enter."""
         self._run = secrets.token_hex(4)
 
+    def _keys(self) -> None:
+        """The shop's keys; a throwaway database without configured keys gets a throwaway key (no key
+        file made beside the settings for a conversation that ends with the run)."""
+        throwaway = self._tempdir is not None or is_memory(self._database_url or "")
+        if throwaway and self.settings.secrets.encryption_keys is None:
+            crypto.install(crypto.KeyRing(crypto.parse_master_keys(crypto.generate_master_key())))
+        else:
+            load_key_ring(self.settings)
+
     async def __aenter__(self) -> Simulator:
         if self._database_url is None:
             self._tempdir = tempfile.mkdtemp(prefix="bot-sim-")
@@ -186,6 +197,7 @@ class Simulator:
         self.settings = self.settings.model_copy(update={"database": database})  # the claims follow it
         pipeline = Pipeline(self.settings, clock=self.clock, flows=self._flows)  # may raise FlowLoadError
         await init_db(self._database_url, migrate_schema=True)
+        self._keys()
         client = WhatsAppClient(self.api, self.settings.secrets.phone_number_id)  # no pacing: no real time
         self.workers = pipeline.workers(client)
         self.workers.intake.start()  # commits what `receive` hands it; the other loops never start

@@ -12,6 +12,11 @@ once per problem at ERROR, and saving such a value back writes the original ciph
 restoring the key restores the data. Plaintext values (a database from before encryption, until
 `bot keys encrypt-existing` has run) read as they are.
 
+Every value of an owner is sealed under the owner's data key, never the master key (destroying the key
+shreds it all): `PrivateModel.save` and `bulk_create`, and bot/db/writes.py, make the owners' keys first
+(bot/db/keystore.ensure_keys). A QuerySet `.update()` of an owned column is refused: it has no row, so
+no owner; save the row or use bot/db/writes.update_rows.
+
 Equality lookups on these columns cannot work (every encryption differs): none are needed; phone
 numbers stay in clear as the key of everything.
 """
@@ -21,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -60,7 +66,7 @@ class UnreadableJSON(dict[str, Any]):
         self.ciphertext = ciphertext
 
 
-def _report(error: crypto.CryptoError) -> None:
+def report(error: crypto.CryptoError) -> None:
     """At ERROR once per problem every ten minutes, not once per row of a batch."""
     reason, now = str(error), time.monotonic()
     if now - _reported.get(reason, -REPORT_EVERY_SECONDS) >= REPORT_EVERY_SECONDS:
@@ -96,8 +102,24 @@ class _Encrypted(fields.Field[Any]):
         value = row.get(column)
         return None if value is None else str(value)
 
+    @property
+    def owned_by_pk(self) -> bool:
+        return self.owner is not None and self.owner == self.model._meta.pk_attr
+
     def _seal(self, plaintext: str, instance: Any) -> str:
-        return crypto.current().encrypt(plaintext.encode(), self.context, self._owner_of(instance))
+        if self.owner is not None and not isinstance(instance, Model):
+            raise crypto.CryptoError(
+                f"{self.context}: written without its row, so without its owner (a QuerySet update?): "
+                "save the row, or use bot.db.writes.update_rows"
+            )
+        owner = self._owner_of(instance)
+        if owner is None and self.owned_by_pk:
+            raise crypto.CryptoError(f"{self.context}: written before its row has an id (save() it)")
+        return self.seal_for(plaintext, owner)
+
+    def seal_for(self, plaintext: str, owner: str | None) -> str:
+        """Seal for a known owner (bot/db/writes.insert_rows: values without a model instance)."""
+        return crypto.current().encrypt(plaintext.encode(), self.context, owner)
 
     def _open(self, stored: str) -> str:
         return crypto.current().decrypt(stored, self.context, self._row_owner()).decode()
@@ -118,10 +140,20 @@ class EncryptedTextField(_Encrypted):
             return None
         if isinstance(value, Unreadable):
             return value.ciphertext
+        return self._seal(self._text(value), instance)
+
+    def to_db_value_for(self, value: Any, owner: str | None) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, Unreadable):
+            return value.ciphertext
+        return self.seal_for(self._text(value), owner)
+
+    def _text(self, value: Any) -> str:
         text = str(value)
         if self.max_length is not None and len(text) > self.max_length:
             raise ValidationError(f"{self.model_field_name}: longer than {self.max_length} characters")
-        return self._seal(text, instance)
+        return text
 
     def to_python_value(self, value: Any) -> str | None:
         if value is None:
@@ -131,7 +163,7 @@ class EncryptedTextField(_Encrypted):
         try:
             return self._open(value)
         except crypto.CryptoError as exc:
-            _report(exc)
+            report(exc)
             return Unreadable(str(exc), value)
 
 
@@ -149,12 +181,19 @@ class EncryptedJSONField(_Encrypted):
             return None
         if isinstance(value, UnreadableJSON) and not value:
             return value.ciphertext
-        return self._seal(json.dumps(value, ensure_ascii=False, separators=(",", ":")), instance)
+        return self._seal(_json(value), instance)
+
+    def to_db_value_for(self, value: Any, owner: str | None) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, UnreadableJSON) and not value:
+            return value.ciphertext
+        return self.seal_for(_json(value), owner)
 
     def to_python_value(self, value: Any) -> Any:
         if value is None:
             return None
-        if isinstance(value, (dict, list)):  # a JSONB column before 0004 made it TEXT
+        if isinstance(value, (dict, list)):  # a JSONB column before 0009 made it TEXT
             return value
         if isinstance(value, bytes):
             value = value.decode()
@@ -163,15 +202,85 @@ class EncryptedJSONField(_Encrypted):
         try:
             return json.loads(self._open(value))
         except crypto.CryptoError as exc:
-            _report(exc)
+            report(exc)
             return UnreadableJSON(str(exc), value)
 
 
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def encrypted_fields(model: type[Model]) -> list[_Encrypted]:
+    """The encrypted fields of `model`, in declaration order."""
+    return [field for field in model._meta.fields_map.values() if isinstance(field, _Encrypted)]
+
+
+def owners_of(model: type[Model], rows: Iterable[Model]) -> set[int]:
+    """The customers whose data keys writing `rows` needs: the known owners of values to seal."""
+    owned = [(f.owner, f.model_field_name) for f in encrypted_fields(model) if f.owner is not None]
+    found: set[int] = set()
+    for row in rows:
+        for owner, name in owned:
+            value = getattr(row, owner, None)
+            if value is not None and getattr(row, name, None) is not None:
+                found.add(int(value))
+    return found
+
+
+KeyStore = Callable[[Iterable[int]], Awaitable[None]]
+_key_store: KeyStore | None = None
+
+
+def use_key_store(ensure_keys: KeyStore) -> None:
+    """Where rows get their owners' data keys before they are written (bot/db/keystore.py registers
+    itself: the fields know no table)."""
+    global _key_store
+    _key_store = ensure_keys
+
+
+async def _ensure_keys(owners: set[int]) -> None:
+    if not owners:
+        return
+    if _key_store is None:
+        raise crypto.NotConfigured("bot.db.keystore is not loaded: nothing makes the customers' data keys")
+    await _key_store(owners)
+
+
 class PrivateModel(Model):
-    """A model with encrypted fields: its rows are built knowing their owner (see the module's note)."""
+    """A model with encrypted fields: its rows are built knowing their owner, and saved with their
+    owner's data key made first (see the module's note)."""
 
     class Meta:
         abstract = True
+
+    async def save(
+        self,
+        using_db: Any = None,
+        update_fields: Iterable[str] | None = None,
+        force_create: bool = False,
+        force_update: bool = False,
+    ) -> None:
+        await _ensure_keys(owners_of(type(self), [self]))
+        deferred: dict[str, Any] = {}
+        if self.pk is None:  # a value owned by the row's own id waits for the id
+            for field in encrypted_fields(type(self)):
+                name = field.model_field_name
+                if field.owned_by_pk and getattr(self, name, None) is not None:
+                    deferred[name] = getattr(self, name)
+                    setattr(self, name, None)
+        await super().save(using_db, update_fields, force_create, force_update)
+        if deferred:
+            for name, value in deferred.items():
+                setattr(self, name, value)
+            await _ensure_keys({int(self.pk)})
+            await super().save(using_db, list(deferred))
+
+    @classmethod
+    def bulk_create(  # type: ignore[override]
+        cls, objects: Sequence[Self], *args: Any, **kwargs: Any
+    ) -> Any:
+        """Tortoise's, with the owners' data keys made first (awaited like Tortoise's)."""
+        return _bulk_create(cls, objects, args, kwargs)
 
     @classmethod
     def _init_from_db(cls, **kwargs: Any) -> Self:
@@ -180,3 +289,8 @@ class PrivateModel(Model):
             return super()._init_from_db(**kwargs)
         finally:
             _row.reset(token)
+
+
+async def _bulk_create(model: type[PrivateModel], objects: Sequence[Any], args: Any, kwargs: Any) -> Any:
+    await _ensure_keys(owners_of(model, objects))
+    return await super(PrivateModel, model).bulk_create(objects, *args, **kwargs)  # type: ignore[misc]

@@ -18,6 +18,8 @@ from tortoise import fields
 from tortoise.indexes import Index
 from tortoise.models import Model
 
+from bot.db.encrypted import EncryptedJSONField, EncryptedTextField, PrivateModel
+
 # Column sizes fed from outside (webhooks); bot/whatsapp/notifications.py checks each at parse
 PHONE_LENGTH = 32
 """A wa_id: Customer.wa_id, Order.customer_phone, Appointment.customer_phone."""
@@ -30,7 +32,7 @@ IDENTITY_LENGTH = 256
 WAMID_LENGTH = 128
 """A WhatsApp message id: Message.whatsapp_message_id and reply_to, EarlyStatus.whatsapp_message_id."""
 NAME_LENGTH = 256
-"""Customer.profile_name, Message.file_name."""
+"""Customer.profile_name, Message.file_name (the plaintext: encrypted, the columns are TEXT)."""
 STATUS_LENGTH = 16
 """EarlyStatus.status."""
 PACE_KEY_LENGTH = 64
@@ -74,7 +76,7 @@ class IdentityKind(StrEnum):
     USERNAME = "username"
 
 
-class Customer(Model):
+class Customer(PrivateModel):
     """Someone who writes to the business number, whatever WhatsApp identifies them by.
 
     A technician who writes in is one too: their row carries their identities and 24-hour window, never
@@ -86,7 +88,8 @@ class Customer(Model):
     wa_id = fields.CharField(max_length=PHONE_LENGTH, unique=True, null=True)
     bsuid = fields.CharField(max_length=BSUID_LENGTH, null=True, db_index=True)
     username = fields.CharField(max_length=NAME_LENGTH, null=True)
-    profile_name = fields.CharField(max_length=NAME_LENGTH, null=True)
+    profile_name: fields.Field[str | None] = EncryptedTextField(owner="id", max_length=NAME_LENGTH, null=True)
+    """Encrypted under their own data key, like everything of theirs below (bot/db/keystore.py)."""
     language = fields.CharField(max_length=8, null=True)
     last_inbound_at = fields.DatetimeField(null=True)
     opted_out_at = fields.DatetimeField(null=True)
@@ -140,14 +143,15 @@ class CustomerIdentity(Model):
         unique_together = (("kind", "value"),)
 
 
-class Conversation(Model):
+class Conversation(PrivateModel):
     id = fields.IntField(primary_key=True)
     customer: fields.OneToOneRelation[Customer] = fields.OneToOneField(
         "models.Customer", related_name="conversation", on_delete=fields.CASCADE
     )
     flow = fields.CharField(max_length=64, null=True)
     state = fields.CharField(max_length=128, null=True)
-    variables: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
+    variables: fields.Field[dict[str, Any]] = EncryptedJSONField(owner="customer_id", default=dict)
+    """What the flows saved, answers the customer typed among them: encrypted."""
     mode = fields.CharEnumField(ConversationMode, default=ConversationMode.BOT, max_length=8)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
@@ -158,8 +162,11 @@ class Conversation(Model):
         table = "conversation"
 
 
-class Message(Model):
-    """One row per message in or out: the log, the durable inbox and the transactional outbox."""
+class Message(PrivateModel):
+    """One row per message in or out: the log, the durable inbox and the transactional outbox.
+
+    The content, the file name and the payload are encrypted under the customer's data key (a row
+    written without its customer: under the master key)."""
 
     id = fields.BigIntField(primary_key=True)
     customer: fields.ForeignKeyNullableRelation[Customer] = fields.ForeignKeyField(
@@ -170,9 +177,11 @@ class Message(Model):
     """The phone or BSUID it came from or went to."""
     message_direction = fields.CharEnumField(Direction, max_length=8, db_index=True)
     message_type = fields.CharField(max_length=24)
-    message_content = fields.TextField(null=True)
+    message_content: fields.Field[str | None] = EncryptedTextField(owner="customer_id", null=True)
     file_url = fields.TextField(null=True)
-    file_name = fields.CharField(max_length=NAME_LENGTH, null=True)
+    file_name: fields.Field[str | None] = EncryptedTextField(
+        owner="customer_id", max_length=NAME_LENGTH, null=True
+    )
     whatsapp_message_id: fields.Field[str | None] = fields.CharField(
         max_length=WAMID_LENGTH, unique=True, null=True
     )
@@ -182,7 +191,7 @@ class Message(Model):
     order_id = fields.IntField(null=True, db_index=True)
     technician_id = fields.IntField(null=True, db_index=True)
     # inbound: the message object exactly as Meta sent it; outbound: the OutboundMessage value
-    payload: fields.JSONField[dict[str, Any] | None] = fields.JSONField(null=True)
+    payload: fields.Field[dict[str, Any] | None] = EncryptedJSONField(owner="customer_id", null=True)
     reply_to = fields.CharField(max_length=WAMID_LENGTH, null=True)
     pricing: fields.JSONField[dict[str, Any] | None] = fields.JSONField(null=True)
     attempts = fields.IntField(default=0)
@@ -276,7 +285,7 @@ class OrderSource(StrEnum):
     IMPORT = "import"
 
 
-class Order(Model):
+class Order(PrivateModel):
     """A repair order as the shop's own system knows it; fed in by the orders API or a CSV import.
 
     `status` is one of the names configured under `orders.statuses` in settings.yaml (not an enum here:
@@ -292,7 +301,7 @@ class Order(Model):
         "models.Customer", related_name="orders", null=True, on_delete=fields.SET_NULL, db_index=True
     )
     customer_id: int | None
-    customer_name = fields.CharField(max_length=256)
+    customer_name: fields.Field[str] = EncryptedTextField(owner="customer_id", max_length=256)
     device_model = fields.CharField(max_length=256)
     problem = fields.TextField()
     status = fields.CharField(max_length=64)
@@ -384,7 +393,7 @@ class ChangeSource(StrEnum):
     REMINDER = "reminder"
 
 
-class Appointment(Model):
+class Appointment(PrivateModel):
     """A repair appointment. `starts_at` is stored in UTC and shown in the shop's zone.
 
     `plan` counts how often its reminders were planned: moving or re-activating the appointment plans
@@ -399,7 +408,9 @@ class Appointment(Model):
     customer_id: int | None
     customer_phone = fields.CharField(max_length=32, db_index=True, null=True)
     """As staff gave it (none for a customer without a phone who booked in the chat)."""
-    customer_name = fields.CharField(max_length=256, null=True)
+    customer_name: fields.Field[str | None] = EncryptedTextField(
+        owner="customer_id", max_length=256, null=True
+    )
     order: fields.ForeignKeyNullableRelation[Order] = fields.ForeignKeyField(
         "models.Order", related_name="appointments", null=True, on_delete=fields.SET_NULL
     )
@@ -409,7 +420,7 @@ class Appointment(Model):
     starts_at = fields.DatetimeField(db_index=True)
     duration_minutes = fields.IntField()
     status = fields.CharEnumField(AppointmentStatus, max_length=16, db_index=True)
-    notes: fields.Field[str | None] = fields.TextField(null=True)  # type: ignore[assignment]
+    notes: fields.Field[str | None] = EncryptedTextField(owner="customer_id", null=True)
     plan = fields.IntField(default=1)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
@@ -578,8 +589,9 @@ class RelayPointer(Model):
         table = "relay_pointer"
 
 
-class HandoffNote(Model):
-    """An internal note on a chat: shown to technicians in its history, never sent to the customer."""
+class HandoffNote(PrivateModel):
+    """An internal note on a chat: shown to technicians in its history, never sent to the customer.
+    Its text is encrypted under the data key of `customer_id`, the chat's customer."""
 
     id = fields.BigIntField(primary_key=True)
     handoff: fields.ForeignKeyNullableRelation[Handoff] = fields.ForeignKeyField(
@@ -594,7 +606,9 @@ class HandoffNote(Model):
         "models.Technician", related_name="notes", null=True, on_delete=fields.SET_NULL
     )
     technician_id: int | None
-    text = fields.TextField()
+    customer_id = fields.IntField(null=True, db_index=True)
+    """The chat's customer, whose data key encrypts the text (set with the note; 0009_encryption)."""
+    text: fields.Field[str] = EncryptedTextField(owner="customer_id")
     created_at = fields.DatetimeField()
 
     class Meta:
@@ -740,3 +754,19 @@ class ConsentChange(Model):
     class Meta:
         table = "consent_change"
         indexes = (Index(fields=("customer_id", "at")),)
+
+
+class DataKey(Model):
+    """A customer's data key, wrapped (AES-GCM) under master key `master_key_id` (bot/db/keystore.py).
+
+    Deleting the row is crypto-shredding: everything encrypted under the key is unreadable everywhere,
+    backups included. No foreign key: the key is the customer's, whatever happens to their rows."""
+
+    customer_id = fields.IntField(primary_key=True, generated=False)
+    wrapped_key = fields.TextField()
+    """nonce + ciphertext + tag, base64."""
+    master_key_id = fields.CharField(max_length=16, db_index=True)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "data_key"

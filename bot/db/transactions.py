@@ -24,27 +24,51 @@ from tortoise.transactions import in_transaction
 log = logging.getLogger(__name__)
 
 _pending: ContextVar[list[Callable[[], None]] | None] = ContextVar("on_commit", default=None)
+_undo: ContextVar[list[Callable[[], None]] | None] = ContextVar("on_rollback", default=None)
 
 
 @asynccontextmanager
 async def atomic() -> AsyncIterator[None]:
     """`in_transaction()` (a savepoint when nested) whose `on_commit()` work runs after the commit."""
-    parent = _pending.get()
+    parent, parent_undo = _pending.get(), _undo.get()
     mine: list[Callable[[], None]] = []
-    token = _pending.set(mine)
+    undo: list[Callable[[], None]] = []
+    token, undo_token = _pending.set(mine), _undo.set(undo)
     try:
         async with in_transaction():
             yield
+    except BaseException:
+        for callback in undo:
+            _run(callback)
+        raise
     finally:
         _pending.reset(token)
+        _undo.reset(undo_token)
     if parent is not None:  # a savepoint released: its work waits for the enclosing commit
         parent.extend(mine)
+        if parent_undo is not None:
+            parent_undo.extend(undo)
         return
     for callback in mine:
         try:
             callback()
         except Exception:  # committed already: a failing callback must not look like a failed write
             log.exception("after-commit callback %r failed", callback)
+
+
+def _run(callback: Callable[[], None]) -> None:
+    try:
+        callback()
+    except Exception:
+        log.exception("after-rollback callback %r failed", callback)
+
+
+def on_rollback(callback: Callable[[], None]) -> None:
+    """Run `callback` if the enclosing `atomic()` block (or one enclosing it) rolls back; never when
+    there is none (bot/db/keystore.py forgets the keys a rolled-back block made)."""
+    undo = _undo.get()
+    if undo is not None:
+        undo.append(callback)
 
 
 def on_commit(callback: Callable[[], None]) -> None:

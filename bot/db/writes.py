@@ -6,16 +6,20 @@ profile of `make bench` put 13% of the bot's time there). `update_rows` takes To
 UPDATE (cached per column list, in the dialect's placeholders) and runs it once per row through the
 driver's executemany: one round trip on SQLite's thread or asyncpg's pipeline. Values go through each
 field's `to_db_value`, as `save()` does, so a field that converts (JSON, enums, `auto_now` stamps,
-encrypted fields) writes what it would on save.
+encrypted fields) writes what it would on save. Encrypted values are sealed for their row's owner (a
+customer, under their data key: both make the owners' keys first, bot/db/keystore.ensure_keys).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from tortoise import connections
 from tortoise.models import Model
+
+from bot.db.encrypted import EncryptedJSONField, EncryptedTextField, encrypted_fields, owners_of
+from bot.db.keystore import ensure_keys
 
 M = TypeVar("M", bound=Model)
 
@@ -24,6 +28,8 @@ async def update_rows(model: type[M], rows: Sequence[M], fields: Sequence[str]) 
     """UPDATE `fields` of each of `rows` (already saved), inside the caller's transaction if any."""
     if not rows:
         return
+    if encrypted_fields(model):
+        await ensure_keys(owners_of(model, rows))
     connection = connections.get(model._meta.default_connection or "default")
     executor = connection.executor_class(model=model, db=connection)
     sql = executor.get_update_sql(list(fields), None)
@@ -62,8 +68,32 @@ async def insert_rows(
             )
         )
         _INSERTS[key] = sql
-    fields_map = model._meta.fields_map
-    converters = [fields_map[name].to_db_value for name in columns]
-    # the model class, not an instance, as `instance`: the fields then convert, never stamp
-    values = [[convert(value, model) for convert, value in zip(converters, row, strict=True)] for row in rows]
+    converters = [_converter(model, name, list(columns)) for name in columns]
+    if any(owner is not None for _, owner in converters):
+        await ensure_keys(row[owner] for _, owner in converters if owner is not None for row in rows)
+    values = [
+        [
+            convert(value, model if owner is None else row[owner])
+            for (convert, owner), value in zip(converters, row, strict=True)
+        ]
+        for row in rows
+    ]
     await connection.execute_many(sql, values)
+
+
+def _converter(
+    model: type[Model], name: str, columns: list[str]
+) -> tuple[Callable[[Any, Any], Any], int | None]:
+    """How `insert_rows` converts a column's values: `to_db_value` with the model class as `instance`
+    (the fields then convert, never stamp), or, for an encrypted column, sealed for the row's owner
+    (which must be among the columns: the position returned)."""
+    field = model._meta.fields_map[name]
+    if not isinstance(field, (EncryptedTextField, EncryptedJSONField)) or field.owner is None:
+        return field.to_db_value, None
+    if field.owner not in columns:
+        raise ValueError(
+            f"{model.__name__}.{name} is encrypted for its {field.owner}: insert that column too"
+        )
+    return (
+        lambda value, owner: field.to_db_value_for(value, None if owner is None else str(owner))
+    ), columns.index(field.owner)

@@ -128,6 +128,7 @@ class HandoffGuards:
                 await HandoffNote.create(
                     handoff_id=handoff.id,
                     conversation_id=handoff.conversation_id,
+                    customer_id=conversation.customer_id,
                     technician_id=handoff.technician_id,
                     text=IDLE_NOTE.format(minutes=self.rules.idle_minutes),
                     created_at=now,

@@ -37,6 +37,7 @@ from bot.db.models import (
     TechnicianRole,
 )
 from bot.db.transactions import atomic, on_commit
+from bot.db.writes import update_rows
 from bot.engine import Engine
 from bot.engine.content import ContentSource
 from bot.engine.templates import TemplateCatalog
@@ -492,9 +493,13 @@ class HandoffDesk:
         await Handoff.filter(id=handoff.id).update(status=HandoffStatus.RELEASED, released_at=now)
         changes: dict[str, Any] = {"mode": ConversationMode.BOT}
         if target is not None:
-            variables = {k: v for k, v in (conversation.variables or {}).items() if not k.startswith("_")}
-            changes.update(flow=target[0], state=target[1], variables=variables)
+            changes.update(flow=target[0], state=target[1])
         await Conversation.filter(id=conversation.id).update(**changes)
+        if target is not None:  # encrypted for its customer: written from the row, not a bare UPDATE
+            conversation.variables = {
+                k: v for k, v in (conversation.variables or {}).items() if not k.startswith("_")
+            }
+            await update_rows(Conversation, [conversation], ["variables"])
 
     # --- writing
 
@@ -505,6 +510,7 @@ class HandoffDesk:
         note = await HandoffNote.create(
             handoff_id=chat.handoff.id if chat.handoff else None,
             conversation_id=chat.conversation.id,
+            customer_id=chat.conversation.customer_id,
             technician_id=technician.id,
             text=text,
             created_at=now,

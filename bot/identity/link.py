@@ -17,6 +17,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from bot.db.models import Appointment, Customer, CustomerIdentity, IdentityKind, Order
+from bot.db.reown import move_rows
 from bot.identity.merge import merge_customers
 
 
@@ -77,8 +78,8 @@ async def _move_phone(old: Customer, new: Customer, phone: str) -> None:
     if old.wa_id == phone:
         old.wa_id = None
         await old.save(update_fields=["wa_id", "updated_at"])
-    await Order.filter(customer_id=old.id, customer_phone=phone).update(customer_id=new.id)
-    await Appointment.filter(customer_id=old.id, customer_phone=phone).update(customer_id=new.id)
+    await move_rows(Order, new.id, customer_id=old.id, customer_phone=phone)
+    await move_rows(Appointment, new.id, customer_id=old.id, customer_phone=phone)
 
 
 async def _identity(customer: Customer, kind: IdentityKind, value: str, now: datetime) -> None:

@@ -15,6 +15,7 @@ import logging
 from tortoise.fields.relational import BackwardFKRelation, BackwardOneToOneRelation
 
 from bot.db.models import Conversation, Customer
+from bot.db.reown import reown
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ async def merge_customers(keep: Customer, gone: Customer) -> Customer:
     if gone_chat is not None and keep_chat is not None:
         await _move_references(Conversation, gone_chat.id, keep_chat.id, skip_one_to_one=True)
         await gone_chat.delete()  # its timer goes with it: `keep`'s conversation is the live one
+    await reown(gone.id, keep.id)  # their rows with encrypted values, sealed anew for `keep`
     await _move_references(Customer, gone.id, keep.id)
     for name in _FIELDS:
         if getattr(keep, name) is None and getattr(gone, name) is not None:

@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from bot.clock import Clock, utc_now
+from bot.db.keystore import ensure_keys
 from bot.db.models import Direction, Message
 from bot.loops import Loop
 from bot.media import types
@@ -111,6 +112,7 @@ class MediaFetcher:
         expected = info.get("sha256") or media.get("sha256")
         if expected and not _digest_matches(data, str(expected)):
             raise types.Refused("the file does not match its sha256")
+        await ensure_keys([row.customer_id])
         return await self._store.put(data, media_owner(row.customer_id, row.address))
 
     async def _settle(self, row: Message, file_url: str) -> bool:

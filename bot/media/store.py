@@ -23,10 +23,11 @@ REFUSED_PREFIX = "refused: "
 _NAME = re.compile(r"^[0-9a-f]{32}$")
 
 
-def media_owner(customer_id: int | None, address: str) -> str:
-    """Whose key seals a message's file: its customer (by id: the same whatever number or BSUID they
-    write from), or its address for a row written without one."""
-    return str(customer_id) if customer_id is not None else address
+def media_owner(customer_id: int | None, address: str) -> str | None:
+    """Whose key seals a message's file: its customer's data key (by id: the same whatever number or
+    BSUID they write from; destroying it shreds the file too), or the master key for a row written
+    without one (an address is no owner: a phone's digits could be another customer's id)."""
+    return str(customer_id) if customer_id is not None else None
 
 
 class MediaStore:

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
-from tortoise.transactions import in_transaction
 
 from bot.clock import Clock, utc_now
 from bot.db.models import Customer, Message, Order, OrderSource, OrderStatusChange
+from bot.db.transactions import atomic
 from bot.identity import customer_for_phone, customers_for_phones
 from bot.orders.notify import StatusNotifier
 from bot.orders.schemas import OrderIn, OrderPatch
@@ -79,7 +79,7 @@ class OrderService:
     async def update(self, number: str, patch: OrderPatch, source: OrderSource) -> OrderChange | None:
         """Change an existing order; None when there is no order with this number."""
         values = {name: getattr(patch, name) for name in patch.model_fields_set}
-        async with in_transaction():
+        async with atomic():
             order = await Order.filter(order_number=number).select_for_update().first()
             if order is None:
                 return None
@@ -93,7 +93,7 @@ class OrderService:
         numbers = sorted({item.order_number for item in items})
         phones = sorted({item.customer_phone for item in items})
         changes: list[OrderChange] = []
-        async with in_transaction():
+        async with atomic():
             found = await Order.filter(order_number__in=numbers).select_for_update()
             orders = {order.order_number: order for order in found}
             batch = _Batch(dict(await customers_for_phones(phones, self._clock())))
@@ -122,7 +122,7 @@ class OrderService:
 
     async def _upsert(self, data: OrderIn, source: OrderSource) -> OrderChange:
         values = _given(data)
-        async with in_transaction():
+        async with atomic():
             order = await Order.filter(order_number=data.order_number).select_for_update().first()
             if order is not None:
                 return await self._apply(order, values, source, created=False)

@@ -47,6 +47,7 @@ from bot.db.models import (
     CostEntry,
     Customer,
     CustomerIdentity,
+    DataKey,
     Handoff,
     HandoffNote,
     Message,
@@ -91,6 +92,7 @@ HANDLING: dict[type[Model], str] = {
     RelayPointer: "the technicians' pointers at the customer cleared (a `list` keeps its numbering)",
     SendAdmission: "kept: an id, a time and a message id (the send limits' rolling counts), no person",
     PaceBucket: "the recipient's pair bucket deleted (its key is the phone)",
+    DataKey: "destroyed first (crypto-shredding: every value of theirs unreadable, backups included)",
 }
 
 

@@ -36,6 +36,7 @@ from bot.db.models import (
     CostEntry,
     Customer,
     CustomerIdentity,
+    DataKey,
     Handoff,
     HandoffNote,
     Message,
@@ -76,6 +77,8 @@ EXCLUDED: dict[type[Model], str] = {
     "appointment's time is in `appointments`",
     RelayPointer: "a technician's own working state (which chat their replies go to), naming the "
     "customer only by id",
+    DataKey: "the key their data is encrypted with, wrapped by the shop's master key: what makes the "
+    "export readable, not data about them",
 }
 
 

@@ -22,11 +22,11 @@ from datetime import datetime
 from typing import Any
 
 from tortoise import timezone
-from tortoise.transactions import in_transaction
 
 from bot.clock import Clock, utc_now
 from bot.costs.service import new_messaging_limit
 from bot.db.models import DeliveryStatus, Direction, Message
+from bot.db.transactions import atomic
 from bot.db.writes import insert_rows
 from bot.identity import resolve_senders
 from bot.loops import finish
@@ -230,7 +230,7 @@ class IntakeWriter:
         inbound = [row for pending in batch for row in pending.inbound]
         items = [item for pending in batch for item in pending.items]
         statuses = [change for pending in batch for change in pending.statuses]
-        async with in_transaction():
+        async with atomic():
             if inbound:
                 for row, customer_id in zip(
                     inbound, await resolve_senders(items, self._clock()), strict=True
