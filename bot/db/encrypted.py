@@ -28,6 +28,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextvars import ContextVar
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from tortoise import fields
@@ -83,9 +84,17 @@ class _Encrypted(fields.Field[Any]):
     indexable = False
     owner: str | None
 
-    @property
+    @cached_property
     def context(self) -> str:
+        """`table.column`, the value's place (its associated data); the model's, once it is known."""
         return f"{self.model._meta.db_table}.{self.source_field or self.model_field_name}"
+
+    @cached_property
+    def _owner_column(self) -> str | None:
+        if self.owner is None:
+            return None
+        owner_field = self.model._meta.fields_map.get(self.owner)
+        return (owner_field.source_field if owner_field else None) or self.owner
 
     def _owner_of(self, instance: Any) -> str | None:
         if self.owner is None or not isinstance(instance, Model):
@@ -97,9 +106,7 @@ class _Encrypted(fields.Field[Any]):
         row = _row.get()
         if row is None or self.owner is None:
             return None
-        owner_field = self.model._meta.fields_map.get(self.owner)
-        column = (owner_field.source_field if owner_field else None) or self.owner
-        value = row.get(column)
+        value = row.get(self._owner_column or self.owner)
         return None if value is None else str(value)
 
     @property

@@ -6,8 +6,9 @@
   open (its master key is not configured) is counted and left as it is.
 - `encrypt_existing()`: `bot keys encrypt-existing`. Every plaintext value of an encrypted column
   (a database from before 0009_encryption) sealed under its owner's data key, and values sealed under
-  the master key for nobody (written before their row had a customer) sealed anew for the row's
-  owner. Rows already encrypted are skipped, so it too resumes by running again.
+  the master key for nobody sealed anew: for the row's owner when it has one now (written before its
+  customer was known), else under the first master key when another sealed them (after a rotation).
+  Rows already done are skipped, so it too resumes by running again.
 """
 
 from __future__ import annotations
@@ -110,7 +111,9 @@ def _owner_column(model: type[Model], owner: str) -> str:
     return found.source_field or owner
 
 
-def _needs_sealing(value: Any) -> bool:
+def _needs_sealing(value: Any, row_owner: Any, primary: str) -> bool:
+    """Plaintext; or sealed for nobody while the row has an owner now (written before its customer was
+    known); or sealed for nobody under a master key that is not the first (rotated out)."""
     if value is None:
         return False
     if isinstance(value, (dict, list)):
@@ -118,9 +121,12 @@ def _needs_sealing(value: Any) -> bool:
     if not isinstance(value, str) or not crypto.is_ciphertext(value):
         return True
     try:
-        return crypto.parse(value)[0].owner == ""  # sealed for nobody: seal it for the row's owner
+        header = crypto.parse(value)[0]
     except crypto.CryptoError:
         return False  # unreadable stays as it is: restoring its key restores it
+    if header.owner:
+        return False  # under its owner's data key: `bot keys rotate` re-wraps that key
+    return row_owner is not None or header.key != f"m.{primary}"
 
 
 def _plain(field: EncryptedTextField | EncryptedJSONField, value: Any) -> Any:
@@ -159,6 +165,7 @@ async def _encrypt_table(
     )
     after: Any = -1
     seen = 0
+    primary = crypto.current().primary.id
     while True:
         _, rows = await connection.execute_query(select, [after])
         if not rows:
@@ -171,7 +178,7 @@ async def _encrypt_table(
             for row in rows:
                 row_owner = row[owner_column]
                 for column, name in zip(columns, names, strict=True):
-                    if not _needs_sealing(row[name]):
+                    if not _needs_sealing(row[name], row_owner, primary):
                         continue
                     plain = _plain(column, row[name])
                     if isinstance(plain, (Unreadable, UnreadableJSON)):
