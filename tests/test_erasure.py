@@ -14,8 +14,10 @@ import pytest
 from aiohttp.test_utils import TestServer
 from tortoise import connections
 
+from bot import crypto
 from bot.db import close_db, config, init_db
 from bot.db.config import sqlite_file
+from bot.db.encrypted import Unreadable
 from bot.db.models import (
     Appointment,
     AppointmentChange,
@@ -30,6 +32,7 @@ from bot.db.models import (
     CostEntry,
     Customer,
     CustomerIdentity,
+    DataKey,
     Direction,
     Handoff,
     HandoffNote,
@@ -41,6 +44,7 @@ from bot.db.models import (
     SendAdmission,
     TechnicianRole,
 )
+from bot.db.sql import scalar
 from bot.handoff.tokens import create_technician
 from bot.media.store import MediaStore
 from bot.orders.keys import create_key
@@ -82,15 +86,24 @@ async def test_erasure_forgets_the_customer_and_keeps_the_books(
     kept = await seed_customer(OTHER, "Philomena Brightwater", media)
     other_before = without_time(await export_customer(kept.customer, media))
     seen_at_shredding: list[int] = []
+    real_destroy = erasure.destroy_data_key
 
     async def destroy_data_key(customer_id: int) -> None:
         assert customer_id == gone.customer.id
         seen_at_shredding.append(await Message.filter(customer_id=customer_id).count())
+        await real_destroy(customer_id)
 
     monkeypatch.setattr(erasure, "destroy_data_key", destroy_data_key)
+    sealed = await scalar("SELECT message_content FROM message WHERE id = ?", [gone.message_ids[0]])
+    assert str(sealed).startswith(crypto.PREFIX)  # as a backup holds it
+    assert await DataKey.exists(customer_id=gone.customer.id)
     report = await erase_customer(await find_subject(f"+{PHONE}"), media, "cli:tester", batch=1)
 
     assert seen_at_shredding == [2]  # the data key went first, before any row
+    assert not await DataKey.exists(customer_id=gone.customer.id)
+    with pytest.raises(crypto.MissingKey):  # a copy of their ciphertext (a backup) opens no more
+        crypto.current().decrypt(str(sealed), "message.message_content", str(gone.customer.id))
+    assert await DataKey.exists(customer_id=kept.customer.id)
     assert (report.messages, report.media_files, report.conversations) == (3, 1, 1)
     assert (report.appointments, report.orders) == (1, 1)
     assert not await Customer.filter(id=gone.customer.id).exists()
@@ -150,7 +163,8 @@ async def test_an_erasure_stopped_half_way_is_finished_by_running_it_again(
     with pytest.raises(ConnectionError):
         await erase_customer(seeded.customer, media, "cli:tester")
     assert not await Message.filter(id__in=seeded.message_ids).exists()  # what went before stays gone
-    assert (await Order.get(id=seeded.order_id)).customer_name == "Zebulon Quartermaine"
+    half = await Order.get(id=seeded.order_id)  # not unlinked yet, but shredded already
+    assert half.customer_id == seeded.customer.id and isinstance(half.customer_name, Unreadable)
     assert not await AuditEvent.filter(kind=AuditKind.ERASURE).exists()  # no erasure recorded yet
 
     monkeypatch.setattr(erasure, "set_in_batches", real_set_in_batches)

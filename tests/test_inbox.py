@@ -233,3 +233,24 @@ states:
         assert await status("wamid.B1") == (DeliveryStatus.HANDLED, 0)
     finally:
         await close_db()
+
+
+async def test_the_worker_goes_on_at_once_only_after_a_full_batch(tmp_path: Path, database_url: str) -> None:
+    """A batch that read fewer rows than it may took everything pending: the loop then waits for the
+    intake's wake (or the poll) instead of spending a transaction to find nothing; after a full batch
+    it goes on at once, and nothing is left behind either way."""
+    write_flow(tmp_path / "flows", "main.yaml", POISON_FLOW)
+    engine = Engine(load_flows(tmp_path / "flows", poison_registry(), TEMPLATES))
+    await init_db(database_url)
+    worker = InboxWorker(
+        engine, claims_for(database_url), InboxConfig("en", batch_size=2), on_queued=lambda: None
+    )
+    try:
+        for n in range(3):
+            await store_inbound(f"1555000010{n}", f"wamid.F{n}", "hello")
+        assert await worker._step() is True  # two of three: more may be waiting
+        assert await worker._step() is False  # the last one: nothing more
+        assert [await status(f"wamid.F{n}") for n in range(3)] == [(DeliveryStatus.HANDLED, 0)] * 3
+        assert await worker._step() is False
+    finally:
+        await close_db()

@@ -33,6 +33,7 @@ from tortoise.expressions import Q
 from tortoise.models import Model
 
 from bot.clock import Clock, utc_now
+from bot.db.keystore import destroy_data_key
 from bot.db.models import (
     Appointment,
     AppointmentChange,
@@ -129,17 +130,12 @@ class ErasureReport:
         )
 
 
-async def destroy_data_key(customer_id: int) -> None:
-    """Step 1, crypto-shredding: bot/db/keystore.py's destroy_data_key once it lands (the encryption
-    helper's); until then there are no per-customer data keys in the database to destroy."""
-
-
 async def erase_customer(
     customer: Customer, media: MediaStore, by: str, clock: Clock = utc_now, batch: int = BATCH
 ) -> ErasureReport:
     """Forget `customer` (see the module's docstring for the steps); `by` is who asked ("admin token",
     "cli:<user>"), kept in the audit row."""
-    await destroy_data_key(customer.id)  # FIRST: their ciphertexts are noise from here on
+    await destroy_data_key(customer.id)  # FIRST: their ciphertexts are noise from here on, backups too
     report = ErasureReport(customer.id, clock())
     addresses = await addresses_of(customer)
     phones = [address for address in addresses if address.isdigit()]

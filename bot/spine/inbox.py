@@ -164,6 +164,8 @@ class InboxWorker:
         self._clock = clock
         self._loop = Loop("inbox-worker", self._step, POLL_SECONDS, eager=True)
         self._timers_checked = float("-inf")
+        self._full_batch = False
+        """The last batch read as many rows as it may: more may be pending."""
 
     def wake(self) -> None:
         self._loop.wake()
@@ -175,14 +177,18 @@ class InboxWorker:
         """Finish the batch in hand (never cancel it mid-transaction: see bot/loops.py), then end."""
         await self._loop.stop()
 
-    async def _step(self) -> int:
+    async def _step(self) -> bool:
         """A batch of inbound messages, and the timers that came due: at most once a second, so a busy
-        inbox does not ask the database about timers (which have minutes to run) after every batch."""
-        handled = await self.process_batch()
+        inbox does not ask the database about timers (which have minutes to run) after every batch.
+        True when either read a full batch: more may be waiting, and the loop goes on at once; else it
+        waits for a wake (the intake's commit) or the poll, rather than spend a transaction finding
+        nothing after every batch."""
+        await self.process_batch()
+        more = self._full_batch
         if time.monotonic() - self._timers_checked >= TIMER_CHECK_SECONDS:
             self._timers_checked = time.monotonic()
-            handled += await self.fire_timers()
-        return handled
+            more = await self.fire_timers() >= self._config.batch_size or more
+        return more
 
     async def process_batch(self) -> int:
         """Handle one batch of pending inbound rows; returns how many were handled or parked.
@@ -196,6 +202,7 @@ class InboxWorker:
         try:
             async with atomic():
                 claimed.extend(await self._claims.pending_inbound(self._config.batch_size))
+                self._full_batch = len(claimed) >= self._config.batch_size
                 suspect = {_sender(row) for row in claimed if row.attempts}
                 together = [row for row in claimed if _sender(row) not in suspect]
                 if together:

@@ -136,6 +136,10 @@ class OutboxWorker:
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = False
         self._read_receipts = asyncio.Semaphore(config.concurrency)
+        self._more_due = False
+        """The last claim read as many rows as it asked for: more may be due now. When it read fewer,
+        it took everything due, and the sender waits for a wake (a commit that queued rows, a group
+        done) or the poll instead of claiming again at once (an empty transaction per message)."""
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -195,8 +199,8 @@ class OutboxWorker:
             except Exception:
                 log.exception("outbox claim failed; retrying")
                 started = 0
-            if started and len(self._sending) < self._config.concurrency:
-                continue
+            if started and self._more_due and len(self._sending) < self._config.concurrency:
+                continue  # the claim read a full batch: more may be due for the senders still free
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), IDLE_POLL_SECONDS)
 
@@ -229,6 +233,7 @@ class OutboxWorker:
         limit = min(self._config.batch_size, max_groups * ROWS_PER_GROUP)
         async with in_transaction():
             rows = await self._claims.due_outbound(now, limit, held)
+            self._more_due = len(rows) >= limit
             rows = await _behind_nothing(rows, now)
             by_customer: dict[int, list[Message]] = {}
             for row in rows:
