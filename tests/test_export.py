@@ -17,6 +17,7 @@ from tortoise.models import Model
 from bot.db import close_db, init_db
 from bot.db.models import Customer
 from bot.media.store import MediaStore
+from bot.privacy import erasure, export
 from bot.privacy.erasure import HANDLING
 from bot.privacy.export import EXCLUDED, SECTIONS, export_customer
 from tests.helpers import ADMIN_TOKEN, ENCRYPTION_KEY, BotFactory, bearer, install_test_keys, write_settings
@@ -70,6 +71,27 @@ async def test_every_table_pointing_at_a_customer_is_exported_or_excluded_and_er
     assert set(SECTIONS) | set(EXCLUDED) | set(HANDLING) <= set(models)
 
 
+def further_customer_columns(models: set[type[Model]]) -> set[tuple[type[Model], str]]:
+    """Columns naming a customer besides a row's own `customer_id` (the relay's `about_customer_id`):
+    rows that are someone else's but about the customer too."""
+    return {
+        (model, column)
+        for model in models
+        for column in model._meta.fields_db_projection
+        if column.endswith("customer_id") and column != "customer_id"
+    }
+
+
+async def test_every_further_column_naming_a_customer_is_exported_and_erased(keyed_db: None) -> None:
+    theirs = pointing_at_customers(list(Tortoise.apps["models"].values()))
+    columns = further_customer_columns({model for model in theirs if model not in EXCLUDED})
+    assert any(column == "about_customer_id" for _, column in columns)  # the walk sees the relay's
+    assert columns == set(export.ABOUT), "add each to bot/privacy/export.py's ABOUT, with its section"
+    assert columns == set(erasure.ABOUT), "say what erasing does to each in bot/privacy/erasure.py's ABOUT"
+    assert all(reason.strip() for reason in erasure.ABOUT.values())
+    assert not set(export.ABOUT.values()) & set(SECTIONS.values())
+
+
 async def test_the_export_holds_everything_of_theirs_decrypted_and_nothing_of_anyone_else(
     keyed_db: None, tmp_path: Path
 ) -> None:
@@ -99,6 +121,7 @@ async def test_the_export_holds_everything_of_theirs_decrypted_and_nothing_of_an
     ]
     assert document["cost_entries"][0]["category"] == "service"
     assert document["format"] == 1
+    assert all(document[section] == [] for section in export.ABOUT.values())  # no relay: nothing about them
 
 
 async def test_the_export_api_wants_the_admin_token_and_a_known_phone(

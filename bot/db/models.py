@@ -190,6 +190,10 @@ class Message(PrivateModel):
     error_title: fields.Field[str | None] = fields.TextField(null=True)  # type: ignore[assignment]
     order_id = fields.IntField(null=True, db_index=True)
     technician_id = fields.IntField(null=True, db_index=True)
+    about_customer_id = fields.IntField(null=True, db_index=True)
+    """The relay (bot/handoff/relay.py): the customer whose chat this technician's row carries or
+    answers (a copy of their message, a reply to them, a notice naming them); erased and exported with
+    that customer. The row's own `customer_id` is the technician's number."""
     # inbound: the message object exactly as Meta sent it; outbound: the OutboundMessage value
     payload: fields.Field[dict[str, Any] | None] = EncryptedJSONField(owner="customer_id", null=True)
     reply_to = fields.CharField(max_length=WAMID_LENGTH, null=True)

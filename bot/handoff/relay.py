@@ -15,6 +15,11 @@ window is closed (no message from them to the business number for 24 hours: thei
 `last_inbound_at`, as anyone's) gets the approved `technician_relay` template instead of free text. Chats
 are their customers' (ids), so a customer without a phone is relayed like any other, under their name.
 
+Every row of the relay that carries or answers a customer's chat (the copy sent to the technician, the
+technician's reply to their current chat, a notice naming one customer) has that customer's id in
+`Message.about_customer_id`, so erasing or exporting the customer finds it (bot/privacy); a `list`
+answer names several and is linked to none.
+
 Everything runs inside the inbox's batch transaction (the inbox asks `technicians()` before the engine),
 so each message is handled exactly once with what it caused. What the commands point at (which of
 several chats plain replies go to, `switch N`; what `claim N` means after a `list`; the chat last
@@ -90,6 +95,9 @@ COMMANDS: dict[str, str] = {
 }
 COMMAND = re.compile(r"^\s*(\S+)(?:\s+#?(\d+))?\s*$")
 
+Answer = tuple[str | None, int | None]
+"""What to tell the technician (None: nothing), and the customer it is about (None: no one)."""
+
 
 def digits(phone: str | None) -> str:
     return "".join(ch for ch in phone or "" if ch.isdigit())
@@ -125,12 +133,13 @@ class Relay:
         match = COMMAND.match(text)
         command = COMMANDS.get(match.group(1).lower()) if match else None
         number = int(match.group(2)) if match and match.group(2) else None
-        answer: str | None
         if command is not None and (number is None or command in ("claim", "switch")):
-            answer = await self._command(technician, command, number, now)
+            answer, about = await self._command(technician, command, number, now)
         else:
-            answer = await self._reply(technician, row, text)
-        return [await self._to_technician(technician, Text(body=answer), now)] if answer else []
+            answer, about = await self._reply(technician, row, text)
+        if not answer:
+            return []
+        return [await self._to_technician(technician, Text(body=answer), now, about)]
 
     async def customer_message(self, customer: Customer, row: Message, now: datetime) -> list[Message]:
         """Inside the batch: a customer wrote in a chat a person has; relay it to the owner, if any."""
@@ -144,7 +153,7 @@ class Relay:
             return []
         who, where = await self._label(customer)
         body = row.message_content or f"[{row.message_type}]"
-        return [await self._relayed(technician, who, where, body, now)]
+        return [await self._relayed(technician, customer.id, who, where, body, now)]
 
     async def handed_off(self, customer: Customer, row: Message, now: datetime) -> list[Message]:
         """Inside the batch: the chat now waits for a person; tell every active technician with a phone."""
@@ -154,45 +163,48 @@ class Relay:
         for technician in await Technician.filter(active=True, phone__isnull=False).order_by("id"):
             if digits(technician.phone):
                 await self.pointers.point(technician.id, offered=customer.id)
-                rows.append(await self._relayed(technician, who, where, body, now, waiting=True))
+                rows.append(await self._relayed(technician, customer.id, who, where, body, now, waiting=True))
         return rows
 
     # --- commands
 
-    async def _command(self, technician: Technician, command: str, number: int | None, now: datetime) -> str:
+    async def _command(
+        self, technician: Technician, command: str, number: int | None, now: datetime
+    ) -> Answer:
         if command == "help":
-            return HELP
+            return HELP, None
         if command == "list":
-            return await self._list(technician, now)
+            return await self._list(technician, now), None  # names several customers: linked to none
         if command == "claim":
             return await self._claim_command(technician, number)
         if command == "switch":
             mine = await self._mine(technician)
             if not mine:
-                return NO_CHAT
+                return NO_CHAT, None
             if number is None or not 0 < number <= len(mine):
-                return f"Give the number of one of your chats (1-{len(mine)}); send 'list'."
-            handoff = mine[number - 1]
-            await self.pointers.point(technician.id, current=handoff.conversation.customer_id)
-            who, where = await self._label_for(handoff.conversation.customer_id)
-            return f"Your replies now go to {who} ({where})."
+                return f"Give the number of one of your chats (1-{len(mine)}); send 'list'.", None
+            customer_id = mine[number - 1].conversation.customer_id
+            await self.pointers.point(technician.id, current=customer_id)
+            who, where = await self._label_for(customer_id)
+            return f"Your replies now go to {who} ({where}).", customer_id
         return await self._release(technician)
 
-    async def _release(self, technician: Technician) -> str:
+    async def _release(self, technician: Technician) -> Answer:
         handoff = await self._current_chat(technician)
         if handoff is None:
-            return NO_CHAT
+            return NO_CHAT, None
+        customer_id = handoff.conversation.customer_id
         try:
-            await self.desk.release(technician, handoff.conversation.customer_id)
+            await self.desk.release(technician, customer_id)
         except DeskError as exc:
-            return await self._explain(exc)
+            return await self._explain(exc), customer_id
         await self.pointers.point(technician.id, current=None)
-        who, _ = await self._label_for(handoff.conversation.customer_id)
+        who, _ = await self._label_for(customer_id)
         rest = await self._mine(technician)
         after = f" You still have {len(rest)} chat(s); send 'list'." if rest else ""
-        return f"Released {who}: the bot answers them again.{after}"
+        return f"Released {who}: the bot answers them again.{after}", customer_id
 
-    async def _claim_command(self, technician: Technician, number: int | None) -> str:
+    async def _claim_command(self, technician: Technician, number: int | None) -> Answer:
         """`claim N`: chat N of the technician's last `list`; `claim`: the first waiting, or else the one
         last announced to them (so a late claim hears who was faster)."""
         customer_id: int | None
@@ -202,27 +214,28 @@ class Relay:
             if listed is None:
                 listed = tuple(handoff.conversation.customer_id for handoff in await self._waiting())
             if not 0 < number <= len(listed):
-                return f"There is no waiting chat {number}; send 'list'."
+                return f"There is no waiting chat {number}; send 'list'.", None
             customer_id = listed[number - 1]
         else:
             waiting = await self._waiting()
             customer_id = waiting[0].conversation.customer_id if waiting else pointer.offered
             if customer_id is None:
-                return "Nobody is waiting."
+                return "Nobody is waiting.", None
         if not await Handoff.filter(conversation__customer_id=customer_id, status__in=list(OPEN)).exists():
             who, _ = await self._label_for(customer_id)
-            return f"{who} is with the bot again; nobody is waiting there. Send 'list'."
+            return f"{who} is with the bot again; nobody is waiting there. Send 'list'.", customer_id
         return await self._claim(technician, customer_id)
 
-    async def _claim(self, technician: Technician, customer_id: int) -> str:
+    async def _claim(self, technician: Technician, customer_id: int) -> Answer:
         customer = await Customer.get(id=customer_id)
         try:
             await self.desk.claim(technician, customer.id)
         except DeskError as exc:
-            return await self._explain(exc)
+            return await self._explain(exc), customer_id
         await self.pointers.point(technician.id, current=customer_id)
         who, where = await self._label(customer)
-        return f"You have {who} ({where}) now. Your replies go to them; 'release' gives them back to the bot."
+        text = f"You have {who} ({where}) now. Your replies go to them; 'release' gives them back to the bot."
+        return text, customer_id
 
     async def _list(self, technician: Technician, now: datetime) -> str:
         waiting = await self._waiting()
@@ -241,20 +254,22 @@ class Relay:
             lines.append(f"{n}. {who} ({where}){mark}")
         return "\n".join(lines)
 
-    async def _reply(self, technician: Technician, row: Message, text: str) -> str | None:
+    async def _reply(self, technician: Technician, row: Message, text: str) -> Answer:
         handoff = await self._current_chat(technician)
         if handoff is None:
-            return NO_CHAT
+            return NO_CHAT, None
+        customer_id = handoff.conversation.customer_id
+        await about(row, customer_id)  # what they wrote is for that customer, sent or not
         message: OutboundMessage | None = relayed_file(row)
         if message is None and row.message_type == "text" and text:
             message = Text(body=text[:4096])
         if message is None:
-            return NOT_RELAYED
+            return NOT_RELAYED, customer_id
         try:
-            await self.desk.send(technician, handoff.conversation.customer_id, message)
+            await self.desk.send(technician, customer_id, message)
         except DeskError as exc:
-            return await self._explain(exc)
-        return None  # sent: no answer needed
+            return await self._explain(exc), customer_id
+        return None, customer_id  # sent: no answer needed
 
     async def _explain(self, exc: DeskError) -> str:
         if exc.message == "outside the 24-hour window: only a template can be sent":
@@ -310,7 +325,15 @@ class Relay:
     # --- writing to the technician
 
     async def _relayed(
-        self, technician: Technician, who: str, where: str, body: str, now: datetime, *, waiting: bool = False
+        self,
+        technician: Technician,
+        customer_id: int,
+        who: str,
+        where: str,
+        body: str,
+        now: datetime,
+        *,
+        waiting: bool = False,
     ) -> Message:
         message: OutboundMessage
         if await self._window_open(technician, now):
@@ -321,7 +344,7 @@ class Relay:
             message = Text(body=text[:4096])
         else:
             message = self._template(who, where, body)
-        return await self._to_technician(technician, message, now)
+        return await self._to_technician(technician, message, now, customer_id)
 
     async def _window_open(self, technician: Technician, now: datetime) -> bool:
         """The technician's own 24-hour window: when they last wrote to the business number (their
@@ -339,10 +362,20 @@ class Relay:
         return Template(name=TEMPLATE, language=language, body_params=params)
 
     async def _to_technician(
-        self, technician: Technician, message: OutboundMessage, now: datetime
+        self, technician: Technician, message: OutboundMessage, now: datetime, about_customer_id: int | None
     ) -> Message:
+        """A queued row to the technician's number; `about_customer_id`: the customer it carries or
+        names, if one (erased and exported with them)."""
         customer = await customer_for_phone(digits(technician.phone), now)
-        return outbound_row(customer, message, now=now, technician_id=technician.id)
+        return outbound_row(
+            customer, message, now=now, technician_id=technician.id, about_customer_id=about_customer_id
+        )
+
+
+async def about(row: Message, customer_id: int) -> None:
+    """Link a technician's received row to the customer it answers (a plain column: no owner, no key)."""
+    row.about_customer_id = customer_id
+    await Message.filter(id=row.id).update(about_customer_id=customer_id)
 
 
 def relayed_file(row: Message) -> Media | None:

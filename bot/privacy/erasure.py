@@ -5,7 +5,8 @@ The order of the steps is the point:
 1. The customer's data key is destroyed first (crypto-shredding): from that moment everything encrypted
    under it is unreadable everywhere at once, backups included, even if a later step fails.
 2. Their rows go in batches, each its own short transaction (bot/privacy/batches.py), so the inbox waits
-   for one batch at most: messages with their media files, the conversation's steps, notes, handoffs,
+   for one batch at most: messages with their media files (the relay's rows about them on technicians'
+   numbers too, `Message.about_customer_id`), the conversation's steps, notes, handoffs,
    audit events and timer, the conversation; reminders; the consent ledger. Appointments lose their
    personal details (name, phone, notes) and orders theirs (customer name and phone): the shop's calendar
    and books keep the rest, belonging to nobody. Cost entries keep their price, without the customer.
@@ -19,8 +20,14 @@ The audit row names the customer by their internal id, not by a phone or a hash 
 gone the id identifies nobody, whereas a phone's hash is reversed by trying every number (there are only
 about 10^10 of them), so it would still be the phone.
 
-`HANDLING` says what happens to each table that points at a customer; tests/test_erasure.py fails when a
-table is added that it does not name.
+The relay's rows about them (the copies of their messages sent to a technician's WhatsApp, the
+technician's replies, the notices naming them) belong to the technician's number, so they are sealed
+under the technician's data key, not theirs: destroying the customer's key does not shred them, they are
+deleted (a backup keeps them readable until it expires).
+
+`HANDLING` says what happens to each table that points at a customer, and `ABOUT` to each further column
+naming a customer on a row that is someone else's; tests/test_export.py fails when a table or such a
+column is added that they do not name.
 """
 
 from __future__ import annotations
@@ -96,6 +103,11 @@ HANDLING: dict[type[Model], str] = {
     DataKey: "destroyed first (crypto-shredding: every value of theirs unreadable, backups included)",
 }
 
+ABOUT: dict[tuple[type[Model], str], str] = {
+    (Message, "about_customer_id"): "the relay's rows about them on technicians' numbers deleted, with "
+    "their media files (deletion only: sealed under the technician's data key, not shredded)",
+}
+
 
 @dataclass
 class ErasureReport:
@@ -104,6 +116,7 @@ class ErasureReport:
     messages: int = 0
     media_files: int = 0
     conversations: int = 0
+    relayed: int = 0
     appointments: int = 0
     orders: int = 0
     other_rows: int = 0
@@ -117,6 +130,7 @@ class ErasureReport:
             "messages": self.messages,
             "media_files": self.media_files,
             "conversations": self.conversations,
+            "relayed_to_technicians": self.relayed,
             "appointments_anonymised": self.appointments,
             "orders_anonymised": self.orders,
             "other_rows": self.other_rows,
@@ -125,7 +139,8 @@ class ErasureReport:
     def summary(self) -> str:
         return (
             f"erased customer {self.customer_id}: {self.messages} message(s), {self.media_files} media "
-            f"file(s), {self.conversations} conversation(s), {self.other_rows} other row(s); "
+            f"file(s), {self.conversations} conversation(s), {self.relayed} relayed to technicians, "
+            f"{self.other_rows} other row(s); "
             f"{self.appointments} appointment(s) and {self.orders} order(s) kept without personal details"
         )
 
@@ -143,6 +158,8 @@ async def erase_customer(
     mine = Q(customer_id=customer.id) | Q(customer_id=None, address__in=addresses)
     deleted = await delete_messages(Message.filter(mine), media, batch)
     report.messages, report.media_files = deleted.rows, deleted.media_files
+    relayed = await delete_messages(Message.filter(about_customer_id=customer.id), media, batch)
+    report.relayed, report.media_files = relayed.rows, report.media_files + relayed.media_files
 
     conversation_ids = list(await Conversation.filter(customer_id=customer.id).values_list("id", flat=True))
     for model in (ConversationStep, HandoffNote, AuditEvent, Handoff, ConversationTimer):

@@ -3,10 +3,12 @@
 
 One section per table, each row with every column the table has (read through the ORM, so encrypted
 columns come out as plaintext, and a column added later is exported without anyone remembering to),
-plus the consent ledger as bot/privacy/consent.py tells it and the customer's stored media files,
-decrypted, in base64. `SECTIONS` names the table of each section and `EXCLUDED` the tables that point
-at a customer but are not theirs to see, each with its reason; tests/test_export.py fails when a table
-that points at a customer is in neither.
+plus the rows about them on someone else's (`ABOUT`: the relay's copies of their chat on a
+technician's number, `relayed_to_technicians`), the consent ledger as bot/privacy/consent.py tells it,
+and the customer's stored media files, decrypted, in base64. `SECTIONS` names the table of each
+section, `ABOUT` the section of each further column naming a customer, and `EXCLUDED` the tables that
+point at a customer but are not theirs to see, each with its reason; tests/test_export.py fails when a
+table or such a column is in none.
 """
 
 from __future__ import annotations
@@ -72,6 +74,12 @@ SECTIONS: dict[type[Model], str] = {
     SendAdmission: "send_admissions",
 }
 
+ABOUT: dict[tuple[type[Model], str], str] = {
+    (Message, "about_customer_id"): "relayed_to_technicians",
+}
+"""Columns that name a customer on a row that is not theirs (the relay's rows on a technician's number:
+their messages as the technician got them, the technician's replies, notices naming them)."""
+
 EXCLUDED: dict[type[Model], str] = {
     AppointmentSeat: "which seat of a slot an appointment holds: the shop's capacity bookkeeping; the "
     "appointment's time is in `appointments`",
@@ -110,6 +118,7 @@ async def export_customer(customer: Customer, media: MediaStore, clock: Clock = 
     messages = await Message.filter(
         Q(customer_id=customer.id) | Q(customer_id=None, address__in=addresses)
     ).order_by("id")
+    relayed = await Message.filter(about_customer_id=customer.id).order_by("id")
     conversations = await Conversation.filter(customer_id=customer.id).order_by("id")
     conversation_ids = [row.id for row in conversations]
     by_conversation = {"conversation_id__in": conversation_ids}
@@ -126,7 +135,8 @@ async def export_customer(customer: Customer, media: MediaStore, clock: Clock = 
         "customer": row_json(customer),
         "identities": rows_json(identities),
         "messages": rows_json(messages),
-        "media_files": await _media_files(messages, media),
+        "relayed_to_technicians": rows_json(relayed),
+        "media_files": await _media_files([*messages, *relayed], media),
         "conversations": rows_json(conversations),
         "conversation_timers": rows_json(await ConversationTimer.filter(**by_conversation).order_by("id")),
         "conversation_steps": rows_json(await ConversationStep.filter(**by_conversation).order_by("id")),

@@ -29,9 +29,11 @@ def outbound_row(
     order_id: int | None = None,
     technician_id: int | None = None,
     initiated: bool = False,
+    about_customer_id: int | None = None,
 ) -> Message:
     """A queued row, not yet saved: for producers that write many at once (`Message.bulk_create`).
 
+    `about_customer_id`: the relay's copy to a technician, the customer it is about (Message's note).
     `initiated`: a message the shop starts (an order's status notice, an appointment's reminder or
     change notice): to a customer who opted out (Customer.opted_out_at) it is written refused, the
     reason on the row, never sent."""
@@ -48,6 +50,7 @@ def outbound_row(
         reply_to=reply_to,
         order_id=order_id,
         technician_id=technician_id,
+        about_customer_id=about_customer_id,
         next_attempt_at=now,
         created_at=now,
     )
