@@ -28,6 +28,25 @@ DETAIL_LENGTH = CONSENT_DETAIL_LENGTH
 _STATE_COLUMN = {ConsentScope.ALL: "opted_out_at", ConsentScope.MARKETING: "marketing_opted_out_at"}
 
 
+async def _keep(
+    customer: Customer,
+    scope: ConsentScope,
+    action: ConsentAction,
+    source: ConsentSource,
+    at: datetime,
+    detail: str | None,
+) -> None:
+    """The ledger's row for one signal (its detail clipped to the column)."""
+    await ConsentChange.create(
+        customer_id=customer.id,
+        scope=scope,
+        action=action,
+        source=source,
+        at=at,
+        detail=detail[:DETAIL_LENGTH] if detail else None,
+    )
+
+
 async def record(
     customer: Customer,
     scope: ConsentScope,
@@ -38,14 +57,7 @@ async def record(
 ) -> bool:
     """Keep the signal in the ledger and move the customer's state; returns whether the state changed
     (a second STOP is kept too, but changes nothing)."""
-    await ConsentChange.create(
-        customer_id=customer.id,
-        scope=scope,
-        action=action,
-        source=source,
-        at=at,
-        detail=detail[:DETAIL_LENGTH] if detail else None,
-    )
+    await _keep(customer, scope, action, source, at, detail)
     column = _STATE_COLUMN[scope]
     was_out = getattr(customer, column) is not None
     if action == ConsentAction.OPT_OUT and not was_out:
@@ -73,14 +85,7 @@ async def record_once(
     if await mine.filter(action=action, source=source, at=at).exists():
         return False
     if await mine.filter(at__gt=at).exists():
-        await ConsentChange.create(
-            customer_id=customer.id,
-            scope=scope,
-            action=action,
-            source=source,
-            at=at,
-            detail=detail[:DETAIL_LENGTH] if detail else None,
-        )
+        await _keep(customer, scope, action, source, at, detail)
         return False
     return await record(customer, scope, action, source, at, detail)
 
