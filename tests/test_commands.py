@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bot.db.models import DeliveryStatus, Handoff, Message
 from tests.helpers import (
     ENCRYPTION_KEY,
@@ -244,3 +246,12 @@ async def _outbound_count(database_url: str) -> int:
         return await Message.filter(message_direction="outbound").count()
     finally:
         await close_db()
+
+
+@pytest.mark.parametrize("command", ["rotate", "encrypt-existing"])
+@pytest.mark.parametrize("size", ["0", "-5", "100001", "many"])
+def test_a_key_batch_size_out_of_range_is_refused_before_anything_runs(command: str, size: str) -> None:
+    result = run_bot("keys", command, "--batch-size", size)
+    assert result.returncode == 2
+    assert "--batch-size" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -14,6 +14,19 @@ from aiohttp import web
 
 from bot.settings import Settings, SettingsError, load_settings
 
+MAX_BATCH_SIZE = 100_000
+
+
+def _batch_size(text: str) -> int:
+    """A batch of 1 to MAX_BATCH_SIZE rows: 0 would never finish, a huge one would hold the inbox."""
+    try:
+        size = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= size <= MAX_BATCH_SIZE:
+        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_BATCH_SIZE:,}, not {size}")
+    return size
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
@@ -234,14 +247,14 @@ def _parser() -> argparse.ArgumentParser:
         help="re-wrap every customer's data key under the first key of BOT_ENCRYPTION_KEYS, in batches "
         "(stop it any time: a new run skips the keys already done)",
     )
-    keys_rotate.add_argument("--batch-size", type=int, default=500, help="data keys per transaction")
+    keys_rotate.add_argument("--batch-size", type=_batch_size, default=500, help="data keys per transaction")
     keys_rotate.set_defaults(handler=_keys_rotate)
     keys_encrypt = key_commands.add_parser(
         "encrypt-existing",
         help="encrypt the plaintext a database from before encryption holds, in batches (stop it any "
         "time: a new run skips what is encrypted)",
     )
-    keys_encrypt.add_argument("--batch-size", type=int, default=500, help="rows per transaction")
+    keys_encrypt.add_argument("--batch-size", type=_batch_size, default=500, help="rows per transaction")
     keys_encrypt.set_defaults(handler=_keys_encrypt_existing)
 
     retention = commands.add_parser("retention", help="deleting what is older than privacy.retention_days")
