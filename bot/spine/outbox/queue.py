@@ -15,6 +15,8 @@ from bot.db.models import Customer, DeliveryStatus, Direction, Message
 from bot.whatsapp.errors import CODE_OPTED_OUT
 from bot.whatsapp.outbound import OutboundMessage
 
+TITLE_MAX = 1000
+"""The longest error title kept on a row (Message.error_title)."""
 OPTED_OUT_TITLE = (
     "not sent: the customer opted out (STOP) of the messages the shop starts; START opts back in"
 )
@@ -55,12 +57,18 @@ def outbound_row(
         created_at=now,
     )
     if initiated and customer.opted_out_at is not None:
-        row.delivery_status = DeliveryStatus.FAILED
-        row.next_attempt_at = None
-        row.failed_at = now
-        row.error_code = CODE_OPTED_OUT
-        row.error_title = OPTED_OUT_TITLE
+        fail_row(row, now, CODE_OPTED_OUT, OPTED_OUT_TITLE)
     return row
+
+
+def fail_row(row: Message, now: datetime, code: int, title: str) -> None:
+    """The row fails for good, never (again) sent: the code and the title say why (the panel and the
+    message log show them). Not saved: the caller writes it with its batch."""
+    row.delivery_status = DeliveryStatus.FAILED
+    row.failed_at = now
+    row.next_attempt_at = None
+    row.error_code = code
+    row.error_title = title[:TITLE_MAX]
 
 
 async def enqueue(

@@ -39,6 +39,7 @@ from bot.privacy.consent import marketing_refused
 from bot.spine.outbox.consent import CategoryOf, CustomerState, refusal
 from bot.spine.outbox.leases import Leases
 from bot.spine.outbox.pause import AccountPause
+from bot.spine.outbox.queue import fail_row
 from bot.spine.outbox.retries import GiveUp, Horizon, RetryPolicy
 from bot.spine.outbox.window import WINDOW_ERROR_CODE, WINDOW_ERROR_TITLE, window_open
 from bot.spine.statuses import claim_early_statuses
@@ -66,7 +67,6 @@ IDLE_POLL_SECONDS = 1.0
 PACE_HOLD_SECONDS = 1.0  # a customer who must wait longer than this is put back, not waited for
 LEASE_CHECK_SECONDS = 1.0  # how often an idle results writer looks for leases to renew
 WRITE_RETRY_SECONDS = (0.05, 5.0)  # the first and the longest wait before a refused write is tried again
-TITLE_MAX = 1000
 ROWS_PER_GROUP = 4
 """Rows read per free sender in a claim: a customer rarely has more than a few replies queued at once."""
 
@@ -282,10 +282,7 @@ class OutboxWorker:
                 found = refusal(row, state, now, self._category_of)
                 if found is None:
                     continue
-                row.error_code, row.error_title = found
-                row.delivery_status = DeliveryStatus.FAILED
-                row.failed_at = now
-                row.next_attempt_at = None
+                fail_row(row, now, *found)
                 refused.append(row)
                 metrics.held("opted_out")
                 log.warning("outbox row %s to %s refused: error %s: %s", row.id, masked(row.address), *found)
@@ -380,11 +377,7 @@ class OutboxWorker:
 
     def _give_up(self, row: Message, now: datetime, code: int, title: str, why: str) -> None:
         """The row fails for good: said on the row (the panel and the message log show it) and at ERROR."""
-        row.delivery_status = DeliveryStatus.FAILED
-        row.failed_at = now
-        row.next_attempt_at = None
-        row.error_code = code
-        row.error_title = title[:TITLE_MAX]
+        fail_row(row, now, code, title)
         log.error(
             "outbox row %s to %s failed after %d attempts (%s): error %s: %s",
             row.id,
@@ -438,11 +431,10 @@ class OutboxWorker:
             await self._flush()
 
     async def _flush(self) -> None:
+        if not self._results:
+            return  # a 131050 is noted with its row's result, which is not in hand yet
         rows, self._results = self._results, []
         stops, self._marketing_stops = self._marketing_stops, []
-        if not rows:
-            self._marketing_stops[:0] = stops  # noted with a row that is not in hand yet
-            return
         moved = _moved(rows)  # before parked statuses move them further
         try:
             async with in_transaction():
