@@ -437,3 +437,9 @@ def dialect_sql(sql: str) -> str:
 async def execute(sql: str, *values: object) -> None:
     """A raw statement on the test database (to put it in a state the bot would not)."""
     await connections.get("default").execute_query(dialect_sql(sql), list(values))
+
+
+async def settle() -> None:
+    """Let every task that is ready run a few steps (no time passes)."""
+    for _ in range(5):
+        await asyncio.sleep(0)

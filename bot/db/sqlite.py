@@ -12,6 +12,7 @@ changes; `BEGIN` and the final `COMMIT` stay as they are. The module is a Tortoi
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
 from tortoise.backends.base.client import TransactionContext
 from tortoise.backends.sqlite.client import (
@@ -20,6 +21,8 @@ from tortoise.backends.sqlite.client import (
     SqliteTransactionWrapper,
 )
 from tortoise.exceptions import TransactionManagementError
+
+from bot.db.turns import ConnectionTurns
 
 
 class TransactionWrapper(SqliteTransactionWrapper):
@@ -35,7 +38,12 @@ class TransactionWrapper(SqliteTransactionWrapper):
 
 
 class Client(SqliteClient):
-    """`SqliteClient` whose transactions are `TransactionWrapper`s (nested ones stay savepoints)."""
+    """`SqliteClient` whose transactions are `TransactionWrapper`s (nested ones stay savepoints), and
+    whose connection is taken in turns that put the webhook's commit first (bot/db/turns.py)."""
+
+    def __init__(self, file_path: str, **kwargs: Any) -> None:
+        super().__init__(file_path, **kwargs)
+        self._lock = ConnectionTurns()
 
     def _in_transaction(self) -> TransactionContext:
         return SqliteTransactionContext(TransactionWrapper(self), self._lock)

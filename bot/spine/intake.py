@@ -27,6 +27,7 @@ from bot.clock import Clock, utc_now
 from bot.costs.service import new_messaging_limit
 from bot.db.models import DeliveryStatus, Direction, Message
 from bot.db.transactions import atomic
+from bot.db.turns import first_in_line
 from bot.db.writes import insert_rows
 from bot.identity import resolve_senders
 from bot.loops import finish
@@ -230,18 +231,19 @@ class IntakeWriter:
         inbound = [row for pending in batch for row in pending.inbound]
         items = [item for pending in batch for item in pending.items]
         statuses = [change for pending in batch for change in pending.statuses]
-        async with atomic():
-            if inbound:
-                for row, customer_id in zip(
-                    inbound, await resolve_senders(items, self._clock()), strict=True
-                ):
-                    row[_CUSTOMER] = customer_id
-                await insert_rows(Message, INBOUND_COLUMNS, inbound, ignore_conflicts=True)
-            moved = await record_statuses(statuses)
-            limits = [limit for pending in batch for limit in pending.limits]
-            if limits:
-                await new_messaging_limit(limits[-1], self._clock())
-            preferences = [item for pending in batch for item in pending.preferences]
-            if preferences:
-                await record_preferences(preferences, self._clock())
+        with first_in_line():  # someone outside waits for this commit's answer (bot/db/turns.py)
+            async with atomic():
+                if inbound:
+                    for row, customer_id in zip(
+                        inbound, await resolve_senders(items, self._clock()), strict=True
+                    ):
+                        row[_CUSTOMER] = customer_id
+                    await insert_rows(Message, INBOUND_COLUMNS, inbound, ignore_conflicts=True)
+                moved = await record_statuses(statuses)
+                limits = [limit for pending in batch for limit in pending.limits]
+                if limits:
+                    await new_messaging_limit(limits[-1], self._clock())
+                preferences = [item for pending in batch for item in pending.preferences]
+                if preferences:
+                    await record_preferences(preferences, self._clock())
         metrics.outbound(moved)

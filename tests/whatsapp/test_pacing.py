@@ -11,6 +11,7 @@ import pytest
 
 from bot.whatsapp.errors import TransportError
 from bot.whatsapp.pacing import SWEEP_SECONDS, Pacer, SharedPacer, TokenBucket
+from tests.helpers import settle
 
 
 class FakeTime:
@@ -41,11 +42,6 @@ class FakeTime:
             heapq.heappop(self._waiters)[2].set_result(None)
         for _ in range(5):  # let woken tasks run
             await asyncio.sleep(0)
-
-
-async def _settle() -> None:
-    for _ in range(5):
-        await asyncio.sleep(0)
 
 
 def test_token_bucket_burst_then_rate() -> None:
@@ -84,7 +80,7 @@ async def test_concurrent_senders_share_the_rate() -> None:
     t = FakeTime()
     pacer = Pacer(messages_per_second=10, pair_interval=0, clock=t.clock, sleep=t.sleep, burst=1)
     tasks = [asyncio.create_task(pacer.acquire(f"+1555{i}")) for i in range(10)]
-    await _settle()
+    await settle()
     assert sum(task.done() for task in tasks) == 1
     await t.advance(0.45)
     assert sum(task.done() for task in tasks) == 5
@@ -101,7 +97,7 @@ async def test_recipient_beyond_burst_waits_while_others_go() -> None:
     assert pacer.delay_for("+15550002222") == pytest.approx(6.0)
     assert pacer.delay_for("15550002222") == pytest.approx(6.0)  # same recipient without '+'
     waiting = asyncio.create_task(pacer.acquire("+15550002222"))
-    await _settle()
+    await settle()
     assert not waiting.done()
     await asyncio.wait_for(pacer.acquire("+15550003333"), timeout=1)  # someone else: immediately
     assert pacer.delay_for("+15550003333") == 0.0
@@ -121,7 +117,7 @@ async def test_hold_delays_only_that_recipient() -> None:
     assert pacer.delay_for("+15550003333") == 0.0
     held = asyncio.create_task(pacer.acquire("+15550002222"))
     await asyncio.wait_for(pacer.acquire("+15550003333"), timeout=1)
-    await _settle()
+    await settle()
     assert not held.done()
     await t.advance(4.0)
     assert held.done()
