@@ -26,8 +26,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from contextvars import ContextVar
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar, Token
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_row: ContextVar[dict[str, Any] | None] = ContextVar("encrypted_row", default=None)
+_row: ContextVar[Mapping[str, Any] | None] = ContextVar("encrypted_row", default=None)
 _reported: dict[str, float] = {}
 REPORT_EVERY_SECONDS = 600.0
 
@@ -215,6 +215,16 @@ class EncryptedJSONField(_Encrypted):
 
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def reading_row(row: Mapping[str, Any]) -> Token[Mapping[str, Any] | None]:
+    """Before a row's values are converted without the ORM (bot/db/rows.py): its encrypted fields take
+    their owner from it, as on the ORM's reads. `done_reading(token)` after."""
+    return _row.set(row)
+
+
+def done_reading(token: Token[Mapping[str, Any] | None]) -> None:
+    _row.reset(token)
 
 
 def encrypted_fields(model: type[Model]) -> list[_Encrypted]:

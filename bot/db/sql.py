@@ -1,5 +1,6 @@
-"""Hand-written read-only SQL that runs on both databases: for grouped reports (bot/stats.py, the
-scrape-time gauges) that the ORM cannot express, computed in the database, never row by row in Python.
+"""Hand-written SQL that runs on both databases: for grouped reports (bot/stats.py, the scrape-time
+gauges) that the ORM cannot express, computed in the database, never row by row in Python; and a few
+statements on the inbox's hot path, where building the ORM's query costs more than running it.
 
 Queries are written with `?` placeholders; PostgreSQL gets `$1, $2 ...`. A datetime parameter is
 passed as the database compares it: on SQLite as the text Tortoise stores (`YYYY-MM-DD HH:MM:SS[.f]+00:00`,
@@ -13,7 +14,7 @@ import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from itertools import pairwise
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from tortoise import connections
@@ -52,6 +53,24 @@ async def fetch(sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
     sqlite = client.capabilities.dialect == "sqlite"
     values = [_param(value, sqlite) for value in params]
     return list(await client.execute_query_dict(sql if sqlite else _numbered(sql), values))
+
+
+async def fetch_rows(sql: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
+    """The rows of one SELECT as the driver gives them (indexed by position), not copied into dicts:
+    for a hot path that reads many (bot/db/rows.py)."""
+    client = connection()
+    sqlite = client.capabilities.dialect == "sqlite"
+    values = [_param(value, sqlite) for value in params]
+    _, found = await client.execute_query(sql if sqlite else _numbered(sql), values)
+    return cast("list[Sequence[Any]]", list(found))  # typed as dicts: sqlite3.Row, asyncpg's Record
+
+
+async def execute(sql: str, params: Sequence[Any] = ()) -> None:
+    """One statement that returns nothing (a hot path's UPDATE), in the caller's transaction if any;
+    parameters as `fetch` passes them."""
+    client = connection()
+    sqlite = client.capabilities.dialect == "sqlite"
+    await client.execute_query(sql if sqlite else _numbered(sql), [_param(value, sqlite) for value in params])
 
 
 async def scalar(sql: str, params: Sequence[Any] = ()) -> Any:

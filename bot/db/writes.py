@@ -6,16 +6,19 @@ profile of `make bench` put 13% of the bot's time there). `update_rows` takes To
 UPDATE (cached per column list, in the dialect's placeholders) and runs it once per row through the
 driver's executemany: one round trip on SQLite's thread or asyncpg's pipeline. Values go through each
 field's `to_db_value`, as `save()` does, so a field that converts (JSON, enums, `auto_now` stamps,
-encrypted fields) writes what it would on save. Encrypted values are sealed for their row's owner (a
-customer, under their data key: both make the owners' keys first, bot/db/keystore.ensure_keys).
+encrypted fields) writes what it would on save; an `auto_now` stamp is read once for all the rows.
+Encrypted values are sealed for their row's owner (a customer, under their data key: both make the
+owners' keys first, bot/db/keystore.ensure_keys).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
-from tortoise import connections
+from tortoise import connections, timezone
+from tortoise.fields import DatetimeField, Field
 from tortoise.models import Model
 
 from bot.db.encrypted import EncryptedJSONField, EncryptedTextField, encrypted_fields, owners_of
@@ -35,11 +38,33 @@ async def update_rows(model: type[M], rows: Sequence[M], fields: Sequence[str]) 
     sql = executor.get_update_sql(list(fields), None)
     fields_map = model._meta.fields_map
     converters = [fields_map[name] for name in fields]
-    values = [
-        [field.to_db_value(getattr(row, field.model_field_name), row) for field in converters] + [row.pk]
-        for row in rows
-    ]
+    stamps = _stamps(converters)
+    values = []
+    for row in rows:
+        for name, (_, read_back) in stamps.items():
+            setattr(row, name, read_back)
+        values.append(
+            [
+                stamps[field.model_field_name][0]
+                if field.model_field_name in stamps
+                else field.to_db_value(getattr(row, field.model_field_name), row)
+                for field in converters
+            ]
+            + [row.pk]
+        )
     await connection.execute_many(sql, values)
+
+
+def _stamps(converters: Sequence[Field[Any]]) -> dict[str, tuple[datetime, Any]]:
+    """The `auto_now` fields among `converters` (`updated_at`), each with the time written and the
+    value read back, as its `to_db_value` makes them for a saved row, but once for all the rows (the
+    same statement, the same transaction) rather than a clock reading and a conversion per row."""
+    stamps: dict[str, tuple[datetime, Any]] = {}
+    for field in converters:
+        if isinstance(field, DatetimeField) and field.auto_now:
+            now = timezone.localtime()
+            stamps[field.model_field_name] = (now, field.to_python_value(now))
+    return stamps
 
 
 _INSERTS: dict[tuple[type, type[Model], tuple[str, ...], bool], str] = {}

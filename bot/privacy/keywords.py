@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 from bot.engine.texts import TextCatalog
@@ -37,6 +38,12 @@ def keyword_of(text: str | None, texts: TextCatalog) -> Found | None:
     said = _normal(text)
     for keyword, key in _KEYS:
         for language, words in texts.texts.get(key, {}).items():
-            if said in {_normal(word) for word in words.split(",") if word.strip()}:
+            if said in _words(words):
                 return Found(keyword, language)
     return None
+
+
+@lru_cache(maxsize=256)
+def _words(listed: str) -> frozenset[str]:
+    """A language's comma-separated words, normalised: once per list, not for every text message."""
+    return frozenset(_normal(word) for word in listed.split(",") if word.strip())
