@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from tortoise.transactions import in_transaction
 
 from bot.clock import Clock, utc_now
-from bot.db.claims import Claims
+from bot.db.claims import Claims, DueRow
 from bot.db.models import Customer, DeliveryStatus, Direction, Message
 from bot.db.writes import update_rows
 from bot.identity import masked
@@ -234,12 +234,7 @@ class OutboxWorker:
         async with in_transaction():
             rows = await self._claims.due_outbound(now, limit, held)
             self._more_due = len(rows) >= limit
-            rows = await _behind_nothing(rows, now)
-            by_customer: dict[int, list[Message]] = {}
-            for row in rows:
-                key = _customer_of(row)
-                if key in by_customer or len(by_customer) < max_groups:
-                    by_customer.setdefault(key, []).append(row)
+            by_customer = _groups(await _behind_nothing(rows, now), max_groups)
             if not by_customer:
                 return []
             states = {
@@ -506,7 +501,18 @@ class SendLimits(Protocol):
     ) -> Collection[int]: ...
 
 
-def _customer_of(row: Message) -> int:
+def _groups(rows: Sequence[DueRow], max_groups: int) -> dict[int, list[Message]]:
+    """The first `max_groups` customers' rows, in order, made Messages: only these are hydrated (the
+    rest of the read, often most of it, waits for the next claim)."""
+    picked: dict[int, list[DueRow]] = {}
+    for row in rows:
+        key = _customer_of(row)
+        if key in picked or len(picked) < max_groups:
+            picked.setdefault(key, []).append(row)
+    return {key: [row.message() for row in group] for key, group in picked.items()}
+
+
+def _customer_of(row: Message | DueRow) -> int:
     """The customer a row goes to; a row without one (none is written so) is a group of its own."""
     return row.customer_id if row.customer_id is not None else -row.id
 
@@ -528,7 +534,7 @@ def _window_title(row: Message) -> str:
     return f"{WINDOW_ERROR_TITLE} (after {row.attempts} failed attempts; the last: {last})"
 
 
-async def _behind_nothing(rows: list[Message], now: datetime) -> list[Message]:
+async def _behind_nothing(rows: list[DueRow], now: datetime) -> list[DueRow]:
     """Drop rows that would overtake an earlier queued row of the same customer that is not due yet
     (waiting for a retry, or claimed by a sender): each customer's messages go out in order."""
     if not rows:
