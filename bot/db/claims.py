@@ -23,7 +23,7 @@ from tortoise import connections
 from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
 
-from bot.db import rows
+from bot.db import rows, sql
 from bot.db.buckets import DatabaseBuckets
 from bot.db.models import (
     Appointment,
@@ -35,24 +35,25 @@ from bot.db.models import (
     Message,
     ReminderStatus,
 )
-from bot.db.sql import fetch
 
 
 @dataclass(frozen=True, slots=True)
 class DueRow:
     """A due outbound row as read, not yet a Message: the claim picks its rows by these three values,
-    and only the rows it keeps pay for a Message (its datetimes parsed, its encrypted columns opened).
-    A claim reads a few rows per free sender, and most of them are left for the next claim."""
+    and only the rows it keeps pay for a Message (`due_messages`: datetimes parsed, encrypted columns
+    opened). A claim reads a few rows per free sender, and most of them are left for the next claim."""
 
     id: int
     customer_id: int | None
     address: str
-    columns: dict[str, Any]
-    """Every column, as the driver returned it."""
+    values: Sequence[Any]
+    """Every column of Message (`rows.columns_of`), in that order, as the driver returned them."""
 
-    def message(self) -> Message:
-        """The row as Tortoise builds it from a select (its owner known, so its values decrypt)."""
-        return Message._init_from_db(**self.columns)
+
+def due_messages(due: Sequence[DueRow]) -> list[Message]:
+    """The rows as whole Messages, built as Tortoise's reads build them (bot/db/rows.py)."""
+    dialect = sql.connection().capabilities.dialect
+    return rows.hydrate(Message, [row.values for row in due], rows.columns_of(Message), dialect)
 
 
 class _Sender(Protocol):
@@ -145,15 +146,18 @@ def _due_reminders(now: datetime) -> QuerySet[AppointmentReminder]:
 async def _due_outbound(
     now: datetime, limit: int, skip_customers: Sequence[int], locking: str = ""
 ) -> list[DueRow]:
-    """One parameterised select, written once here instead of built by Tortoise per claim; its rows stay
-    as the driver returned them (`DueRow`). `locking` ends the statement (PostgreSQL's FOR UPDATE)."""
-    skip = f" AND customer_id NOT IN ({', '.join('?' for _ in skip_customers)})" if skip_customers else ""
-    found = await fetch(
-        "SELECT * FROM message WHERE message_direction = ? AND delivery_status = ? AND next_attempt_at <= ?"
-        f"{skip} ORDER BY id LIMIT ?{locking}",
+    """One hand-written select instead of one Tortoise builds per claim; its rows stay as the driver
+    returned them (`DueRow`). `locking` ends the statement (PostgreSQL's FOR UPDATE)."""
+    columns = rows.columns_of(Message)
+    listed = ", ".join(f'"{column}"' for column in columns)
+    skip = f" AND customer_id NOT IN ({rows.marks(len(skip_customers))})" if skip_customers else ""
+    found = await sql.fetch_rows(
+        f"SELECT {listed} FROM message WHERE message_direction = ? AND delivery_status = ?"
+        f" AND next_attempt_at <= ?{skip} ORDER BY id LIMIT ?{locking}",
         [Direction.OUTBOUND.value, DeliveryStatus.QUEUED.value, now, *skip_customers, limit],
     )
-    return [DueRow(row["id"], row["customer_id"], row["address"], row) for row in found]
+    at = columns.index("id"), columns.index("customer_id"), columns.index("address")
+    return [DueRow(row[at[0]], row[at[1]], row[at[2]], row) for row in found]
 
 
 def _sender(row: _Sender) -> int | str:
