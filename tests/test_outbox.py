@@ -47,7 +47,7 @@ from bot.spine.outbox.consent import CategoryOf
 from bot.spine.statuses import StatusChange, record_statuses
 from bot.whatsapp.client import HttpTransport, WhatsAppClient
 from bot.whatsapp.errors import CODE_MARKETING_OPTED_OUT, CODE_OPTED_OUT, CODE_UNSENDABLE
-from bot.whatsapp.outbound import OutboundMessage, Template, Text
+from bot.whatsapp.outbound import Media, OutboundMessage, Template, Text
 from bot.whatsapp.pacing import Pacer
 from tests.helpers import (
     BENCH,
@@ -395,6 +395,37 @@ async def test_a_row_that_is_not_a_valid_message_fails_with_its_reason_and_holds
     assert failed.error_title is not None and failed.error_title.startswith("not a message that can be sent")
     assert (await reload(after)).delivery_status == DeliveryStatus.SENT
     assert [r.text for r in outbox.graph.requests] == ["the next reply"]
+
+
+async def test_a_claimed_row_sends_its_stored_payload_and_keeps_its_encrypted_columns(outbox: Outbox) -> None:
+    """The claim reads rows as the driver returns them and makes Messages only of those it keeps: the
+    payload decrypts for its owner (a customer's data key; the master key for a row written without a
+    customer), the result is written, and the columns the send never reads stay as they were."""
+    await outbox.customer(ALICE)
+    document = Media(media_type="document", link="https://example.com/q.pdf", filename="quote-7.pdf")
+    mine = await outbox.queue(ALICE, document)
+    orphan = Message(
+        address=BOB,
+        message_direction=Direction.OUTBOUND,
+        message_type="template",
+        message_content="written without its customer",
+        delivery_status=DeliveryStatus.QUEUED,
+        payload=notice().model_dump(mode="json"),
+        next_attempt_at=outbox.clock.now,
+        created_at=outbox.clock.now,
+    )
+    await orphan.save()
+
+    await outbox.drain()
+    sent = {r.to: r.body for r in outbox.graph.requests}
+    assert sent[ALICE]["document"] == {"link": "https://example.com/q.pdf", "filename": "quote-7.pdf"}
+    assert sent[BOB]["template"]["name"] == notice().name
+    for row, content in ((mine, "quote-7.pdf"), (orphan, "written without its customer")):
+        stored = await reload(row)
+        assert stored.delivery_status == DeliveryStatus.SENT and stored.whatsapp_message_id
+        assert stored.attempts == 1 and stored.sent_at is not None and stored.next_attempt_at is None
+        assert stored.message_content == content and stored.payload == row.payload
+    assert (await reload(mine)).file_name == "quote-7.pdf"
 
 
 # --- account-wide errors pause everything ------------------------------------------------------------
