@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from tortoise.exceptions import IncompleteInstanceError
 
-from bot.db import rows
+from bot.db import rows, sql
 from bot.db.claims import claims_for
 from bot.db.models import (
     Conversation,
@@ -64,7 +64,7 @@ async def test_rows_are_built_as_the_orm_builds_them(database_url: str) -> None:
         assert read[0].message_content == "hola" and read[0].payload["profile_name"] == "Ana"
         assert not read[0]._partial and read[0]._saved_in_db
 
-        people = await rows.select(Customer, f'"id" IN ({rows.marks(2)})', [customer.id, other.id])
+        people = await rows.select(Customer, f'"id" IN ({sql.marks(2)})', [customer.id, other.id])
         assert sorted(map(fields_of, people), key=str) == sorted(
             map(fields_of, await Customer.filter(id__in=[customer.id, other.id])), key=str
         )

@@ -23,7 +23,7 @@ from bot.costs.limits import Candidate, Hold, Situation, decide
 from bot.costs.service import CostWatch, messaging_limit, reached_in_24h
 from bot.db.claims import Claims
 from bot.db.models import DeliveryStatus, Message, SendAdmission
-from bot.db.sql import fetch
+from bot.db.sql import fetch, marks
 from bot.monitoring import metrics
 from bot.periods import local_midnight
 from bot.settings import Settings
@@ -90,10 +90,9 @@ class SendLimits:
         self, candidates: Sequence[Candidate], customers: list[int], now: datetime
     ) -> Situation:
         local = now.astimezone(self._zone)
-        marks = ", ".join("?" for _ in customers)
         counted = await fetch(
-            f"SELECT customer_id, COUNT(*) AS n FROM send_admission WHERE customer_id IN ({marks})"
-            " AND at >= ? GROUP BY customer_id",
+            "SELECT customer_id, COUNT(*) AS n FROM send_admission"
+            f" WHERE customer_id IN ({marks(len(customers))}) AND at >= ? GROUP BY customer_id",
             [*customers, local_midnight(local.date(), self._zone)],
         )
         starting = [c for c in candidates if c.initiated and not c.admitted_before]

@@ -150,7 +150,7 @@ async def _due_outbound(
     returned them (`DueRow`). `locking` ends the statement (PostgreSQL's FOR UPDATE)."""
     columns = rows.columns_of(Message)
     listed = ", ".join(f'"{column}"' for column in columns)
-    skip = f" AND customer_id NOT IN ({rows.marks(len(skip_customers))})" if skip_customers else ""
+    skip = f" AND customer_id NOT IN ({sql.marks(len(skip_customers))})" if skip_customers else ""
     found = await sql.fetch_rows(
         f"SELECT {listed} FROM message WHERE message_direction = ? AND delivery_status = ?"
         f" AND next_attempt_at <= ?{skip} ORDER BY id LIMIT ?{locking}",

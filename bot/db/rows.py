@@ -26,11 +26,6 @@ _PLANS: dict[tuple[type[Model], tuple[str, ...], str], Plan] = {}
 _COLUMNS: dict[tuple[type[Model], tuple[str, ...]], tuple[str, ...]] = {}
 
 
-def marks(count: int) -> str:
-    """`?, ?, ...`: the placeholders of an IN list of `count` values."""
-    return ", ".join("?" * count)
-
-
 def columns_of(model: type[Model], *leave_out: str) -> tuple[str, ...]:
     """The model's columns, but `leave_out` (field names). Known once Tortoise is initialised (a
     relation's `_id` column is only then), so asked at the read, not at import."""

@@ -55,6 +55,11 @@ async def fetch(sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
     return list(await client.execute_query_dict(sql if sqlite else _numbered(sql), values))
 
 
+def marks(count: int) -> str:
+    """`?, ?, ...`: the placeholders of an IN list of `count` values."""
+    return ", ".join("?" * count)
+
+
 async def fetch_rows(sql: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
     """The rows of one SELECT as the driver gives them (indexed by position), not copied into dicts:
     for a hot path that reads many (bot/db/rows.py)."""

@@ -67,10 +67,9 @@ async def _busy(customers: set[int], since: datetime, last: int, limit: int) -> 
     every recent row of every customer of the batch (a busy batch reads thousands), most often none."""
     if not customers:
         return set()
-    marks = ", ".join("?" * len(customers))
     found = await sql.fetch(
         'SELECT "customer_id" FROM "message" WHERE "message_direction" = ? AND "sent_at" > ? AND "id" <= ? '
-        f'AND "customer_id" IN ({marks}) GROUP BY "customer_id" HAVING COUNT(*) > ?',
+        f'AND "customer_id" IN ({sql.marks(len(customers))}) GROUP BY "customer_id" HAVING COUNT(*) > ?',
         [Direction.INBOUND.value, since, last, *customers, limit],
     )
     return {int(row["customer_id"]) for row in found}

@@ -692,7 +692,7 @@ async def _mark_handled(rows: Sequence[Message], now: datetime) -> None:
     if plain:  # hand-written: the ORM's UPDATE with an IN of up to a batch of ids costs more to build
         await sql.execute(
             'UPDATE "message" SET "delivery_status" = ?, "processed_at" = ?, "updated_at" = ? '
-            f'WHERE "id" IN ({rows_of.marks(len(plain))})',
+            f'WHERE "id" IN ({sql.marks(len(plain))})',
             [DeliveryStatus.HANDLED.value, now, stamp, *plain],
         )
     for row in rows:
@@ -759,7 +759,7 @@ async def _customers_for(rows: Sequence[Message]) -> dict[int, Customer]:
     ids = list(dict.fromkeys(_customer_of(row) for row in rows))
     if not ids:
         return {}
-    return {c.id: c for c in await rows_of.select(Customer, f'"id" IN ({rows_of.marks(len(ids))})', ids)}
+    return {c.id: c for c in await rows_of.select(Customer, f'"id" IN ({sql.marks(len(ids))})', ids)}
 
 
 async def _conversations_for(customers: Iterable[Customer]) -> dict[int, Conversation]:
@@ -778,7 +778,7 @@ async def _conversations_for(customers: Iterable[Customer]) -> dict[int, Convers
 async def _conversations_of(customer_ids: list[int]) -> list[Conversation]:
     if not customer_ids:
         return []
-    where = f'"customer_id" IN ({rows_of.marks(len(customer_ids))})'
+    where = f'"customer_id" IN ({sql.marks(len(customer_ids))})'
     # what the batch reads and writes of a conversation: partial rows, saved only through update_rows
     columns = rows_of.columns_of(Conversation, "created_at")
     return await rows_of.select(Conversation, where, customer_ids, columns)

@@ -31,7 +31,7 @@ from tortoise.transactions import in_transaction
 from bot.clock import Clock, utc_now
 from bot.db.claims import Claims, DueRow, due_messages
 from bot.db.models import Customer, DeliveryStatus, Direction, Message
-from bot.db.sql import fetch_rows
+from bot.db.sql import fetch_rows, marks
 from bot.db.writes import update_rows
 from bot.identity import masked
 from bot.loops import finish
@@ -546,7 +546,7 @@ async def _behind_nothing(rows: list[DueRow], now: datetime) -> list[DueRow]:
     waiting = await fetch_rows(
         "SELECT customer_id, MIN(id) AS first_id FROM message WHERE message_direction = ?"
         " AND delivery_status = ? AND next_attempt_at > ?"
-        f" AND customer_id IN ({', '.join('?' for _ in customers)}) GROUP BY customer_id",
+        f" AND customer_id IN ({marks(len(customers))}) GROUP BY customer_id",
         [Direction.OUTBOUND.value, DeliveryStatus.QUEUED.value, now, *customers],
     )
     first_waiting = {customer_id: first_id for customer_id, first_id in waiting}
