@@ -61,6 +61,8 @@ async def test_rows_are_built_as_the_orm_builds_them(database_url: str) -> None:
         read = await rows.select(Message, '"id" IN (?, ?) ORDER BY "id"', [first.id, first.id + 1])
         expected = await Message.filter(id__in=[first.id, first.id + 1]).order_by("id")
         assert [fields_of(row) for row in read] == [fields_of(row) for row in expected]
+        # the same instants in the same zone objects, as the ORM's own reads give them
+        assert [repr(fields_of(row)) for row in read] == [repr(fields_of(row)) for row in expected]
         assert read[0].message_content == "hola" and read[0].payload["profile_name"] == "Ana"
         assert not read[0]._partial and read[0]._saved_in_db
 

@@ -12,6 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
+from ciso8601 import parse_datetime
+from tortoise import timezone
+from tortoise.fields import DatetimeField, Field
 from tortoise.models import Model
 
 from bot.db import sql
@@ -97,7 +100,7 @@ def _plan(model: type[Model], columns: tuple[str, ...], dialect: str) -> Plan:
         ways: dict[str, tuple[str, Callable[[Any], Any] | None]] = {}
         ways.update({column: (name, None) for column, name, _ in meta.db_native_fields})
         ways.update({column: (name, f.field_type) for column, name, f in meta.db_default_fields})
-        ways.update({column: (name, f.to_python_value) for column, name, f in meta.db_complex_fields})
+        ways.update({column: (name, _reader(f, dialect)) for column, name, f in meta.db_complex_fields})
         attributes = tuple(ways[column][0] for column in columns)
         conversions = [
             (position, convert)
@@ -106,6 +109,23 @@ def _plan(model: type[Model], columns: tuple[str, ...], dialect: str) -> Plan:
         ]
         plan = _PLANS[key] = (attributes, conversions)
     return plan
+
+
+def _reader(field: Field[Any], dialect: str) -> Callable[[Any], Any]:
+    """How a complex field's values are converted: its `to_python_value`, but for a datetime on SQLite
+    (text there), which is parsed and put in Tortoise's zone directly: what its `to_python_value` does,
+    without asking the settings again for every value (a tenth of the cost)."""
+    if not (isinstance(field, DatetimeField) and dialect == "sqlite" and timezone.get_use_tz()):
+        return field.to_python_value
+    zone, slow = timezone.get_default_timezone(), field.to_python_value
+
+    def read(value: Any) -> Any:
+        if not isinstance(value, str):
+            return slow(value)
+        parsed = parse_datetime(value)
+        return parsed.replace(tzinfo=zone) if parsed.tzinfo is None else parsed.astimezone(zone)
+
+    return read
 
 
 class _Named(Mapping[str, Any]):

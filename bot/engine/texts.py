@@ -19,6 +19,7 @@ import difflib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
@@ -71,8 +72,10 @@ def base_language(language: str) -> str:
     return re.split(r"[-_]", language.strip(), maxsplit=1)[0].lower()
 
 
+@lru_cache(maxsize=1024)
 def language_order(language: str | None, default: str | None = None) -> tuple[str, ...]:
-    """The languages to try, best first: the customer's, its base language, the shop's default, English."""
+    """The languages to try, best first: the customer's, its base language, the shop's default, English.
+    Cached: asked for every text of every reply, and customers speak few languages."""
     language = (language or "").strip()
     candidates = (language, base_language(language), default, FALLBACK_LANGUAGE)
     return tuple(dict.fromkeys(code for code in candidates if code))

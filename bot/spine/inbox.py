@@ -51,7 +51,7 @@ from bot.db.models import (
     Technician,
 )
 from bot.db.transactions import atomic, on_commit
-from bot.db.writes import update_rows
+from bot.db.writes import insert_rows, update_rows
 from bot.engine import Conversation as ConversationState
 from bot.engine import Customer as CustomerInfo
 from bot.engine import Engine, Event, Outcome
@@ -596,6 +596,11 @@ class InboxWorker:
         return await self.engine.handle(state, info, event, now)
 
 
+TIMER_COLUMNS = ("conversation_id", "flow", "state", "due_at")
+STEP_COLUMNS = ("conversation_id", "flow", "state", "at")
+"""The columns of a batch's timers and steps: written as rows of values, never a model per row."""
+
+
 @dataclass
 class _Batch:
     """What one transaction writes: conversations moved, their customers, timers and queued replies."""
@@ -609,15 +614,16 @@ class _Batch:
     """Conversation id -> the conversation moved (a dict: a batch's membership test stays O(1))."""
     customers: dict[int, Customer] = field(default_factory=dict)
     """Customer id -> the customer whose name, language or window to write."""
-    timers: dict[int, ConversationTimer | None] = field(default_factory=dict)
-    """Conversation id -> its timer from now on (None: none); conversations not here keep theirs."""
+    timers: dict[int, tuple[int, str, str, datetime] | None] = field(default_factory=dict)
+    """Conversation id -> its timer from now on, as TIMER_COLUMNS (None: none); conversations not here
+    keep theirs."""
     outbound: list[Message] = field(default_factory=list)
     human: list[Message] = field(default_factory=list)
     """Inbound rows of conversations a person has: only logged, and shown to them live."""
     relayed: bool = False
     """A technician wrote (the relay): their reply may have been queued through the desk."""
-    steps: list[ConversationStep] = field(default_factory=list)
-    """Every state entered (goto hops too): the flows' funnels (bot/stats.py)."""
+    steps: list[tuple[int, str, str, datetime]] = field(default_factory=list)
+    """Every state entered (goto hops too), as STEP_COLUMNS: the flows' funnels (bot/stats.py)."""
 
     def apply(
         self, conversation: Conversation, customer: Customer, result: Outcome, *, reply_to: str | None
@@ -632,12 +638,7 @@ class _Batch:
             customer.language = result.language
         self.customers[customer.id] = customer
         self.timers[conversation.id] = (
-            ConversationTimer(
-                conversation_id=conversation.id,
-                flow=result.flow,
-                state=result.state,
-                due_at=self.now + result.wait,
-            )
+            (conversation.id, result.flow, result.state, self.now + result.wait)
             if result.wait is not None
             else None
         )
@@ -645,10 +646,7 @@ class _Batch:
             row = outbound_row(customer, message, reply_to=reply_to, now=self.now)
             row.flow = flow
             self.outbound.append(row)
-        self.steps.extend(
-            ConversationStep(conversation_id=conversation.id, flow=flow, state=state, at=self.now)
-            for flow, state in result.entered
-        )
+        self.steps.extend((conversation.id, flow, state, self.now) for flow, state in result.entered)
 
     async def write(self) -> None:
         """Call inside the batch's transaction."""
@@ -661,14 +659,15 @@ class _Batch:
                 Conversation, list(self.conversations.values()), ["flow", "state", "variables", "updated_at"]
             )
         if self.timers:
-            await ConversationTimer.filter(conversation_id__in=list(self.timers)).delete()
+            ids = list(self.timers)
+            await sql.execute(
+                f'DELETE FROM "conversation_timer" WHERE "conversation_id" IN ({sql.marks(len(ids))})', ids
+            )
             timers = [timer for timer in self.timers.values() if timer is not None]
-            if timers:
-                await ConversationTimer.bulk_create(timers)
+            await insert_rows(ConversationTimer, TIMER_COLUMNS, timers)
         if self.outbound:
             await Message.bulk_create(self.outbound)
-        if self.steps:
-            await ConversationStep.bulk_create(self.steps)
+        await insert_rows(ConversationStep, STEP_COLUMNS, self.steps)
 
 
 def _flows_of(result: Outcome) -> list[str | None]:
