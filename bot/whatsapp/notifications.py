@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
@@ -41,18 +41,19 @@ from pydantic import (
     AliasChoices,
     AliasPath,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
+    GetCoreSchemaHandler,
     ModelWrapValidatorHandler,
     StringConstraints,
     Tag,
     ValidationError,
-    ValidatorFunctionWrapHandler,
-    WrapValidator,
     field_serializer,
     model_validator,
 )
+from pydantic_core import CoreSchema, core_schema
 
 from bot.db.models import (
     BSUID_LENGTH,
@@ -87,30 +88,31 @@ class NotificationError(ValueError):
     """Malformed JSON or a body that is not a WhatsApp notification; the webhook answers 400."""
 
 
-def _or_none(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-    try:
-        return handler(value)
-    except ValidationError:
-        return None
+class _OrNone:
+    """A value that does not fit becomes None. pydantic-core's own on_error="default": a WrapValidator
+    doing the same costs a Python call, a handler and a try per field of every notification."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.with_default_schema(handler(source), default=None, on_error="default")
 
 
-def _valid_items(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-    try:
-        return handler(value)
-    except ValidationError:
-        if not isinstance(value, list):
-            return []
-        kept: list[Any] = []
-        for item in value:  # only on the rare bad list: keep what fits
-            try:
-                kept.extend(handler([item]))
-            except ValidationError:
-                continue
-        return kept
+class _ValidItems:
+    """A list keeps only its items that fit (on_error="omit" per item, natively); anything but a list
+    becomes []. One bad item never fails the others, nor the notification."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        schema = handler(source)
+        if schema["type"] != "list":
+            raise TypeError(f"LenientList needs a list, not {schema['type']}")
+        items = core_schema.with_default_schema(schema["items_schema"], on_error="omit")
+        return core_schema.with_default_schema(
+            core_schema.list_schema(items), default_factory=list, on_error="default"
+        )
 
 
-def _utc_datetime(value: Any, handler: ValidatorFunctionWrapHandler) -> datetime:
-    """Meta sends Unix seconds as a string; the fast path skips pydantic's datetime parser."""
+def _from_unix_seconds(value: Any) -> Any:
+    """Meta sends Unix seconds as a string: made a datetime here, so pydantic's datetime parser (which
+    takes a datetime as it is) only parses what else may come."""
     if (isinstance(value, str) and value.isdigit()) or type(value) is int:  # bool is not Unix seconds
         try:
             seconds = int(value)
@@ -119,11 +121,16 @@ def _utc_datetime(value: Any, handler: ValidatorFunctionWrapHandler) -> datetime
         if seconds not in _TIMESTAMPS:
             raise ValueError(f"timestamp out of range (Unix seconds {_TIMESTAMPS.start} … 2^32)")
         return datetime.fromtimestamp(seconds, UTC)
-    parsed: datetime = handler(value)
-    try:
-        parsed = parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    except OverflowError:
-        raise ValueError("timestamp out of range") from None
+    return value
+
+
+def _in_utc(parsed: datetime) -> datetime:
+    """Any datetime as an aware UTC one (naive is UTC) within Unix seconds 0 … 2^32."""
+    if parsed.tzinfo is not UTC:
+        try:
+            parsed = parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        except OverflowError:
+            raise ValueError("timestamp out of range") from None
     if int(parsed.timestamp()) not in _TIMESTAMPS:
         raise ValueError(f"timestamp out of range (Unix seconds {_TIMESTAMPS.start} … 2^32)")
     return parsed
@@ -140,10 +147,11 @@ def _storable_key(value: str) -> str:
 
 
 # A type object that may be missing or not fit: None rather than a failed notification.
-Lenient = Annotated[T | None, WrapValidator(_or_none)]
+Lenient = Annotated[T | None, _OrNone()]
 # A list whose items that do not fit are dropped (all of it when it is not a list).
-LenientList = Annotated[list[T], WrapValidator(_valid_items)]
-UtcDatetime = Annotated[datetime, WrapValidator(_utc_datetime)]
+LenientList = Annotated[list[T], _ValidItems()]
+# A before and an after validator, not one wrap validator: a wrap costs a handler and a try per call.
+UtcDatetime = Annotated[datetime, BeforeValidator(_from_unix_seconds), AfterValidator(_in_utc)]
 # A display string, clipped to its column.
 Name = Annotated[str, _clipper(NAME_LENGTH)]
 StatusName = Annotated[str, _clipper(STATUS_LENGTH)]
@@ -160,8 +168,8 @@ Bsuid = Annotated[
 ]
 ErrorCode = Annotated[int, Field(ge=INT_RANGE.start, le=INT_RANGE.stop - 1)]
 # An identity outside the message's own keys: None when it does not fit (it cannot name anyone).
-OptionalPhone = Annotated[Phone | None, WrapValidator(_or_none)]
-OptionalBsuid = Annotated[Bsuid | None, WrapValidator(_or_none)]
+OptionalPhone = Annotated[Phone | None, _OrNone()]
+OptionalBsuid = Annotated[Bsuid | None, _OrNone()]
 
 
 class _Model(BaseModel):
@@ -836,8 +844,9 @@ def parse_notification(raw_body: bytes) -> Notification:
         raise NotificationError(f"object is not {OBJECT!r}")
     if not isinstance(data.get("entry"), list):
         raise NotificationError("entry is not a list")
-    try:
-        return Notification.model_validate(data)
+    try:  # the validator itself: model_validate adds a Python call with its keyword handling
+        notification: Notification = Notification.__pydantic_validator__.validate_python(data)
+        return notification
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False)[0]
         where = ".".join(str(part) for part in first["loc"])
@@ -859,6 +868,8 @@ def _not_json(name: str) -> Any:
 
 
 _JSON = json.JSONDecoder(parse_float=_finite, parse_constant=_not_json)
+_SCAN: Callable[[str, int], tuple[Any, int]] = vars(_JSON)["scan_once"]
+"""The decoder's own scanner (C, made per decoder instance; not in the type stubs)."""
 # How a NUL or a lone surrogate can reach the decoded strings: as an escape (\u0000, or a \ud800 that
 # is not half of a pair), or as a surrogate itself (json decodes a surrogate's UTF-8 bytes with
 # surrogatepass). The escape pattern starts with a literal, which re searches for fast.
@@ -878,8 +889,8 @@ def _decode(raw: bytes | str) -> Any:
     The walk over the decoded tree costs; it runs only when the text can hold such a character, or
     holds enough brackets to nest deeper than MAX_DEPTH (a batch of many messages)."""
     try:
-        text = raw.decode(json.detect_encoding(raw), "surrogatepass") if isinstance(raw, bytes) else raw
-        data = _JSON.decode(text)
+        text = raw.decode(_encoding(raw), "surrogatepass") if isinstance(raw, bytes) else raw
+        data = _object(text)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise NotificationError(f"invalid JSON: {exc}") from None
     clean = ("\\u" in text and _UNSTORABLE_ESCAPE.search(text) is not None) or (
@@ -888,6 +899,29 @@ def _decode(raw: bytes | str) -> Any:
     if clean or text.count("{") + text.count("[") > MAX_DEPTH:
         data = _checked(data, clean=clean)
     return data
+
+
+def _encoding(raw: bytes) -> str:
+    """json.detect_encoding's answer, without its checks for a body that starts like Meta's: "{" and no
+    NUL (no BOM, not UTF-16/32)."""
+    if raw[:1] == b"{" and raw[1:2] != b"\x00":
+        return "utf-8"
+    return json.detect_encoding(raw)
+
+
+def _object(text: str) -> Any:
+    """_JSON.decode(text) for an object with nothing around it (a webhook body) straight from the C
+    scanner, skipping decode's two whitespace matches; anything else, or a failure, goes through decode
+    itself, so the result and the error are its own."""
+    if text[:1] == "{" and text[-1:] == "}":
+        try:
+            data, end = _SCAN(text, 0)
+        except (StopIteration, ValueError):  # decode below raises the JSONDecodeError it would
+            pass
+        else:
+            if end == len(text):
+                return data
+    return _JSON.decode(text)
 
 
 def _storable(text: str) -> str:

@@ -384,6 +384,76 @@ def test_unknown_types_fields_and_broken_type_objects_parse_as_unsupported() -> 
     assert all(item.profile_name == "Alex Example" for item in items)
 
 
+def test_a_list_keeps_the_items_that_fit_and_anything_else_becomes_empty() -> None:
+    good = {"wa_id": USER, "profile": {"name": "Kept"}}
+    contacts = [
+        "not an object",
+        {"phones": [{"wa_id": "15550004444"}, 7, {"wa_id": ""}, {"phone": "+1 555"}]},
+        {"name": {"formatted_name": ["no"]}, "phones": "not a list"},
+    ]
+    order = {"product_items": [{"quantity": "many"}, {"product_retailer_id": "p1", "quantity": 2}, None]}
+    data = _with_messages(
+        _message("w1", "contacts", contacts=contacts),
+        _message("w2", "order", order=order, errors=[{"code": "x"}, {"code": 131000}]),
+        contacts=[None, good, {"wa_id": 5, "profile": "no"}],
+    )
+    first, second = parse_notification(_raw(data)).inbound_messages()
+    assert first.message.kind == "contacts"
+    phones = first.message.contacts[0].phones
+    assert [(phone.wa_id, phone.phone) for phone in phones] == [
+        ("15550004444", None),
+        (None, None),
+        (None, "+1 555"),
+    ]
+    assert first.message.contacts[1].name is None and first.message.contacts[1].phones == []
+    assert first.profile_name == "Kept"  # the sender entry that does not fit is dropped beside it
+    assert second.message.order is not None
+    assert [item.product_retailer_id for item in second.message.order.product_items] == ["p1"]
+    assert [error.code for error in second.message.errors] == [131000]
+    assert second.raw["order"] == order  # the raw JSON keeps everything
+
+
+def test_a_message_with_broken_type_objects_parses_beside_a_good_one() -> None:
+    data = _with_messages(
+        _message(
+            "w1", "image", image={"caption": "no id"}, context=[1], referral="x", timestamp="1750000000"
+        ),
+        _message("w2", "text", text={"body": "fine"}),
+    )
+    broken, good = (item.message for item in parse_notification(_raw(data)).inbound_messages())
+    assert (broken.kind, broken.image, broken.context, broken.referral) == ("unsupported", None, None, None)
+    assert (good.kind, good.text_content) == ("text", "fine")
+
+
+EMPTY = b'{"object": "whatsapp_business_account", "entry": []}'
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b" " + EMPTY + b"\r\n", b"\xef\xbb\xbf" + EMPTY, EMPTY.decode().encode("utf-16"), EMPTY],
+)
+def test_a_body_decodes_whatever_surrounds_or_encodes_it(body: bytes) -> None:
+    assert parse_notification(body).entry == []
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (EMPTY + b" x", "Extra data: line 1 column 54"),
+        (EMPTY + b"{}", "Extra data: line 1 column 53"),
+        (EMPTY.replace(b"[]", b"[}"), "Expecting value: line 1 column 51"),
+        (EMPTY.replace(b"[]", b"[1e400]"), "number out of range: 1e400"),
+    ],
+)
+def test_a_body_that_is_not_one_json_object_is_refused_with_json_decodes_reason(
+    body: bytes, reason: str
+) -> None:
+    with pytest.raises(NotificationError) as caught:
+        parse_notification(body)
+    assert str(caught.value).startswith("invalid JSON: ")
+    assert reason in str(caught.value)
+
+
 def test_interactive_without_a_reply_object_is_unsupported() -> None:
     message = _only(_with_messages(_message("w", "interactive", interactive={"type": "button_reply"})))
     assert message.kind == "unsupported"
