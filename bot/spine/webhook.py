@@ -94,12 +94,13 @@ async def _receive(request: web.Request, started: float) -> web.Response:
         return web.Response(status=500, text="not stored")
     for error in notification.errors():
         log.error("Cloud API reported an error: %s", error.summary)
-    log.debug(
-        "webhook ok: %d message(s) stored, %d status(es) in %.1f ms",
-        stored,
-        len(notification.status_updates()),
-        (time.perf_counter() - started) * 1000,
-    )
+    if log.isEnabledFor(logging.DEBUG):  # its arguments cost more than the call: only when it is shown
+        log.debug(
+            "webhook ok: %d message(s) stored, %d status(es) in %.1f ms",
+            stored,
+            len(notification.status_updates()),
+            (time.perf_counter() - started) * 1000,
+        )
     return web.Response(text="ok")
 
 
