@@ -71,6 +71,11 @@ _INSERTS: dict[tuple[type, type[Model], tuple[str, ...], bool], str] = {}
 """The statements built, by dialect (its executor), model, columns and conflict rule."""
 
 
+_Converter = tuple[Callable[[Any, Any], Any], int | None]
+_CONVERTERS: dict[tuple[type[Model], tuple[str, ...]], list[_Converter]] = {}
+"""How each column's values are converted (`_converter`), by model and columns: made once, not per batch."""
+
+
 async def insert_rows(
     model: type[M], columns: Sequence[str], rows: Sequence[Sequence[Any]], *, ignore_conflicts: bool = False
 ) -> None:
@@ -82,7 +87,8 @@ async def insert_rows(
     if not rows:
         return
     connection = connections.get(model._meta.default_connection or "default")
-    key = (connection.executor_class, model, tuple(columns), ignore_conflicts)
+    names = tuple(columns)
+    key = (connection.executor_class, model, names, ignore_conflicts)
     sql = _INSERTS.get(key)
     if sql is None:
         executor = connection.executor_class(model=model, db=connection)
@@ -93,7 +99,10 @@ async def insert_rows(
             )
         )
         _INSERTS[key] = sql
-    converters = [_converter(model, name, list(columns)) for name in columns]
+    converters = _CONVERTERS.get((model, names))
+    if converters is None:
+        converters = [_converter(model, name, list(names)) for name in names]
+        _CONVERTERS[(model, names)] = converters
     if any(owner is not None for _, owner in converters):
         await ensure_keys(row[owner] for _, owner in converters if owner is not None for row in rows)
     values = [
@@ -106,9 +115,7 @@ async def insert_rows(
     await connection.execute_many(sql, values)
 
 
-def _converter(
-    model: type[Model], name: str, columns: list[str]
-) -> tuple[Callable[[Any, Any], Any], int | None]:
+def _converter(model: type[Model], name: str, columns: list[str]) -> _Converter:
     """How `insert_rows` converts a column's values: `to_db_value` with the model class as `instance`
     (the fields then convert, never stamp), or, for an encrypted column, sealed for the row's owner
     (which must be among the columns: the position returned)."""
