@@ -32,6 +32,8 @@ from bot.whatsapp.sandbox import SandboxTransport
 __all__ = ["HttpTransport", "SandboxTransport", "SendResult", "Transport", "WhatsAppClient"]
 
 DEFAULT_TIMEOUT = 15.0
+_ENCODE_JSON = json.JSONEncoder(separators=(",", ":")).encode
+"""A request body's JSON, compact: one encoder made once (json.dumps with options makes one per call)."""
 
 
 @dataclass(frozen=True)
@@ -84,13 +86,17 @@ class HttpTransport:
         self._session = session
         self._base_url = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {access_token}"}
+        self._json_headers = {**self._headers, "Content-Type": "application/json"}
         self._timeout = aiohttp.ClientTimeout(total=timeout)
 
     def __repr__(self) -> str:  # never show the token
         return f"HttpTransport({self._base_url!r})"
 
     async def post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        return _json_object(*await self._request("POST", self._url(path), json=body))
+        """The body goes as bytes encoded here, with its Content-Type: what aiohttp's `json=` sends,
+        without its JsonPayload per request (two of them per message: the send and the mark-read)."""
+        data = _ENCODE_JSON(body).encode()
+        return _json_object(*await self._request("POST", self._url(path), self._json_headers, data=data))
 
     async def post_multipart(
         self, path: str, fields: Mapping[str, str], files: Mapping[str, tuple[str, bytes, str]]
@@ -100,15 +106,17 @@ class HttpTransport:
             form.add_field(name, value)
         for name, (filename, data, mime_type) in files.items():
             form.add_field(name, data, filename=filename, content_type=mime_type)
-        return _json_object(*await self._request("POST", self._url(path), data=form))
+        return _json_object(*await self._request("POST", self._url(path), self._headers, data=form))
 
     async def get_json(self, path: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
-        return _json_object(*await self._request("GET", self._url(path), params=dict(params or {})))
+        return _json_object(
+            *await self._request("GET", self._url(path), self._headers, params=dict(params or {}))
+        )
 
     async def get_bytes(self, url: str, limit: int | None = None) -> bytes:
         """Only give this URLs from `get_media_url`: the bearer token goes with the request."""
         if limit is None:
-            return (await self._request("GET", url))[1]
+            return (await self._request("GET", url, self._headers))[1]
         try:
             async with self._session.get(
                 url, headers=self._headers, timeout=self._timeout, raise_for_status=False
@@ -129,10 +137,12 @@ class HttpTransport:
     def _url(self, path: str) -> str:
         return f"{self._base_url}/{path.lstrip('/')}"
 
-    async def _request(self, method: str, url: str, **kwargs: Any) -> tuple[int, bytes]:
+    async def _request(
+        self, method: str, url: str, headers: Mapping[str, str], **kwargs: Any
+    ) -> tuple[int, bytes]:
         try:
             async with self._session.request(
-                method, url, headers=self._headers, timeout=self._timeout, raise_for_status=False, **kwargs
+                method, url, headers=headers, timeout=self._timeout, raise_for_status=False, **kwargs
             ) as response:
                 status = response.status
                 payload = await response.read()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
+import json
 import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -32,6 +33,7 @@ from bot.whatsapp.outbound import (
     ReplyButton,
     Template,
     Text,
+    to_request_body,
 )
 from bot.whatsapp.pacing import Pacer
 from tests.helpers import BENCH, fake_graph_json, payload, receive_file
@@ -78,6 +80,13 @@ def client(session: aiohttp.ClientSession) -> WhatsAppClient:
 
 def requests_to(mock: aioresponses, url: str, method: str = "POST") -> list[Any]:
     return list(mock.requests.get((method, URL(url)), []))
+
+
+def sent_json(request: Any) -> Any:
+    """The JSON a recorded POST sent: its body bytes, announced as JSON (the transport encodes it)."""
+    assert request.kwargs["headers"]["Content-Type"] == "application/json"
+    assert "json" not in request.kwargs
+    return json.loads(request.kwargs["data"])
 
 
 def assert_matches(actual: dict[str, Any], expected: dict[str, Any]) -> None:
@@ -197,7 +206,7 @@ async def test_send_body_matches_payload_file(client: WhatsAppClient, filename: 
         mock.post(MESSAGES_URL, payload=payload("response_send_success.json"))
         result = await call(client)
         (request,) = requests_to(mock, MESSAGES_URL)
-    assert_matches(request.kwargs["json"], expected)
+    assert_matches(sent_json(request), expected)
     assert request.kwargs["headers"]["Authorization"] == f"Bearer {TOKEN}"
     assert result == SendResult("wamid.OUT_0001", "15550002222", payload("response_send_success.json"))
 
@@ -210,7 +219,7 @@ async def test_mark_read_body(client: WhatsAppClient, filename: str, typing: boo
         mock.post(MESSAGES_URL, payload=payload("response_mark_read_success.json"))
         await client.mark_read("wamid.IN_TEXT_0001", typing=typing)
         (request,) = requests_to(mock, MESSAGES_URL)
-    assert request.kwargs["json"] == payload(filename)
+    assert sent_json(request) == payload(filename)
 
 
 async def test_mark_read_without_success_is_an_error(client: WhatsAppClient) -> None:
@@ -423,6 +432,30 @@ async def test_against_fake_graph(session: aiohttp.ClientSession, aiohttp_server
     with pytest.raises(errors.AccessTokenExpired) as info:
         await wrong.send(TO, HI)
     assert info.value.http_status == 401 and not info.value.retryable
+
+
+async def test_a_send_goes_as_the_json_of_its_body_over_http(
+    session: aiohttp.ClientSession, aiohttp_server: AiohttpServer
+) -> None:
+    """What reaches the server: Content-Type application/json, the token, and a body that parses to
+    the request body, text beyond ASCII (accents, an emoji) included, escaped as json.dumps escapes it."""
+    seen: list[tuple[str, str, bytes]] = []
+
+    async def messages(request: web.Request) -> web.Response:
+        seen.append((request.content_type, request.headers["Authorization"], await request.read()))
+        return web.json_response(payload("response_send_success.json"))
+
+    app = web.Application()
+    app.router.add_post(f"/v21.0/{PNID}/messages", messages)
+    server = await aiohttp_server(app)
+    client = WhatsAppClient(HttpTransport(session, str(server.make_url("/v21.0")), TOKEN), PNID)
+    message = Text(body="Café ☕ – déjà vu 👍")
+    await client.send(TO, message, reply_to="wamid.IN_1")
+    ((content_type, authorization, body),) = seen
+    expected = to_request_body(TO, message, "wamid.IN_1")
+    assert (content_type, authorization) == ("application/json", f"Bearer {TOKEN}")
+    assert json.loads(body) == expected
+    assert body == json.dumps(expected, separators=(",", ":")).encode()
 
 
 async def test_fake_graph_throttling_and_timeout(
