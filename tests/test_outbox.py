@@ -28,7 +28,7 @@ from tortoise import connections
 from tortoise.transactions import in_transaction
 
 from bot.app import create_app
-from bot.db import close_db, init_db
+from bot.db import close_db, init_db, sql
 from bot.db.claims import Claims, claims_for
 from bot.db.models import (
     ConsentAction,
@@ -425,6 +425,31 @@ async def test_a_claimed_row_sends_its_stored_payload_and_keeps_its_encrypted_co
         assert stored.delivery_status == DeliveryStatus.SENT and stored.whatsapp_message_id
         assert stored.attempts == 1 and stored.sent_at is not None and stored.next_attempt_at is None
         assert stored.message_content == content and stored.payload == row.payload
+    assert (await reload(mine)).file_name == "quote-7.pdf"
+
+
+async def test_a_send_neither_opens_nor_writes_the_content_and_the_file_name(
+    outbox: Outbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The claim leaves out the columns a send never reads (bot/db/claims.NOT_SENT): a row whose stored
+    content cannot be opened (another customer's ciphertext copied into it) still goes, no decryption
+    error is logged, and both columns keep the ciphertext they held."""
+    await outbox.customer(ALICE)
+    await outbox.customer(BOB)
+    document = Media(media_type="document", link="https://example.com/q.pdf", filename="quote-7.pdf")
+    mine = await outbox.queue(ALICE, document)
+    theirs = await outbox.queue(BOB, "for Bob")
+    stored = 'SELECT "message_content", "file_name" FROM "message" WHERE "id" = ?'
+    ((bobs_content, _),) = await sql.fetch_rows(stored, [theirs.id])
+    await sql.execute('UPDATE "message" SET "message_content" = ? WHERE "id" = ?', [bobs_content, mine.id])
+    ((content, file_name),) = await sql.fetch_rows(stored, [mine.id])
+
+    with caplog.at_level(logging.ERROR, logger="bot.db.encrypted"):
+        await outbox.drain()
+    assert not [r for r in caplog.records if r.name == "bot.db.encrypted"]
+    assert {r.to for r in outbox.graph.requests} == {ALICE, BOB}
+    assert (await reload(mine)).delivery_status == DeliveryStatus.SENT
+    assert [tuple(row) for row in await sql.fetch_rows(stored, [mine.id])] == [(content, file_name)]
     assert (await reload(mine)).file_name == "quote-7.pdf"
 
 

@@ -23,13 +23,17 @@ from bot.costs.limits import Candidate, Hold, Situation, decide
 from bot.costs.service import CostWatch, messaging_limit, reached_in_24h
 from bot.db.claims import Claims
 from bot.db.models import DeliveryStatus, Message, SendAdmission
-from bot.db.sql import fetch, marks
+from bot.db.sql import fetch, fetch_rows, marks
+from bot.db.writes import insert_rows
 from bot.monitoring import metrics
 from bot.periods import local_midnight
 from bot.settings import Settings
 from bot.spine.outbox.window import window_open
 
 MARKETING = "marketing"
+ADMISSION_COLUMNS = ("message_id", "customer_id", "initiated", "at")
+"""A claim's admissions, written as rows of values (bot/db/writes.insert_rows), not a model per row;
+the count read before them is one parameterised statement: both run at every claim."""
 
 
 class SendLimits:
@@ -51,22 +55,23 @@ class SendLimits:
             return {}
         customers = sorted({row.customer_id for row in rows if row.customer_id is not None})
         await self._claims.lock_sends(customers, messaging_limit=False)
-        admitted: list[int] = await SendAdmission.filter(  # type: ignore[assignment]
-            message_id__in=[row.id for row in rows]
-        ).values_list("message_id", flat=True)
-        before = set(admitted)
+        ids = [row.id for row in rows]
+        before = {
+            found[0]
+            for found in await fetch_rows(
+                f"SELECT message_id FROM send_admission WHERE message_id IN ({marks(len(ids))})", ids
+            )
+        }
         candidates = [self._candidate(row, windows.get(row.customer_id or 0), now, before) for row in rows]
         situation = await self._situation(candidates, customers, now)
         holds = decide(candidates, situation)
         await self._write(holds, now)
-        if situation.admitted:
-            await SendAdmission.bulk_create(
-                [
-                    SendAdmission(message_id=c.row_id, customer_id=c.customer, initiated=c.initiated, at=now)
-                    for c in situation.admitted
-                ],
-                ignore_conflicts=True,
-            )
+        await insert_rows(
+            SendAdmission,
+            ADMISSION_COLUMNS,
+            [(c.row_id, c.customer, c.initiated, now) for c in situation.admitted],
+            ignore_conflicts=True,
+        )
         for hold in holds.values():
             metrics.held(hold.reason)
         return holds

@@ -36,6 +36,15 @@ from bot.db.models import (
     ReminderStatus,
 )
 
+NOT_SENT = ("message_content", "file_name")
+"""The encrypted columns of an outbound row the sender never reads (what it sends is the payload): not
+read at the claim, so not decrypted per row; its results write other columns (RESULT_FIELDS)."""
+
+
+def sent_columns() -> tuple[str, ...]:
+    """The columns the claim reads of a due row: all of Message's but NOT_SENT."""
+    return rows.columns_of(Message, *NOT_SENT)
+
 
 @dataclass(frozen=True, slots=True)
 class DueRow:
@@ -47,13 +56,14 @@ class DueRow:
     customer_id: int | None
     address: str
     values: Sequence[Any]
-    """Every column of Message (`rows.columns_of`), in that order, as the driver returned them."""
+    """The columns of `sent_columns()`, in that order, as the driver returned them."""
 
 
 def due_messages(due: Sequence[DueRow]) -> list[Message]:
-    """The rows as whole Messages, built as Tortoise's reads build them (bot/db/rows.py)."""
+    """The rows as Messages, built as Tortoise's reads build them (bot/db/rows.py): partial, as
+    `.only()` makes them, without NOT_SENT, so only what was read can be written back."""
     dialect = sql.connection().capabilities.dialect
-    return rows.hydrate(Message, [row.values for row in due], rows.columns_of(Message), dialect)
+    return rows.hydrate(Message, [row.values for row in due], sent_columns(), dialect)
 
 
 class _Sender(Protocol):
@@ -148,7 +158,7 @@ async def _due_outbound(
 ) -> list[DueRow]:
     """One hand-written select instead of one Tortoise builds per claim; its rows stay as the driver
     returned them (`DueRow`). `locking` ends the statement (PostgreSQL's FOR UPDATE)."""
-    columns = rows.columns_of(Message)
+    columns = sent_columns()
     listed = ", ".join(f'"{column}"' for column in columns)
     skip = f" AND customer_id NOT IN ({sql.marks(len(skip_customers))})" if skip_customers else ""
     found = await sql.fetch_rows(

@@ -29,9 +29,10 @@ from typing import Any, Protocol
 from tortoise.transactions import in_transaction
 
 from bot.clock import Clock, utc_now
+from bot.db import rows as db_rows
 from bot.db.claims import Claims, DueRow, due_messages
 from bot.db.models import Customer, DeliveryStatus, Direction, Message
-from bot.db.sql import fetch_rows, marks
+from bot.db.sql import execute, fetch_rows, marks
 from bot.db.writes import update_rows
 from bot.identity import masked
 from bot.loops import finish
@@ -238,17 +239,12 @@ class OutboxWorker:
             by_customer = _groups(await _behind_nothing(rows, now), max_groups)
             if not by_customer:
                 return []
-            states = {
-                key: CustomerState(last, out, marketing_out)
-                for key, last, out, marketing_out in await Customer.filter(
-                    id__in=list(by_customer)
-                ).values_list("id", "last_inbound_at", "opted_out_at", "marketing_opted_out_at")
-            }
+            states = await _states(list(by_customer))
             refused = await self._refuse(by_customer, states, now)
             if refused:
                 by_customer = _without(by_customer, {row.id for row in refused})
             claimed = [row.id for group in by_customer.values() for row in group]
-            await Message.filter(id__in=claimed).update(next_attempt_at=now + self._config.lease)
+            await _lease(claimed, now + self._config.lease)
             windows = {key: state.last_inbound_at for key, state in states.items()}
             if self._limits is not None:
                 held_back = await self._limits.hold(
@@ -534,6 +530,34 @@ def _window_title(row: Message) -> str:
         return WINDOW_ERROR_TITLE
     last = f"error {row.error_code}: {row.error_title}"
     return f"{WINDOW_ERROR_TITLE} (after {row.attempts} failed attempts; the last: {last})"
+
+
+STATE_COLUMNS = ("id", "last_inbound_at", "opted_out_at", "marketing_opted_out_at")
+
+
+async def _states(customers: list[int]) -> dict[int, CustomerState]:
+    """What the claim reads of its customers (consent.py), hand-written (bot/db/rows.py), not a
+    values_list Tortoise builds per claim; a row written without its customer has none."""
+    ids = [key for key in customers if key > 0]
+    if not ids:
+        return {}
+    found = await db_rows.select(Customer, f'"id" IN ({marks(len(ids))})', ids, STATE_COLUMNS)
+    return {
+        customer.id: CustomerState(
+            customer.last_inbound_at, customer.opted_out_at, customer.marketing_opted_out_at
+        )
+        for customer in found
+    }
+
+
+async def _lease(claimed: list[int], until: datetime) -> None:
+    """The claimed rows are this sender's until `until` (leases.py renews it while they are held): one
+    parameterised UPDATE, as the QuerySet's `.update()` wrote it, without building it per claim."""
+    if claimed:
+        await execute(
+            f'UPDATE "message" SET "next_attempt_at" = ? WHERE "id" IN ({marks(len(claimed))})',
+            [until, *claimed],
+        )
 
 
 async def _behind_nothing(rows: list[DueRow], now: datetime) -> list[DueRow]:
