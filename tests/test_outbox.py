@@ -42,7 +42,7 @@ from bot.db.models import (
 )
 from bot.identity import customer_for_phone
 from bot.privacy.consent import consent_history, record
-from bot.spine.outbox import OutboxConfig, OutboxWorker, outbound_row
+from bot.spine.outbox import OutboxConfig, OutboxWorker, outbound_row, write_outbound
 from bot.spine.outbox.consent import CategoryOf
 from bot.spine.statuses import StatusChange, record_statuses
 from bot.whatsapp.client import HttpTransport, WhatsAppClient
@@ -426,6 +426,54 @@ async def test_a_claimed_row_sends_its_stored_payload_and_keeps_its_encrypted_co
         assert stored.attempts == 1 and stored.sent_at is not None and stored.next_attempt_at is None
         assert stored.message_content == content and stored.payload == row.payload
     assert (await reload(mine)).file_name == "quote-7.pdf"
+
+
+async def test_write_outbound_writes_what_bulk_create_wrote(outbox: Outbox) -> None:
+    """The inbox's replies go in as rows of values (queue.write_outbound): every column reads back as
+    Message.bulk_create wrote it, the encrypted ones opened for their customer, the rows stamped as it
+    stamps them; and the rows are sent."""
+    await outbox.customer(ALICE)
+    await outbox.customer(BOB)
+    alice = await customer_for_phone(ALICE, outbox.clock.now)
+    bob = await customer_for_phone(BOB, outbox.clock.now)
+    bob.opted_out_at = outbox.clock.now
+    document = Media(media_type="document", link="https://example.com/q.pdf", filename="quote-7.pdf")
+
+    def batch() -> list[Message]:
+        now = outbox.clock.now
+        rows = [
+            outbound_row(alice, Text(body="Café ☕ #1"), reply_to="wamid.IN_1", now=now),
+            outbound_row(alice, document, order_id=7, now=now),
+            outbound_row(bob, notice(), initiated=True, technician_id=3, about_customer_id=alice.id, now=now),
+        ]
+        rows[0].flow = "welcome"
+        return rows
+
+    by_orm, by_values = batch(), batch()
+    async with in_transaction():
+        await Message.bulk_create(by_orm)
+    async with in_transaction():
+        await write_outbound(by_values)
+    assert all(row.updated_at is not None and row.id is None for row in by_values)
+    stored = await Message.filter(message_direction=Direction.OUTBOUND).order_by("id")
+    assert len(stored) == 6
+    fields = [name for name in Message._meta.fields_db_projection if name not in ("id", "updated_at")]
+    assert [[getattr(row, name) for name in fields] for row in stored[:3]] == [
+        [getattr(row, name) for name in fields] for row in stored[3:]
+    ]
+    assert [row.message_content for row in stored[3:]] == [
+        "Café ☕ #1",
+        "quote-7.pdf",
+        notice().log_content(),
+    ]
+    assert stored[4].file_name == "quote-7.pdf" and stored[4].payload == document.model_dump(mode="json")
+    assert stored[5].delivery_status == DeliveryStatus.FAILED and stored[5].error_code == CODE_OPTED_OUT
+    assert all(row.updated_at is not None for row in stored)
+    ((raw,),) = await sql.fetch_rows('SELECT "payload" FROM "message" WHERE "id" = ?', [stored[4].id])
+    assert "quote-7.pdf" not in raw  # sealed at rest
+
+    await outbox.drain()
+    assert [r.text for r in outbox.graph.requests if r.to == ALICE].count("Café ☕ #1") == 2
 
 
 async def test_a_send_neither_opens_nor_writes_the_content_and_the_file_name(

@@ -64,7 +64,7 @@ from bot.privacy.consent import record as record_consent
 from bot.privacy.keywords import Found as Keyword
 from bot.privacy.keywords import keyword_of
 from bot.spine.flood import Throttled, throttled
-from bot.spine.outbox import enqueue, outbound_row
+from bot.spine.outbox import enqueue, outbound_row, write_outbound
 from bot.whatsapp.notifications import InboundMessage
 from bot.whatsapp.outbound import OutboundMessage, Text
 
@@ -666,7 +666,7 @@ class _Batch:
             timers = [timer for timer in self.timers.values() if timer is not None]
             await insert_rows(ConversationTimer, TIMER_COLUMNS, timers)
         if self.outbound:
-            await Message.bulk_create(self.outbound)
+            await write_outbound(self.outbound)
         await insert_rows(ConversationStep, STEP_COLUMNS, self.steps)
 
 
