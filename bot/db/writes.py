@@ -117,11 +117,15 @@ async def insert_rows(
 
 def _converter(model: type[Model], name: str, columns: list[str]) -> _Converter:
     """How `insert_rows` converts a column's values: `to_db_value` with the model class as `instance`
-    (the fields then convert, never stamp), or, for an encrypted column, sealed for the row's owner
-    (which must be among the columns: the position returned)."""
+    (the fields then convert, never stamp), but a nullable column's None, kept (what every field's
+    `to_db_value` returns for it: most of a queued reply's columns are empty); or, for an encrypted
+    column, sealed for the row's owner (which must be among the columns: the position returned)."""
     field = model._meta.fields_map[name]
     if not isinstance(field, (EncryptedTextField, EncryptedJSONField)) or field.owner is None:
-        return field.to_db_value, None
+        convert = field.to_db_value
+        if field.null:  # its None is written as None (no validator runs on it): its call skipped
+            return (lambda value, model: None if value is None else convert(value, model)), None
+        return convert, None
     if field.owner not in columns:
         raise ValueError(
             f"{model.__name__}.{name} is encrypted for its {field.owner}: insert that column too"
