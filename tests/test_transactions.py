@@ -8,6 +8,7 @@ from typing import Any
 
 import aiosqlite.core
 import pytest
+from tortoise import connections
 
 from bot.db import close_db, init_db
 from bot.db.models import Customer
@@ -55,32 +56,45 @@ async def test_work_runs_after_the_outermost_commit_and_only_for_what_committed(
         await close_db()
 
 
-async def test_a_sqlite_transaction_is_begin_its_statements_and_one_commit(
+async def test_a_sqlite_transaction_is_two_trips_begin_with_its_first_statement_then_commit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Every trip through aiosqlite's thread is a thread switch and an event-loop wake-up: a transaction
-    of one INSERT costs BEGIN, the INSERT and COMMIT (Tortoise's own client commits before BEGIN too), and
-    what it wrote is committed, and what a failed one wrote is not."""
+    """Every trip through aiosqlite's thread is a thread switch and an event-loop wake-up, and the one
+    connection stays held while it waits: a transaction of one INSERT costs two trips (BEGIN with the
+    INSERT, then COMMIT; Tortoise's own client makes four), one that made no statement none, and what a
+    committed one wrote is there, what a failed one wrote is not."""
     url = f"sqlite://{tmp_path / 'bot.db'}"
     await create_schema(url)
     await init_db(url)
     try:
-        calls: list[str] = []
+        trips: list[list[str]] = []
+        ran: list[str] = []
+        connection = connections.get("default")._connection
+        await connection.set_trace_callback(lambda statement: ran.append(statement.split()[0].upper()))
         original = aiosqlite.core.Connection._execute
 
         async def counted(self: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
-            calls.append(args[0].split()[0] if args and isinstance(args[0], str) else fn.__name__)
-            return await original(self, fn, *args, **kwargs)
+            ran.clear()
+            try:
+                return await original(self, fn, *args, **kwargs)
+            finally:
+                trips.append(list(ran))
 
         monkeypatch.setattr(aiosqlite.core.Connection, "_execute", counted)
         async with atomic():
             await Customer.create(wa_id="1")
-        assert calls == ["BEGIN", "INSERT", "commit"]
+        assert trips == [["BEGIN", "INSERT", "SELECT"], ["COMMIT"]]  # SELECT: the new id
+        trips.clear()
+        async with atomic():
+            pass
+        assert trips == []
         with pytest.raises(Boom):
             async with atomic():
                 await Customer.create(wa_id="2")
                 raise Boom
+        assert trips == [["BEGIN", "INSERT", "SELECT"], ["ROLLBACK"]]
         monkeypatch.undo()
+        await connection.set_trace_callback(None)
         assert [c.wa_id for c in await Customer.all()] == ["1"]
     finally:
         await close_db()
