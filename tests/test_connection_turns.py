@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
+import aiosqlite.core
 import pytest
 from tortoise import connections
 
@@ -128,5 +130,49 @@ async def test_the_intakes_commit_waits_for_no_worker_queued_before_it(tmp_path:
         assert order == ["holder", "intake", "worker"]
         assert await Message.filter(whatsapp_message_id="wamid.T").exists()
         assert sorted(c.wa_id for c in await Customer.all()) == ["100", "15550003000", "200"]
+    finally:
+        await close_db()
+
+
+@pytest.mark.usefixtures("fresh_executor_cache")
+async def test_a_webhook_of_messages_is_committed_in_the_trip_of_its_insert(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The intake's usual commit holds the connection for two trips to SQLite's thread (BEGIN with the
+    senders' lookup, then the INSERT with its COMMIT), and the webhook is answered only after the second."""
+    url = f"sqlite://{tmp_path / 'bot.db'}"
+    await create_schema(url)
+    install_test_keys(url)
+    await init_db(url)
+    try:
+        ran: list[str] = []
+        trips: list[list[str]] = []
+        connection = connections.get("default")._connection
+        await connection.set_trace_callback(lambda statement: ran.append(statement.split()[0].upper()))
+        original = aiosqlite.core.Connection._execute
+
+        async def counted(self: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+            ran.clear()
+            try:
+                return await original(self, fn, *args, **kwargs)
+            finally:
+                trips.append(list(ran))
+
+        monkeypatch.setattr(aiosqlite.core.Connection, "_execute", counted)
+        writer = IntakeWriter(on_committed=lambda: None)
+        writer.start()
+        try:
+            for wamid in ("wamid.NEW", "wamid.T"):  # the first makes the customer, the second is usual
+                trips.clear()
+                await writer.write(
+                    parse_notification(json.dumps(text_notification("15550003000", wamid, "hi")).encode())
+                )
+            answered = list(trips)
+        finally:
+            await writer.stop()
+        monkeypatch.undo()
+        await connection.set_trace_callback(None)
+        assert answered == [["BEGIN", "SELECT"], ["INSERT", "COMMIT"]]
+        assert await Message.filter(whatsapp_message_id="wamid.T").exists()
     finally:
         await close_db()

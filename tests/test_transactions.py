@@ -3,17 +3,22 @@ the block it was registered in when that block rolls back (a savepoint takes onl
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiosqlite.core
 import pytest
 from tortoise import connections
+from tortoise.exceptions import IntegrityError, TransactionManagementError
 
 from bot.db import close_db, init_db
 from bot.db.models import Customer
-from bot.db.transactions import atomic, on_commit
+from bot.db.transactions import atomic, commits_with_next_statement, on_commit
+from bot.db.writes import insert_rows
 from tests.helpers import create_schema
+
+NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 
 
 class Boom(Exception):
@@ -96,5 +101,48 @@ async def test_a_sqlite_transaction_is_two_trips_begin_with_its_first_statement_
         monkeypatch.undo()
         await connection.set_trace_callback(None)
         assert [c.wa_id for c in await Customer.all()] == ["1"]
+    finally:
+        await close_db()
+
+
+async def test_a_last_statement_commits_its_transaction_with_it_and_nothing_may_follow(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`commits_with_next_statement()`: on SQLite the INSERT, its BEGIN and its COMMIT are one trip;
+    on both databases what it wrote is committed, a failing last statement leaves nothing of its
+    transaction, and on SQLite a statement after the last one is refused, not run outside it."""
+    await init_db(database_url)
+    try:
+        trips: list[str] = []
+        original = aiosqlite.core.Connection._execute
+
+        async def counted(self: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+            trips.append(getattr(fn, "__name__", "?"))
+            return await original(self, fn, *args, **kwargs)
+
+        monkeypatch.setattr(aiosqlite.core.Connection, "_execute", counted)
+        async with atomic():
+            await Customer.create(wa_id="1")
+            commits_with_next_statement()
+            await insert_rows(Customer, ["wa_id", "created_at", "updated_at"], [["2", NOW, NOW]])
+        sqlite = database_url.startswith("sqlite")
+        assert trips == (["in_one_trip", "in_one_trip"] if sqlite else [])  # BEGIN + 1, 2 + COMMIT
+        with pytest.raises(IntegrityError):
+            async with atomic():
+                await Customer.create(wa_id="3")
+                await insert_rows(
+                    Customer, ["wa_id", "created_at", "updated_at"], [["1", NOW, NOW]], last=True
+                )
+        if sqlite:
+            with pytest.raises(TransactionManagementError):
+                async with atomic():
+                    await Customer.create(wa_id="4")
+                    commits_with_next_statement()
+                    await Customer.create(wa_id="5")
+                    await Customer.create(wa_id="6")
+        monkeypatch.undo()
+        assert sorted(c.wa_id for c in await Customer.all()) == (
+            ["1", "2", "4", "5"] if sqlite else ["1", "2"]
+        )
     finally:
         await close_db()

@@ -35,42 +35,58 @@ from bot.db.turns import ConnectionTurns
 
 
 class Connection(aiosqlite.Connection):
-    """aiosqlite's connection, whose next trip to SQLite's thread can be told to run `BEGIN` first.
+    """aiosqlite's connection, whose next trip to SQLite's thread can be told to run `BEGIN` before its
+    statement, and `COMMIT` after it.
 
     Every call of aiosqlite's goes through `_execute` (one function queued for the thread), so that is
-    where the `BEGIN` joins the first statement: the thread runs it, then the statement; when `BEGIN`
-    fails, the statement does not run and the caller gets the error."""
+    where they join the statement. When `BEGIN` fails, the statement does not run; when the statement
+    fails, `COMMIT` does not; either way the caller gets the error, and its transaction rolls back."""
 
     _begin_next = False
+    _commit_next = False
+    _committed = False
 
     def begin_with_next(self) -> None:
-        self._begin_next = True
+        self._begin_next, self._commit_next, self._committed = True, False, False
 
-    def begun(self) -> bool:
-        """Whether the transaction asked for has begun; if it never did (no statement was made), it
-        is not waiting any more either: there is nothing to commit or roll back."""
-        if self._begin_next:
-            self._begin_next = False
-            return False
-        return True
+    def commit_with_next(self) -> None:
+        self._commit_next = True
+
+    def finish(self) -> bool:
+        """The transaction ends: whether it still needs its COMMIT or ROLLBACK. It does not when it
+        never began (no statement was made) or when its last statement committed it."""
+        pending = not (self._begin_next or self._committed)
+        self._begin_next = self._commit_next = self._committed = False
+        return pending
 
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        if not self._begin_next:
+        if self._committed:  # refused, not run outside the transaction; the next one starts afresh
+            self._committed = False
+            raise TransactionManagementError("a statement after the one that committed its transaction")
+        begin, commit = self._begin_next, self._commit_next
+        if not (begin or commit):
             return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
-        self._begin_next = False
+        self._begin_next = self._commit_next = False
         statement = partial(fn, *args, **kwargs)
         connection = self._conn
 
-        def begin_then_run() -> Any:
-            connection.execute("BEGIN")
-            return statement()
+        def in_one_trip() -> Any:
+            if begin:
+                connection.execute("BEGIN")
+            result = statement()
+            if commit:
+                connection.commit()
+            return result
 
-        return await super()._execute(begin_then_run)  # type: ignore[no-untyped-call]
+        result = await super()._execute(in_one_trip)  # type: ignore[no-untyped-call]
+        self._committed = commit
+        return result
 
 
 class TransactionWrapper(SqliteTransactionWrapper):
-    """A transaction whose `begin()` commits only a transaction that is actually open, and whose
-    `BEGIN` goes with its first statement (`Connection`); one that made none costs no trip at all."""
+    """A transaction whose `begin()` commits only a transaction that is actually open, whose `BEGIN`
+    goes with its first statement (`Connection`; one that made none costs no trip at all), and whose
+    COMMIT may go with its last."""
 
     _connection: Connection
 
@@ -82,13 +98,18 @@ class TransactionWrapper(SqliteTransactionWrapper):
             raise TransactionManagementError(exc) from exc
         self._connection.begin_with_next()
 
+    def commit_with_next(self) -> None:
+        """The transaction's next statement is its last: COMMIT goes with it (bot/db/transactions.py
+        `commits_with_next_statement`)."""
+        self._connection.commit_with_next()
+
     async def commit(self) -> None:
-        if self._finalized or self._connection.begun():
+        if self._finalized or self._connection.finish():
             await super().commit()
         self._finalized = True
 
     async def rollback(self) -> None:
-        if self._finalized or self._connection.begun():
+        if self._finalized or self._connection.finish():
             await super().rollback()
         self._finalized = True
 

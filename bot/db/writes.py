@@ -23,6 +23,7 @@ from tortoise.models import Model
 
 from bot.db.encrypted import EncryptedJSONField, EncryptedTextField, encrypted_fields, owners_of
 from bot.db.keystore import ensure_keys
+from bot.db.transactions import commits_with_next_statement
 
 M = TypeVar("M", bound=Model)
 
@@ -77,13 +78,19 @@ _CONVERTERS: dict[tuple[type[Model], tuple[str, ...]], list[_Converter]] = {}
 
 
 async def insert_rows(
-    model: type[M], columns: Sequence[str], rows: Sequence[Sequence[Any]], *, ignore_conflicts: bool = False
+    model: type[M],
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    ignore_conflicts: bool = False,
+    last: bool = False,
 ) -> None:
     """INSERT many rows, each the values of `columns` (field names, in order), without a model instance
     per row: one parameterised statement (Tortoise's own, in the dialect's placeholders, with ON CONFLICT
     DO NOTHING when `ignore_conflicts`) run per row through executemany, inside the caller's transaction
     if any. Values go through each field's `to_db_value` as they would on save, except that `auto_now`
-    stamps are not made here: give `created_at` and `updated_at` among the columns."""
+    stamps are not made here: give `created_at` and `updated_at` among the columns. `last`: the
+    statement ends the caller's transaction (`commits_with_next_statement`)."""
     if not rows:
         return
     connection = connections.get(model._meta.default_connection or "default")
@@ -112,6 +119,8 @@ async def insert_rows(
         ]
         for row in rows
     ]
+    if last:
+        commits_with_next_statement()
     await connection.execute_many(sql, values)
 
 

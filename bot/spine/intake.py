@@ -231,6 +231,8 @@ class IntakeWriter:
         inbound = [row for pending in batch for row in pending.inbound]
         items = [item for pending in batch for item in pending.items]
         statuses = [change for pending in batch for change in pending.statuses]
+        limits = [limit for pending in batch for limit in pending.limits]
+        preferences = [item for pending in batch for item in pending.preferences]
         with first_in_line():  # someone outside waits for this commit's answer (bot/db/turns.py)
             async with atomic():
                 if inbound:
@@ -238,12 +240,16 @@ class IntakeWriter:
                         inbound, await resolve_senders(items, self._clock()), strict=True
                     ):
                         row[_CUSTOMER] = customer_id
-                    await insert_rows(Message, INBOUND_COLUMNS, inbound, ignore_conflicts=True)
+                    await insert_rows(
+                        Message,
+                        INBOUND_COLUMNS,
+                        inbound,
+                        ignore_conflicts=True,
+                        last=not (statuses or limits or preferences),  # the usual webhook: messages only
+                    )
                 moved = await record_statuses(statuses)
-                limits = [limit for pending in batch for limit in pending.limits]
                 if limits:
                     await new_messaging_limit(limits[-1], self._clock())
-                preferences = [item for pending in batch for item in pending.preferences]
                 if preferences:
                     await record_preferences(preferences, self._clock())
         metrics.outbound(moved)
