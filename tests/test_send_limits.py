@@ -10,6 +10,7 @@ import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -19,6 +20,7 @@ from tortoise.transactions import in_transaction
 from bot.db import close_db, init_db
 from bot.db.models import CostEntry, Customer, DeliveryStatus, Direction, Message
 from bot.identity.lookup import customer_for_phone
+from bot.periods import local_midnight
 from bot.spine.outbox import outbound_row
 from bot.whatsapp.outbound import Template, Text
 from tests.helpers import (
@@ -156,11 +158,12 @@ async def test_the_daily_cap_holds_across_a_restart(bot_client: BotFactory, fake
     client = await bot_client(extra)  # releases what a dead process had claimed: the held row comes back
     later = await queue(ana, Text(body="one more"))
 
-    async def held_again() -> bool:
+    shop = ZoneInfo("Europe/Madrid")  # tests/helpers.py write_settings
+    tomorrow = datetime.now(shop).date() + timedelta(days=1)
+
+    async def held_again() -> bool:  # until the shop's next midnight (an hour before it, that is soon)
         row = await Message.get(id=third.id)
-        return row.next_attempt_at is not None and row.next_attempt_at > datetime.now(UTC) + timedelta(
-            hours=1
-        )
+        return row.next_attempt_at is not None and row.next_attempt_at >= local_midnight(tomorrow, shop)
 
     await eventually(held_again)
     await asyncio.sleep(1.5)  # a few of the outbox's polls: nothing more goes to her today
