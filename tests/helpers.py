@@ -4,6 +4,7 @@ polling, a clock the test moves, flow files written and checked."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import io
 import json
@@ -13,12 +14,14 @@ import secrets
 import socket
 import textwrap
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import aiosqlite.core
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from tortoise import connections
@@ -443,3 +446,29 @@ async def settle() -> None:
     """Let every task that is ready run a few steps (no time passes)."""
     for _ in range(5):
         await asyncio.sleep(0)
+
+
+@contextlib.asynccontextmanager
+async def sqlite_trips(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[list[list[str]]]:
+    """While inside: each trip to SQLite's thread (aiosqlite's `_execute`) as the first words of the
+    statements SQLite ran in it (sqlite3's trace), appended in order. The default connection must be
+    SQLite and open."""
+    trips: list[list[str]] = []
+    ran: list[str] = []
+    connection = connections.get("default")._connection
+    await connection.set_trace_callback(lambda statement: ran.append(statement.split()[0].upper()))
+    original = aiosqlite.core.Connection._execute
+
+    async def counted(self: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        ran.clear()
+        try:
+            return await original(self, fn, *args, **kwargs)
+        finally:
+            trips.append(list(ran))
+
+    monkeypatch.setattr(aiosqlite.core.Connection, "_execute", counted)
+    try:
+        yield trips
+    finally:
+        monkeypatch.setattr(aiosqlite.core.Connection, "_execute", original)
+        await connection.set_trace_callback(None)

@@ -7,9 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Any
 
-import aiosqlite.core
 import pytest
 from tortoise import connections
 
@@ -19,7 +17,7 @@ from bot.db.transactions import atomic
 from bot.db.turns import ConnectionTurns, first_in_line
 from bot.spine.intake import IntakeWriter
 from bot.whatsapp.notifications import parse_notification
-from tests.helpers import create_schema, install_test_keys, settle, text_notification
+from tests.helpers import create_schema, install_test_keys, settle, sqlite_trips, text_notification
 
 
 async def _queue(turns: ConnectionTurns, order: list[str], name: str, *, first: bool = False) -> None:
@@ -145,33 +143,18 @@ async def test_a_webhook_of_messages_is_committed_in_the_trip_of_its_insert(
     install_test_keys(url)
     await init_db(url)
     try:
-        ran: list[str] = []
-        trips: list[list[str]] = []
-        connection = connections.get("default")._connection
-        await connection.set_trace_callback(lambda statement: ran.append(statement.split()[0].upper()))
-        original = aiosqlite.core.Connection._execute
-
-        async def counted(self: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
-            ran.clear()
-            try:
-                return await original(self, fn, *args, **kwargs)
-            finally:
-                trips.append(list(ran))
-
-        monkeypatch.setattr(aiosqlite.core.Connection, "_execute", counted)
         writer = IntakeWriter(on_committed=lambda: None)
         writer.start()
         try:
-            for wamid in ("wamid.NEW", "wamid.T"):  # the first makes the customer, the second is usual
-                trips.clear()
-                await writer.write(
-                    parse_notification(json.dumps(text_notification("15550003000", wamid, "hi")).encode())
-                )
-            answered = list(trips)
+            async with sqlite_trips(monkeypatch) as trips:
+                for wamid in ("wamid.NEW", "wamid.T"):  # the first makes the customer, the second is usual
+                    trips.clear()
+                    await writer.write(
+                        parse_notification(json.dumps(text_notification("15550003000", wamid, "hi")).encode())
+                    )
+                answered = list(trips)
         finally:
             await writer.stop()
-        monkeypatch.undo()
-        await connection.set_trace_callback(None)
         assert answered == [["BEGIN", "SELECT"], ["INSERT", "COMMIT"]]
         assert await Message.filter(whatsapp_message_id="wamid.T").exists()
     finally:

@@ -9,14 +9,13 @@ from typing import Any
 
 import aiosqlite.core
 import pytest
-from tortoise import connections
 from tortoise.exceptions import IntegrityError, TransactionManagementError
 
 from bot.db import close_db, init_db
 from bot.db.models import Customer
 from bot.db.transactions import atomic, commits_with_next_statement, on_commit
 from bot.db.writes import insert_rows
-from tests.helpers import create_schema
+from tests.helpers import create_schema, sqlite_trips
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 
@@ -72,34 +71,19 @@ async def test_a_sqlite_transaction_is_two_trips_begin_with_its_first_statement_
     await create_schema(url)
     await init_db(url)
     try:
-        trips: list[list[str]] = []
-        ran: list[str] = []
-        connection = connections.get("default")._connection
-        await connection.set_trace_callback(lambda statement: ran.append(statement.split()[0].upper()))
-        original = aiosqlite.core.Connection._execute
-
-        async def counted(self: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
-            ran.clear()
-            try:
-                return await original(self, fn, *args, **kwargs)
-            finally:
-                trips.append(list(ran))
-
-        monkeypatch.setattr(aiosqlite.core.Connection, "_execute", counted)
-        async with atomic():
-            await Customer.create(wa_id="1")
-        assert trips == [["BEGIN", "INSERT", "SELECT"], ["COMMIT"]]  # SELECT: the new id
-        trips.clear()
-        async with atomic():
-            pass
-        assert trips == []
-        with pytest.raises(Boom):
+        async with sqlite_trips(monkeypatch) as trips:
             async with atomic():
-                await Customer.create(wa_id="2")
-                raise Boom
-        assert trips == [["BEGIN", "INSERT", "SELECT"], ["ROLLBACK"]]
-        monkeypatch.undo()
-        await connection.set_trace_callback(None)
+                await Customer.create(wa_id="1")
+            assert trips == [["BEGIN", "INSERT", "SELECT"], ["COMMIT"]]  # SELECT: the new id
+            trips.clear()
+            async with atomic():
+                pass
+            assert trips == []
+            with pytest.raises(Boom):
+                async with atomic():
+                    await Customer.create(wa_id="2")
+                    raise Boom
+            assert trips == [["BEGIN", "INSERT", "SELECT"], ["ROLLBACK"]]
         assert [c.wa_id for c in await Customer.all()] == ["1"]
     finally:
         await close_db()
