@@ -159,10 +159,9 @@ async def _due_outbound(
     """One hand-written select instead of one Tortoise builds per claim; its rows stay as the driver
     returned them (`DueRow`). `locking` ends the statement (PostgreSQL's FOR UPDATE)."""
     columns = sent_columns()
-    listed = ", ".join(f'"{column}"' for column in columns)
     skip = f" AND customer_id NOT IN ({sql.marks(len(skip_customers))})" if skip_customers else ""
     found = await sql.fetch_rows(
-        f"SELECT {listed} FROM message WHERE message_direction = ? AND delivery_status = ?"
+        f"SELECT {rows.listed(columns)} FROM message WHERE message_direction = ? AND delivery_status = ?"
         f" AND next_attempt_at <= ?{skip} ORDER BY id LIMIT ?{locking}",
         [Direction.OUTBOUND.value, DeliveryStatus.QUEUED.value, now, *skip_customers, limit],
     )

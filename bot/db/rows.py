@@ -10,6 +10,7 @@ columns is partial, as `.only()` makes it: only what was read may be saved.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import lru_cache
 from typing import Any, TypeVar
 
 from ciso8601 import parse_datetime
@@ -41,14 +42,21 @@ def columns_of(model: type[Model], *leave_out: str) -> tuple[str, ...]:
     return columns
 
 
+@lru_cache(maxsize=256)
+def listed(columns: tuple[str, ...]) -> str:
+    """`"a", "b", ...`: a SELECT's column list, quoted; made once per column list, not per read."""
+    return ", ".join(f'"{column}"' for column in columns)
+
+
 async def select(
     model: type[M], where: str, params: Sequence[Any], columns: Sequence[str] | None = None
 ) -> list[M]:
     """`SELECT columns FROM model's table WHERE where` (`where` may go on with ORDER BY, LIMIT, FOR
     UPDATE: `?` placeholders, parameters as bot/db/sql.py passes them), as instances of `model`."""
     wanted = tuple(columns) if columns is not None else columns_of(model)
-    listed = ", ".join(f'"{column}"' for column in wanted)
-    found = await sql.fetch_rows(f'SELECT {listed} FROM "{model._meta.db_table}" WHERE {where}', params)
+    found = await sql.fetch_rows(
+        f'SELECT {listed(wanted)} FROM "{model._meta.db_table}" WHERE {where}', params
+    )
     return hydrate(model, found, wanted, sql.connection().capabilities.dialect)
 
 
