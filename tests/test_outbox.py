@@ -40,6 +40,7 @@ from bot.db.models import (
     EarlyStatus,
     Message,
 )
+from bot.db.writes import Writes
 from bot.identity import customer_for_phone
 from bot.privacy.consent import consent_history, record
 from bot.spine.outbox import OutboxConfig, OutboxWorker, outbound_row, write_outbound
@@ -453,7 +454,9 @@ async def test_write_outbound_writes_what_bulk_create_wrote(outbox: Outbox) -> N
     async with in_transaction():
         await Message.bulk_create(by_orm)
     async with in_transaction():
-        await write_outbound(by_values)
+        writes = Writes()
+        await write_outbound(by_values, writes)
+        await writes.run(last=True)
     assert all(row.updated_at is not None and row.id is None for row in by_values)
     stored = await Message.filter(message_direction=Direction.OUTBOUND).order_by("id")
     assert len(stored) == 6

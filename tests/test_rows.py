@@ -20,7 +20,7 @@ from bot.db.models import (
     Message,
 )
 from bot.db.transactions import atomic
-from bot.db.writes import update_rows
+from bot.db.writes import Writes, update_rows
 from bot.spine.flood import throttled
 from bot.spine.inbox import _mark_handled
 from tests.appointments_helpers import database
@@ -96,7 +96,9 @@ async def test_pending_rows_are_claimed_oldest_first_and_marked_handled(database
             assert [row.id for row in pending] == [made[0].id, made[2].id]
             assert [row.message_content for row in pending] == ["m0", "m2"]
             pending[1].error_title = "noted"
-            await _mark_handled(pending, NOW)
+            writes = Writes()
+            _mark_handled(pending, NOW, writes)
+            await writes.run(last=True)
         after = {row.id: row for row in await Message.filter(id__in=[row.id for row in made])}
         assert after[made[0].id].delivery_status == DeliveryStatus.HANDLED
         assert after[made[0].id].processed_at == NOW and after[made[0].id].error_title is None

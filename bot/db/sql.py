@@ -35,14 +35,16 @@ def on_sqlite() -> bool:
     return connection().capabilities.dialect == "sqlite"
 
 
-def _param(value: Any, sqlite: bool) -> Any:
+def param(value: Any, sqlite: bool) -> Any:
+    """A parameter as the database compares it (a datetime: text in UTC on SQLite)."""
     if isinstance(value, datetime):
         utc = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
         return utc.isoformat(sep=" ") if sqlite else utc
     return value
 
 
-def _numbered(sql: str) -> str:
+def numbered(sql: str) -> str:
+    """`?` placeholders as PostgreSQL's `$1, $2 ...`."""
     counter = iter(range(1, 10_000))
     return _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)
 
@@ -51,8 +53,8 @@ async def fetch(sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
     """The rows of one SELECT, as dicts. Call with an already aggregated query: the rows are held."""
     client = connection()
     sqlite = client.capabilities.dialect == "sqlite"
-    values = [_param(value, sqlite) for value in params]
-    return list(await client.execute_query_dict(sql if sqlite else _numbered(sql), values))
+    values = [param(value, sqlite) for value in params]
+    return list(await client.execute_query_dict(sql if sqlite else numbered(sql), values))
 
 
 def marks(count: int) -> str:
@@ -65,8 +67,8 @@ async def fetch_rows(sql: str, params: Sequence[Any] = ()) -> list[Sequence[Any]
     for a hot path that reads many (bot/db/rows.py)."""
     client = connection()
     sqlite = client.capabilities.dialect == "sqlite"
-    values = [_param(value, sqlite) for value in params]
-    _, found = await client.execute_query(sql if sqlite else _numbered(sql), values)
+    values = [param(value, sqlite) for value in params]
+    _, found = await client.execute_query(sql if sqlite else numbered(sql), values)
     return cast("list[Sequence[Any]]", list(found))  # typed as dicts: sqlite3.Row, asyncpg's Record
 
 
@@ -75,7 +77,7 @@ async def execute(sql: str, params: Sequence[Any] = ()) -> None:
     parameters as `fetch` passes them."""
     client = connection()
     sqlite = client.capabilities.dialect == "sqlite"
-    await client.execute_query(sql if sqlite else _numbered(sql), [_param(value, sqlite) for value in params])
+    await client.execute_query(sql if sqlite else numbered(sql), [param(value, sqlite) for value in params])
 
 
 async def scalar(sql: str, params: Sequence[Any] = ()) -> Any:

@@ -18,7 +18,7 @@ SQLite's work each). One trip fewer per transaction is that much more of the con
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -29,7 +29,7 @@ from tortoise.backends.sqlite.client import (
     SqliteTransactionContext,
     SqliteTransactionWrapper,
 )
-from tortoise.exceptions import TransactionManagementError
+from tortoise.exceptions import IntegrityError, OperationalError, TransactionManagementError
 
 from bot.db.turns import ConnectionTurns
 
@@ -81,6 +81,23 @@ class Connection(aiosqlite.Connection):
         result = await super()._execute(in_one_trip)  # type: ignore[no-untyped-call]
         self._committed = commit
         return result
+
+    async def run_together(self, statements: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+        """Each statement run for each of its parameter lists (executemany), in order, in one trip
+        (bot/db/writes.Writes); the first that fails stops the rest, and its error is Tortoise's, as
+        the client's own calls raise it."""
+        connection = self._conn
+
+        def run_all() -> None:
+            for sql, values in statements:
+                connection.executemany(sql, values)
+
+        try:
+            await self._execute(run_all)
+        except sqlite3.IntegrityError as exc:
+            raise IntegrityError(exc) from exc
+        except sqlite3.OperationalError as exc:
+            raise OperationalError(exc) from exc
 
 
 class TransactionWrapper(SqliteTransactionWrapper):

@@ -51,7 +51,7 @@ from bot.db.models import (
     Technician,
 )
 from bot.db.transactions import atomic, on_commit
-from bot.db.writes import insert_rows, update_rows
+from bot.db.writes import Writes
 from bot.engine import Conversation as ConversationState
 from bot.engine import Customer as CustomerInfo
 from bot.engine import Engine, Event, Outcome
@@ -406,7 +406,9 @@ class InboxWorker:
                 log.exception("timeout of %s.%s failed", timer.flow, timer.state)
                 continue
             batch.apply(conversation, conversation.customer, result, reply_to=None)
-        await batch.write()
+        writes = Writes()
+        await batch.write(writes)
+        await writes.run()  # in a savepoint: the timers' transaction commits when it ends
         return batch
 
     @staticmethod
@@ -445,8 +447,10 @@ class InboxWorker:
             row.delivery_status = DeliveryStatus.HANDLED
             row.processed_at = batch.now
             handled_line(row.whatsapp_message_id, conversation_id, outcome, started)
-        await batch.write()
-        await _mark_handled(rows, batch.now)
+        writes = Writes()
+        await batch.write(writes)
+        _mark_handled(rows, batch.now, writes)
+        await writes.run(last=True)  # nothing follows in the batch's transaction
         return batch
 
     def _keyword(self, row: Message) -> Keyword | None:
@@ -648,26 +652,27 @@ class _Batch:
             self.outbound.append(row)
         self.steps.extend((conversation.id, flow, state, self.now) for flow, state in result.entered)
 
-    async def write(self) -> None:
-        """Call inside the batch's transaction."""
+    async def write(self, writes: Writes) -> None:
+        """The batch's writes, gathered in `writes` (run together, bot/db/writes.Writes). Call inside
+        the batch's transaction."""
         if self.customers:
-            await update_rows(
+            await writes.update(
                 Customer, list(self.customers.values()), [*NOTED_FIELDS, "language", "updated_at"]
             )
         if self.conversations:
-            await update_rows(
+            await writes.update(
                 Conversation, list(self.conversations.values()), ["flow", "state", "variables", "updated_at"]
             )
         if self.timers:
             ids = list(self.timers)
-            await sql.execute(
+            writes.execute(
                 f'DELETE FROM "conversation_timer" WHERE "conversation_id" IN ({sql.marks(len(ids))})', ids
             )
             timers = [timer for timer in self.timers.values() if timer is not None]
-            await insert_rows(ConversationTimer, TIMER_COLUMNS, timers)
+            await writes.insert(ConversationTimer, TIMER_COLUMNS, timers)
         if self.outbound:
-            await write_outbound(self.outbound)
-        await insert_rows(ConversationStep, STEP_COLUMNS, self.steps)
+            await write_outbound(self.outbound, writes)
+        await writes.insert(ConversationStep, STEP_COLUMNS, self.steps)
 
 
 def _flows_of(result: Outcome) -> list[str | None]:
@@ -683,24 +688,24 @@ def _newest_per_sender(rows: Sequence[Message]) -> list[str]:
     return [wamid for wamid in newest.values() if wamid]
 
 
-async def _mark_handled(rows: Sequence[Message], now: datetime) -> None:
+def _mark_handled(rows: Sequence[Message], now: datetime, writes: Writes) -> None:
     """The rows are handled: one UPDATE for all of them (the same values), one per row only for those
-    with an error noted (rare), not a CASE over every column of every row."""
+    with an error noted (rare), not a CASE over every column of every row; hand-written (the ORM's
+    UPDATE with an IN of up to a batch of ids costs more to build), and gathered in `writes`."""
     stamp = timezone.now()
     plain = [row.id for row in rows if row.error_title is None]
-    if plain:  # hand-written: the ORM's UPDATE with an IN of up to a batch of ids costs more to build
-        await sql.execute(
+    if plain:
+        writes.execute(
             'UPDATE "message" SET "delivery_status" = ?, "processed_at" = ?, "updated_at" = ? '
             f'WHERE "id" IN ({sql.marks(len(plain))})',
             [DeliveryStatus.HANDLED.value, now, stamp, *plain],
         )
     for row in rows:
         if row.error_title is not None:
-            await Message.filter(id=row.id).update(
-                delivery_status=DeliveryStatus.HANDLED,
-                processed_at=now,
-                error_title=row.error_title,
-                updated_at=stamp,
+            writes.execute(
+                'UPDATE "message" SET "delivery_status" = ?, "processed_at" = ?, "error_title" = ?, '
+                '"updated_at" = ? WHERE "id" = ?',
+                [DeliveryStatus.HANDLED.value, now, row.error_title, stamp, row.id],
             )
 
 

@@ -16,7 +16,7 @@ from functools import cache
 from tortoise import timezone
 
 from bot.db.models import Customer, DeliveryStatus, Direction, Message
-from bot.db.writes import insert_rows
+from bot.db.writes import Writes
 from bot.whatsapp.errors import CODE_OPTED_OUT
 from bot.whatsapp.outbound import Media, OutboundMessage
 
@@ -68,12 +68,12 @@ def outbound_row(
     return row
 
 
-async def write_outbound(rows: Sequence[Message]) -> None:
+async def write_outbound(rows: Sequence[Message], writes: Writes) -> None:
     """INSERT `outbound_row`s (every column but the id, as `Message.bulk_create` writes them) as rows
     of values (bot/db/writes.insert_rows): one statement run per row, without the ORM's bulk query
     built per batch; encrypted columns sealed for the row's customer. The rows get their stamps as
     `bulk_create` gives them (`updated_at` now, `created_at` now unless set); as with it, not their ids.
-    Call inside the producer's transaction."""
+    The statement goes with the producer's other `writes`, inside its transaction."""
     if not rows:
         return
     columns = _outbound_columns()
@@ -85,7 +85,7 @@ async def write_outbound(rows: Sequence[Message]) -> None:
         if row.created_at is None:
             row.created_at = read_back
         values.append([getattr(row, name) for name in columns])
-    await insert_rows(Message, columns, values)
+    await writes.insert(Message, columns, values)
 
 
 @cache
