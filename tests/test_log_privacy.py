@@ -159,6 +159,11 @@ def test_the_masker_hides_all_but_the_last_four_digits_of_every_number() -> None
     assert mask_phones("wamid.HBgLMTU1NTAwMDIyMjI order R-1042 at 2026-12-02 10:30") == (
         "wamid.HBgLMTU1NTAwMDIyMjI order R-1042 at 2026-12-02 10:30"
     )
+    # a key id of 8 hex digits that happen to be all decimal is the operator's clue, not a number
+    assert mask_phones("encryption key 76813348 is not in BOT_ENCRYPTION_KEYS") == (
+        "encryption key 76813348 is not in BOT_ENCRYPTION_KEYS"
+    )
+    assert mask_phones("key 15550112233") == "key ***2233"
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.addFilter(PhoneMasker())
