@@ -28,6 +28,7 @@ from tortoise import connections
 from tortoise.transactions import in_transaction
 
 from bot.app import create_app
+from bot.costs.guard import SendLimits
 from bot.db import close_db, init_db, sql
 from bot.db.claims import Claims, claims_for
 from bot.db.models import (
@@ -39,6 +40,7 @@ from bot.db.models import (
     Direction,
     EarlyStatus,
     Message,
+    SendAdmission,
 )
 from bot.db.writes import Writes
 from bot.identity import customer_for_phone
@@ -63,6 +65,7 @@ from tests.helpers import (
     make_settings,
     payload,
     post_webhook,
+    sqlite_trips,
     text_notification,
 )
 from tests.scripted_graph import ScriptedGraph
@@ -795,6 +798,40 @@ async def test_a_status_that_arrived_before_the_send_was_recorded_is_applied(out
     assert done.delivered_at == delivered_at
     assert done.sent_at is not None
     assert await EarlyStatus.all().count() == 0
+
+
+async def test_on_sqlite_a_claim_and_a_results_write_commit_with_their_writes_in_one_trip(
+    outbox: Outbox, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each trip to SQLite's thread waits for a turn of the busy event loop while the one connection is
+    held: a claim reads what is due (the rows behind a waiting one left out in the same SELECT), the
+    customers and the send limits' counts, then writes the lease and the admissions with its COMMIT;
+    a results write reads the parked statuses, then writes the results with its COMMIT."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("trips to SQLite's thread")
+    settings = make_settings(tmp_path, database_url)
+    limits = SendLimits(settings, outbox.claims, lambda name: None)
+    worker = OutboxWorker(
+        outbox.client, outbox.claims, OutboxConfig(mark_read=False), outbox.clock, limits=limits
+    )
+    await outbox.customer(ALICE)
+    await outbox.customer(BOB)
+    first = await outbox.queue(ALICE, "Your phone is ready")
+    await outbox.queue(BOB, "We open at ten")
+    async with sqlite_trips(monkeypatch) as trips:
+        assert await worker.dispatch() == 2
+        claim = list(trips)
+        trips.clear()
+        await worker.settle()
+        results = [trip for trip in trips if trip]
+    # the lease, an admission per row (one executemany), the COMMIT
+    writes = ["UPDATE", "INSERT", "INSERT", "COMMIT"]
+    assert claim == [["BEGIN", "SELECT"], ["SELECT"], ["SELECT"], ["SELECT"], writes]
+    assert results == [["BEGIN", "SELECT"], ["UPDATE", "UPDATE", "COMMIT"]]  # a row each, the COMMIT
+    sent = await Message.filter(message_direction=Direction.OUTBOUND).order_by("id")
+    assert [row.delivery_status for row in sent] == [DeliveryStatus.SENT] * 2
+    assert all(row.whatsapp_message_id for row in sent)
+    assert await SendAdmission.filter(message_id=first.id).count() == 1
 
 
 async def test_rows_claimed_by_a_dead_sender_are_due_again_after_release_leases(outbox: Outbox) -> None:

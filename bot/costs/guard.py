@@ -24,7 +24,7 @@ from bot.costs.service import CostWatch, messaging_limit, reached_in_24h
 from bot.db.claims import Claims
 from bot.db.models import DeliveryStatus, Message, SendAdmission
 from bot.db.sql import fetch, fetch_rows, marks
-from bot.db.writes import insert_rows
+from bot.db.writes import Writes
 from bot.monitoring import metrics
 from bot.periods import local_midnight
 from bot.settings import Settings
@@ -32,8 +32,9 @@ from bot.spine.outbox.window import window_open
 
 MARKETING = "marketing"
 ADMISSION_COLUMNS = ("message_id", "customer_id", "initiated", "at")
-"""A claim's admissions, written as rows of values (bot/db/writes.insert_rows), not a model per row;
-the count read before them is one parameterised statement: both run at every claim."""
+"""A claim's admissions, written as rows of values (bot/db/writes.Writes.insert), not a model per row,
+with the claim's commit; the count read before them is one parameterised statement: both run at every
+claim."""
 
 
 class SendLimits:
@@ -47,9 +48,14 @@ class SendLimits:
         self.costs = CostWatch(settings.costs, self._zone)
 
     async def hold(
-        self, rows: Sequence[Message], windows: Mapping[int, datetime | None], now: datetime
+        self,
+        rows: Sequence[Message],
+        windows: Mapping[int, datetime | None],
+        now: datetime,
+        writes: Writes,
     ) -> dict[int, Hold]:
-        """Decide and write the holds of the claimed `rows` (in claim order); returns them by row id."""
+        """Decide the holds of the claimed `rows` (in claim order) and add them and the admissions to
+        the claim's `writes`; returns them by row id."""
         rows = [row for row in rows if row.customer_id is not None]
         if not rows:
             return {}
@@ -65,8 +71,8 @@ class SendLimits:
         candidates = [self._candidate(row, windows.get(row.customer_id or 0), now, before) for row in rows]
         situation = await self._situation(candidates, customers, now)
         holds = decide(candidates, situation)
-        await self._write(holds, now)
-        await insert_rows(
+        _write(holds, now, writes)
+        await writes.insert(
             SendAdmission,
             ADMISSION_COLUMNS,
             [(c.row_id, c.customer, c.initiated, now) for c in situation.admitted],
@@ -132,18 +138,21 @@ class SendLimits:
             hold_for=timedelta(hours=self._settings.limits.hold_hours),
         )
 
-    @staticmethod
-    async def _write(holds: Mapping[int, Hold], now: datetime) -> None:
-        by_outcome: dict[tuple[datetime, str, bool], list[int]] = {}
-        for row_id, hold in holds.items():
-            by_outcome.setdefault((hold.until, hold.title, hold.fail), []).append(row_id)
-        for (until, title, fail), ids in by_outcome.items():
-            if fail:
-                await Message.filter(id__in=ids).update(
-                    delivery_status=DeliveryStatus.FAILED,
-                    failed_at=now,
-                    next_attempt_at=None,
-                    error_title=title,
-                )
-            else:
-                await Message.filter(id__in=ids).update(next_attempt_at=until, error_title=title)
+
+HOLD = 'UPDATE "message" SET "next_attempt_at" = ?, "error_title" = ? WHERE "id" IN ({0})'
+FAIL = (
+    'UPDATE "message" SET "delivery_status" = ?, "failed_at" = ?, "next_attempt_at" = NULL,'
+    ' "error_title" = ? WHERE "id" IN ({0})'
+)
+
+
+def _write(holds: Mapping[int, Hold], now: datetime, writes: Writes) -> None:
+    """The holds, one UPDATE per outcome (held rows wait with the reason; rows held too long fail)."""
+    by_outcome: dict[tuple[datetime, str, bool], list[int]] = {}
+    for row_id, hold in holds.items():
+        by_outcome.setdefault((hold.until, hold.title, hold.fail), []).append(row_id)
+    for (until, title, fail), ids in by_outcome.items():
+        if fail:
+            writes.execute(FAIL.format(marks(len(ids))), [DeliveryStatus.FAILED.value, now, title, *ids])
+        else:
+            writes.execute(HOLD.format(marks(len(ids))), [until, title, *ids])

@@ -32,8 +32,8 @@ from bot.clock import Clock, utc_now
 from bot.db import rows as db_rows
 from bot.db.claims import Claims, DueRow, due_messages
 from bot.db.models import Customer, DeliveryStatus, Direction, Message
-from bot.db.sql import execute, fetch_rows, marks
-from bot.db.writes import update_rows
+from bot.db.sql import marks
+from bot.db.writes import Writes
 from bot.identity import masked
 from bot.loops import finish
 from bot.monitoring import metrics
@@ -236,23 +236,25 @@ class OutboxWorker:
         async with in_transaction():
             rows = await self._claims.due_outbound(now, limit, held)
             self._more_due = len(rows) >= limit
-            by_customer = _groups(await _behind_nothing(rows, now), max_groups)
+            by_customer = _groups(rows, max_groups)
             if not by_customer:
                 return []
+            writes = Writes()  # the lease, the refusals and the holds: with the COMMIT, in one trip
             states = await _states(list(by_customer))
-            refused = await self._refuse(by_customer, states, now)
+            refused = await self._refuse(by_customer, states, now, writes)
             if refused:
                 by_customer = _without(by_customer, {row.id for row in refused})
             claimed = [row.id for group in by_customer.values() for row in group]
-            await _lease(claimed, now + self._config.lease)
+            _lease(claimed, now + self._config.lease, writes)
             windows = {key: state.last_inbound_at for key, state in states.items()}
             if self._limits is not None:
                 held_back = await self._limits.hold(
-                    [r for g in by_customer.values() for r in g], windows, now
+                    [r for g in by_customer.values() for r in g], windows, now, writes
                 )
                 if held_back:  # queued with the reason, due when the limit allows: not this claim's
                     by_customer = _without(by_customer, held_back)
                     claimed = [row_id for row_id in claimed if row_id not in held_back]
+            await writes.run(last=True)
         self._leases.hold(claimed, now)
         if refused:
             metrics.outbound(_moved(refused))
@@ -261,10 +263,14 @@ class OutboxWorker:
         return [_Group(key, group, windows.get(key)) for key, group in by_customer.items()]
 
     async def _refuse(
-        self, groups: Mapping[int, list[Message]], states: Mapping[int, CustomerState], now: datetime
+        self,
+        groups: Mapping[int, list[Message]],
+        states: Mapping[int, CustomerState],
+        now: datetime,
+        writes: Writes,
     ) -> list[Message]:
         """Inside the claim: fail the rows the customer's consent forbids (consent.py), the reason on
-        each, before any limit counts them; returns them."""
+        each, before any limit counts them (written with the claim's `writes`); returns them."""
         refused = []
         for key, rows in groups.items():
             state = states.get(key)
@@ -278,8 +284,7 @@ class OutboxWorker:
                 refused.append(row)
                 metrics.held("opted_out")
                 log.warning("outbox row %s to %s refused: error %s: %s", row.id, masked(row.address), *found)
-        if refused:
-            await update_rows(Message, refused, RESULT_FIELDS)
+        await writes.update(Message, refused, RESULT_FIELDS)
         return refused
 
     async def _send_group(self, group: _Group) -> None:
@@ -430,11 +435,13 @@ class OutboxWorker:
         moved = _moved(rows)  # before parked statuses move them further
         try:
             async with in_transaction():
-                await update_rows(Message, rows, RESULT_FIELDS)
+                # statuses that came before the wamid was stored move the rows in memory first, so one
+                # UPDATE writes both, with the COMMIT (Writes)
                 early = await claim_early_statuses(row for row in rows if row.whatsapp_message_id)
-                if early:
-                    await update_rows(Message, early, RESULT_FIELDS)
                 await marketing_refused(stops)
+                writes = Writes()
+                await writes.update(Message, rows, RESULT_FIELDS)
+                await writes.run(last=True)
         except BaseException:
             # not written (an error, or a stop in the middle): keep them for the next write, so a send
             # Meta accepted is never forgotten and sent again
@@ -490,11 +497,15 @@ def _without(groups: dict[int, list[Message]], held: Collection[int]) -> dict[in
 
 class SendLimits(Protocol):
     """The send limits at the claim (bot/costs/guard.py implements them): inside the claim's
-    transaction, write the holds of the rows that must wait (the reason on the row) and return their
-    ids; the outbox sends the rest."""
+    transaction, add to `writes` the holds of the rows that must wait (the reason on the row; they run
+    with the claim's commit) and return their ids; the outbox sends the rest."""
 
     async def hold(
-        self, rows: Sequence[Message], windows: Mapping[int, datetime | None], now: datetime
+        self,
+        rows: Sequence[Message],
+        windows: Mapping[int, datetime | None],
+        now: datetime,
+        writes: Writes,
     ) -> Collection[int]: ...
 
 
@@ -550,28 +561,11 @@ async def _states(customers: list[int]) -> dict[int, CustomerState]:
     }
 
 
-async def _lease(claimed: list[int], until: datetime) -> None:
+def _lease(claimed: list[int], until: datetime, writes: Writes) -> None:
     """The claimed rows are this sender's until `until` (leases.py renews it while they are held): one
     parameterised UPDATE, as the QuerySet's `.update()` wrote it, without building it per claim."""
     if claimed:
-        await execute(
+        writes.execute(
             f'UPDATE "message" SET "next_attempt_at" = ? WHERE "id" IN ({marks(len(claimed))})',
             [until, *claimed],
         )
-
-
-async def _behind_nothing(rows: list[DueRow], now: datetime) -> list[DueRow]:
-    """Drop rows that would overtake an earlier queued row of the same customer that is not due yet
-    (waiting for a retry, or claimed by a sender): each customer's messages go out in order. One
-    parameterised statement, not one Tortoise builds per claim."""
-    customers = sorted({row.customer_id for row in rows if row.customer_id is not None})
-    if not customers:
-        return rows
-    waiting = await fetch_rows(
-        "SELECT customer_id, MIN(id) AS first_id FROM message WHERE message_direction = ?"
-        " AND delivery_status = ? AND next_attempt_at > ?"
-        f" AND customer_id IN ({marks(len(customers))}) GROUP BY customer_id",
-        [Direction.OUTBOUND.value, DeliveryStatus.QUEUED.value, now, *customers],
-    )
-    first_waiting = {customer_id: first_id for customer_id, first_id in waiting}
-    return [row for row in rows if row.id < first_waiting.get(_customer_of(row), row.id + 1)]
