@@ -7,11 +7,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tortoise import connections
+
+from bot.db import close_db, init_db, sql
 from bot.db.models import Customer, DeliveryStatus, Message
 from bot.settings import load_settings
+from bot.spine import flood
 from tests.helpers import (
     REPO,
     BotFactory,
+    create_schema,
     eventually,
     message_with,
     outbound_texts,
@@ -82,3 +87,23 @@ async def test_the_limit_can_be_turned_off(bot_client: BotFactory, tmp_path: Pat
         assert (await post_webhook(client, at(FLOODER, wamid, "hi", now))).status == 200
     await eventually(lambda: all_handled(wamids))
     assert not await Message.filter(whatsapp_message_id__in=wamids, error_title__isnull=False).exists()
+
+
+async def test_the_flood_count_reads_the_batchs_customers_not_every_inbound_row(tmp_path: Path) -> None:
+    """SQLite keeps no statistics here, and took the two-valued index on `message_direction` for the
+    count each inbox batch makes: every inbound row ever stored, read per batch. Its plan must go
+    through the customers' own rows."""
+    url = f"sqlite://{tmp_path / 'bot.db'}"
+    await create_schema(url)
+    await init_db(url)
+    try:
+        where = flood._RECENT_INBOUND.format(sql.marks(3))
+        _, plan = await connections.get("default").execute_query(
+            f'EXPLAIN QUERY PLAN SELECT "customer_id" FROM "message" WHERE {where} GROUP BY "customer_id"',
+            ["inbound", "2026-12-03 10:00:00", 100, 1, 2, 3],
+        )
+        details = " ".join(str(row["detail"]) for row in plan)
+        assert "(customer_id=?" in details, details
+        assert "message_direction" not in details, details
+    finally:
+        await close_db()

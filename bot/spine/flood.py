@@ -27,6 +27,13 @@ class Throttled:
     """The first message over the limit: the customer is told, once."""
 
 
+_RECENT_INBOUND = '"message_direction" || \'\' = ? AND "sent_at" > ? AND "id" <= ? AND "customer_id" IN ({0})'
+"""A batch's customers' inbound rows since a time, read through the (customer_id, id) index. The
+direction is written `|| ''` so that SQLite, which keeps no statistics here, does not take the index on
+`message_direction` instead: two values, so it read every inbound row ever stored (3.9 ms per batch
+after 20 s of `make bench`, 0.12 ms this way, and growing with the table, not the batch)."""
+
+
 async def throttled(rows: Sequence[Message], limit: int) -> dict[int, Throttled]:
     """Row id -> Throttled for the rows over the limit; {} when off. One grouped count for the whole
     batch, and the recent rows of only those customers it finds over the limit (most often none)."""
@@ -39,15 +46,15 @@ async def throttled(rows: Sequence[Message], limit: int) -> dict[int, Throttled]
     timed = [row for row in timed if row.customer_id in busy]
     if not timed:
         return {}
-    recent = await Message.filter(
-        customer_id__in=busy,
-        message_direction=Direction.INBOUND,
-        sent_at__gt=since,
-        id__lte=last,
-    ).values_list("id", "customer_id", "sent_at")
+    where = _RECENT_INBOUND.format(sql.marks(len(busy)))
+    recent = await sql.fetch_rows(
+        f'SELECT "id", "customer_id", "sent_at" FROM "message" WHERE {where}',
+        [Direction.INBOUND.value, since, last, *sorted(busy)],
+    )
+    sent_at_field = Message._meta.fields_map["sent_at"]
     by_customer: dict[int, list[tuple[datetime, int]]] = defaultdict(list)
     for row_id, customer_id, sent_at in recent:
-        by_customer[customer_id].append((sent_at, row_id))
+        by_customer[customer_id].append((sent_at_field.to_python_value(sent_at), row_id))
     found: dict[int, Throttled] = {}
     for row in timed:
         at = _at(row)
@@ -68,9 +75,9 @@ async def _busy(customers: set[int], since: datetime, last: int, limit: int) -> 
     if not customers:
         return set()
     found = await sql.fetch(
-        'SELECT "customer_id" FROM "message" WHERE "message_direction" = ? AND "sent_at" > ? AND "id" <= ? '
-        f'AND "customer_id" IN ({sql.marks(len(customers))}) GROUP BY "customer_id" HAVING COUNT(*) > ?',
-        [Direction.INBOUND.value, since, last, *customers, limit],
+        f'SELECT "customer_id" FROM "message" WHERE {_RECENT_INBOUND.format(sql.marks(len(customers)))}'
+        ' GROUP BY "customer_id" HAVING COUNT(*) > ?',
+        [Direction.INBOUND.value, since, last, *sorted(customers), limit],
     )
     return {int(row["customer_id"]) for row in found}
 
