@@ -83,6 +83,8 @@ class ServerSettings(_Section):
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     """Also serve GET /metrics without a token on 127.0.0.1 at this port (for a Prometheus on the same
     machine); unset: /metrics only on the main port, with the admin token or BOT_METRICS_TOKEN."""
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    """uvloop where it is installed (bot/cli/event_loop.py), or asyncio's own loop."""
 
 
 class TemplateSettings(_Section):

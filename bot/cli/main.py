@@ -321,6 +321,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     prepare(args.workers)  # before the app loads prometheus-client: the workers' counters add up
     from bot.app import create_app
+    from bot.cli.event_loop import new_event_loop, settle_garbage_collector
     from bot.crypto import KeyConfigError
     from bot.db.claims import claims_for
     from bot.engine import FlowLoadError
@@ -364,8 +365,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             migrate=args.migrate,
             build_app=lambda: create_app(settings),
         )
+    settle_garbage_collector()
     web.run_app(
         app,
+        loop=new_event_loop(settings.server.event_loop),
         host=host,
         port=port,
         access_log=None,

@@ -26,9 +26,11 @@ import sys
 import time
 from collections.abc import Callable
 from types import FrameType
+from typing import Literal
 
 from aiohttp import web
 
+from bot.cli.event_loop import new_event_loop, settle_garbage_collector
 from bot.settings import Settings
 
 log = logging.getLogger("bot.workers")
@@ -61,7 +63,9 @@ def serve_workers(
     listening.set_inheritable(True)
     log.info("serving on http://%s:%d with %d workers (pid %d supervises)", host, port, count, os.getpid())
     try:
-        return Supervisor(count, lambda index: _worker(index, listening, build_app)).run()
+        return Supervisor(
+            count, lambda index: _worker(index, listening, build_app, settings.server.event_loop)
+        ).run()
     finally:
         listening.close()
 
@@ -169,7 +173,12 @@ class Supervisor:
                 os.kill(pid, signum)
 
 
-def _worker(index: int, listening: socket.socket, build_app: Callable[[], web.Application]) -> int:
+def _worker(
+    index: int,
+    listening: socket.socket,
+    build_app: Callable[[], web.Application],
+    event_loop: Literal["uvloop", "asyncio"],
+) -> int:
     """One worker: the whole server on the inherited socket, its log lines marked with its index."""
     formatter = logging.Formatter(f"%(asctime)s %(levelname)s [worker {index}] %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
@@ -182,9 +191,11 @@ def _worker(index: int, listening: socket.socket, build_app: Callable[[], web.Ap
         log.info("worker %d ready (pid %d)", index, os.getpid())
 
     app.on_startup.append(ready)
+    settle_garbage_collector()
     try:
         web.run_app(
             app,
+            loop=new_event_loop(event_loop),
             sock=listening,
             access_log=None,
             print=None,
