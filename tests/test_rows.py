@@ -85,6 +85,35 @@ async def test_rows_are_built_as_the_orm_builds_them(database_url: str) -> None:
         assert again.updated_at == partial.updated_at and again.updated_at >= conversation.updated_at
 
 
+async def test_a_new_row_is_what_the_orm_constructor_builds_and_saves_as_one(database_url: str) -> None:
+    """rows.new skips the constructor's conversions: the instance must hold what Message(**values)
+    holds, save the same, and never share a default made per instance with another."""
+    async with database(database_url):
+        customer = await Customer.create(wa_id="15550007101")
+        values = {
+            "customer_id": customer.id,
+            "address": customer.address,
+            "message_direction": Direction.OUTBOUND,
+            "message_type": "text",
+            "message_content": "Mon-Sat 10:00-19:00.",
+            "delivery_status": DeliveryStatus.QUEUED,
+            "payload": {"type": "text", "body": "Mon-Sat 10:00-19:00."},
+            "reply_to": "wamid.R1",
+            "next_attempt_at": NOW,
+            "created_at": NOW,
+        }
+        built = rows.new(Message, values)
+        assert vars(built) == vars(Message(**values))
+        await built.save()
+        stored = await Message.get(id=built.id)
+        assert fields_of(stored, "id", "updated_at") == fields_of(Message(**values), "id", "updated_at")
+        assert stored.payload == values["payload"] and stored.attempts == 0
+        first = rows.new(Conversation, {"customer_id": customer.id, "flow": "main", "state": "menu"})
+        second = rows.new(Conversation, {"customer_id": customer.id, "flow": "main", "state": "menu"})
+        assert first.variables == {} and first.variables is not second.variables
+        assert first.mode is ConversationMode.BOT
+
+
 async def test_pending_rows_are_claimed_oldest_first_and_marked_handled(database_url: str) -> None:
     claims = claims_for(database_url)
     async with database(database_url):

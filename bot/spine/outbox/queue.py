@@ -15,6 +15,7 @@ from functools import cache
 
 from tortoise import timezone
 
+from bot.db import rows
 from bot.db.models import Customer, DeliveryStatus, Direction, Message
 from bot.db.writes import Writes
 from bot.whatsapp.errors import CODE_OPTED_OUT
@@ -46,22 +47,25 @@ def outbound_row(
     reason on the row, never sent."""
     media = message if isinstance(message, Media) else None  # only media carry a file (asking the
     # others, pydantic raises and catches an AttributeError per row)
-    row = Message(
-        customer_id=customer.id,
-        address=customer.address,
-        message_direction=Direction.OUTBOUND,
-        message_type=message.message_type,
-        message_content=message.log_content(),
-        file_url=media.file_url if media else None,
-        file_name=media.filename if media else None,
-        delivery_status=DeliveryStatus.QUEUED,
-        payload=message.model_dump(mode="json"),
-        reply_to=reply_to,
-        order_id=order_id,
-        technician_id=technician_id,
-        about_customer_id=about_customer_id,
-        next_attempt_at=now,
-        created_at=now,
+    row = rows.new(  # Message(...) without its per-field conversions: these values are already made
+        Message,
+        {
+            "customer_id": customer.id,
+            "address": customer.address,
+            "message_direction": Direction.OUTBOUND,
+            "message_type": message.message_type,
+            "message_content": message.log_content(),
+            "file_url": media.file_url if media else None,
+            "file_name": media.filename if media else None,
+            "delivery_status": DeliveryStatus.QUEUED,
+            "payload": message.model_dump(mode="json"),
+            "reply_to": reply_to,
+            "order_id": order_id,
+            "technician_id": technician_id,
+            "about_customer_id": about_customer_id,
+            "next_attempt_at": now,
+            "created_at": now,
+        },
     )
     if initiated and customer.opted_out_at is not None:
         fail_row(row, now, CODE_OPTED_OUT, OPTED_OUT_TITLE)
