@@ -804,7 +804,7 @@ async def test_on_sqlite_a_claim_and_a_results_write_commit_with_their_writes_in
     outbox: Outbox, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each trip to SQLite's thread waits for a turn of the busy event loop while the one connection is
-    held: a claim reads what is due (the rows behind a waiting one left out in the same SELECT), the
+    held: a claim reads what is due (the rows behind a waiting one noted in the same statement), the
     customers and the send limits' counts, then writes the lease and the admissions with its COMMIT;
     a results write reads the parked statuses, then writes the results with its COMMIT."""
     if not database_url.startswith("sqlite"):
@@ -826,7 +826,9 @@ async def test_on_sqlite_a_claim_and_a_results_write_commit_with_their_writes_in
         results = [trip for trip in trips if trip]
     # the lease, an admission per row (one executemany), the COMMIT
     writes = ["UPDATE", "INSERT", "INSERT", "COMMIT"]
-    assert claim == [["BEGIN", "SELECT"], ["SELECT"], ["SELECT"], ["SELECT"], writes]
+    # the due rows (WITH: which wait behind another, in the same statement), the customers, the limits'
+    # two counts, then the writes with the COMMIT
+    assert claim == [["BEGIN", "WITH"], ["SELECT"], ["SELECT"], ["SELECT"], writes]
     assert results == [["BEGIN", "SELECT"], ["UPDATE", "UPDATE", "COMMIT"]]  # a row each, the COMMIT
     sent = await Message.filter(message_direction=Direction.OUTBOUND).order_by("id")
     assert [row.delivery_status for row in sent] == [DeliveryStatus.SENT] * 2

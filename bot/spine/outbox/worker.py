@@ -236,7 +236,7 @@ class OutboxWorker:
         async with in_transaction():
             rows = await self._claims.due_outbound(now, limit, held)
             self._more_due = len(rows) >= limit
-            by_customer = _groups(rows, max_groups)
+            by_customer = _groups([row for row in rows if not row.behind], max_groups)
             if not by_customer:
                 return []
             writes = Writes()  # the lease, the refusals and the holds: with the COMMIT, in one trip
