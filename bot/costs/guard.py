@@ -139,8 +139,8 @@ class SendLimits:
         )
 
 
-HOLD = 'UPDATE "message" SET "next_attempt_at" = ?, "error_title" = ? WHERE "id" IN ({0})'
-FAIL = (
+_HOLD_ROWS = 'UPDATE "message" SET "next_attempt_at" = ?, "error_title" = ? WHERE "id" IN ({0})'
+_FAIL_ROWS = (
     'UPDATE "message" SET "delivery_status" = ?, "failed_at" = ?, "next_attempt_at" = NULL,'
     ' "error_title" = ? WHERE "id" IN ({0})'
 )
@@ -153,6 +153,8 @@ def _write(holds: Mapping[int, Hold], now: datetime, writes: Writes) -> None:
         by_outcome.setdefault((hold.until, hold.title, hold.fail), []).append(row_id)
     for (until, title, fail), ids in by_outcome.items():
         if fail:
-            writes.execute(FAIL.format(marks(len(ids))), [DeliveryStatus.FAILED.value, now, title, *ids])
+            writes.execute(
+                _FAIL_ROWS.format(marks(len(ids))), [DeliveryStatus.FAILED.value, now, title, *ids]
+            )
         else:
-            writes.execute(HOLD.format(marks(len(ids))), [until, title, *ids])
+            writes.execute(_HOLD_ROWS.format(marks(len(ids))), [until, title, *ids])
