@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp.test_utils import TestServer
@@ -21,6 +22,9 @@ from bot.db.models import (
     IdentityKind,
     Message,
 )
+from bot.db.transactions import atomic
+from bot.identity.resolve import _known
+from tests.appointments_helpers import database
 from tests.helpers import (
     BotFactory,
     eventually,
@@ -439,3 +443,34 @@ async def test_each_answered_identity_payload_gets_its_reply_and_the_reply_its_s
         entry.update(id=reply.whatsapp_message_id, status="read", **sent_to)
         assert (await post_webhook(client, status)).status == 200, name
         assert (await Message.get(id=reply.id)).delivery_status == DeliveryStatus.READ, name
+
+
+async def test_an_identity_seen_long_ago_is_stamped_again_and_a_recent_one_is_not_written(
+    database_url: str,
+) -> None:
+    """last_seen_at says when a number or BSUID last wrote: refreshed when an hour or more behind (not
+    on every message), and the lookup finds each sender whatever the kinds and values asked together."""
+    now = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+    async with database(database_url):
+        old = await Customer.create(wa_id="15550009001")
+        recent = await Customer.create(wa_id="15550009002", bsuid=BSUID)
+        await CustomerIdentity.create(
+            customer=old,
+            kind=IdentityKind.PHONE,
+            value="15550009001",
+            first_seen_at=now,
+            last_seen_at=now - timedelta(hours=2),
+        )
+        await CustomerIdentity.create(
+            customer=recent,
+            kind=IdentityKind.BSUID,
+            value=BSUID,
+            first_seen_at=now,
+            last_seen_at=now - timedelta(minutes=5),
+        )
+        keys = {(IdentityKind.PHONE, "15550009001"), (IdentityKind.BSUID, BSUID), (IdentityKind.PHONE, BSUID)}
+        async with atomic():
+            found = await _known(keys, now)
+        assert found == {(IdentityKind.PHONE, "15550009001"): old.id, (IdentityKind.BSUID, BSUID): recent.id}
+        seen = {row.value: row.last_seen_at for row in await CustomerIdentity.all()}
+        assert seen == {"15550009001": now, BSUID: now - timedelta(minutes=5)}

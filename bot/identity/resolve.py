@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 
 from tortoise.expressions import Q
 
+from bot.db import sql
 from bot.db.models import Customer, CustomerIdentity, IdentityKind
 from bot.identity.link import link_bsuid, link_other, link_phone
 from bot.whatsapp.notifications import (
@@ -190,20 +191,31 @@ def _phone_of(fact: _Facts) -> str | None:
     return next((value for kind, value in fact.lookup if kind == IdentityKind.PHONE), None)
 
 
+_KNOWN = (
+    'SELECT "id", "kind", "value", "customer_id", "last_seen_at" FROM "customer_identity"'
+    ' WHERE "kind" IN ({0}) AND "value" IN ({1})'
+)
+"""The identities of a webhook batch's senders: hand-written (bot/db/sql.py), as the intake asks it at
+every commit and Tortoise built the query each time."""
+
+
 async def _known(keys: set[Key], now: datetime) -> dict[Key, int]:
     """Key -> customer id for the keys on record; writes last_seen_at where it is far behind."""
     if not keys:
         return {}
-    rows = await CustomerIdentity.filter(
-        kind__in=list({kind for kind, _ in keys}), value__in=list({value for _, value in keys})
-    ).values_list("id", "kind", "value", "customer_id", "last_seen_at")
+    kinds = sorted({kind.value for kind, _ in keys})
+    values = sorted({value for _, value in keys})
+    rows = await sql.fetch_rows(
+        _KNOWN.format(sql.marks(len(kinds)), sql.marks(len(values))), [*kinds, *values]
+    )
+    seen = CustomerIdentity._meta.fields_map["last_seen_at"]
     known: dict[Key, int] = {}
     stale = []
     for identity_id, kind, value, customer_id, last_seen_at in rows:
         key = (IdentityKind(kind), str(value))
         if key in keys:
             known[key] = int(customer_id)
-            if last_seen_at is None or now - last_seen_at >= SEEN_EVERY:  # type: ignore[operator]
+            if last_seen_at is None or now - seen.to_python_value(last_seen_at) >= SEEN_EVERY:
                 stale.append(identity_id)
     if stale:
         await CustomerIdentity.filter(id__in=stale).update(last_seen_at=now)
