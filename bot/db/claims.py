@@ -58,7 +58,7 @@ class DueRow:
     values: Sequence[Any]
     """The columns of `sent_columns()`, in that order, as the driver returned them."""
     behind: bool = False
-    """An earlier queued row of its customer is not due: this one waits behind it (`_BEHIND`)."""
+    """An earlier queued row of its customer is not due: this one waits behind it (`_FIRST_WAITING`)."""
 
 
 def due_messages(due: Sequence[DueRow]) -> list[Message]:
@@ -156,13 +156,13 @@ def _due_reminders(now: datetime) -> QuerySet[AppointmentReminder]:
     )
 
 
-_BEHIND = (
-    "EXISTS (SELECT 1 FROM message AS waiting WHERE waiting.customer_id = due.customer_id"
-    " AND waiting.id < due.id AND waiting.message_direction = ? AND waiting.delivery_status = ?"
-    " AND waiting.next_attempt_at > ?)"
+_FIRST_WAITING = (
+    "waiting AS (SELECT customer_id, MIN(id) AS first_id FROM message WHERE message_direction = ?"
+    " AND delivery_status = ? AND next_attempt_at > ? AND customer_id IN (SELECT customer_id FROM due)"
+    " GROUP BY customer_id)"
 )
-"""A due row that would overtake an earlier queued row of its customer that is not due (waiting for a
-retry, or claimed by a sender): each customer's messages go out in order, so it is not sent yet."""
+"""Each due row's customer's first queued row that is not due (waiting for a retry, or claimed by a
+sender). A due row after it is `behind`: each customer's messages go out in order, so it waits."""
 
 
 async def _due_outbound(
@@ -171,16 +171,18 @@ async def _due_outbound(
     """One hand-written select instead of one Tortoise builds per claim; its rows stay as the driver
     returned them (`DueRow`). `locking` ends the read of the due rows (PostgreSQL's FOR UPDATE).
 
-    The same statement says of each row it read whether it is `behind` (`_BEHIND`; that was a second
-    query per claim), for only the rows the LIMIT took: asked of every due row, before the LIMIT, it
-    cost PostgreSQL a probe per queued row, and a backlog made every claim slower."""
+    The same statement says of each row it read whether it is `behind` (`_FIRST_WAITING`; that was a
+    second query per claim): from the queued rows only, grouped per customer. Asked per due row instead,
+    PostgreSQL probed before the LIMIT (every queued row, so a backlog slowed every claim) and SQLite
+    walked each customer's whole history (9.6 ms a claim at 78,000 messages; this way 0.7 ms)."""
     columns = sent_columns()
     skip = f" AND customer_id NOT IN ({sql.marks(len(skip_customers))})" if skip_customers else ""
     queued = [Direction.OUTBOUND.value, DeliveryStatus.QUEUED.value]
     found = await sql.fetch_rows(
         f"WITH due AS (SELECT {rows.listed(columns)} FROM message WHERE message_direction = ?"
-        f" AND delivery_status = ? AND next_attempt_at <= ?{skip} ORDER BY id LIMIT ?{locking})"
-        f" SELECT due.*, {_BEHIND} AS behind FROM due ORDER BY due.id",
+        f" AND delivery_status = ? AND next_attempt_at <= ?{skip} ORDER BY id LIMIT ?{locking}),"
+        f" {_FIRST_WAITING} SELECT due.*, waiting.first_id IS NOT NULL AND waiting.first_id < due.id"
+        " FROM due LEFT JOIN waiting ON waiting.customer_id = due.customer_id ORDER BY due.id",
         [*queued, now, *skip_customers, limit, *queued, now],
     )
     at = columns.index("id"), columns.index("customer_id"), columns.index("address")
