@@ -90,9 +90,9 @@ async def test_the_limit_can_be_turned_off(bot_client: BotFactory, tmp_path: Pat
 
 
 async def test_the_flood_count_reads_the_batchs_customers_not_every_inbound_row(tmp_path: Path) -> None:
-    """SQLite keeps no statistics here, and took the two-valued index on `message_direction` for the
-    count each inbox batch makes: every inbound row ever stored, read per batch. Its plan must go
-    through the customers' own rows."""
+    """SQLite keeps no statistics here, and took the two-valued index on `message_direction` (dropped
+    by migration 0011) for the count each inbox batch makes: every inbound row ever stored, read per
+    batch. Its plan must go through the customers' own rows."""
     url = f"sqlite://{tmp_path / 'bot.db'}"
     await create_schema(url)
     await init_db(url)

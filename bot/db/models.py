@@ -175,7 +175,7 @@ class Message(PrivateModel):
     customer_id: int | None
     address = fields.CharField(max_length=ADDRESS_LENGTH)
     """The phone or BSUID it came from or went to."""
-    message_direction = fields.CharEnumField(Direction, max_length=8, db_index=True)
+    message_direction = fields.CharEnumField(Direction, max_length=8)
     message_type = fields.CharField(max_length=24)
     message_content: fields.Field[str | None] = EncryptedTextField(owner="customer_id", null=True)
     file_url = fields.TextField(null=True)
