@@ -192,11 +192,12 @@ def _phone_of(fact: _Facts) -> str | None:
 
 
 _KNOWN = (
-    'SELECT "id", "kind", "value", "customer_id", "last_seen_at" FROM "customer_identity"'
-    ' WHERE "kind" IN ({0}) AND "value" IN ({1})'
+    'SELECT "id", "kind", "value", "customer_id", "last_seen_at" IS NULL OR "last_seen_at" <= ?'
+    ' FROM "customer_identity" WHERE "kind" IN ({0}) AND "value" IN ({1})'
 )
-"""The identities of a webhook batch's senders: hand-written (bot/db/sql.py), as the intake asks it at
-every commit and Tortoise built the query each time."""
+"""The identities of a webhook batch's senders, and whether each was last seen `SEEN_EVERY` or longer
+ago (the database compares; no datetime is read back): hand-written (bot/db/sql.py), as the intake
+asks it at every commit and Tortoise built the query each time."""
 
 
 async def _known(keys: set[Key], now: datetime) -> dict[Key, int]:
@@ -206,16 +207,15 @@ async def _known(keys: set[Key], now: datetime) -> dict[Key, int]:
     kinds = sorted({kind.value for kind, _ in keys})
     values = sorted({value for _, value in keys})
     rows = await sql.fetch_rows(
-        _KNOWN.format(sql.marks(len(kinds)), sql.marks(len(values))), [*kinds, *values]
+        _KNOWN.format(sql.marks(len(kinds)), sql.marks(len(values))), [now - SEEN_EVERY, *kinds, *values]
     )
-    seen = CustomerIdentity._meta.fields_map["last_seen_at"]
     known: dict[Key, int] = {}
     stale = []
-    for identity_id, kind, value, customer_id, last_seen_at in rows:
+    for identity_id, kind, value, customer_id, seen_long_ago in rows:
         key = (IdentityKind(kind), str(value))
         if key in keys:
             known[key] = int(customer_id)
-            if last_seen_at is None or now - seen.to_python_value(last_seen_at) >= SEEN_EVERY:
+            if seen_long_ago:
                 stale.append(identity_id)
     if stale:
         await CustomerIdentity.filter(id__in=stale).update(last_seen_at=now)
