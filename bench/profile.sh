@@ -36,9 +36,9 @@ DATABASE_URL="${BENCH_DATABASE_URL:-sqlite://$work/bench.db}" BOT_ADMIN_TOKEN=be
 pids+=($bot)
 wait_port "$bport" || { echo "the project's bot did not start; its log:"; tail -20 "$work/bot.log"; exit 1; }
 sleep 1
-"$spy" record --pid "$bot" --subprocesses --rate 100 --nonblocking --duration $((${secs%.*} + 2)) \
+"$spy" record --pid "$bot" --subprocesses --rate 100 --nonblocking ${SPY_ARGS:-} --duration $((${secs%.*} + 2)) \
   --output "$out/flame.svg" >"$out/py-spy.log" 2>&1 & spypid=$!
-"$spy" record --pid "$bot" --subprocesses --rate 100 --nonblocking --duration $((${secs%.*} + 2)) \
+"$spy" record --pid "$bot" --subprocesses --rate 100 --nonblocking ${SPY_ARGS:-} --duration $((${secs%.*} + 2)) \
   --format raw --output "$out/samples.txt" >>"$out/py-spy.log" 2>&1 & rawpid=$!
 "$py" "$here/load.py" --url "http://127.0.0.1:$bport/webhook" --graph "http://127.0.0.1:$gport" \
   --rate "$rate" --seconds "$secs" --drain 20 | tail -n 1 >"$out/load.json"
