@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.db import close_db, init_db
@@ -29,6 +30,7 @@ from bot.db.models import (
     Message,
     ReminderStatus,
 )
+from bot.monitoring import metrics
 from bot.monitoring.gauges import DatabaseGauges, read_snapshot
 from tests.helpers import (
     ADMIN_TOKEN,
@@ -257,3 +259,25 @@ def test_prepare_gives_several_workers_a_folder(tmp_path: Path) -> None:
     )
     assert again.stdout.split() == [str(tmp_path), str(tmp_path)]
     assert not (tmp_path / "counter_1.db").exists()  # an earlier run's files are gone
+
+
+def test_a_batch_is_counted_row_by_row_whatever_the_grouping() -> None:
+    """The inbox and outbox count a batch per type at once: each row still counts once, under its own
+    type and status."""
+
+    def now() -> Samples:
+        return samples(generate_latest(metrics.REGISTRY).decode())
+
+    before = now()
+    metrics.inbound(["text", "image", "text", "text"], "handled")
+    metrics.outbound([("text", "sent"), ("template", "sent"), ("text", "sent"), ("text", "failed")])
+    after = now()
+
+    def grew(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert grew("bot_inbound_messages_total", type="text", status="handled") == 3
+    assert grew("bot_inbound_messages_total", type="image", status="handled") == 1
+    assert grew("bot_outbound_messages_total", type="text", status="sent") == 2
+    assert grew("bot_outbound_messages_total", type="template", status="sent") == 1
+    assert grew("bot_outbound_messages_total", type="text", status="failed") == 1

@@ -12,6 +12,7 @@ after the commit that made the event true, never inside a transaction that may s
 
 from __future__ import annotations
 
+import collections
 import os
 from collections.abc import Iterable
 
@@ -85,14 +86,17 @@ def webhook_request(outcome: str, seconds: float) -> None:
 
 
 def inbound(types: Iterable[str], status: str) -> None:
-    for message_type in types:
-        INBOUND.labels(type=message_type, status=status).inc()
+    """A batch's rows, counted by type first: one child lookup and increment per type, not per row
+    (a lookup takes the metric's lock; 1.5% of the bot's GIL samples when it was per row)."""
+    for message_type, count in collections.Counter(types).items():
+        INBOUND.labels(type=message_type, status=status).inc(count)
 
 
 def outbound(transitions: Iterable[tuple[str, str]]) -> None:
-    """(message type, new status) pairs; a row still queued (put back) is not a transition."""
-    for message_type, status in transitions:
-        OUTBOUND.labels(type=message_type, status=status).inc()
+    """(message type, new status) pairs; a row still queued (put back) is not a transition. Counted by
+    pair first, as `inbound` is."""
+    for (message_type, status), count in collections.Counter(transitions).items():
+        OUTBOUND.labels(type=message_type, status=status).inc(count)
 
 
 def graph_error(code: int) -> None:
