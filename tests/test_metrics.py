@@ -8,6 +8,7 @@ import copy
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -60,6 +61,15 @@ def value(found: Samples, name: str, **labels: str) -> float:
     return found.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+def growth(before: Samples, after: Samples) -> Callable[..., float]:
+    """How much a sample grew from `before` to `after`: `growth(before, after)(name, **labels)`."""
+
+    def grew(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    return grew
+
+
 async def scrape(client: object, token: str = ADMIN_TOKEN) -> Samples:
     response = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})  # type: ignore[attr-defined]
     assert response.status == 200, await response.text()
@@ -93,8 +103,7 @@ async def test_a_conversation_is_counted(bot_client: BotFactory) -> None:
     assert (await post_webhook(client, delivered)).status == 200
     after = await scrape(client)
 
-    def grew(name: str, **labels: str) -> float:
-        return value(after, name, **labels) - value(before, name, **labels)
+    grew = growth(before, after)
 
     assert grew("bot_webhook_requests_total", outcome="ok") == 2
     assert grew("bot_webhook_requests_total", outcome="unauthorized") == 1
@@ -265,16 +274,15 @@ def test_a_batch_is_counted_row_by_row_whatever_the_grouping() -> None:
     """The inbox and outbox count a batch per type at once: each row still counts once, under its own
     type and status."""
 
-    def now() -> Samples:
-        return samples(generate_latest(metrics.REGISTRY).decode())
+    def now() -> Samples:  # what a scrape reports of the counters
+        return samples(generate_latest(metrics.counters_registry()).decode())
 
     before = now()
     metrics.inbound(["text", "image", "text", "text"], "handled")
     metrics.outbound([("text", "sent"), ("template", "sent"), ("text", "sent"), ("text", "failed")])
     after = now()
 
-    def grew(name: str, **labels: str) -> float:
-        return value(after, name, **labels) - value(before, name, **labels)
+    grew = growth(before, after)
 
     assert grew("bot_inbound_messages_total", type="text", status="handled") == 3
     assert grew("bot_inbound_messages_total", type="image", status="handled") == 1
