@@ -15,7 +15,7 @@ import aiohttp
 from aiohttp import web
 
 from bot.appointments.service import AppointmentService
-from bot.db import close_db, init_db
+from bot.db import close_db, init_db, share_file
 from bot.engine import Engine
 from bot.engine.texts import TEXTS_DIR
 from bot.http import admin as admin_api
@@ -36,6 +36,7 @@ from bot.orders.setup import build_order_service
 from bot.panel import add_routes as add_panel_routes
 from bot.pipeline import Pipeline, Workers
 from bot.privacy.retention import Retention, RetentionJob
+from bot.processes import Duty, ProcessRole
 from bot.reload import FlowWatcher
 from bot.settings import SANDBOX_APP_SECRET, Settings
 from bot.shop_texts import require_shop_settings
@@ -54,22 +55,29 @@ CLIENT = web.AppKey("whatsapp_client", WhatsAppClient)
 WORKERS = web.AppKey("workers", Workers)
 FLOW_WATCHER = web.AppKey("flow_watcher", FlowWatcher)
 MIGRATE_AT_START = web.AppKey("migrate_at_start", bool)
+ROLE = web.AppKey("process_role", ProcessRole)
+"""Set only when this is one of `bot serve --workers N`'s processes on a SQLite file."""
 
 
-def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
+def create_app(
+    settings: Settings, *, migrate: bool = False, role: ProcessRole | None = None
+) -> web.Application:
     """Build the server. Flows are loaded here, so a bad flow stops start-up with its problems, and so
     does a `shop:` setting the texts need (ShopSettingsMissing).
 
     At start-up the database schema must be current (else SchemaError stops it, naming the command);
     `migrate` applies the pending migrations first (`bot serve --migrate`). The encryption keys are
     loaded here too: with WhatsApp credentials and no BOT_ENCRYPTION_KEYS it does not start
-    (EncryptionKeysRequired).
+    (EncryptionKeysRequired). `role`: this process's part of `bot serve --workers N` on SQLite
+    (bot/processes.py); without it the process does everything.
     """
     require_shop_settings(settings.shop, settings.templates_dir)
     check_master_keys(settings)
     app = web.Application(client_max_size=settings.server.max_body_bytes)
     app[SETTINGS] = settings
     app[MIGRATE_AT_START] = migrate
+    if role is not None:
+        app[ROLE] = role
     app[PIPELINE] = pipeline = Pipeline(settings)
     app[ENGINE] = pipeline.engine
     app[webhook.WEBHOOK_CONFIG] = webhook.WebhookConfig(
@@ -117,6 +125,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     report = await init_db(app[SETTINGS].database_url, migrate_schema=app[MIGRATE_AT_START])
     for line in report.lines() if report else ():
         log.info("database: %s", line)  # init_db closes what it opened when it fails
+    if (role := app.get(ROLE)) is not None:
+        share_file(role.turn)
     load_key_ring(app[SETTINGS])
     yield
     await close_db()
@@ -157,17 +167,34 @@ async def _whatsapp_client(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _workers(app: web.Application) -> AsyncIterator[None]:
-    app[WORKERS] = workers = app[PIPELINE].workers(app[CLIENT])
+    role = app.get(ROLE)
+    duty = role.duty if role is not None else Duty.ALL
+    app[WORKERS] = workers = app[PIPELINE].workers(
+        app[CLIENT], duty, role.wakes if role is not None else None
+    )
     app[webhook.INTAKE] = workers.intake
     await workers.start()
+    deaf = (
+        role.wakes.listen(workers.inbox.wake, workers.outbox.wake)
+        if role is not None and duty is Duty.WORKERS
+        else None
+    )
     yield
+    if deaf is not None:
+        deaf()
     await workers.stop()
+
+
+def _does_workers(app: web.Application) -> bool:
+    """Whether this process runs the loops after the intake (not an HTTP process of several)."""
+    role = app.get(ROLE)
+    return role is None or role.duty is not Duty.HTTP
 
 
 async def _media_fetcher(app: web.Application) -> AsyncIterator[None]:
     """Inbound media fetched and kept encrypted (bot/media/); not in sandbox mode, which has no Meta."""
     settings = app[SETTINGS]
-    if settings.sandbox or not settings.media.fetch:
+    if settings.sandbox or not settings.media.fetch or not _does_workers(app):
         yield
         return
     fetcher = MediaFetcher(
@@ -184,6 +211,9 @@ async def _media_fetcher(app: web.Application) -> AsyncIterator[None]:
 async def _retention(app: web.Application) -> AsyncIterator[None]:
     """The daily deletion of what is older than privacy.retention_days (bot/privacy/retention.py)."""
     settings = app[SETTINGS]
+    if not _does_workers(app):
+        yield
+        return
     retention = Retention(
         settings.privacy.retention_days, app[handoff_api.MEDIA_STORE], clock=app[PIPELINE].clock
     )

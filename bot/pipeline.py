@@ -31,6 +31,7 @@ from bot.handoff.guards import HandoffGuards
 from bot.handoff.policy import DeskPolicy
 from bot.handoff.relay import Relay
 from bot.handoff.service import HandoffDesk, history_item
+from bot.processes import Duty, Wakes
 from bot.settings import Settings
 from bot.spine.inbox import InboxConfig, InboxWorker
 from bot.spine.intake import IntakeWriter
@@ -51,12 +52,17 @@ class Workers:
     guards: HandoffGuards
     claims: Claims
 
+    duty: Duty = Duty.ALL
+
     async def start(self) -> None:
-        """Start every loop (`bot serve`). A database one process has to itself gets back at once the
-        outbox rows a process that died had claimed."""
+        """Start the loops of this process's duty (`bot serve`: all of them). A database that one
+        process claims rows in gets back at once the outbox rows a process that died had claimed."""
+        if self.duty is not Duty.WORKERS:
+            self.intake.start()
+        if self.duty is Duty.HTTP:
+            return
         if self.claims.one_process:
             await self.outbox.release_leases()
-        self.intake.start()
         self.inbox.start()
         self.outbox.start()
         self.reminders.start()
@@ -65,7 +71,10 @@ class Workers:
     async def stop(self) -> None:
         """Intake first (what it holds is committed and handled), the outbox last (it sends what the
         others queued meanwhile)."""
-        await self.intake.stop()
+        if self.duty is not Duty.WORKERS:
+            await self.intake.stop()
+        if self.duty is Duty.HTTP:
+            return
         await self.guards.stop()
         await self.reminders.stop()
         await self.inbox.stop()
@@ -104,6 +113,8 @@ class Pipeline:
             claims=self.claims,
         )
         self._outbox: OutboxWorker | None = None
+        self._elsewhere: Wakes | None = None
+        """The worker process's wakes, in an HTTP process (bot/processes.py)."""
         self.limits = SendLimits(settings, self.claims, self._template_category)
         """The daily cap, Meta's messaging limit and the budget at the outbox's claim (bot/costs/)."""
 
@@ -120,12 +131,18 @@ class Pipeline:
 
     def wake_outbox(self) -> None:
         """Something was queued (a desk reply, an order notice): send it now rather than at the next poll."""
-        if self._outbox is not None:
+        if self._elsewhere is not None:
+            self._elsewhere.outbox()
+        elif self._outbox is not None:
             self._outbox.wake()
 
-    def workers(self, client: WhatsAppClient) -> Workers:
-        """The workers, sending through `client` (the server's exists only once its HTTP session does)."""
+    def workers(self, client: WhatsAppClient, duty: Duty = Duty.ALL, wakes: Wakes | None = None) -> Workers:
+        """The workers, sending through `client` (the server's exists only once its HTTP session does),
+        for a process of `duty`; an HTTP process's intake and queued messages wake the worker process
+        through `wakes`."""
         settings = self.settings
+        if duty is Duty.HTTP:
+            self._elsewhere = wakes
         outbox = OutboxWorker(
             client,
             self.claims,
@@ -143,12 +160,16 @@ class Pipeline:
         )
         self._outbox = outbox
         inbox = self.inbox(outbox)
-        intake = IntakeWriter(on_committed=inbox.wake, on_statuses=self._publish_statuses, clock=self.clock)
+        intake = IntakeWriter(
+            on_committed=self._elsewhere.inbox if self._elsewhere else inbox.wake,
+            on_statuses=self._publish_statuses,
+            clock=self.clock,
+        )
         reminders = ReminderScheduler(
             settings, self.content, self.claims, clock=self.clock, on_queued=outbox.wake
         )
         guards = HandoffGuards(settings, self.content, self.events, clock=self.clock, on_queued=outbox.wake)
-        return Workers(intake, inbox, outbox, reminders, guards, self.claims)
+        return Workers(intake, inbox, outbox, reminders, guards, self.claims, duty)
 
     def inbox(self, outbox: OutboxWorker | None = None) -> InboxWorker:
         """The inbox as the server runs it, telling `outbox` what to send and mark read; None: another

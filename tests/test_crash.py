@@ -6,9 +6,11 @@ acknowledged is posted again after the restart, as Meta would retry it, and a sh
 ones are posted again too (Meta's duplicates). In the end every acknowledged message has been handled
 exactly once (one reply row each), in order per customer, and every reply has reached the Graph API.
 
-On PostgreSQL it runs again as `bot serve --workers 3`, and one worker process is killed: the others go
+It runs again as `bot serve --workers 3`, and one worker process is killed: on PostgreSQL the others go
 on answering (the supervisor starts a new one), and the rows the dead worker had claimed are picked up
-by the others once its leases have run out.
+by the others once its leases have run out. On SQLite the one killed is worker 0, the one that moves
+the messages (bot/processes.py): the HTTP processes go on acknowledging, and the worker started again
+takes up what its predecessor left, its claimed outbox rows included.
 """
 
 from __future__ import annotations
@@ -155,8 +157,6 @@ LEASE_SECONDS = OutboxConfig().lease.total_seconds()
 async def test_sigkill_loses_no_acknowledged_message(
     tmp_path: Path, database_url: str, fake_graph: TestServer, workers: int
 ) -> None:
-    if workers > 1 and database_url.startswith("sqlite://"):
-        pytest.skip("several workers share a PostgreSQL database only")
     graph = fake_graph
     settings = write_settings(tmp_path, "outbox:\n  concurrency: 16\n")
     port = free_port()
@@ -231,7 +231,10 @@ async def test_sigkill_loses_no_acknowledged_message(
             for task in await producer:
                 acked.update(wamid for wamid, ok in (await task).items() if ok)
             acked_first = set(acked)
-            assert 0 < len(acked) < len(bodies), "the kill should land mid-way"
+            if workers > 1 and database_url.startswith("sqlite://"):
+                assert acked  # the HTTP processes went on acknowledging while worker 0 was dead
+            else:
+                assert 0 < len(acked) < len(bodies), "the kill should land mid-way"
 
             if workers == 1:
                 await bot.start()

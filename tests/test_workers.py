@@ -2,7 +2,8 @@
 
 The business number's throughput is Meta's limit for the number, not for a process: three workers
 together must stay under `whatsapp.messages_per_second`, counted where Meta would count it (the fake
-Graph API's arrival times), not by timing the bot. SQLite serves one process, so N > 1 is refused there.
+Graph API's arrival times), not by timing the bot. On one SQLite file the work is split by kind
+instead: worker 0 moves the messages, the others serve HTTP (bot/processes.py).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections import Counter
 from pathlib import Path
 
 import aiohttp
@@ -32,23 +34,64 @@ from tests.helpers import (
     text_notification,
     write_settings,
 )
-from tests.test_commands import run_bot
-from tests.test_crash import BotProcess, _post
+from tests.test_crash import BotProcess, _post, _query
 
 RATE = 20
 CUSTOMERS = 120
 
 
-def test_several_workers_refuse_sqlite(tmp_path: Path) -> None:
-    result = run_bot(
-        "serve",
-        "--workers",
-        "3",
-        env={"BOT_SETTINGS": str(write_settings(tmp_path)), "DATABASE_URL": f"sqlite://{tmp_path}/bot.db"},
+async def test_on_sqlite_worker_0_moves_the_messages_and_the_others_serve_http(
+    tmp_path: Path, fake_graph: TestServer
+) -> None:
+    """`bot serve --workers 3` on one SQLite file: the webhooks are answered by the HTTP processes
+    and every message is handled by worker 0, once, with one reply each; the HTTP processes handle
+    none themselves (the inbox's one line per handled message says which process wrote it)."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "BOT_SETTINGS": str(write_settings(tmp_path)),
+        "DATABASE_URL": f"sqlite://{tmp_path}/bot.db",
+        "WHATSAPP_ACCESS_TOKEN": GRAPH_TOKEN,
+        "WHATSAPP_APP_SECRET": APP_SECRET,
+        "WHATSAPP_PHONE_NUMBER_ID": PHONE_NUMBER_ID,
+        "WHATSAPP_API_BASE_URL": graph_base(fake_graph),
+        "BOT_ENCRYPTION_KEYS": ENCRYPTION_KEY,
+    }
+    await create_schema(f"sqlite://{tmp_path}/bot.db")
+    bot = BotProcess(env, port, tmp_path / "bot.log", workers=3)
+    url = f"http://127.0.0.1:{port}/webhook"
+    wamids = [f"wamid.SPLIT.{n}" for n in range(30)]
+    try:
+        await bot.start()
+        await bot.until_workers()
+        async with aiohttp.ClientSession() as session:
+            bodies = [
+                json.dumps(text_notification(f"1555810{n % 10:04d}", wamid, "hi")).encode()
+                for n, wamid in enumerate(wamids)
+            ]
+            acked = [await _post(session, url, body) for body in bodies]
+        assert all(acked)
+
+        async def all_sent() -> bool:
+            return len(await graph_sends(fake_graph)) >= len(wamids)
+
+        await eventually(all_sent, within=30)
+    finally:
+        await bot.stop()
+    log = bot.log_path.read_text()
+    assert "[worker 0] bot.workers: worker 0 ready" in log and ", workers)" in log, log[-3000:]
+    assert ", http)" in log, log[-3000:]
+    handled = [line for line in log.splitlines() if ": handled wamid.SPLIT." in line]
+    assert sorted(line.split("handled ")[1].split()[0] for line in handled) == sorted(wamids)
+    assert all("[worker 0]" in line for line in handled), handled
+    replies = Counter(
+        reply_to
+        for (reply_to,) in await _query(
+            f"sqlite://{tmp_path}/bot.db",
+            "SELECT reply_to FROM message WHERE message_direction = 'outbound'",
+        )
     )
-    assert result.returncode == 2
-    assert "--workers 3 needs PostgreSQL" in result.stderr
-    assert not (tmp_path / "bot.db").exists()  # refused before anything was opened
+    assert set(replies) == set(wamids) and set(replies.values()) == {1}
 
 
 def _most_within(arrivals: list[float], seconds: float) -> int:

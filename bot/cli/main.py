@@ -99,8 +99,9 @@ def _parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=1,
-        help="server processes on the one port (default 1); more than one needs PostgreSQL: they share "
-        "its database, the conversations and the throughput limits",
+        help="server processes on the one port (default 1). On PostgreSQL each does everything and they "
+        "share the conversations and the throughput limits through the database; on SQLite one moves "
+        "the messages and the other N-1 serve HTTP",
     )
     serve.set_defaults(handler=_serve)
 
@@ -323,20 +324,11 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from bot.app import create_app
     from bot.cli.event_loop import new_event_loop, settle_garbage_collector
     from bot.crypto import KeyConfigError
-    from bot.db.claims import claims_for
     from bot.engine import FlowLoadError
     from bot.shop_texts import ShopSettingsMissing
 
     if args.workers < 1:
         print("bot serve --workers takes 1 or more", file=sys.stderr)
-        return 2
-    if args.workers > 1 and claims_for(settings.database_url).one_process:
-        print(
-            f"bot serve --workers {args.workers} needs PostgreSQL: a SQLite database serves one process "
-            f"(database.url or DATABASE_URL is {settings.database_url}). Run one worker on SQLite, or set "
-            "DATABASE_URL=postgres://user@host:5432/db.",
-            file=sys.stderr,
-        )
         return 2
     try:
         app = create_app(settings, migrate=args.migrate)
@@ -363,7 +355,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             port,
             args.workers,
             migrate=args.migrate,
-            build_app=lambda: create_app(settings),
+            build_app=lambda role: create_app(settings, role=role),
         )
     settle_garbage_collector()
     web.run_app(

@@ -1,11 +1,13 @@
-"""`bot serve --workers N`: N server processes on one port and one PostgreSQL database, supervised.
+"""`bot serve --workers N`: N server processes on one port and one database, supervised.
 
 The parent checks (or, with --migrate, applies) the schema once, in a child of its own, so the workers
 never race to migrate; then it opens the listening socket (a port already taken fails here, once) and
 forks the workers, which inherit it: each accepts connections from it with its own event loop, its own
 pipeline and its own database pool. Nothing is shared in memory: what must hold across the workers
 (a conversation moved by one at a time, a row claimed once, the business number's messages per second
-and each customer's pacing) is held in the database (bot/db/claims.py, bot/db/buckets.py).
+and each customer's pacing) is held in the database (bot/db/claims.py, bot/db/buckets.py). On a SQLite
+file the work is split by kind instead (bot/processes.py): worker 0 moves the messages and serves no
+HTTP, workers 1 to N-1 serve HTTP and commit the webhooks; `--workers 1` there is one `bot serve`.
 
 The parent only supervises: a worker that dies is started again (after 1 s, longer when it keeps dying
 young), and whatever it had claimed comes back by itself (its transaction rolled back with its
@@ -30,7 +32,11 @@ from typing import Literal
 
 from aiohttp import web
 
+from bot.app import ROLE
 from bot.cli.event_loop import new_event_loop, settle_garbage_collector
+from bot.db.claims import claims_for
+from bot.db.process_turns import ProcessTurns
+from bot.processes import Duty, ProcessRole, Wakes
 from bot.settings import Settings
 
 log = logging.getLogger("bot.workers")
@@ -53,7 +59,7 @@ def serve_workers(
     count: int,
     *,
     migrate: bool,
-    build_app: Callable[[], web.Application],
+    build_app: Callable[[ProcessRole | None], web.Application],
 ) -> int:
     """Run `count` workers until stopped; returns the exit code."""
     code = _in_child(lambda: _prepare_schema(settings.database_url, migrate))
@@ -62,12 +68,31 @@ def serve_workers(
     listening = socket.create_server((host, port), backlog=2048)
     listening.set_inheritable(True)
     log.info("serving on http://%s:%d with %d workers (pid %d supervises)", host, port, count, os.getpid())
+    roles = _roles(count) if claims_for(settings.database_url).one_process else None
     try:
         return Supervisor(
-            count, lambda index: _worker(index, listening, build_app, settings.server.event_loop)
+            count,
+            lambda index: _worker(
+                index,
+                listening,
+                lambda: build_app(roles(index) if roles else None),
+                settings.server.event_loop,
+            ),
         ).run()
     finally:
         listening.close()
+
+
+def _roles(count: int) -> Callable[[int], ProcessRole]:
+    """On one SQLite file: worker 0 the worker process, the others HTTP processes (bot/processes.py).
+    The pipe and the shared turns are made here, before the fork, and outlive a worker's restart."""
+    wakes, turns = Wakes(), ProcessTurns(count)
+
+    def role(index: int) -> ProcessRole:
+        duty = Duty.WORKERS if index == 0 else Duty.HTTP
+        return ProcessRole(duty, wakes, turns.turn(index, first=duty is Duty.HTTP))
+
+    return role
 
 
 class Supervisor:
@@ -186,13 +211,19 @@ def _worker(
     from bot.db.schema import SchemaError
 
     app = build_app()
+    role = app.get(ROLE)
+    serves_http = role is None or role.duty is not Duty.WORKERS
 
     async def ready(app: web.Application) -> None:  # after the database, the client and the workers
-        log.info("worker %d ready (pid %d)", index, os.getpid())
+        duty = "" if role is None else f", {role.duty}"
+        log.info("worker %d ready (pid %d%s)", index, os.getpid(), duty)
 
     app.on_startup.append(ready)
     settle_garbage_collector()
     try:
+        if not serves_http:
+            _run_without_http(app, new_event_loop(event_loop))
+            return 0
         web.run_app(
             app,
             loop=new_event_loop(event_loop),
@@ -205,6 +236,30 @@ def _worker(
         print(exc, file=sys.stderr)
         return REFUSED
     return 0
+
+
+def _run_without_http(app: web.Application, loop: asyncio.AbstractEventLoop) -> None:
+    """The app's start-up and clean-up (database, client, loops) with no listening socket, until
+    SIGTERM or SIGINT, as `web.run_app` runs them around its site."""
+    asyncio.set_event_loop(loop)
+    runner = web.AppRunner(app, handle_signals=True)
+
+    async def until_stopped() -> None:
+        await runner.setup()
+        try:
+            await asyncio.Event().wait()  # SIGTERM and SIGINT raise GracefulExit out of the loop
+        finally:
+            await runner.cleanup()
+
+    task = loop.create_task(until_stopped())
+    try:
+        loop.run_until_complete(task)
+    except (web.GracefulExit, KeyboardInterrupt):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            loop.run_until_complete(task)
+    finally:
+        loop.close()
 
 
 def _prepare_schema(database_url: str, migrate: bool) -> int:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from tortoise import Tortoise, connections
 
+from bot.db import sqlite
 from bot.db.config import MODELS_MODULE, is_sqlite, tortoise_config, tortoise_url
+from bot.db.process_turns import ProcessTurn
 from bot.db.schema import MigrationReport, SchemaError, check, migrate
 
 __all__ = [
@@ -21,6 +23,7 @@ __all__ = [
     "init_db",
     "is_sqlite",
     "ping",
+    "share_file",
     "tortoise_url",
 ]
 
@@ -38,6 +41,13 @@ async def init_db(url: str, *, migrate_schema: bool = False) -> MigrationReport 
         await close_db()
         raise
     return None
+
+
+def share_file(turn: ProcessTurn) -> None:
+    """Other processes write this SQLite file too (`bot serve --workers N`): take `turn` on it."""
+    client = connections.get("default")
+    if isinstance(client, sqlite.Client):
+        client.share_file(turn)
 
 
 async def close_db() -> None:

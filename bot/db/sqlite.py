@@ -13,6 +13,12 @@ A transaction's `BEGIN` also goes to the thread with its first statement, in the
 the busy event loop, and the one connection stays held meanwhile (a probe at 300 msg/s: the
 connection held 98% of the time, the intake's commit 18-24 ms for 4 trips of well under 1 ms of
 SQLite's work each). One trip fewer per transaction is that much more of the connection for the rest.
+
+Every transaction begins `BEGIN IMMEDIATE`: it takes the write lock at its start, so one that reads and
+then writes never meets another process's commit in between (a deferred one fails there with "database
+is locked"; `bot orders import` beside `bot serve` is such a second process, and `bot serve --workers
+N` runs several). With `--workers`, each process's turns on the file are its `ProcessTurn`
+(bot/db/process_turns.py).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from tortoise.backends.sqlite.client import (
 )
 from tortoise.exceptions import IntegrityError, OperationalError, TransactionManagementError
 
+from bot.db.process_turns import ProcessTurn
 from bot.db.turns import ConnectionTurns
 
 
@@ -45,6 +52,8 @@ class Connection(aiosqlite.Connection):
     _begin_next = False
     _commit_next = False
     _committed = False
+    turn: ProcessTurn | None = None
+    """This process's turns on a file other processes write too (`bot serve --workers N`)."""
 
     def begin_with_next(self) -> None:
         self._begin_next, self._commit_next, self._committed = True, False, False
@@ -63,20 +72,27 @@ class Connection(aiosqlite.Connection):
         if self._committed:  # refused, not run outside the transaction; the next one starts afresh
             self._committed = False
             raise TransactionManagementError("a statement after the one that committed its transaction")
-        begin, commit = self._begin_next, self._commit_next
-        if not (begin or commit):
+        begin, commit, turn = self._begin_next, self._commit_next, self.turn
+        if not (begin or commit or turn):
             return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
         self._begin_next = self._commit_next = False
         statement = partial(fn, *args, **kwargs)
         connection = self._conn
 
         def in_one_trip() -> Any:
-            if begin:
-                connection.execute("BEGIN")
-            result = statement()
-            if commit:
-                connection.commit()
-            return result
+            try:
+                if begin:
+                    if turn is None:
+                        connection.execute("BEGIN IMMEDIATE")
+                    else:
+                        turn.begin(connection)
+                result = statement()
+                if commit:
+                    connection.commit()
+                return result
+            finally:
+                if turn is not None:
+                    turn.after(connection)
 
         result = await super()._execute(in_one_trip)  # type: ignore[no-untyped-call]
         self._committed = commit
@@ -138,6 +154,13 @@ class Client(SqliteClient):
     def __init__(self, file_path: str, **kwargs: Any) -> None:
         super().__init__(file_path, **kwargs)
         self._lock = ConnectionTurns()
+        self._turn: ProcessTurn | None = None
+
+    def share_file(self, turn: ProcessTurn) -> None:
+        """Other processes write this file too: this one's transactions take `turn`."""
+        self._turn = turn
+        if isinstance(self._connection, Connection):
+            self._connection.turn = turn
 
     def _in_transaction(self) -> TransactionContext:
         return SqliteTransactionContext(TransactionWrapper(self), self._lock)
@@ -148,6 +171,7 @@ class Client(SqliteClient):
         if self._connection:
             return
         connection = Connection(partial(sqlite3.connect, self.filename, isolation_level=None), 64)
+        connection.turn = self._turn
         self._connection = await connection
         self._connection._conn.row_factory = sqlite3.Row
         for pragma, value in self.pragmas.items():
