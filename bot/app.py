@@ -36,7 +36,7 @@ from bot.orders.setup import build_order_service
 from bot.panel import add_routes as add_panel_routes
 from bot.pipeline import Pipeline, Workers
 from bot.privacy.retention import Retention, RetentionJob
-from bot.processes import Duty, ProcessRole
+from bot.processes import ProcessRole, duty_of
 from bot.reload import FlowWatcher
 from bot.settings import SANDBOX_APP_SECRET, Settings
 from bot.shop_texts import require_shop_settings
@@ -168,15 +168,12 @@ async def _whatsapp_client(app: web.Application) -> AsyncIterator[None]:
 
 async def _workers(app: web.Application) -> AsyncIterator[None]:
     role = app.get(ROLE)
-    duty = role.duty if role is not None else Duty.ALL
-    app[WORKERS] = workers = app[PIPELINE].workers(
-        app[CLIENT], duty, role.wakes if role is not None else None
-    )
+    app[WORKERS] = workers = app[PIPELINE].workers(app[CLIENT], role)
     app[webhook.INTAKE] = workers.intake
     await workers.start()
     deaf = (
         role.wakes.listen(workers.inbox.wake, workers.outbox.wake)
-        if role is not None and duty is Duty.WORKERS
+        if role is not None and not role.duty.serves_http
         else None
     )
     yield
@@ -185,16 +182,15 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
     await workers.stop()
 
 
-def _does_workers(app: web.Application) -> bool:
+def _moves_messages(app: web.Application) -> bool:
     """Whether this process runs the loops after the intake (not an HTTP process of several)."""
-    role = app.get(ROLE)
-    return role is None or role.duty is not Duty.HTTP
+    return duty_of(app.get(ROLE)).moves_messages
 
 
 async def _media_fetcher(app: web.Application) -> AsyncIterator[None]:
     """Inbound media fetched and kept encrypted (bot/media/); not in sandbox mode, which has no Meta."""
     settings = app[SETTINGS]
-    if settings.sandbox or not settings.media.fetch or not _does_workers(app):
+    if settings.sandbox or not settings.media.fetch or not _moves_messages(app):
         yield
         return
     fetcher = MediaFetcher(
@@ -211,7 +207,7 @@ async def _media_fetcher(app: web.Application) -> AsyncIterator[None]:
 async def _retention(app: web.Application) -> AsyncIterator[None]:
     """The daily deletion of what is older than privacy.retention_days (bot/privacy/retention.py)."""
     settings = app[SETTINGS]
-    if not _does_workers(app):
+    if not _moves_messages(app):
         yield
         return
     retention = Retention(

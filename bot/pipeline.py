@@ -31,7 +31,7 @@ from bot.handoff.guards import HandoffGuards
 from bot.handoff.policy import DeskPolicy
 from bot.handoff.relay import Relay
 from bot.handoff.service import HandoffDesk, history_item
-from bot.processes import Duty, Wakes
+from bot.processes import Duty, ProcessRole, Wakes, duty_of
 from bot.settings import Settings
 from bot.spine.inbox import InboxConfig, InboxWorker
 from bot.spine.intake import IntakeWriter
@@ -57,9 +57,9 @@ class Workers:
     async def start(self) -> None:
         """Start the loops of this process's duty (`bot serve`: all of them). A database that one
         process claims rows in gets back at once the outbox rows a process that died had claimed."""
-        if self.duty is not Duty.WORKERS:
+        if self.duty.serves_http:
             self.intake.start()
-        if self.duty is Duty.HTTP:
+        if not self.duty.moves_messages:
             return
         if self.claims.one_process:
             await self.outbox.release_leases()
@@ -71,9 +71,9 @@ class Workers:
     async def stop(self) -> None:
         """Intake first (what it holds is committed and handled), the outbox last (it sends what the
         others queued meanwhile)."""
-        if self.duty is not Duty.WORKERS:
+        if self.duty.serves_http:
             await self.intake.stop()
-        if self.duty is Duty.HTTP:
+        if not self.duty.moves_messages:
             return
         await self.guards.stop()
         await self.reminders.stop()
@@ -136,13 +136,14 @@ class Pipeline:
         elif self._outbox is not None:
             self._outbox.wake()
 
-    def workers(self, client: WhatsAppClient, duty: Duty = Duty.ALL, wakes: Wakes | None = None) -> Workers:
+    def workers(self, client: WhatsAppClient, role: ProcessRole | None = None) -> Workers:
         """The workers, sending through `client` (the server's exists only once its HTTP session does),
-        for a process of `duty`; an HTTP process's intake and queued messages wake the worker process
-        through `wakes`."""
+        for a process of `role` (bot/processes.py; None: one that does everything). An HTTP process's
+        intake and queued messages wake the worker process."""
         settings = self.settings
-        if duty is Duty.HTTP:
-            self._elsewhere = wakes
+        duty = duty_of(role)
+        if role is not None and not duty.moves_messages:
+            self._elsewhere = role.wakes
         outbox = OutboxWorker(
             client,
             self.claims,

@@ -41,6 +41,16 @@ class Duty(StrEnum):
     WORKERS = "workers"
     """The inbox, the outbox, the timers: everything that moves messages after the intake."""
 
+    @property
+    def serves_http(self) -> bool:
+        """The webhook, its intake, the API and the panel."""
+        return self is not Duty.WORKERS
+
+    @property
+    def moves_messages(self) -> bool:
+        """The inbox, the outbox, the reminders and guards, media fetching and retention."""
+        return self is not Duty.HTTP
+
 
 class Wakes:
     """Wake-ups from the HTTP processes to the worker process, over one pipe opened before the fork."""
@@ -90,3 +100,8 @@ class ProcessRole:
     duty: Duty
     wakes: Wakes
     turn: ProcessTurn
+
+
+def duty_of(role: ProcessRole | None) -> Duty:
+    """A process without a role does everything."""
+    return role.duty if role is not None else Duty.ALL

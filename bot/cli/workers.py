@@ -36,7 +36,7 @@ from bot.app import ROLE
 from bot.cli.event_loop import new_event_loop, settle_garbage_collector
 from bot.db.claims import claims_for
 from bot.db.process_turns import ProcessTurns
-from bot.processes import Duty, ProcessRole, Wakes
+from bot.processes import Duty, ProcessRole, Wakes, duty_of
 from bot.settings import Settings
 
 log = logging.getLogger("bot.workers")
@@ -212,7 +212,6 @@ def _worker(
 
     app = build_app()
     role = app.get(ROLE)
-    serves_http = role is None or role.duty is not Duty.WORKERS
 
     async def ready(app: web.Application) -> None:  # after the database, the client and the workers
         duty = "" if role is None else f", {role.duty}"
@@ -221,7 +220,7 @@ def _worker(
     app.on_startup.append(ready)
     settle_garbage_collector()
     try:
-        if not serves_http:
+        if not duty_of(role).serves_http:
             _run_without_http(app, new_event_loop(event_loop))
             return 0
         web.run_app(

@@ -18,7 +18,9 @@ MIGRATIONS_TABLE = "tortoise_migrations"
 # webhook answers 200 (group commit amortises the fsync over many messages). secure_delete=ON overwrites
 # deleted rows and freed pages with zeros, so an erased customer's bytes do not linger in the file
 # (bot/db/shred.py truncates the WAL after an erasure); some builds have it on by default, not all.
-_SQLITE_PRAGMAS = "journal_mode=WAL&synchronous=FULL&busy_timeout=5000&secure_delete=ON"
+BUSY_TIMEOUT_MS = 5000
+"""How long a SQLite statement waits for another connection's write lock before it fails."""
+_SQLITE_PRAGMAS = f"journal_mode=WAL&synchronous=FULL&busy_timeout={BUSY_TIMEOUT_MS}&secure_delete=ON"
 
 
 def is_sqlite(url: str) -> bool:

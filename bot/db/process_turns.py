@@ -24,11 +24,10 @@ import mmap
 import sqlite3
 import time
 
+from bot.db.config import BUSY_TIMEOUT_MS
+
 RETRY_SECONDS = 0.0001
 """How long `begin` sleeps between its tries of BEGIN IMMEDIATE while another process writes."""
-BUSY_MS = 5000
-"""How long a transaction waits for the write lock before it fails (the connection's busy_timeout,
-bot/db/config.py)."""
 YIELD_SECONDS = 0.05
 """How long the worker process waits at most for the HTTP processes' transactions before its own."""
 
@@ -50,18 +49,20 @@ class ProcessTurn:
     every trip to the thread."""
 
     def __init__(self, shared: mmap.mmap, index: int, *, first: bool) -> None:
-        self._shared, self._index, self._first = shared, index, first
+        self._shared, self._index = shared, index
+        self.first = first
+        """Its transactions go first, and its byte says when one waits or runs (an HTTP process)."""
 
     def begin(self, connection: sqlite3.Connection) -> None:
         """`BEGIN IMMEDIATE` as soon as the write lock is free (after the HTTP processes' turns, unless
-        this is one of them); sqlite3.OperationalError after `BUSY_MS` as SQLite would."""
-        if self._first:
+        this is one of them); sqlite3.OperationalError after BUSY_TIMEOUT_MS, as SQLite would."""
+        if self.first:
             self._shared[self._index] = 1
         else:
             self._yield()
         connection.execute("PRAGMA busy_timeout=0")
         try:
-            deadline = time.monotonic() + BUSY_MS / 1000
+            deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
             while True:
                 try:
                     connection.execute("BEGIN IMMEDIATE")
@@ -71,12 +72,11 @@ class ProcessTurn:
                         raise
                 time.sleep(RETRY_SECONDS)
         finally:
-            connection.execute(f"PRAGMA busy_timeout={BUSY_MS}")
+            connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     def after(self, connection: sqlite3.Connection) -> None:
-        """After each trip: an HTTP process's transaction that has ended (or closed) clears its byte."""
-        if not self._first:
-            return
+        """After each trip of a `first` process: its transaction that has ended (or closed) clears its
+        byte."""
         try:
             ended = not connection.in_transaction
         except sqlite3.ProgrammingError:  # the trip closed the connection

@@ -73,7 +73,8 @@ class Connection(aiosqlite.Connection):
             self._committed = False
             raise TransactionManagementError("a statement after the one that committed its transaction")
         begin, commit, turn = self._begin_next, self._commit_next, self.turn
-        if not (begin or commit or turn):
+        clears = turn if turn is not None and turn.first else None  # its byte, after every trip
+        if not (begin or commit or clears):
             return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
         self._begin_next = self._commit_next = False
         statement = partial(fn, *args, **kwargs)
@@ -91,8 +92,8 @@ class Connection(aiosqlite.Connection):
                     connection.commit()
                 return result
             finally:
-                if turn is not None:
-                    turn.after(connection)
+                if clears is not None:
+                    clears.after(connection)
 
         result = await super()._execute(in_one_trip)  # type: ignore[no-untyped-call]
         self._committed = commit
