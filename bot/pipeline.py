@@ -152,6 +152,7 @@ class Pipeline:
                 max_attempts=settings.outbox.max_attempts,
                 retry_horizon=settings.outbox.retry_horizon,
                 mark_read=settings.whatsapp.mark_read,
+                mark_read_every=settings.whatsapp.mark_read_every_seconds,
                 quote_replies=settings.whatsapp.quote_replies,
             ),
             self.clock,

@@ -116,6 +116,8 @@ class WhatsAppSettings(_Section):
     pair_burst: int = Field(default=20, ge=1)
     request_timeout_seconds: float = Field(default=15, gt=0)
     mark_read: bool = True
+    mark_read_every_seconds: float = Field(default=3, ge=0, le=60)
+    """At most one mark-read per customer this often: the newest message marks the earlier ones read."""
     quote_replies: bool = False
     messaging_limit: MessagingLimit = 250
     """Meta's messaging limit for the business portfolio: unique customers reached by business-initiated

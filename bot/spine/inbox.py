@@ -147,7 +147,7 @@ class InboxWorker:
         claims: Claims,
         config: InboxConfig,
         on_queued: Callable[[], None],
-        on_handled: Callable[[Sequence[str]], None] | None = None,
+        on_handled: Callable[[Sequence[tuple[int | str, str]]], None] | None = None,
         clock: Clock = utc_now,
         on_human_messages: Callable[[list[Message]], None] | None = None,
         handoff: HandoffPolicy | None = None,
@@ -681,11 +681,11 @@ def _flows_of(result: Outcome) -> list[str | None]:
     return sent_from + [result.flow] * (len(result.outbound) - len(sent_from))
 
 
-def _newest_per_sender(rows: Sequence[Message]) -> list[str]:
-    """The wamid of each sender's newest handled message: marking it read marks the earlier ones too
-    (Meta's mark-as-read), so one receipt per sender and batch is enough."""
+def _newest_per_sender(rows: Sequence[Message]) -> list[tuple[int | str, str]]:
+    """Each sender and the wamid of their newest handled message: marking it read marks the earlier
+    ones too (Meta's mark-as-read), so one receipt per sender and batch is enough."""
     newest = {_sender(row): row.whatsapp_message_id for row in rows if row.whatsapp_message_id}
-    return [wamid for wamid in newest.values() if wamid]
+    return [(sender, wamid) for sender, wamid in newest.items() if wamid]
 
 
 def _mark_handled(rows: Sequence[Message], now: datetime, writes: Writes) -> None:

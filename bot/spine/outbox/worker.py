@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Collection, Coroutine, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -44,6 +44,7 @@ from bot.spine.outbox.pause import AccountPause
 from bot.spine.outbox.queue import fail_row
 from bot.spine.outbox.retries import GiveUp, Horizon, RetryPolicy
 from bot.spine.outbox.window import WINDOW_ERROR_CODE, WINDOW_ERROR_TITLE, window_open
+from bot.spine.read_receipts import ReadReceipts
 from bot.spine.statuses import claim_early_statuses
 from bot.whatsapp.client import WhatsAppClient
 from bot.whatsapp.errors import CODE_UNSENDABLE, GraphError, MarketingOptOut
@@ -82,6 +83,9 @@ class OutboxConfig:
     batch_size: int = 500
     lease: timedelta = timedelta(seconds=30)
     mark_read: bool = True
+    mark_read_every: float = 0.0
+    """At most one mark-read per customer every so many seconds (bot/spine/read_receipts.py); 0: one
+    per customer and handled batch."""
     quote_replies: bool = False
     retry_horizon: timedelta | None = None
     """How long after queueing transient errors are retried; None: as long as the customer's 24-hour
@@ -137,7 +141,8 @@ class OutboxWorker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = False
-        self._read_receipts = asyncio.Semaphore(config.concurrency)
+        self._receipts_in_flight = asyncio.Semaphore(config.concurrency)
+        self._read_receipts = ReadReceipts(self._mark_read, self._spawn, config.mark_read_every)
         self._more_due = False
         """The last claim read as many rows as it asked for: more may be due now. When it read fewer,
         it took everything due, and the sender waits for a wake (a commit that queued rows, a group
@@ -150,6 +155,7 @@ class OutboxWorker:
         self._loops = [
             asyncio.create_task(self._run(), name="outbox-sender"),
             asyncio.create_task(self._results_loop(), name="outbox-results"),
+            asyncio.create_task(self._read_receipts.run(), name="outbox-read-receipts"),
         ]
 
     async def stop(self, grace: float = 5.0) -> None:
@@ -159,6 +165,7 @@ class OutboxWorker:
         self._stop_requested.set()
         self._wakeup.set()
         self._results_ready.set()
+        self._read_receipts.close()
         for task in self._loops:
             await finish(task)
         with contextlib.suppress(TimeoutError):
@@ -179,15 +186,14 @@ class OutboxWorker:
             next_attempt_at__gt=now,
         ).update(next_attempt_at=now)
 
-    def mark_read(self, wamids: Sequence[str]) -> None:
-        """Blue ticks for handled inbound messages: best effort, nothing is stored about them."""
-        if not self._config.mark_read:
-            return
-        for wamid in wamids:
-            self._spawn(self._mark_read(wamid))
+    def mark_read(self, newest: Sequence[tuple[Hashable, str]]) -> None:
+        """Blue ticks for handled inbound messages, given each sender's newest one: best effort,
+        nothing is stored about them."""
+        if self._config.mark_read:
+            self._read_receipts.handled(newest)
 
     async def _mark_read(self, wamid: str) -> None:
-        async with self._read_receipts:  # never more receipts in flight than sends
+        async with self._receipts_in_flight:  # never more receipts in flight than sends
             try:
                 await self._client.mark_read(wamid)
             except GraphError as exc:
