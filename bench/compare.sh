@@ -14,7 +14,9 @@
 # bots.
 #
 # Beside the latency columns, the project's rows say how much memory the bot held (rss_mb: the largest
-# resident set of one bot process during the step; with workers, rss_all_mb adds them up) and how long
+# resident set of one bot process during the step; with workers, rss_all_mb adds them up, counting the
+# pages the forked processes share once per process, and pss_all_mb adds their proportional set sizes,
+# counting each shared page once: what they hold together) and how long
 # after the load stopped its inbox and outbox were empty (drain_s; "-" with what was left if they were
 # not within 10 s of the generator's end), sampled by bench/watch.py from the database every 0.25 s,
 # and the CPU time all its processes used per acknowledged message, from the step's start until its
@@ -57,8 +59,8 @@ wait_port "$bport" || { echo "the project's bot did not start; its log:"; tail -
 sleep 1
 "$py" "$here/watch.py" sample --pid "$bot" --database "$database" --out "$work/watch.jsonl" & pids+=($!)
 
-printf '%-10s %6s %8s %8s %8s %9s %9s %6s %5s %6s %10s %7s %6s\n' \
-  bot rate acked ack_p50 ack_p99 e2e_p50 e2e_p99 lost dup rss_mb rss_all_mb drain_s cpu_ms
+printf '%-10s %6s %8s %8s %8s %9s %9s %6s %5s %6s %10s %10s %7s %6s\n' \
+  bot rate acked ack_p50 ack_p99 e2e_p50 e2e_p99 lost dup rss_mb rss_all_mb pss_all_mb drain_s cpu_ms
 for rate in "${rates[@]}"; do
   for who in reference project; do
     if [ "$who" = reference ]; then url="http://127.0.0.1:$rport/webhook"; else url="http://127.0.0.1:$bport/webhook"; fi
@@ -81,7 +83,8 @@ drain = "-" if not held else (f"{drain:.2f}" if drain is not None else f"-({held
 cpu = f"{1000 * held['cpu_s'] / r['acked']:.2f}" if held.get("cpu_s") and r["acked"] else "-"
 print(f"{who:<10} {r['offered_rate']:>6.0f} {r['acked']:>8} {r['ack_p50_ms']:>8} {r['ack_p99_ms']:>8} "
       f"{r['e2e_p50_ms']:>9} {r['e2e_p99_ms']:>9} {r['lost']:>6} {r['duplicated']:>5} "
-      f"{held.get('rss_mb', '-'):>6} {held.get('rss_total_mb', '-'):>10} {drain:>7} {cpu:>6}")
+      f"{held.get('rss_mb', '-'):>6} {held.get('rss_total_mb', '-'):>10} {held.get('pss_total_mb', '-'):>10} "
+      f"{drain:>7} {cpu:>6}")
 PY
   done
 done

@@ -9,6 +9,7 @@
                                                           one for each benchmark run)
   watch.py report --samples FILE --start T0 --end T1      for one step of load (wall times from load.py):
                                                           the largest RSS of one process and of all of them
+                                                          (and their PSS: shared pages counted once)
                                                           between T0 and now, and how long after T1 both
                                                           queues were first empty (drain), and the CPU
                                                           seconds the bot used from T0 to then
@@ -40,6 +41,19 @@ def rss_mb(pid: int) -> float | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def pss_mb(pid: int) -> float | None:
+    """The proportional set size: the process's private pages and its share of the pages it shares
+    (forked workers share what the parent had imported), so the PSS of processes adds up to what they
+    hold together, which their RSS overstates."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         return None
@@ -91,7 +105,9 @@ async def sample(pid: int, database: str, out: Path) -> None:
             except Exception:  # the database not there yet, or locked for a moment
                 pending = queued = None
             cpu = sum(c for c in (cpu_seconds(p) for p in processes) if c is not None)
-            line = {"t": round(started, 3), "rss": [round(r, 1) for r in rss], "cpu": round(cpu, 2)}
+            pss = sum(p for p in (pss_mb(p) for p in processes) if p is not None)
+            line = {"t": round(started, 3), "rss": [round(r, 1) for r in rss], "pss": round(pss, 1)}
+            line["cpu"] = round(cpu, 2)
             line["pending"] = pending
             line["queued"] = queued
             file.write(json.dumps(line) + "\n")
@@ -112,6 +128,7 @@ def report(samples: Path, start: float, end: float) -> dict[str, float | int | s
         "cpu_s": round(cpu, 2) if cpu is not None else None,
         "rss_mb": round(max((max(line["rss"]) for line in during), default=0.0)),
         "rss_total_mb": round(max((sum(line["rss"]) for line in during), default=0.0)),
+        "pss_total_mb": round(max((line.get("pss", 0.0) for line in during), default=0.0)),
         "drain_s": round(drained["t"] - end, 2) if drained else None,
         "left": None if drained or left is None else f"{left['pending']}+{left['queued']}",
     }
