@@ -34,6 +34,7 @@ from bot.media.store import MediaStore
 from bot.monitoring.cost_gauges import cost_gauges
 from bot.orders.setup import build_order_service
 from bot.panel import add_routes as add_panel_routes
+from bot.peer_events import PeerLink
 from bot.pipeline import Pipeline, Workers
 from bot.privacy.retention import Retention, RetentionJob
 from bot.processes import ProcessRole, duty_of
@@ -57,10 +58,16 @@ FLOW_WATCHER = web.AppKey("flow_watcher", FlowWatcher)
 MIGRATE_AT_START = web.AppKey("migrate_at_start", bool)
 ROLE = web.AppKey("process_role", ProcessRole)
 """Set only when this is one of `bot serve --workers N`'s processes on a SQLite file."""
+PEERS = web.AppKey("peer_events", PeerLink)
+"""Set only when this is one of `bot serve --workers N`'s processes: its link to the others' events."""
 
 
 def create_app(
-    settings: Settings, *, migrate: bool = False, role: ProcessRole | None = None
+    settings: Settings,
+    *,
+    migrate: bool = False,
+    role: ProcessRole | None = None,
+    peers: PeerLink | None = None,
 ) -> web.Application:
     """Build the server. Flows are loaded here, so a bad flow stops start-up with its problems, and so
     does a `shop:` setting the texts need (ShopSettingsMissing).
@@ -69,7 +76,8 @@ def create_app(
     `migrate` applies the pending migrations first (`bot serve --migrate`). The encryption keys are
     loaded here too: with WhatsApp credentials and no BOT_ENCRYPTION_KEYS it does not start
     (EncryptionKeysRequired). `role`: this process's part of `bot serve --workers N` on SQLite
-    (bot/processes.py); without it the process does everything.
+    (bot/processes.py); without it the process does everything. `peers`: the panel's live events to
+    and from `bot serve --workers N`'s other processes (bot/peer_events.py).
     """
     require_shop_settings(settings.shop, settings.templates_dir)
     check_master_keys(settings)
@@ -78,6 +86,8 @@ def create_app(
     app[MIGRATE_AT_START] = migrate
     if role is not None:
         app[ROLE] = role
+    if peers is not None:
+        app[PEERS] = peers
     app[PIPELINE] = pipeline = Pipeline(settings)
     app[ENGINE] = pipeline.engine
     app[webhook.WEBHOOK_CONFIG] = webhook.WebhookConfig(
@@ -95,7 +105,9 @@ def create_app(
     app[metrics_api.METRICS_TOKEN] = (
         settings.secrets.metrics_token.get_secret_value() if settings.secrets.metrics_token else ""
     )
-    app.cleanup_ctx.extend([_database, _whatsapp_client, _workers, _media_fetcher, _retention, _flow_watcher])
+    app.cleanup_ctx.extend(
+        [_database, _whatsapp_client, _workers, _peer_events, _media_fetcher, _retention, _flow_watcher]
+    )
     add_security_headers(app)
     webhook.add_routes(app)
     api.add_routes(app)
@@ -180,6 +192,19 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
     if deaf is not None:
         deaf()
     await workers.stop()
+
+
+async def _peer_events(app: web.Application) -> AsyncIterator[None]:
+    """The other processes' live events to this one's panel listeners, and this one's to theirs."""
+    peers = app.get(PEERS)
+    if peers is None:
+        yield
+        return
+    events = app[PIPELINE].events
+    events.connect(peers)
+    deaf = peers.listen(events.receive)
+    yield
+    deaf()
 
 
 def _moves_messages(app: web.Application) -> bool:

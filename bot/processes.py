@@ -12,9 +12,8 @@ the intake's commit (the inbox) and after the API or the desk queues a message (
 is a hint: the worker polls as one `bot serve` does, so a wake lost with a full pipe or a dead process
 costs at most a poll's wait, never a message.
 
-Known limit: the panel's live events are published where they happen. A technician's WebSocket is on
-an HTTP process, so it hears the desk's changes and the delivery statuses live, and new customer
-messages and the bot's sends on its next refresh.
+The panel's live events are published where they happen, mostly in the worker process, while the
+technicians' WebSockets are on the HTTP processes: bot/peer_events.py carries them across.
 """
 
 from __future__ import annotations

@@ -355,7 +355,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             port,
             args.workers,
             migrate=args.migrate,
-            build_app=lambda role: create_app(settings, role=role),
+            build_app=lambda role, peers: create_app(settings, role=role, peers=peers),
         )
     settle_garbage_collector()
     web.run_app(

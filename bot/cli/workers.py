@@ -36,6 +36,7 @@ from bot.app import ROLE
 from bot.cli.event_loop import new_event_loop, settle_garbage_collector
 from bot.db.claims import claims_for
 from bot.db.process_turns import ProcessTurns
+from bot.peer_events import PeerEvents, PeerLink
 from bot.processes import Duty, ProcessRole, Wakes, duty_of
 from bot.settings import Settings
 
@@ -59,7 +60,7 @@ def serve_workers(
     count: int,
     *,
     migrate: bool,
-    build_app: Callable[[ProcessRole | None], web.Application],
+    build_app: Callable[[ProcessRole | None, PeerLink], web.Application],
 ) -> int:
     """Run `count` workers until stopped; returns the exit code."""
     code = _in_child(lambda: _prepare_schema(settings.database_url, migrate))
@@ -69,18 +70,20 @@ def serve_workers(
     listening.set_inheritable(True)
     log.info("serving on http://%s:%d with %d workers (pid %d supervises)", host, port, count, os.getpid())
     roles = _roles(count) if claims_for(settings.database_url).one_process else None
+    peers = PeerEvents(count)
     try:
         return Supervisor(
             count,
             lambda index: _worker(
                 index,
                 listening,
-                lambda: build_app(roles(index) if roles else None),
+                lambda: build_app(roles(index) if roles else None, peers.link(index)),
                 settings.server.event_loop,
             ),
         ).run()
     finally:
         listening.close()
+        peers.close()
 
 
 def _roles(count: int) -> Callable[[int], ProcessRole]:

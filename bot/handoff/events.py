@@ -20,7 +20,9 @@ HistoryItem is what `GET /api/tech/chats/{phone}/messages` lists (see bot/http/t
 An event says what a commit made true: published inside a transaction (an `atomic()` block, see
 bot/db/transactions.py), it goes out once that transaction commits, and never if it rolls back.
 Events are best effort: a slow subscriber loses its oldest events rather than holding up the bot, and
-the panel reloads the lists from the API when it (re)connects.
+the panel reloads the lists from the API when it (re)connects. With `bot serve --workers N` a hub
+connected to the other processes (bot/peer_events.py) also sends them its committed events, and hands
+its subscribers theirs.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from functools import partial
 from typing import Any
 
 from bot.db.transactions import on_commit
+from bot.peer_events import PeerLink
 
 QUEUE_SIZE = 1000
 
@@ -41,10 +44,17 @@ class EventHub:
 
     def __init__(self) -> None:
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._peers: PeerLink | None = None
+
+    def connect(self, peers: PeerLink) -> None:
+        """Send the other processes this one's events (those with a listener) from now on."""
+        self._peers = peers
+        peers.set_listening(bool(self._subscribers))
 
     @property
     def listening(self) -> bool:
-        return bool(self._subscribers)
+        """Someone would hear an event: a subscriber here, or one in another process."""
+        return bool(self._subscribers) or (self._peers is not None and self._peers.peers_listening)
 
     def publish(self, event: dict[str, Any]) -> None:
         """Now, or inside an `atomic()` block once it commits (dropped if it rolls back): a panel that
@@ -52,6 +62,12 @@ class EventHub:
         on_commit(partial(self._deliver, event))
 
     def _deliver(self, event: dict[str, Any]) -> None:
+        self.receive(event)
+        if self._peers is not None:
+            self._peers.forward(event)
+
+    def receive(self, event: dict[str, Any]) -> None:
+        """To this process's subscribers only: an event committed here, or one another process sent."""
         for queue in list(self._subscribers):
             if queue.full():
                 with contextlib.suppress(asyncio.QueueEmpty):
@@ -61,10 +77,14 @@ class EventHub:
     def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
         self._subscribers.add(queue)
+        if self._peers is not None:
+            self._peers.set_listening(True)
         return queue
 
     def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
         self._subscribers.discard(queue)
+        if self._peers is not None:
+            self._peers.set_listening(bool(self._subscribers))
 
     @contextlib.contextmanager
     def subscription(self) -> Iterator[asyncio.Queue[dict[str, Any]]]:
