@@ -26,10 +26,13 @@ from tests.helpers import (
     ENCRYPTION_KEY,
     GRAPH_TOKEN,
     PHONE_NUMBER_ID,
+    POSTGRES_AVAILABLE,
+    POSTGRES_URL,
     REPO,
     create_schema,
     free_port,
     graph_base,
+    reset_postgres,
     text_notification,
     write_settings,
 )
@@ -94,13 +97,24 @@ async def test_hubs_share_committed_events_once_without_echo(peers: PeerEvents) 
     stop()
 
 
+CUSTOMERS = [f"155582000{n:02d}" for n in range(6)]
+
+
 @pytest.mark.slow
-async def test_a_technician_on_an_http_process_sees_worker_0s_sends_live(
-    tmp_path: Path, fake_graph: TestServer
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+async def test_a_technician_sees_the_other_workers_sends_live(
+    tmp_path: Path, fake_graph: TestServer, database: str
 ) -> None:
-    """`bot serve --workers 2` on SQLite: the admin's WebSocket is on worker 1, the reply is sent by
-    worker 0, and its "sent" status reaches the panel live, not at the next refresh."""
-    database_url = f"sqlite://{tmp_path}/bot.db"
+    """`bot serve --workers 2`: on SQLite the admin's WebSocket is on worker 1 and every reply is sent by
+    worker 0; on PostgreSQL the replies are sent by both workers. Each reply's "sent" status reaches the
+    panel live, not at the next refresh."""
+    if database == "postgres":
+        if not POSTGRES_AVAILABLE:
+            pytest.skip("no PostgreSQL at 127.0.0.1:5432")
+        await reset_postgres()
+        database_url = POSTGRES_URL
+    else:
+        database_url = f"sqlite://{tmp_path}/bot.db"
     env = {
         **os.environ,
         "BOT_SETTINGS": str(write_settings(tmp_path)),
@@ -122,6 +136,7 @@ async def test_a_technician_on_an_http_process_sees_worker_0s_sends_live(
     assert added.returncode == 0 and token
     port = free_port()
     bot = BotProcess(env, port, tmp_path / "bot.log", workers=2)
+    sent: set[str] = set()
     try:
         await bot.start()
         await bot.until_workers()
@@ -130,16 +145,17 @@ async def test_a_technician_on_an_http_process_sees_worker_0s_sends_live(
             session.ws_connect(f"http://127.0.0.1:{port}/api/tech/ws?token={token}") as ws,
         ):
             assert json.loads((await ws.receive(timeout=5)).data)["type"] == "hello"
-            await asyncio.sleep(0.2)  # worker 0 reads the listening byte at its next event
-            body = json.dumps(text_notification("15558200001", "wamid.PEER.1", "hi")).encode()
-            assert await _post(session, f"http://127.0.0.1:{port}/webhook", body)
-            while True:
+            for n, phone in enumerate(CUSTOMERS):
+                body = json.dumps(text_notification(phone, f"wamid.PEER.{n}", "hi")).encode()
+                assert await _post(session, f"http://127.0.0.1:{port}/webhook", body)
+            while sent != set(CUSTOMERS):
                 event = json.loads((await ws.receive(timeout=15)).data)
                 if event["type"] == "status" and event["status"] == "sent":
-                    break
-        assert event["phone"] == "15558200001"
+                    sent.add(event["phone"])
     finally:
         await bot.stop()
-    log = bot.log_path.read_text()
-    handled = [line for line in log.splitlines() if ": handled wamid.PEER.1" in line]
-    assert handled and all("[worker 0]" in line for line in handled), log[-3000:]
+    if database == "sqlite":
+        log = bot.log_path.read_text()
+        handled = [line for line in log.splitlines() if ": handled wamid.PEER." in line]
+        assert len(handled) == len(CUSTOMERS), log[-3000:]
+        assert all("[worker 0]" in line for line in handled), handled
