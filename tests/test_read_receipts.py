@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.db.models import DeliveryStatus, Direction, Message
 from bot.spine.read_receipts import ReadReceipts
@@ -132,3 +135,46 @@ async def test_the_server_marks_a_customers_burst_with_two_calls(
     await eventually(lambda: marked()[-1:] == ["wamid.RR_3"], within=5.0)
     assert len(marked()) <= 2
     assert "wamid.RR_2" not in marked()
+
+
+class TimedReceipts(Receipts):
+    """Receipts that note the clock when each mark-read is started."""
+
+    def __init__(self, every: float) -> None:
+        super().__init__(every)
+        self.when: list[tuple[float, str]] = []
+
+    def _mark_read(self, wamid: str) -> Coroutine[Any, Any, None]:
+        self.when.append((self.now, wamid))
+        return asyncio.sleep(0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    steps=st.lists(st.tuples(st.integers(0, 3), st.floats(0, 5, allow_nan=False)), min_size=1, max_size=40)
+)
+def test_each_customer_at_most_once_per_interval_and_their_newest_always_marked(
+    steps: list[tuple[int, float]],
+) -> None:
+    async def run() -> None:
+        receipts = TimedReceipts(every=3.0)
+        flusher = asyncio.create_task(receipts.receipts.run())
+        newest: dict[int, str] = {}
+        for n, (sender, pause) in enumerate(steps):
+            wamid = f"wamid.{sender}.{n}"
+            receipts.receipts.handled([(sender, wamid)])
+            newest[sender] = wamid
+            await receipts.advance(pause)
+        await receipts.advance(3.0)
+        receipts.receipts.close()
+        await asyncio.wait_for(flusher, 1.0)
+        await receipts.settle()
+        for sender in newest:
+            mine = [(at, wamid) for at, wamid in receipts.when if wamid.split(".")[1] == str(sender)]
+            gaps = [later - earlier for (earlier, _), (later, _) in itertools.pairwise(mine)]
+            assert all(gap >= 3.0 for gap in gaps), mine
+            numbers = [int(wamid.rsplit(".", 1)[1]) for _, wamid in mine]
+            assert numbers == sorted(set(numbers)), mine  # in order, none twice
+            assert mine[-1][1] == newest[sender], mine  # the newest is always marked
+
+    asyncio.run(run())
