@@ -37,27 +37,26 @@ COUNT = (
 )
 
 
-def rss_mb(pid: int) -> float | None:
+def _kilobytes_mb(path: str, key: str) -> float | None:
+    """A `key:  N kB` line of a /proc file, in MB (None once the process is gone)."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key):
                 return int(line.split()[1]) / 1024
     except OSError:
         return None
     return None
+
+
+def rss_mb(pid: int) -> float | None:
+    return _kilobytes_mb(f"/proc/{pid}/status", "VmRSS:")
 
 
 def pss_mb(pid: int) -> float | None:
     """The proportional set size: the process's private pages and its share of the pages it shares
     (forked workers share what the parent had imported), so the PSS of processes adds up to what they
     hold together, which their RSS overstates."""
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
+    return _kilobytes_mb(f"/proc/{pid}/smaps_rollup", "Pss:")
 
 
 TICKS = os.sysconf("SC_CLK_TCK")
