@@ -41,6 +41,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import os
 import random
 import sys
 import time
@@ -461,6 +462,7 @@ async def run(a: argparse.Namespace) -> dict:
         "stale_sends": stale,
         "graph": {k: gstats.get(k) for k in ("requests", "ok", "throttled_429", "failed_500", "mark_read")},
         "timeout_s": a.timeout,
+        "cpu_s": round(sum(os.times()[:2]), 2),  # the generator's own CPU (user + system) so far
         "load_start": round(run_start, 3),
         "load_end": round(max(first_due.values(), default=0.0), 3),
     }
