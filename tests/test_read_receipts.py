@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
@@ -47,11 +46,9 @@ class Receipts:
 @pytest.fixture
 async def receipts() -> AsyncIterator[Receipts]:
     receipts = Receipts(every=3.0)
-    flusher = asyncio.create_task(receipts.receipts.run())
+    receipts.receipts.start()
     yield receipts
-    flusher.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await flusher
+    await receipts.receipts.stop()
 
 
 async def test_a_first_message_is_marked_at_once_and_a_burst_by_its_newest(receipts: Receipts) -> None:
@@ -87,13 +84,12 @@ async def test_a_customer_quiet_for_the_interval_is_marked_at_once_again(receipt
     assert receipts.marked == ["wamid.A1", "wamid.A2"]
 
 
-async def test_close_sends_what_waits_and_ends_the_flusher() -> None:
+async def test_stop_sends_what_waits() -> None:
     receipts = Receipts(every=3.0)
-    flusher = asyncio.create_task(receipts.receipts.run())
+    receipts.receipts.start()
     receipts.receipts.handled([(1, "wamid.A1")])
     receipts.receipts.handled([(1, "wamid.A2")])
-    receipts.receipts.close()
-    await asyncio.wait_for(flusher, 1.0)
+    await asyncio.wait_for(receipts.receipts.stop(), 1.0)
     await receipts.settle()
     assert receipts.marked == ["wamid.A1", "wamid.A2"]
 
@@ -158,7 +154,7 @@ def test_each_customer_at_most_once_per_interval_and_their_newest_always_marked(
 ) -> None:
     async def run() -> None:
         receipts = TimedReceipts(every=3.0)
-        flusher = asyncio.create_task(receipts.receipts.run())
+        receipts.receipts.start()
         newest: dict[int, str] = {}
         for n, (sender, pause) in enumerate(steps):
             wamid = f"wamid.{sender}.{n}"
@@ -166,8 +162,7 @@ def test_each_customer_at_most_once_per_interval_and_their_newest_always_marked(
             newest[sender] = wamid
             await receipts.advance(pause)
         await receipts.advance(3.0)
-        receipts.receipts.close()
-        await asyncio.wait_for(flusher, 1.0)
+        await asyncio.wait_for(receipts.receipts.stop(), 1.0)
         await receipts.settle()
         for sender in newest:
             mine = [(at, wamid) for at, wamid in receipts.when if wamid.split(".")[1] == str(sender)]

@@ -9,11 +9,11 @@ receipts still waiting when the outbox stops are sent then, within its grace.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Coroutine, Hashable, Iterable
 from typing import Any
+
+from bot.loops import Loop
 
 MonotonicClock = Callable[[], float]
 
@@ -38,13 +38,24 @@ class ReadReceipts:
         only senders marked within the last `every` seconds."""
         self._waiting: dict[Hashable, str] = {}
         """Sender -> the newest handled message not marked yet (every such sender is in `_marked_at`)."""
-        self._changed = asyncio.Event()
-        self._closed = False
+        self._loop = Loop("outbox-read-receipts", self._step, every)
+        """Sleeps until the oldest sender's interval is up (a new sender's ends later: no wake needed)."""
 
     @property
     def waiting(self) -> int:
         """Senders whose newest message waits for the end of their interval."""
         return len(self._waiting)
+
+    def start(self) -> None:
+        if self._every > 0:
+            self._loop.start()
+
+    async def stop(self) -> None:
+        """Send every waiting receipt now (the outbox is stopping, after the inbox: none come later)."""
+        await self._loop.stop()
+        now = self._clock()
+        for sender, wamid in list(self._waiting.items()):
+            self._send(sender, wamid, now)
 
     def handled(self, newest: Iterable[tuple[Hashable, str]]) -> None:
         """Each sender's newest handled message, one pair per sender, in the order handled."""
@@ -55,38 +66,22 @@ class ReadReceipts:
                 self._send(sender, wamid, now)
             else:
                 self._waiting[sender] = wamid
-        self._changed.set()
+        self._loop.wake()
 
-    async def run(self) -> None:
-        """Send each waiting receipt when its sender's interval is up; forget the senders whose interval
-        has passed. Runs until `close`."""
-        while not self._closed:
-            self._changed.clear()
-            delay = self._due(self._clock())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), delay)
-
-    def close(self) -> None:
-        """Send every waiting receipt now and end `run` (the outbox is stopping); later ones go at once."""
-        self._closed = True
-        self._every = 0.0
+    async def _step(self) -> None:
+        """Send what is due, forget the senders whose interval has passed, and sleep until the next
+        one's is up (`_marked_at` is oldest first, so only its front is ever due)."""
         now = self._clock()
-        for sender, wamid in list(self._waiting.items()):
-            self._send(sender, wamid, now)
-        self._changed.set()
-
-    def _due(self, now: float) -> float | None:
-        """Sends what is due and returns the seconds until the next sender's interval is up (None:
-        nobody was marked lately). `_marked_at` is oldest first, so only its front is ever due."""
         while self._marked_at:
             sender, marked_at = next(iter(self._marked_at.items()))
             if now - marked_at < self._every:
-                return marked_at + self._every - now
+                self._loop.interval = marked_at + self._every - now
+                return
             del self._marked_at[sender]
             wamid = self._waiting.get(sender)
             if wamid is not None:
                 self._send(sender, wamid, now)
-        return None
+        self._loop.interval = self._every
 
     def _send(self, sender: Hashable, wamid: str, now: float) -> None:
         self._waiting.pop(sender, None)

@@ -155,8 +155,8 @@ class OutboxWorker:
         self._loops = [
             asyncio.create_task(self._run(), name="outbox-sender"),
             asyncio.create_task(self._results_loop(), name="outbox-results"),
-            asyncio.create_task(self._read_receipts.run(), name="outbox-read-receipts"),
         ]
+        self._read_receipts.start()
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop claiming, give the sends in flight `grace` seconds to finish, cancel the rest, and write
@@ -165,9 +165,9 @@ class OutboxWorker:
         self._stop_requested.set()
         self._wakeup.set()
         self._results_ready.set()
-        self._read_receipts.close()
         for task in self._loops:
             await finish(task)
+        await self._read_receipts.stop()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._sends_done(), grace)
         for task in list(self._tasks):
