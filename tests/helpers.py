@@ -222,6 +222,21 @@ def graph_base(server: TestServer) -> str:
     return str(server.make_url("/v21.0"))
 
 
+def serve_env(settings: Path, database_url: str, graph: TestServer, **extra: str) -> dict[str, str]:
+    """The environment of a `python -m bot serve` subprocess against the fake Graph API `graph`."""
+    return {
+        **os.environ,
+        "BOT_SETTINGS": str(settings),
+        "DATABASE_URL": database_url,
+        "WHATSAPP_ACCESS_TOKEN": GRAPH_TOKEN,
+        "WHATSAPP_APP_SECRET": APP_SECRET,
+        "WHATSAPP_PHONE_NUMBER_ID": PHONE_NUMBER_ID,
+        "WHATSAPP_API_BASE_URL": graph_base(graph),
+        "BOT_ENCRYPTION_KEYS": ENCRYPTION_KEY,
+        **extra,
+    }
+
+
 async def graph_sends(server: TestServer, *, every_attempt: bool = False) -> list[list[Any]]:
     """Sends recorded by the fake Graph API: [arrival, to, type, ref, wamid(, status)]."""
     async with aiohttp.ClientSession() as session:

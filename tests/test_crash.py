@@ -35,14 +35,11 @@ from bot.spine.outbox import OutboxConfig
 from bot.whatsapp.signature import sign
 from tests.helpers import (
     APP_SECRET,
-    ENCRYPTION_KEY,
-    GRAPH_TOKEN,
-    PHONE_NUMBER_ID,
     POSTGRES_URL,
     REPO,
     free_port,
-    graph_base,
     graph_sends,
+    serve_env,
     text_notification,
     write_settings,
 )
@@ -160,16 +157,7 @@ async def test_sigkill_loses_no_acknowledged_message(
     graph = fake_graph
     settings = write_settings(tmp_path, "outbox:\n  concurrency: 16\n")
     port = free_port()
-    env = {
-        **os.environ,
-        "BOT_SETTINGS": str(settings),
-        "DATABASE_URL": database_url,
-        "WHATSAPP_ACCESS_TOKEN": GRAPH_TOKEN,
-        "BOT_ENCRYPTION_KEYS": ENCRYPTION_KEY,
-        "WHATSAPP_APP_SECRET": APP_SECRET,
-        "WHATSAPP_PHONE_NUMBER_ID": PHONE_NUMBER_ID,
-        "WHATSAPP_API_BASE_URL": graph_base(graph),
-    }
+    env = serve_env(settings, database_url, graph)
     bot = BotProcess(env, port, tmp_path / "bot.log", workers)
     url = f"http://127.0.0.1:{port}/webhook"
     bodies = {

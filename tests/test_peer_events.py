@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,17 +21,13 @@ from aiohttp.test_utils import TestServer
 from bot.handoff.events import EventHub
 from bot.peer_events import MAX_EVENT_BYTES, PeerEvents
 from tests.helpers import (
-    APP_SECRET,
-    ENCRYPTION_KEY,
-    GRAPH_TOKEN,
-    PHONE_NUMBER_ID,
     POSTGRES_AVAILABLE,
     POSTGRES_URL,
     REPO,
     create_schema,
     free_port,
-    graph_base,
     reset_postgres,
+    serve_env,
     text_notification,
     write_settings,
 )
@@ -115,16 +110,7 @@ async def test_a_technician_sees_the_other_workers_sends_live(
         database_url = POSTGRES_URL
     else:
         database_url = f"sqlite://{tmp_path}/bot.db"
-    env = {
-        **os.environ,
-        "BOT_SETTINGS": str(write_settings(tmp_path)),
-        "DATABASE_URL": database_url,
-        "WHATSAPP_ACCESS_TOKEN": GRAPH_TOKEN,
-        "WHATSAPP_APP_SECRET": APP_SECRET,
-        "WHATSAPP_PHONE_NUMBER_ID": PHONE_NUMBER_ID,
-        "WHATSAPP_API_BASE_URL": graph_base(fake_graph),
-        "BOT_ENCRYPTION_KEYS": ENCRYPTION_KEY,
-    }
+    env = serve_env(write_settings(tmp_path), database_url, fake_graph)
     await create_schema(database_url)
     added = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "bot", "technicians", "add", "Ana", "--role", "admin"),

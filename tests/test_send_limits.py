@@ -5,7 +5,6 @@ that would exceed it until a new tier arrives; replies inside the window never c
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,10 +24,6 @@ from bot.spine.outbox import outbound_row
 from bot.whatsapp.outbound import Template, Text
 from tests.helpers import (
     ADMIN_TOKEN,
-    APP_SECRET,
-    ENCRYPTION_KEY,
-    GRAPH_TOKEN,
-    PHONE_NUMBER_ID,
     POSTGRES_AVAILABLE,
     POSTGRES_URL,
     REPO,
@@ -36,12 +31,12 @@ from tests.helpers import (
     create_schema,
     eventually,
     free_port,
-    graph_base,
     graph_sends,
     install_test_keys,
     payload,
     post_webhook,
     reset_postgres,
+    serve_env,
     write_settings,
 )
 from tests.test_crash import BotProcess
@@ -215,17 +210,7 @@ async def test_the_daily_cap_holds_across_two_processes(tmp_path: Path, fake_gra
     await reset_postgres()
     await create_schema(POSTGRES_URL)
     settings = write_settings(tmp_path, "limits:\n  daily_per_customer: 3\n")
-    env = {
-        **os.environ,
-        "BOT_SETTINGS": str(settings),
-        "DATABASE_URL": POSTGRES_URL,
-        "WHATSAPP_ACCESS_TOKEN": GRAPH_TOKEN,
-        "WHATSAPP_APP_SECRET": APP_SECRET,
-        "WHATSAPP_PHONE_NUMBER_ID": PHONE_NUMBER_ID,
-        "WHATSAPP_API_BASE_URL": graph_base(fake_graph),
-        "BOT_ENCRYPTION_KEYS": ENCRYPTION_KEY,
-        "BOT_ADMIN_TOKEN": ADMIN_TOKEN,
-    }
+    env = serve_env(settings, POSTGRES_URL, fake_graph, BOT_ADMIN_TOKEN=ADMIN_TOKEN)
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # bot serve --workers makes its own
     port = free_port()
     bot = BotProcess(env, port, tmp_path / "bot.log", workers=2)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -19,18 +18,14 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from tests.helpers import (
-    APP_SECRET,
-    ENCRYPTION_KEY,
-    GRAPH_TOKEN,
-    PHONE_NUMBER_ID,
     POSTGRES_AVAILABLE,
     POSTGRES_URL,
     create_schema,
     eventually,
     free_port,
-    graph_base,
     graph_sends,
     reset_postgres,
+    serve_env,
     text_notification,
     write_settings,
 )
@@ -47,16 +42,7 @@ async def test_on_sqlite_worker_0_moves_the_messages_and_the_others_serve_http(
     and every message is handled by worker 0, once, with one reply each; the HTTP processes handle
     none themselves (the inbox's one line per handled message says which process wrote it)."""
     port = free_port()
-    env = {
-        **os.environ,
-        "BOT_SETTINGS": str(write_settings(tmp_path)),
-        "DATABASE_URL": f"sqlite://{tmp_path}/bot.db",
-        "WHATSAPP_ACCESS_TOKEN": GRAPH_TOKEN,
-        "WHATSAPP_APP_SECRET": APP_SECRET,
-        "WHATSAPP_PHONE_NUMBER_ID": PHONE_NUMBER_ID,
-        "WHATSAPP_API_BASE_URL": graph_base(fake_graph),
-        "BOT_ENCRYPTION_KEYS": ENCRYPTION_KEY,
-    }
+    env = serve_env(write_settings(tmp_path), f"sqlite://{tmp_path}/bot.db", fake_graph)
     await create_schema(f"sqlite://{tmp_path}/bot.db")
     bot = BotProcess(env, port, tmp_path / "bot.log", workers=3)
     url = f"http://127.0.0.1:{port}/webhook"
@@ -116,16 +102,7 @@ async def test_three_workers_together_stay_under_messages_per_second(
     settings = settings.replace("messages_per_second: 1000", f"messages_per_second: {RATE}")
     (tmp_path / "settings.yaml").write_text(settings)
     port = free_port()
-    env = {
-        **os.environ,
-        "BOT_SETTINGS": str(tmp_path / "settings.yaml"),
-        "DATABASE_URL": POSTGRES_URL,
-        "WHATSAPP_ACCESS_TOKEN": GRAPH_TOKEN,
-        "WHATSAPP_APP_SECRET": APP_SECRET,
-        "WHATSAPP_PHONE_NUMBER_ID": PHONE_NUMBER_ID,
-        "WHATSAPP_API_BASE_URL": graph_base(fake_graph),
-        "BOT_ENCRYPTION_KEYS": ENCRYPTION_KEY,
-    }
+    env = serve_env(tmp_path / "settings.yaml", POSTGRES_URL, fake_graph)
     bot = BotProcess(env, port, tmp_path / "bot.log", workers=3)
     url = f"http://127.0.0.1:{port}/webhook"
     try:
