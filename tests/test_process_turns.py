@@ -88,12 +88,61 @@ def test_begin_starts_as_soon_as_the_other_process_commits(tmp_path: Path) -> No
     assert mine.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
 
 
+def _tries_of_begin(connection: sqlite3.Connection) -> list[str]:
+    tries: list[str] = []
+    connection.set_trace_callback(lambda sql: tries.append(sql) if sql == "BEGIN IMMEDIATE" else None)
+    return tries
+
+
+def test_a_process_waiting_for_the_write_lock_sleeps_rather_than_polls(tmp_path: Path) -> None:
+    """Held by a writer outside the turns (`bot orders import`), which wakes nobody: the waiter looks
+    again every `recheck_seconds`, not thousands of times a second (each look takes the interpreter from
+    the process's event loop)."""
+    path = tmp_path / "shared.db"
+    holder, mine = _other_process(path), _other_process(path)
+    turn = ProcessTurns(2, recheck_seconds=0.05).turn(1, first=True)
+    tries = _tries_of_begin(mine)
+    released = _hold_write_lock(holder, 0.3)
+    turn.begin(mine)
+    released.join()
+    mine.execute("COMMIT")
+    assert 2 <= len(tries) <= 0.3 / 0.05 + 2
+
+
+def test_a_process_whose_transaction_ends_wakes_the_one_waiting_for_it(tmp_path: Path) -> None:
+    """Both in the turns: the waiter starts when the holder's transaction ends, long before it would
+    have looked again by itself."""
+    path = tmp_path / "shared.db"
+    holder_connection, waiter_connection = _other_process(path), _other_process(path)
+    turns = ProcessTurns(2, recheck_seconds=2.0)
+    holder, waiter = turns.turn(0, first=True), turns.turn(1, first=True)
+    holder.begin(holder_connection)
+    tries = _tries_of_begin(waiter_connection)
+
+    def holder_commits() -> None:
+        time.sleep(0.1)
+        holder_connection.execute("COMMIT")
+        holder.after(holder_connection)
+
+    thread = threading.Thread(target=holder_commits)
+    thread.start()
+    started = time.monotonic()
+    waiter.begin(waiter_connection)
+    waited = time.monotonic() - started
+    thread.join()
+    waiter_connection.execute("COMMIT")
+    assert 0.09 <= waited < 1.0
+    assert len(tries) == 2  # the try that found the lock held, and the one after the wake
+    turns.close()
+
+
 def test_the_worker_process_waits_while_an_http_process_has_a_transaction(tmp_path: Path) -> None:
     """The HTTP process's byte is set from its `begin` until its transaction ends; the worker's
-    `begin` starts only after that (here the HTTP process's transaction takes 30 ms)."""
+    `begin` starts only after that (here the HTTP process's transaction takes 30 ms), woken by the
+    HTTP process's `after`, not by looking again."""
     path = tmp_path / "shared.db"
     http_connection, worker_connection = _other_process(path), _other_process(path)
-    turns = ProcessTurns(2)
+    turns = ProcessTurns(2, recheck_seconds=1.0)  # only the HTTP process's wake ends the wait in time
     worker, http = turns.turn(0, first=False), turns.turn(1, first=True)
     http.begin(http_connection)
     http.after(http_connection)  # a trip inside the transaction: the byte stays set

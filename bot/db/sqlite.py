@@ -73,8 +73,7 @@ class Connection(aiosqlite.Connection):
             self._committed = False
             raise TransactionManagementError("a statement after the one that committed its transaction")
         begin, commit, turn = self._begin_next, self._commit_next, self.turn
-        clears = turn if turn is not None and turn.first else None  # its byte, after every trip
-        if not (begin or commit or clears):
+        if not (begin or commit or turn):
             return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
         self._begin_next = self._commit_next = False
         statement = partial(fn, *args, **kwargs)
@@ -92,8 +91,8 @@ class Connection(aiosqlite.Connection):
                     connection.commit()
                 return result
             finally:
-                if clears is not None:
-                    clears.after(connection)
+                if turn is not None:  # a transaction that ended wakes the processes waiting for it
+                    turn.after(connection)
 
         result = await super()._execute(in_one_trip)  # type: ignore[no-untyped-call]
         self._committed = commit
