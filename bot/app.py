@@ -149,7 +149,7 @@ async def _whatsapp_client(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     async with aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=settings.whatsapp.request_timeout_seconds),
-        connector=aiohttp.TCPConnector(limit=settings.outbox.concurrency * 2),
+        connector=aiohttp.TCPConnector(limit=settings.sends_in_flight * 2),
     ) as session:
         transport: Transport
         if settings.sandbox:

@@ -148,7 +148,7 @@ class Pipeline:
             client,
             self.claims,
             OutboxConfig(
-                concurrency=settings.outbox.concurrency,
+                concurrency=settings.sends_in_flight,
                 max_attempts=settings.outbox.max_attempts,
                 retry_horizon=settings.outbox.retry_horizon,
                 mark_read=settings.whatsapp.mark_read,

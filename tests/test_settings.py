@@ -85,6 +85,24 @@ def test_the_outbox_retry_horizon_is_optional_and_bounded(tmp_path: Path) -> Non
             load_settings(custom, environ={})
 
 
+def test_sends_in_flight_follow_the_numbers_throughput_unless_set(tmp_path: Path) -> None:
+    """Each send waits for its answer: at 1,000 messages/s and a quarter second a send, 64 in flight
+    would cap the replies at about 256/s. An explicit outbox.concurrency is kept as it is."""
+    assert load_settings(REPO / "settings.yaml", environ={}).sends_in_flight == 64  # 80/s, the default
+    custom = tmp_path / "settings.yaml"
+    for written, expected in [
+        ("whatsapp:\n  messages_per_second: 1000\n", 250),
+        ("whatsapp:\n  messages_per_second: 20\n", 64),
+        ("whatsapp:\n  messages_per_second: 100000\n", 1024),
+        ("whatsapp:\n  messages_per_second: 1000\noutbox:\n  concurrency: 16\n", 16),
+    ]:
+        custom.write_text(written)
+        assert load_settings(custom, environ={}).sends_in_flight == expected, written
+    custom.write_text("outbox:\n  concurrency: 0\n")
+    with pytest.raises(SettingsError, match=r"outbox\.concurrency"):
+        load_settings(custom, environ={})
+
+
 def test_token_without_app_secret_refuses_to_start() -> None:
     with pytest.raises(SettingsError, match="WHATSAPP_APP_SECRET"):
         load_settings(REPO / "settings.yaml", environ={"WHATSAPP_ACCESS_TOKEN": "t"})
