@@ -126,14 +126,14 @@ class WhatsAppSettings(_Section):
     business_capability_update webhook replaces it; templates over it are held."""
 
 
-SENDS_IN_FLIGHT_MIN = 64
+SENDS_IN_FLIGHT_MIN, SENDS_IN_FLIGHT_MAX = 64, 1024
 SEND_SECONDS = 0.25
 """About how long a send to the Cloud API takes: the sends in flight it takes to use the number's
 throughput are its messages_per_second times this."""
 
 
 class OutboxSettings(_Section):
-    concurrency: int | None = Field(default=None, ge=1, le=1024)
+    concurrency: int | None = Field(default=None, ge=1, le=SENDS_IN_FLIGHT_MAX)
     """Sends in flight at once. Unset: a quarter second of the number's throughput, at least 64 (64 at
     Meta's default 80 messages/s, 250 at 1,000): fewer cap the sends below the throughput, since each
     waits for its answer."""
@@ -370,7 +370,7 @@ class Settings(_Section):
         if self.outbox.concurrency is not None:
             return self.outbox.concurrency
         wanted = math.ceil(self.whatsapp.messages_per_second * SEND_SECONDS)
-        return min(1024, max(SENDS_IN_FLIGHT_MIN, wanted))
+        return min(SENDS_IN_FLIGHT_MAX, max(SENDS_IN_FLIGHT_MIN, wanted))
 
     @property
     def app_secret(self) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bot.db import close_db, init_db, share_file
 from bot.db.models import Customer
-from bot.db.process_turns import YIELD_SECONDS, ProcessTurns
+from bot.db.process_turns import YIELD_SECONDS, ProcessTurn, ProcessTurns
 from bot.db.transactions import atomic
 from tests.helpers import create_schema, install_test_keys
 
@@ -88,6 +88,28 @@ def test_begin_starts_as_soon_as_the_other_process_commits(tmp_path: Path) -> No
     assert mine.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
 
 
+def _commit_later(turn: ProcessTurn, connection: sqlite3.Connection, seconds: float) -> threading.Thread:
+    """The other process's transaction ends after `seconds`, as bot/db/sqlite.Connection ends one."""
+
+    def commit() -> None:
+        time.sleep(seconds)
+        connection.execute("COMMIT")
+        turn.after(connection)
+
+    thread = threading.Thread(target=commit)
+    thread.start()
+    return thread
+
+
+def _timed_begin(turn: ProcessTurn, connection: sqlite3.Connection) -> float:
+    """How long `begin` waited; the transaction it began is committed."""
+    started = time.monotonic()
+    turn.begin(connection)
+    waited = time.monotonic() - started
+    connection.execute("COMMIT")
+    return waited
+
+
 def _tries_of_begin(connection: sqlite3.Connection) -> list[str]:
     tries: list[str] = []
     connection.set_trace_callback(lambda sql: tries.append(sql) if sql == "BEGIN IMMEDIATE" else None)
@@ -118,19 +140,9 @@ def test_a_process_whose_transaction_ends_wakes_the_one_waiting_for_it(tmp_path:
     holder, waiter = turns.turn(0, first=True), turns.turn(1, first=True)
     holder.begin(holder_connection)
     tries = _tries_of_begin(waiter_connection)
-
-    def holder_commits() -> None:
-        time.sleep(0.1)
-        holder_connection.execute("COMMIT")
-        holder.after(holder_connection)
-
-    thread = threading.Thread(target=holder_commits)
-    thread.start()
-    started = time.monotonic()
-    waiter.begin(waiter_connection)
-    waited = time.monotonic() - started
-    thread.join()
-    waiter_connection.execute("COMMIT")
+    committed = _commit_later(holder, holder_connection, 0.1)
+    waited = _timed_begin(waiter, waiter_connection)
+    committed.join()
     assert 0.09 <= waited < 1.0
     assert len(tries) == 2  # the try that found the lock held, and the one after the wake
     turns.close()
@@ -146,19 +158,9 @@ def test_the_worker_process_waits_while_an_http_process_has_a_transaction(tmp_pa
     worker, http = turns.turn(0, first=False), turns.turn(1, first=True)
     http.begin(http_connection)
     http.after(http_connection)  # a trip inside the transaction: the byte stays set
-
-    def http_commits() -> None:
-        time.sleep(0.03)
-        http_connection.execute("COMMIT")
-        http.after(http_connection)
-
-    thread = threading.Thread(target=http_commits)
-    thread.start()
-    started = time.monotonic()
-    worker.begin(worker_connection)
-    waited = time.monotonic() - started
-    thread.join()
-    worker_connection.execute("COMMIT")
+    committed = _commit_later(http, http_connection, 0.03)
+    waited = _timed_begin(worker, worker_connection)
+    committed.join()
     assert 0.025 <= waited < YIELD_SECONDS
 
 
