@@ -8,6 +8,8 @@ process holds them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sqlite3
 import threading
 import time
@@ -129,6 +131,25 @@ def test_a_process_waiting_for_the_write_lock_sleeps_rather_than_polls(tmp_path:
     released.join()
     mine.execute("COMMIT")
     assert 2 <= len(tries) <= 0.3 / 0.05 + 2
+
+
+def test_wakes_left_for_a_process_that_died_waiting_wake_its_successor_once(tmp_path: Path) -> None:
+    """A process killed while it waited leaves its waiting byte set, and every transaction that ends
+    writes to its pipe until the pipe is full; the process started in its place drains it at its first
+    wake instead of waking once per byte."""
+    path = tmp_path / "shared.db"
+    holder, mine = _other_process(path), _other_process(path)
+    turns = ProcessTurns(2, recheck_seconds=0.05)
+    with contextlib.suppress(BlockingIOError):
+        os.write(turns._pipes[1][1], b"\0" * 65536)  # the wakes the dead process never read
+    turn = turns.turn(1, first=True)  # started again
+    tries = _tries_of_begin(mine)
+    released = _hold_write_lock(holder, 0.3)
+    turn.begin(mine)
+    released.join()
+    mine.execute("COMMIT")
+    assert len(tries) <= 0.3 / 0.05 + 3
+    turns.close()
 
 
 def test_a_process_whose_transaction_ends_wakes_the_one_waiting_for_it(tmp_path: Path) -> None:

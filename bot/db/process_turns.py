@@ -36,6 +36,8 @@ from bot.db.config import BUSY_TIMEOUT_MS
 
 RECHECK_SECONDS = 0.002
 """How long a waiting process sleeps at most before it looks again without being woken."""
+PIPE_BYTES = 65536
+"""A pipe's buffer on Linux: wakes beyond it are dropped (the waiter has one already)."""
 YIELD_SECONDS = 0.05
 """How long the worker process waits at most for the HTTP processes' transactions before its own."""
 
@@ -146,5 +148,5 @@ class ProcessTurn:
         """Until another process wakes this one, `RECHECK_SECONDS` pass, or `deadline`."""
         seconds = min(self._recheck_seconds, max(0.0, deadline - time.monotonic()))
         if self._wakes.poll(seconds * 1000):
-            with contextlib.suppress(BlockingIOError):
-                os.read(self._wake_read, 64)
+            with contextlib.suppress(BlockingIOError):  # all of them: a pipe filled for a process that
+                os.read(self._wake_read, PIPE_BYTES)  # died waiting is drained by the one after it
