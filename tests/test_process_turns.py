@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bot.db import close_db, init_db, share_file
 from bot.db.models import Customer
-from bot.db.process_turns import YIELD_SECONDS, ProcessTurn, ProcessTurns
+from bot.db.process_turns import PIPE_BYTES, YIELD_SECONDS, ProcessTurn, ProcessTurns
 from bot.db.transactions import atomic
 from tests.helpers import create_schema, install_test_keys
 
@@ -118,37 +118,34 @@ def _tries_of_begin(connection: sqlite3.Connection) -> list[str]:
     return tries
 
 
+def _tries_behind_an_outside_writer(path: Path, turn: ProcessTurn, seconds: float) -> int:
+    """The tries of BEGIN `turn.begin` makes while a writer outside the turns holds the lock `seconds`."""
+    holder, mine = _other_process(path), _other_process(path)
+    tries = _tries_of_begin(mine)
+    released = _hold_write_lock(holder, seconds)
+    turn.begin(mine)
+    released.join()
+    mine.execute("COMMIT")
+    return len(tries)
+
+
 def test_a_process_waiting_for_the_write_lock_sleeps_rather_than_polls(tmp_path: Path) -> None:
     """Held by a writer outside the turns (`bot orders import`), which wakes nobody: the waiter looks
     again every `recheck_seconds`, not thousands of times a second (each look takes the interpreter from
     the process's event loop)."""
-    path = tmp_path / "shared.db"
-    holder, mine = _other_process(path), _other_process(path)
     turn = ProcessTurns(2, recheck_seconds=0.05).turn(1, first=True)
-    tries = _tries_of_begin(mine)
-    released = _hold_write_lock(holder, 0.3)
-    turn.begin(mine)
-    released.join()
-    mine.execute("COMMIT")
-    assert 2 <= len(tries) <= 0.3 / 0.05 + 2
+    assert 2 <= _tries_behind_an_outside_writer(tmp_path / "shared.db", turn, 0.3) <= 0.3 / 0.05 + 2
 
 
 def test_wakes_left_for_a_process_that_died_waiting_wake_its_successor_once(tmp_path: Path) -> None:
     """A process killed while it waited leaves its waiting byte set, and every transaction that ends
     writes to its pipe until the pipe is full; the process started in its place drains it at its first
     wake instead of waking once per byte."""
-    path = tmp_path / "shared.db"
-    holder, mine = _other_process(path), _other_process(path)
     turns = ProcessTurns(2, recheck_seconds=0.05)
     with contextlib.suppress(BlockingIOError):
-        os.write(turns._pipes[1][1], b"\0" * 65536)  # the wakes the dead process never read
+        os.write(turns._pipes[1][1], b"\0" * PIPE_BYTES)  # the wakes the dead process never read
     turn = turns.turn(1, first=True)  # started again
-    tries = _tries_of_begin(mine)
-    released = _hold_write_lock(holder, 0.3)
-    turn.begin(mine)
-    released.join()
-    mine.execute("COMMIT")
-    assert len(tries) <= 0.3 / 0.05 + 3
+    assert _tries_behind_an_outside_writer(tmp_path / "shared.db", turn, 0.3) <= 0.3 / 0.05 + 3
     turns.close()
 
 

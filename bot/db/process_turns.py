@@ -71,7 +71,7 @@ class ProcessTurns:
 
 class ProcessTurn:
     """Called on SQLite's thread (bot/db/sqlite.Connection): `begin` for each transaction, `after` for
-    every trip to the thread."""
+    every trip while it is `open` (only those can end it)."""
 
     def __init__(self, turns: ProcessTurns, index: int, *, first: bool) -> None:
         self._shared, self._index = turns._shared, index
@@ -93,15 +93,26 @@ class ProcessTurn:
     def begin(self, connection: sqlite3.Connection) -> None:
         """`BEGIN IMMEDIATE` as soon as the write lock is free (after the HTTP processes' turns, unless
         this is one of them); sqlite3.OperationalError after BUSY_TIMEOUT_MS, as SQLite would."""
-        if self.first:
-            self._shared[self._index] = 1
-        else:
-            self._yield()
+        self._shared[self._waiting] = 1  # before any look or try: an end after it wakes us
+        try:
+            if self.first:
+                self._shared[self._index] = 1
+            else:
+                self._yield()
+            self._begin_immediate(connection)
+        finally:
+            self._shared[self._waiting] = 0
+
+    @property
+    def open(self) -> bool:
+        """This process's transaction has begun and not ended: only its trips can end it (`after`)."""
+        return self._open
+
+    def _begin_immediate(self, connection: sqlite3.Connection) -> None:
         connection.execute("PRAGMA busy_timeout=0")
         try:
             deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
             while True:
-                self._shared[self._waiting] = 1  # before the try: an end after it wakes us
                 try:
                     connection.execute("BEGIN IMMEDIATE")
                     self._open = True
@@ -111,7 +122,6 @@ class ProcessTurn:
                         raise
                 self._sleep(deadline)
         finally:
-            self._shared[self._waiting] = 0
             connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     def after(self, connection: sqlite3.Connection) -> None:
@@ -133,16 +143,8 @@ class ProcessTurn:
 
     def _yield(self) -> None:
         deadline = time.monotonic() + YIELD_SECONDS
-        try:
-            while True:
-                self._shared[self._waiting] = 1  # before the look: a byte cleared after it wakes us
-                if self._shared.find(b"\x01", 0, self._processes) == -1:
-                    return
-                if time.monotonic() >= deadline:
-                    return
-                self._sleep(deadline)
-        finally:
-            self._shared[self._waiting] = 0
+        while self._shared.find(b"\x01", 0, self._processes) != -1 and time.monotonic() < deadline:
+            self._sleep(deadline)
 
     def _sleep(self, deadline: float) -> None:
         """Until another process wakes this one, `RECHECK_SECONDS` pass, or `deadline`."""

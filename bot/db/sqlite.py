@@ -73,7 +73,7 @@ class Connection(aiosqlite.Connection):
             self._committed = False
             raise TransactionManagementError("a statement after the one that committed its transaction")
         begin, commit, turn = self._begin_next, self._commit_next, self.turn
-        if not (begin or commit or turn):
+        if not (begin or commit or (turn is not None and turn.open)):  # a trip that can end nothing
             return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
         self._begin_next = self._commit_next = False
         statement = partial(fn, *args, **kwargs)
