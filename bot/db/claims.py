@@ -88,8 +88,15 @@ class Claims(ABC):
     """The throughput buckets processes share (PostgreSQL); None: one process, which paces in memory."""
 
     @abstractmethod
-    async def pending_inbound(self, limit: int) -> list[Message]:
-        """Unhandled inbound rows this worker may process now, oldest first. Call inside a transaction."""
+    async def pending_inbound(self, limit: int, read: Sequence[Message] | None = None) -> list[Message]:
+        """Unhandled inbound rows this worker may process now, oldest first. Call inside a transaction.
+        `read`: what `read_pending_inbound` returned before it, of which only the rows still pending are
+        kept (no other is added)."""
+
+    async def read_pending_inbound(self, limit: int) -> list[Message] | None:
+        """Before the batch's transaction, outside any: the rows `pending_inbound` will take, read with
+        no lock held. None: they are read inside the transaction (where reading them claims them)."""
+        return None
 
     @abstractmethod
     async def inbound_row(self, row_id: int) -> Message | None:
@@ -241,6 +248,19 @@ async def _leading(rows: list[R], waiting: QuerySet[Message]) -> list[R]:
     return kept
 
 
+async def _still_pending(read: Sequence[Message]) -> list[Message]:
+    """Of rows read before the transaction, those still pending in it (one read of their ids)."""
+    if not read:
+        return []
+    ids = [row.id for row in read]
+    found = await sql.fetch_rows(
+        f'SELECT "id" FROM "message" WHERE "delivery_status" = ? AND "id" IN ({sql.marks(len(ids))})',
+        [DeliveryStatus.PENDING.value, *ids],
+    )
+    pending = {row_id for (row_id,) in found}
+    return [row for row in read if row.id in pending]
+
+
 async def _earliest_pending(row: Message | None) -> Message | None:
     if row is None:
         return None
@@ -257,7 +277,16 @@ class SqliteClaims(Claims):
     one_process = True
     buckets = None
 
-    async def pending_inbound(self, limit: int) -> list[Message]:
+    async def pending_inbound(self, limit: int, read: Sequence[Message] | None = None) -> list[Message]:
+        if read is None:
+            return await _pending_inbound_rows(limit)
+        return await _still_pending(read)
+
+    async def read_pending_inbound(self, limit: int) -> list[Message] | None:
+        """Read before the write lock is taken: only this process handles inbound rows (the file's one
+        worker process), so what is pending now stays so but for an erasure, which the transaction
+        checks for (`_still_pending`). Reading and opening them is most of what the batch did while it
+        held the lock that the intake's commits wait for."""
         return await _pending_inbound_rows(limit)
 
     async def inbound_row(self, row_id: int) -> Message | None:
@@ -290,7 +319,7 @@ class PostgresClaims(Claims):
     def __init__(self) -> None:
         self.buckets = DatabaseBuckets()
 
-    async def pending_inbound(self, limit: int) -> list[Message]:
+    async def pending_inbound(self, limit: int, read: Sequence[Message] | None = None) -> list[Message]:
         claimed = await _pending_inbound_rows(limit, lock=True)
         claimed = await _leading(claimed, _pending_inbound())
         held = await _hold_conversations(list(dict.fromkeys(_sender(row) for row in claimed)))

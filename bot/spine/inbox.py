@@ -201,10 +201,15 @@ class InboxWorker:
         claimed: list[Message] = []
         suspect: set[int | str] = set()
         batch: _Batch | None = None
+        limit = self._config.batch_size
+        read = await self._claims.read_pending_inbound(limit)
+        if read is not None and not read:
+            self._full_batch = False
+            return 0  # nothing pending: no transaction at all
         try:
             async with atomic():
-                claimed.extend(await self._claims.pending_inbound(self._config.batch_size))
-                self._full_batch = len(claimed) >= self._config.batch_size
+                claimed.extend(await self._claims.pending_inbound(limit, read))
+                self._full_batch = len(read if read is not None else claimed) >= limit
                 suspect = {_sender(row) for row in claimed if row.attempts}
                 together = [row for row in claimed if _sender(row) not in suspect]
                 if together:
@@ -321,7 +326,9 @@ class InboxWorker:
         return customer
 
     def _committed(self, batch: _Batch) -> None:
-        """After the batch's commit: who is told what."""
+        """After the batch's commit: the handled lines, and who is told what."""
+        for handled in batch.handled:
+            handled.log()
         if batch.human and self._on_human_messages:
             self._on_human_messages(batch.human)
         if batch.outbound or batch.relayed:
@@ -446,7 +453,8 @@ class InboxWorker:
                     outcome = await self._handle_one(row, customer, conversation, batch)
             row.delivery_status = DeliveryStatus.HANDLED
             row.processed_at = batch.now
-            handled_line(row.whatsapp_message_id, conversation_id, outcome, started)
+            ms = round((time.perf_counter() - started) * 1e3, 2)
+            batch.handled.append(Handled(row.whatsapp_message_id, conversation_id, outcome, ms))
         writes = Writes()
         await batch.write(writes)
         _mark_handled(rows, batch.now, writes)
@@ -628,6 +636,9 @@ class _Batch:
     """A technician wrote (the relay): their reply may have been queued through the desk."""
     steps: list[tuple[int, str, str, datetime]] = field(default_factory=list)
     """Every state entered (goto hops too), as STEP_COLUMNS: the flows' funnels (bot/stats.py)."""
+    handled: list[Handled] = field(default_factory=list)
+    """Each row's handled line, logged after the commit: never while the transaction holds the lock,
+    and never for a batch rolled back (its rows are handled again, and logged then)."""
 
     def apply(
         self, conversation: Conversation, customer: Customer, result: Outcome, *, reply_to: str | None
@@ -709,18 +720,31 @@ def _mark_handled(rows: Sequence[Message], now: datetime, writes: Writes) -> Non
             )
 
 
-def handled_line(wamid: str | None, conversation_id: int | None, outcome: str, started: float) -> None:
+@dataclass(frozen=True)
+class Handled:
     """The one INFO line per handled message: its wamid, conversation and outcome as fields too (the
     JSON log lines carry them as keys: bot/monitoring/logs.py); never the customer's text or number."""
-    ms = round((time.perf_counter() - started) * 1e3, 2)
-    log.info(
-        "handled %s (conversation %s): %s in %.2f ms",
-        wamid,
-        conversation_id,
-        outcome,
-        ms,
-        extra={"wamid": wamid, "conversation_id": conversation_id, "outcome": outcome, "ms": ms},
-    )
+
+    wamid: str | None
+    conversation_id: int | None
+    outcome: str
+    ms: float
+    """How long the message took to handle, its batch's reads and writes left out."""
+
+    def log(self) -> None:
+        log.info(
+            "handled %s (conversation %s): %s in %.2f ms",
+            self.wamid,
+            self.conversation_id,
+            self.outcome,
+            self.ms,
+            extra={
+                "wamid": self.wamid,
+                "conversation_id": self.conversation_id,
+                "outcome": self.outcome,
+                "ms": self.ms,
+            },
+        )
 
 
 NOTED_FIELDS = ("profile_name", "username", "last_inbound_at")
