@@ -16,6 +16,7 @@ from aiohttp import web
 
 from bot.appointments.service import AppointmentService
 from bot.db import close_db, init_db, share_file
+from bot.db.checkpoints import Checkpointer, sqlite_file, turn_off_auto_checkpoints
 from bot.engine import Engine
 from bot.engine.texts import TEXTS_DIR
 from bot.http import admin as admin_api
@@ -140,7 +141,15 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     if (role := app.get(ROLE)) is not None:
         share_file(role.turn)
     load_key_ring(app[SETTINGS])
+    checkpointer = None
+    if (path := sqlite_file()) is not None:
+        await turn_off_auto_checkpoints()  # bot/db/checkpoints.py: the one process below copies
+        if duty_of(role).moves_messages:
+            checkpointer = Checkpointer(path)
+            checkpointer.start()
     yield
+    if checkpointer is not None:
+        await checkpointer.stop()
     await close_db()
 
 
