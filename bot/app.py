@@ -89,7 +89,7 @@ def create_app(
         app[ROLE] = role
     if peers is not None:
         app[PEERS] = peers
-    app[PIPELINE] = pipeline = Pipeline(settings)
+    app[PIPELINE] = pipeline = Pipeline(settings, shared_file=role is not None)
     app[ENGINE] = pipeline.engine
     app[webhook.WEBHOOK_CONFIG] = webhook.WebhookConfig(
         app_secret=settings.app_secret,
@@ -143,8 +143,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     load_key_ring(app[SETTINGS])
     checkpointer = None
     if (path := sqlite_file()) is not None:
-        await turn_off_auto_checkpoints()  # bot/db/checkpoints.py: the one process below copies
-        if duty_of(role).moves_messages:
+        await turn_off_auto_checkpoints()  # bot/db/checkpoints.py: the processes below copy
+        if duty_of(role).serves_http:  # not the one that moves the messages: it has no time to spare
             checkpointer = Checkpointer(path)
             checkpointer.start()
     yield

@@ -82,7 +82,8 @@ class Workers:
 
 
 class Pipeline:
-    """`flows`: already loaded (their actions registered with `clock`); else settings' flows_dir."""
+    """`flows`: already loaded (their actions registered with `clock`); else settings' flows_dir.
+    `shared_file`: one of `bot serve --workers N`'s processes on a SQLite file (bot/processes.py)."""
 
     def __init__(
         self,
@@ -91,11 +92,12 @@ class Pipeline:
         clock: Clock = utc_now,
         events: EventHub | None = None,
         flows: FlowSet | None = None,
+        shared_file: bool = False,
     ) -> None:
         self.settings = settings
         self.clock = clock
         self.events = events if events is not None else EventHub()
-        self.claims = claims_for(settings.database_url)
+        self.claims = claims_for(settings.database_url, shared_file=shared_file)
         if flows is None:  # may raise FlowLoadError: a bad flow or text stops start-up with its problems
             content = load_shop_content(settings)
             actions = registered_actions(

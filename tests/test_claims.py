@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 
 from bot.db.buckets import DatabaseBuckets
 from bot.db.claims import claims_for
@@ -21,7 +22,7 @@ from bot.db.models import (
 from bot.db.transactions import atomic
 from bot.handoff.service import open_handoff
 from tests.appointments_helpers import database
-from tests.helpers import REPO
+from tests.helpers import REPO, create_schema
 
 PHONE = "15550002222"
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
@@ -123,3 +124,33 @@ async def test_claims_take_a_customers_rows_in_order_past_rows_another_process_h
         held.set()
         await other
         assert taken == ["wamid.ORDER.0", "wamid.ORDER.2"]  # not ORDER.3: ORDER.1 is before it
+
+
+async def test_on_a_shared_sqlite_file_the_batch_is_read_first_and_keeps_only_what_is_still_pending(
+    tmp_path: Path,
+) -> None:
+    """`bot serve --workers N` on SQLite: the inbox reads its rows before the write lock; inside the
+    transaction only those still pending are taken (an erasure, a replay meanwhile), nothing new."""
+    url = f"sqlite://{tmp_path / 'bot.db'}"
+    shared, alone = claims_for(url, shared_file=True), claims_for(url)
+    await create_schema(url)
+    async with database(url):
+        rows = [
+            await Message.create(
+                address=PHONE,
+                message_direction=Direction.INBOUND,
+                message_type="text",
+                whatsapp_message_id=f"wamid.AHEAD.{n}",
+                delivery_status=DeliveryStatus.PENDING,
+                received_at=NOW,
+            )
+            for n in range(4)
+        ]
+        assert await alone.read_pending_inbound(10) is None  # one process: read inside, as ever
+        read = await shared.read_pending_inbound(3)
+        assert read is not None and [row.id for row in read] == [row.id for row in rows[:3]]
+        await Message.filter(id=rows[1].id).update(delivery_status=DeliveryStatus.HANDLED)
+        await Message.filter(id=rows[2].id).delete()
+        async with atomic():
+            taken = await shared.pending_inbound(3, read)
+        assert [row.whatsapp_message_id for row in taken] == ["wamid.AHEAD.0"]
