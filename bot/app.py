@@ -142,9 +142,9 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         share_file(role.turn)
     load_key_ring(app[SETTINGS])
     checkpointer = None
-    if (path := sqlite_file()) is not None:
-        await turn_off_auto_checkpoints()  # bot/db/checkpoints.py: the processes below copy
-        if duty_of(role).serves_http:  # not the one that moves the messages: it has no time to spare
+    if role is not None and (path := sqlite_file()) is not None:  # --workers N on one SQLite file
+        await turn_off_auto_checkpoints()  # bot/db/checkpoints.py: the HTTP processes copy
+        if role.duty.serves_http:  # not worker 0, which moves the messages: it has no time to spare
             checkpointer = Checkpointer(path)
             checkpointer.start()
     yield

@@ -11,6 +11,8 @@ from tortoise import connections
 
 from bot.app import create_app
 from bot.db.checkpoints import Checkpointer
+from bot.db.process_turns import ProcessTurns
+from bot.processes import Duty, ProcessRole, Wakes
 from tests.helpers import (
     AppFactory,
     create_schema,
@@ -62,16 +64,33 @@ async def test_the_log_reaches_the_file_while_the_writer_never_checkpoints(tmp_p
         writer.close()
 
 
-async def test_the_servers_commits_do_not_checkpoint_and_its_thread_does(
+async def test_an_http_process_commits_without_checkpointing_and_its_thread_copies(
     serve_app: AppFactory, tmp_path: Path
 ) -> None:
+    """`bot serve --workers N` on SQLite: an HTTP process's commits leave the log to its thread."""
     url = f"sqlite://{tmp_path / 'bot.db'}"
     await create_schema(url)
-    client = await serve_app(create_app(make_settings(tmp_path, url)))
+    turns = ProcessTurns(2)
+    role = ProcessRole(Duty.HTTP, Wakes(), turns.turn(1, first=True))
+    try:
+        client = await serve_app(create_app(make_settings(tmp_path, url), role=role))
+        assert await _auto_checkpoint() == 0
+        before = (tmp_path / "bot.db").stat().st_size
+        for n in range(30):
+            notification = text_notification(f"1555000{n:04d}", f"wamid.CKPT.{n}", "hi " * 300)
+            assert (await post_webhook(client, notification)).status == 200
+        await eventually(lambda: (tmp_path / "bot.db").stat().st_size > before, within=5.0)
+    finally:
+        turns.close()
+
+
+async def test_one_bot_serve_keeps_sqlites_own_checkpoints(serve_app: AppFactory, tmp_path: Path) -> None:
+    url = f"sqlite://{tmp_path / 'bot.db'}"
+    await create_schema(url)
+    await serve_app(create_app(make_settings(tmp_path, url)))
+    assert await _auto_checkpoint() == 1000
+
+
+async def _auto_checkpoint() -> int:
     [row] = await connections.get("default").execute_query_dict("PRAGMA wal_autocheckpoint")
-    assert list(row.values()) == [0]
-    before = (tmp_path / "bot.db").stat().st_size
-    for n in range(30):
-        notification = text_notification(f"1555000{n:04d}", f"wamid.CKPT.{n}", "hi " * 300)
-        assert (await post_webhook(client, notification)).status == 200
-    await eventually(lambda: (tmp_path / "bot.db").stat().st_size > before, within=5.0)
+    return int(next(iter(row.values())))

@@ -1,18 +1,19 @@
-"""Checkpoints of the SQLite file's write-ahead log, off the commits of `bot serve`.
+"""Checkpoints of the SQLite file's write-ahead log, off the commits of `bot serve --workers N`.
 
 SQLite copies the log back into the database file (a checkpoint) by itself once the log has grown by
 1,000 pages, inside the commit that crossed the line: that commit's caller waits for the copy, and so
 does every process waiting for the write lock, which `bot serve --workers N` hands over when the
 commit's trip returns (bot/db/process_turns.py). At 1,000 msg/s the thread below spends 90-120 ms
 of every second copying (2026-12-07): time that was spent in the webhook's commits and the inbox's
-alike. `bot serve` turns that off on its connections (`wal_autocheckpoint=0`), and a thread of each
-process that serves HTTP runs a PASSIVE checkpoint every `CHECKPOINT_SECONDS` on a connection of its
-own: it waits for no reader or writer and none waits for them, so the copying runs beside the commits
-on SQLite's side of the GIL (with several HTTP processes, one copies while the others find it busy
-and skip). Not in the worker process of `bot serve --workers N` on SQLite: that one runs out of time
-first (bot/processes.py). 60 s at 1,000 msg/s with `--workers 2`, one run each (2026-12-08): e2e p99
-19.1 s with the thread there, 10.1 s with it in the HTTP process. The CLI's commands keep SQLite's
-own checkpoints.
+alike. Its processes turn that off on their connections (`wal_autocheckpoint=0`), and a thread of
+each HTTP process runs a PASSIVE checkpoint every `CHECKPOINT_SECONDS` on a connection of its own: it
+waits for no reader or writer and none waits for it, so the copying runs beside the commits on
+SQLite's side of the GIL (with several HTTP processes, one copies while the others find it busy and
+skip). Not in worker 0, which moves the messages: it runs out of time first (bot/processes.py). 60 s
+at 1,000 msg/s with `--workers 2`, one run each (2026-12-08): e2e p99 19.1 s with the thread there,
+10.1 s with it in the HTTP process. In one process it measured no better (2026-12-08, 500 msg/s,
+on and off alternately: e2e p99 454 and 1,120 ms with it, 876 and 1,060 without), so one `bot serve`
+and the CLI's commands keep SQLite's own checkpoints.
 """
 
 from __future__ import annotations
