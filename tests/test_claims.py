@@ -99,14 +99,7 @@ async def test_claims_take_a_customers_rows_in_order_past_rows_another_process_h
         return  # one process: its transactions are exclusive, nothing is held elsewhere
     async with database(database_url):
         rows = [
-            await Message.create(
-                address=phone,
-                message_direction=Direction.INBOUND,
-                message_type="text",
-                whatsapp_message_id=f"wamid.ORDER.{n}",
-                delivery_status=DeliveryStatus.PENDING,
-                received_at=NOW,
-            )
+            await _pending(phone, f"wamid.ORDER.{n}")
             for n, phone in enumerate([PHONE, PHONE, "15550003333", PHONE])
         ]
         holding, held = asyncio.Event(), asyncio.Event()
@@ -135,17 +128,7 @@ async def test_on_a_shared_sqlite_file_the_batch_is_read_first_and_keeps_only_wh
     shared, alone = claims_for(url, shared_file=True), claims_for(url)
     await create_schema(url)
     async with database(url):
-        rows = [
-            await Message.create(
-                address=PHONE,
-                message_direction=Direction.INBOUND,
-                message_type="text",
-                whatsapp_message_id=f"wamid.AHEAD.{n}",
-                delivery_status=DeliveryStatus.PENDING,
-                received_at=NOW,
-            )
-            for n in range(4)
-        ]
+        rows = [await _pending(PHONE, f"wamid.AHEAD.{n}") for n in range(4)]
         assert await alone.read_pending_inbound(10) is None  # one process: read inside, as ever
         read = await shared.read_pending_inbound(3)
         assert read is not None and [row.id for row in read] == [row.id for row in rows[:3]]
@@ -154,3 +137,15 @@ async def test_on_a_shared_sqlite_file_the_batch_is_read_first_and_keeps_only_wh
         async with atomic():
             taken = await shared.pending_inbound(3, read)
         assert [row.whatsapp_message_id for row in taken] == ["wamid.AHEAD.0"]
+
+
+async def _pending(phone: str, wamid: str) -> Message:
+    """An inbound text from `phone`, stored and not handled yet."""
+    return await Message.create(
+        address=phone,
+        message_direction=Direction.INBOUND,
+        message_type="text",
+        whatsapp_message_id=wamid,
+        delivery_status=DeliveryStatus.PENDING,
+        received_at=NOW,
+    )
