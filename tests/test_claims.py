@@ -135,7 +135,7 @@ async def test_on_a_shared_sqlite_file_the_batch_is_read_first_and_keeps_only_wh
         await Message.filter(id=rows[1].id).update(delivery_status=DeliveryStatus.HANDLED)
         await Message.filter(id=rows[2].id).delete()
         async with atomic():
-            taken = await shared.pending_inbound(3, read)
+            taken = await shared.still_pending(read)
         assert [row.whatsapp_message_id for row in taken] == ["wamid.AHEAD.0"]
 
 

@@ -26,6 +26,7 @@ import threading
 from tortoise import connections
 
 from bot.db import sqlite
+from bot.db.config import CONNECTION
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class Checkpointer:
 
 def sqlite_file() -> str | None:
     """The SQLite file Tortoise's connection is on (None: PostgreSQL, or an in-memory database)."""
-    client = connections.get("default")
+    client = connections.get(CONNECTION)
     if not isinstance(client, sqlite.Client) or client.filename == ":memory:":
         return None
     return str(client.filename)
@@ -87,4 +88,4 @@ def sqlite_file() -> str | None:
 
 async def turn_off_auto_checkpoints() -> None:
     """On this process's own connection: its commits never checkpoint (a Checkpointer does)."""
-    await connections.get("default").execute_script("PRAGMA wal_autocheckpoint=0")
+    await connections.get(CONNECTION).execute_script("PRAGMA wal_autocheckpoint=0")

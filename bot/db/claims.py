@@ -88,15 +88,27 @@ class Claims(ABC):
     """The throughput buckets processes share (PostgreSQL); None: one process, which paces in memory."""
 
     @abstractmethod
-    async def pending_inbound(self, limit: int, read: Sequence[Message] | None = None) -> list[Message]:
-        """Unhandled inbound rows this worker may process now, oldest first. Call inside a transaction.
-        `read`: what `read_pending_inbound` returned before it, of which only the rows still pending are
-        kept (no other is added)."""
+    async def pending_inbound(self, limit: int) -> list[Message]:
+        """Unhandled inbound rows this worker may process now, oldest first. Call inside a transaction."""
 
     async def read_pending_inbound(self, limit: int) -> list[Message] | None:
-        """Before the batch's transaction, outside any: the rows `pending_inbound` will take, read with
-        no lock held. None: they are read inside the transaction (where reading them claims them)."""
+        """Before the batch's transaction, outside any: the rows it will take, read with no lock held
+        (inside it, `still_pending` keeps those still pending). None: `pending_inbound` reads them
+        inside the transaction (where reading them claims them)."""
         return None
+
+    async def still_pending(self, read: Sequence[Message]) -> list[Message]:
+        """Of the rows `read_pending_inbound` read, those still pending now (one read of their ids).
+        Call inside a transaction."""
+        if not read:
+            return []
+        ids = [row.id for row in read]
+        found = await sql.fetch_rows(
+            f'SELECT "id" FROM "message" WHERE "delivery_status" = ? AND "id" IN ({sql.marks(len(ids))})',
+            [DeliveryStatus.PENDING.value, *ids],
+        )
+        pending = {row_id for (row_id,) in found}
+        return [row for row in read if row.id in pending]
 
     @abstractmethod
     async def inbound_row(self, row_id: int) -> Message | None:
@@ -248,19 +260,6 @@ async def _leading(rows: list[R], waiting: QuerySet[Message]) -> list[R]:
     return kept
 
 
-async def _still_pending(read: Sequence[Message]) -> list[Message]:
-    """Of rows read before the transaction, those still pending in it (one read of their ids)."""
-    if not read:
-        return []
-    ids = [row.id for row in read]
-    found = await sql.fetch_rows(
-        f'SELECT "id" FROM "message" WHERE "delivery_status" = ? AND "id" IN ({sql.marks(len(ids))})',
-        [DeliveryStatus.PENDING.value, *ids],
-    )
-    pending = {row_id for (row_id,) in found}
-    return [row for row in read if row.id in pending]
-
-
 async def _earliest_pending(row: Message | None) -> Message | None:
     if row is None:
         return None
@@ -281,15 +280,13 @@ class SqliteClaims(Claims):
         self.shared_file = shared_file
         """Other processes write the file too (`bot serve --workers N`): `read_pending_inbound` reads."""
 
-    async def pending_inbound(self, limit: int, read: Sequence[Message] | None = None) -> list[Message]:
-        if read is None:
-            return await _pending_inbound_rows(limit)
-        return await _still_pending(read)
+    async def pending_inbound(self, limit: int) -> list[Message]:
+        return await _pending_inbound_rows(limit)
 
     async def read_pending_inbound(self, limit: int) -> list[Message] | None:
         """With other processes on the file, read before the write lock is taken: only this process
         handles inbound rows (the file's one worker process), so what is pending now stays so but for
-        an erasure, which the transaction checks for (`_still_pending`). Reading and opening them was
+        an erasure, which the transaction checks for (`still_pending`). Reading and opening them was
         much of what the batch did while it held the lock that the HTTP processes' commits wait for.
         In one process there is nobody to let in meanwhile, and it measured slower (2026-12-08, one
         process at 500 msg/s, two rounds: e2e p99 354 and 193 ms without it, 487 and 728 with it)."""
@@ -325,7 +322,7 @@ class PostgresClaims(Claims):
     def __init__(self) -> None:
         self.buckets = DatabaseBuckets()
 
-    async def pending_inbound(self, limit: int, read: Sequence[Message] | None = None) -> list[Message]:
+    async def pending_inbound(self, limit: int) -> list[Message]:
         claimed = await _pending_inbound_rows(limit, lock=True)
         claimed = await _leading(claimed, _pending_inbound())
         held = await _hold_conversations(list(dict.fromkeys(_sender(row) for row in claimed)))

@@ -208,7 +208,10 @@ class InboxWorker:
             return 0  # nothing pending: no transaction at all
         try:
             async with atomic():
-                claimed.extend(await self._claims.pending_inbound(limit, read))
+                if read is None:
+                    claimed.extend(await self._claims.pending_inbound(limit))
+                else:
+                    claimed.extend(await self._claims.still_pending(read))
                 self._full_batch = len(read if read is not None else claimed) >= limit
                 suspect = {_sender(row) for row in claimed if row.attempts}
                 together = [row for row in claimed if _sender(row) not in suspect]
